@@ -1,0 +1,206 @@
+"""`gatrix serve | worker | migrate | projects create | bench`.
+
+Output meant for automation (e.g. `projects create`) is exactly one JSON line on stdout;
+everything for humans goes to stderr.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+from typing import Any
+
+from gatrix.settings import Settings
+
+
+def load_settings(args: argparse.Namespace) -> Settings:
+    overrides: dict[str, Any] = {}
+    for name in ("host", "port", "data_dir"):
+        value = getattr(args, name, None)
+        if value is not None:
+            overrides[name] = value
+    return Settings(**overrides)
+
+
+def _say(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+def cmd_migrate(settings: Settings) -> int:
+    from gatrix import models
+    from gatrix.store import Store
+
+    settings.data_path.mkdir(parents=True, exist_ok=True)
+    models.migrate(models.make_engine(settings.database_dsn))
+    applied = Store(settings.clickhouse_dsn, settings.clickhouse_database).migrate()
+    _say(f"metadata database migrated; ClickHouse migrations applied: {applied or 'none'}")
+    return 0
+
+
+def ensure_default_project(settings: Settings) -> None:
+    """First start with an empty database: create the "default" project and say its ids."""
+    from sqlmodel import Session, select
+
+    from gatrix import models
+    from gatrix.projects import create_project
+
+    settings.data_path.mkdir(parents=True, exist_ok=True)
+    engine = models.make_engine(settings.database_dsn)
+    models.migrate(engine)
+    with Session(engine) as db:
+        if db.exec(select(models.Project)).first() is not None:
+            return
+    created = create_project(engine, "default", origins=["*"], is_default=True)
+    engine.dispose()
+    _say("Created the default project (requests without a client id go here):")
+    _say(
+        json.dumps(
+            {
+                "project_id": created.project_id,
+                "client_id": created.client_id,
+                "client_secret": created.client_secret,
+            }
+        )
+    )
+    _say("The client secret is shown only this once.")
+
+
+def cmd_serve(settings: Settings) -> int:
+    import uvicorn
+
+    from gatrix.app import create_asgi
+
+    if not settings.default_client_id:
+        ensure_default_project(settings)
+    _say(
+        f"Gatrix Analytics on http://{settings.host}:{settings.port} (data in {settings.data_path})"
+    )
+    uvicorn.run(
+        create_asgi(settings),
+        host=settings.host,
+        port=settings.port,
+        loop="uvloop",
+        http="httptools",
+        lifespan="on",
+        access_log=False,
+        log_level="warning",
+        timeout_graceful_shutdown=15,
+        backlog=2048,
+        proxy_headers=False,  # client IPs come from GATRIX_TRUSTED_PROXIES rules only
+    )
+    return 0
+
+
+def cmd_worker(settings: Settings) -> int:
+    from gatrix.runtime import connect_redis
+
+    async def run() -> None:
+        from gatrix.buffer import Buffer
+        from gatrix.flush import Flusher
+        from gatrix.store import Store
+        from gatrix.worker import make_queue, make_worker
+
+        if settings.redis_embedded:
+            raise SystemExit("gatrix worker needs REDIS_URL (or REDIS_HOST): it is for server mode")
+        store = Store(settings.clickhouse_dsn, settings.clickhouse_database)
+        if settings.auto_migrate:
+            await asyncio.to_thread(store.migrate)
+        redis = connect_redis(settings.redis_dsn)
+        buffer = Buffer(redis, settings.redis_prefix)
+        queue = make_queue(redis, settings.redis_prefix)
+        await queue.connect()
+        flusher = Flusher(buffer, store, settings.flush_batch_size)
+        worker = make_worker(queue, flusher, embedded=False, interval=settings.flush_interval)
+        _say(f"gatrix worker flushing {settings.redis_dsn} → {store.dsn.split('@')[-1]}")
+        await worker.start()
+        await flusher.run(max_seconds=10.0)  # drain what is claimable before exiting
+        await redis.aclose()
+
+    asyncio.run(run())
+    return 0
+
+
+def cmd_projects_create(settings: Settings, args: argparse.Namespace) -> int:
+    from gatrix import models
+    from gatrix.projects import create_project
+
+    settings.data_path.mkdir(parents=True, exist_ok=True)
+    engine = models.make_engine(settings.database_dsn)
+    models.migrate(engine)
+    try:
+        created = create_project(
+            engine, args.name, origins=args.origin or [], timezone=args.timezone, kind=args.kind
+        )
+    except ValueError as exc:
+        _say(f"error: {exc}")
+        return 2
+    print(
+        json.dumps(
+            {
+                "project_id": created.project_id,
+                "client_id": created.client_id,
+                "client_secret": created.client_secret,
+            }
+        ),
+        flush=True,
+    )
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="gatrix", description="Gatrix Analytics server")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    def common(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--data-dir", dest="data_dir", default=None)
+
+    serve = sub.add_parser("serve", help="web server (+ in-process flush worker when embedded)")
+    serve.add_argument("--host", default=None)
+    serve.add_argument("--port", type=int, default=None)
+    common(serve)
+    common(sub.add_parser("worker", help="flush worker alone (server mode)"))
+    common(sub.add_parser("migrate", help="apply metadata and ClickHouse migrations"))
+
+    projects = sub.add_parser("projects", help="manage projects").add_subparsers(
+        dest="projects_command", required=True
+    )
+    create = projects.add_parser("create", help="create a project and its root client")
+    create.add_argument("--name", required=True)
+    create.add_argument("--origin", action="append", help="allowed origin (repeatable)")
+    create.add_argument("--timezone", default="UTC")
+    create.add_argument("--kind", default="website", choices=["website", "app", "backend"])
+    common(create)
+
+    bench = sub.add_parser("bench", help="benchmarks").add_subparsers(
+        dest="bench_command", required=True
+    )
+    ingest = bench.add_parser("ingest", help="load /track and measure throughput, latency, loss")
+    ingest.add_argument("--seconds", type=float, default=10.0)
+    ingest.add_argument("--connections", type=int, default=64)
+    ingest.add_argument("--batch-events", type=int, default=200_000)
+    ingest.add_argument("--output", default=None, help="write the JSON report here")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    settings = load_settings(args)
+    if args.command == "serve":
+        return cmd_serve(settings)
+    if args.command == "worker":
+        return cmd_worker(settings)
+    if args.command == "migrate":
+        return cmd_migrate(settings)
+    if args.command == "projects":
+        return cmd_projects_create(settings, args)
+    if args.command == "bench":
+        from gatrix.bench import run_ingest_bench
+
+        return run_ingest_bench(args)
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,70 @@
+"""Per-project outcome counters: accepted events and every drop/rejection reason.
+
+Counting is a dict increment on the request path; a background task adds the deltas to a
+Redis hash per UTC day every couple of seconds, so all processes' counts meet in one place
+(the admin page and /metrics read them) without an extra round trip per request.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections import Counter
+
+from redis.asyncio import Redis
+
+
+class IngestCounters:
+    def __init__(self, redis: Redis, prefix: str) -> None:
+        self.redis = redis
+        self.prefix = prefix
+        self.totals: Counter[tuple[str, str]] = Counter()  # since start, for /metrics
+        self._pending: Counter[tuple[str, str]] = Counter()
+        self._task: asyncio.Task[None] | None = None
+
+    def count(self, project_id: str, outcome: str, n: int = 1) -> None:
+        key = (project_id or "-", outcome)
+        self.totals[key] += n
+        self._pending[key] += n
+
+    def day_key(self, day: str) -> str:
+        return f"{self.prefix}:stats:{day}"
+
+    async def flush(self) -> None:
+        if not self._pending:
+            return
+        pending, self._pending = self._pending, Counter()
+        key = self.day_key(time.strftime("%Y-%m-%d", time.gmtime()))
+        try:
+            async with self.redis.pipeline(transaction=False) as pipe:
+                for (project, outcome), n in pending.items():
+                    pipe.hincrby(key, f"{project}|{outcome}", n)
+                pipe.expire(key, 40 * 86400)
+                await pipe.execute()
+        except Exception:
+            self._pending.update(pending)  # keep them for the next try
+
+    async def read_day(self, day: str, project_id: str | None = None) -> dict[str, int]:
+        raw = await self.redis.hgetall(self.day_key(day))
+        out: dict[str, int] = {}
+        for field, value in raw.items():
+            project, _, outcome = field.decode().partition("|")
+            if project_id is None or project == project_id:
+                out[outcome] = out.get(outcome, 0) + int(value)
+        return out
+
+    def start(self, every: float = 2.0) -> None:
+        async def loop() -> None:
+            while True:
+                await asyncio.sleep(every)
+                await self.flush()
+
+        self._task = asyncio.create_task(loop(), name="gatrix-counters")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        await self.flush()

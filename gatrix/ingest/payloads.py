@@ -1,0 +1,203 @@
+"""Wire formats → validated `Hit`s. Every rejection is an `InvalidPayload` with a code and a
+sentence a developer can act on; nothing invalid gets past this module.
+
+OpenPanel envelope: `{"type": T, "payload": {...}, "clientId"?, "clientSecret"?}`.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+import msgspec
+
+MAX_NAME = 200
+MAX_PROPERTIES = 100
+MAX_KEY = 200
+MAX_VALUE = 2000
+MAX_ID = 200
+TYPES = ("track", "identify", "increment", "decrement")
+# Reserved property keys the OpenPanel SDKs send; they fill columns, not the properties map.
+RESERVED = (
+    "__path",
+    "__title",
+    "__referrer",
+    "__timestamp",
+    "__ip",
+    "__deviceId",
+    "__revenue",
+    "__screen",
+    "__language",
+    "__duration",
+    "__user_agent",
+)
+
+_decoder = msgspec.json.Decoder()
+_encoder = msgspec.json.Encoder()
+
+
+class InvalidPayload(Exception):
+    def __init__(self, code: str, detail: str, status: int = 400) -> None:
+        super().__init__(detail)
+        self.code = code
+        self.detail = detail
+        self.status = status
+
+
+@dataclass(slots=True)
+class Hit:
+    type: str
+    name: str = ""
+    profile_id: str = ""
+    properties: dict[str, str] = field(default_factory=dict)
+    reserved: dict[str, Any] = field(default_factory=dict)
+    # identify
+    first_name: str = ""
+    last_name: str = ""
+    email: str = ""
+    avatar: str = ""
+    # increment / decrement
+    property: str = ""
+    value: float = 1.0
+
+
+def decode_json(body: bytes) -> Any:
+    try:
+        return _decoder.decode(body)
+    except (msgspec.DecodeError, UnicodeDecodeError) as exc:
+        raise InvalidPayload("invalid_json", f"body is not valid JSON: {exc}") from None
+
+
+def _text(value: Any, what: str, limit: int, required: bool = False) -> str:
+    if value is None:
+        if required:
+            raise InvalidPayload("missing_field", f"{what} is required")
+        return ""
+    if isinstance(value, bool) or not isinstance(value, str | int | float):
+        raise InvalidPayload("invalid_field", f"{what} must be a string")
+    text = str(value)
+    if required and not text.strip():
+        raise InvalidPayload("missing_field", f"{what} must not be empty")
+    if len(text) > limit:
+        raise InvalidPayload("invalid_field", f"{what} is longer than {limit} characters")
+    return text
+
+
+def property_value(value: Any) -> str | None:
+    if value is None:
+        return None
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str):
+        return value[:MAX_VALUE]
+    if isinstance(value, int | float):
+        if isinstance(value, float) and not math.isfinite(value):
+            return None
+        return str(value)
+    # nested objects and arrays are kept as their JSON text
+    return _encoder.encode(value).decode()[:MAX_VALUE]
+
+
+def parse_properties(raw: Any) -> tuple[dict[str, str], dict[str, Any]]:
+    if raw is None:
+        return {}, {}
+    if not isinstance(raw, dict):
+        raise InvalidPayload("invalid_properties", "properties must be a JSON object")
+    user_keys = sum(1 for key in raw if key not in RESERVED)
+    if user_keys > MAX_PROPERTIES:
+        raise InvalidPayload(
+            "too_many_properties", f"{user_keys} properties; at most {MAX_PROPERTIES} are allowed"
+        )
+    properties: dict[str, str] = {}
+    reserved: dict[str, Any] = {}
+    for key, value in raw.items():
+        if key in RESERVED:
+            reserved[key] = value
+            continue
+        if not key or len(key) > MAX_KEY:
+            raise InvalidPayload(
+                "invalid_properties", f"property names must be 1 to {MAX_KEY} characters"
+            )
+        text = property_value(value)
+        if text is not None:
+            properties[key] = text
+    return properties, reserved
+
+
+def parse_envelope(doc: Any) -> tuple[Hit, str, str]:
+    """Returns the hit and the clientId / clientSecret given in the body (or empty)."""
+    if not isinstance(doc, dict):
+        raise InvalidPayload("invalid_body", 'body must be a JSON object {"type", "payload"}')
+    kind = doc.get("type")
+    if kind == "alias":
+        raise InvalidPayload("not_supported", "alias is not supported")
+    if not isinstance(kind, str) or kind not in TYPES:
+        raise InvalidPayload(
+            "invalid_type", f"type must be one of {', '.join(TYPES)} (got {kind!r})"
+        )
+    payload = doc.get("payload")
+    if not isinstance(payload, dict):
+        raise InvalidPayload("invalid_payload", "payload must be a JSON object")
+    client_id = doc.get("clientId") or ""
+    client_secret = doc.get("clientSecret") or ""
+    if not isinstance(client_id, str) or not isinstance(client_secret, str):
+        raise InvalidPayload("invalid_field", "clientId and clientSecret must be strings")
+    return _PARSERS[kind](payload), client_id, client_secret
+
+
+def _track(payload: dict[str, Any]) -> Hit:
+    name = _text(payload.get("name"), "payload.name", MAX_NAME, required=True)
+    properties, reserved = parse_properties(payload.get("properties"))
+    # The Gatrix backend proxy sends the page path beside the name.
+    if "path" in payload and "__path" not in reserved:
+        reserved["__path"] = _text(payload.get("path"), "payload.path", MAX_VALUE)
+    return Hit(
+        type="track",
+        name=name,
+        profile_id=_text(payload.get("profileId"), "payload.profileId", MAX_ID),
+        properties=properties,
+        reserved=reserved,
+    )
+
+
+def _identify(payload: dict[str, Any]) -> Hit:
+    properties, _ = parse_properties(payload.get("properties"))
+    return Hit(
+        type="identify",
+        profile_id=_text(payload.get("profileId"), "payload.profileId", MAX_ID, required=True),
+        first_name=_text(payload.get("firstName"), "payload.firstName", 500),
+        last_name=_text(payload.get("lastName"), "payload.lastName", 500),
+        email=_text(payload.get("email"), "payload.email", 500),
+        avatar=_text(payload.get("avatar"), "payload.avatar", MAX_VALUE),
+        properties=properties,
+    )
+
+
+def _counter(kind: str) -> Any:
+    def parse(payload: dict[str, Any]) -> Hit:
+        value = payload.get("value", 1)
+        if value is None:
+            value = 1
+        if (
+            isinstance(value, bool)
+            or not isinstance(value, int | float)
+            or not math.isfinite(value)
+        ):
+            raise InvalidPayload("invalid_field", "payload.value must be a number")
+        return Hit(
+            type=kind,
+            profile_id=_text(payload.get("profileId"), "payload.profileId", MAX_ID, required=True),
+            property=_text(payload.get("property"), "payload.property", MAX_KEY, required=True),
+            value=float(value) if kind == "increment" else -float(value),
+        )
+
+    return parse
+
+
+_PARSERS = {
+    "track": _track,
+    "identify": _identify,
+    "increment": _counter("increment"),
+    "decrement": _counter("decrement"),
+}

@@ -1,0 +1,278 @@
+"""Hit → buffer item, as a list of named steps. Each step fills part of the event row or drops
+the hit with a named reason (counted per project; never an error for the sender).
+
+Time, salts and the geo table come in through `Context`, so every step is exact in tests.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import msgspec
+
+from gatrix.buffer import BufferKeys, Pending
+from gatrix.ingest.enrich.geo import GeoLookup
+from gatrix.ingest.enrich.referrer import (
+    NO_REFERRER,
+    PageInfo,
+    channel,
+    parse_page,
+    parse_referrer,
+)
+from gatrix.ingest.enrich.useragent import is_bot, parse_user_agent
+from gatrix.ingest.payloads import MAX_ID, Hit, property_value
+from gatrix.projects import ClientInfo
+from gatrix.sessions import SaltBook
+
+FUTURE_TOLERANCE_MS = 60_000
+_EPOCH_2000_MS = 946_684_800_000
+_encode = msgspec.json.Encoder().encode
+
+
+@dataclass(slots=True)
+class Request:
+    """What the HTTP layer learned about the sender."""
+
+    client: ClientInfo
+    server_side: bool  # authenticated with a client secret
+    ip: str
+    user_agent: str
+    browser: bool = True  # sent an Origin header, i.e. came from a web page
+    sdk_name: str = ""
+    sdk_version: str = ""
+    received_ms: int = 0
+
+
+@dataclass(slots=True)
+class Context:
+    salts: SaltBook
+    geo: GeoLookup
+    keys: BufferKeys
+
+
+@dataclass(slots=True)
+class Draft:
+    hit: Hit
+    req: Request
+    row: dict[str, Any] = field(default_factory=dict)
+    ts_ms: int = 0
+    page: PageInfo | None = None
+    device_id: str = ""
+    prev_device_id: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Dropped:
+    reason: str
+
+
+Step = Callable[[Draft, Context], str | None]
+
+
+def ch_time(ms: int) -> str:
+    """Epoch milliseconds → ClickHouse DateTime64(3) text (UTC)."""
+    t = time.gmtime(ms // 1000)
+    return (
+        f"{t.tm_year:04d}-{t.tm_mon:02d}-{t.tm_mday:02d} "
+        f"{t.tm_hour:02d}:{t.tm_min:02d}:{t.tm_sec:02d}.{ms % 1000:03d}"
+    )
+
+
+def parse_client_time(value: Any) -> int | None:
+    """`__timestamp` as ISO 8601 text or epoch (s or ms) → epoch ms; None when unusable."""
+    if value is None or isinstance(value, bool):
+        return None
+    try:
+        if isinstance(value, int | float):
+            ms = int(value if value > 1e11 else value * 1000)
+        elif isinstance(value, str) and value.strip():
+            text = value.strip()
+            if text.replace(".", "", 1).isdigit():
+                return parse_client_time(float(text))
+            parsed = datetime.fromisoformat(text.replace("Z", "+00:00"))
+            if parsed.tzinfo is None:
+                parsed = parsed.replace(tzinfo=UTC)
+            ms = int(parsed.timestamp() * 1000)
+        else:
+            return None
+    except (ValueError, OverflowError, OSError):
+        return None
+    return ms if ms >= _EPOCH_2000_MS else None
+
+
+# --- steps (order matters: identity needs the user agent and timestamp)
+
+
+def step_timestamp(d: Draft, _: Context) -> str | None:
+    client_ms = parse_client_time(d.hit.reserved.get("__timestamp"))
+    if client_ms is None or client_ms > d.req.received_ms + FUTURE_TOLERANCE_MS:
+        client_ms = d.req.received_ms
+    d.ts_ms = client_ms
+    d.row["created_at"] = ch_time(client_ms)
+    d.row["received_at"] = ch_time(d.req.received_ms)
+    return None
+
+
+def effective_user_agent(d: Draft) -> str:
+    if d.req.server_side:
+        forwarded = d.hit.reserved.get("__user_agent")
+        if isinstance(forwarded, str):
+            return forwarded[:1000]
+    return d.req.user_agent
+
+
+def step_bot(d: Draft, _: Context) -> str | None:
+    ua = effective_user_agent(d)
+    # Backends (a secret, or no Origin at all) are not visitors: their own UA says nothing
+    # about the visitor, so only a UA they forward is judged.
+    if (d.req.server_side or not d.req.browser) and "__user_agent" not in d.hit.reserved:
+        return None
+    return "bot" if is_bot(ua) else None
+
+
+def step_user_agent(d: Draft, _: Context) -> str | None:
+    info = parse_user_agent(effective_user_agent(d))
+    row = d.row
+    row["browser"], row["browser_version"] = info.browser, info.browser_version
+    row["os"], row["os_version"] = info.os, info.os_version
+    row["device"], row["brand"], row["model"] = info.device, info.brand, info.model
+    return None
+
+
+def step_page(d: Draft, _: Context) -> str | None:
+    url = d.hit.reserved.get("__path")
+    page = parse_page(url if isinstance(url, str) else "")
+    d.page = page
+    row = d.row
+    row["origin"], row["path"], row["query"] = page.origin, page.path, page.query
+    row["utm_source"], row["utm_medium"] = page.utm_source, page.utm_medium
+    row["utm_campaign"], row["utm_term"] = page.utm_campaign, page.utm_term
+    row["utm_content"] = page.utm_content
+    row["click_id_type"], row["click_id"] = page.click_id_type, page.click_id
+    title = d.hit.reserved.get("__title")
+    row["title"] = title[:500] if isinstance(title, str) else ""
+    return None
+
+
+def step_referrer(d: Draft, _: Context) -> str | None:
+    raw = d.hit.reserved.get("__referrer")
+    page = d.page or parse_page("")
+    ref = parse_referrer(raw, page.host) if isinstance(raw, str) else NO_REFERRER
+    d.row["referrer"], d.row["referrer_name"] = ref.url, ref.name
+    d.row["referrer_type"] = channel(ref, page)
+    return None
+
+
+def step_geo(d: Draft, ctx: Context) -> str | None:
+    geo = ctx.geo.lookup(client_ip(d))
+    d.row["country"], d.row["region"], d.row["city"] = geo.country, geo.region, geo.city
+    return None
+
+
+def client_ip(d: Draft) -> str:
+    # `__ip` is trusted only from senders that proved they are the project's backend.
+    forwarded = d.hit.reserved.get("__ip")
+    if d.req.server_side and isinstance(forwarded, str) and forwarded:
+        return forwarded[:64]
+    return d.req.ip
+
+
+def step_identity(d: Draft, ctx: Context) -> str | None:
+    project = d.req.client.project_id
+    override = d.hit.reserved.get("__deviceId")
+    override_text = property_value(override) if override is not None else None
+    if override_text:
+        d.device_id = d.prev_device_id = override_text[:MAX_ID]
+    elif d.hit.profile_id:
+        d.device_id = d.prev_device_id = d.hit.profile_id
+    else:
+        now = datetime.fromtimestamp(d.req.received_ms / 1000, UTC)
+        d.device_id, d.prev_device_id = ctx.salts.ids(
+            now, project, client_ip(d), effective_user_agent(d)
+        )
+    return None
+
+
+TRACK_STEPS: list[tuple[str, Step]] = [
+    ("timestamp", step_timestamp),
+    ("bot", step_bot),
+    ("user_agent", step_user_agent),
+    ("page", step_page),
+    ("referrer", step_referrer),
+    ("geo", step_geo),
+    ("identity", step_identity),
+]
+
+
+def _extras(d: Draft) -> None:
+    reserved, row = d.hit.reserved, d.row
+    screen, language = reserved.get("__screen"), reserved.get("__language")
+    row["screen"] = screen[:32] if isinstance(screen, str) else ""
+    row["language"] = language[:32] if isinstance(language, str) else ""
+    revenue, duration = reserved.get("__revenue"), reserved.get("__duration")
+    row["revenue"] = float(revenue) if _finite_number(revenue) else 0.0
+    row["duration"] = int(min(max(duration, 0), 2**32 - 1)) if _finite_number(duration) else 0
+
+
+def _finite_number(value: Any) -> bool:
+    return (
+        isinstance(value, int | float)
+        and not isinstance(value, bool)
+        and value == value
+        and abs(value) < 1e15
+    )
+
+
+def process_track(hit: Hit, req: Request, ctx: Context, steps=TRACK_STEPS) -> Pending | Dropped:
+    d = Draft(hit=hit, req=req)
+    for _name, step in steps:
+        reason = step(d, ctx)
+        if reason is not None:
+            return Dropped(reason)
+    _extras(d)
+    row = d.row
+    row["id"] = str(uuid.uuid4())
+    row["project_id"] = req.client.project_id
+    row["name"] = hit.name
+    row["profile_id"] = hit.profile_id
+    row["properties"] = hit.properties
+    row["sdk_name"], row["sdk_version"] = req.sdk_name[:64], req.sdk_version[:64]
+    # device_id and session_id are prepended by the buffer's Lua call, hence the tail.
+    tail = _encode(row)[1:]
+    return Pending(
+        payload_tail=tail,
+        ts_ms=d.ts_ms,
+        session_key=ctx.keys.session(req.client.project_id, d.device_id),
+        prev_session_key=ctx.keys.session(req.client.project_id, d.prev_device_id),
+        device_id=d.device_id,
+        prev_device_id=d.prev_device_id,
+    )
+
+
+def process_profile(hit: Hit, req: Request) -> Pending:
+    """identify → a profile update row; increment/decrement → a counter delta row."""
+    project = req.client.project_id
+    if hit.type == "identify":
+        row = {
+            "project_id": project,
+            "profile_id": hit.profile_id,
+            "first_name": hit.first_name,
+            "last_name": hit.last_name,
+            "email": hit.email,
+            "avatar": hit.avatar,
+            "properties": hit.properties,
+            "updated_at": ch_time(req.received_ms),
+        }
+        return Pending(payload_tail=b"p" + _encode(row), session=False)
+    row = {
+        "project_id": project,
+        "profile_id": hit.profile_id,
+        "property": hit.property,
+        "value": hit.value,
+    }
+    return Pending(payload_tail=b"c" + _encode(row), session=False)

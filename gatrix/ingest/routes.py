@@ -1,0 +1,329 @@
+"""`POST /track` and `POST /track/batch` as plain ASGI handlers.
+
+These are the hottest paths of the product, so they skip the framework's request/response
+machinery (measured: a minimal framework handler reaches a quarter of a bare ASGI app here):
+read the body, parse it with msgspec, authenticate from a cache, run the pipeline, and hand the
+item to the group-commit writer. Replies are always JSON (the OpenPanel SDK retries on a
+non-JSON body) and always carry CORS headers.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+import time
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import Any
+
+import msgspec
+
+from gatrix.buffer import BufferWriter, Pending
+from gatrix.ingest.counters import IngestCounters
+from gatrix.ingest.payloads import InvalidPayload, decode_json, parse_envelope
+from gatrix.ingest.pipeline import Context, Dropped, Request, process_profile, process_track
+from gatrix.projects import ClientInfo, Directory, origin_allowed
+
+log = logging.getLogger("gatrix.ingest")
+_encode = msgspec.json.Encoder().encode
+MAX_BATCH = 1000
+BATCH_BODY_FACTOR = 16
+ALLOW_HEADERS = (
+    b"content-type, openpanel-client-id, openpanel-client-secret, openpanel-sdk-name, "
+    b"openpanel-sdk-version"
+)
+_WANTED = {
+    b"origin",
+    b"user-agent",
+    b"content-length",
+    b"openpanel-client-id",
+    b"openpanel-client-secret",
+    b"openpanel-sdk-name",
+    b"openpanel-sdk-version",
+    b"x-forwarded-for",
+    b"x-real-ip",
+    b"access-control-request-headers",
+}
+
+
+class AuthError(Exception):
+    def __init__(self, status: int, code: str, detail: str) -> None:
+        super().__init__(detail)
+        self.status, self.code, self.detail = status, code, detail
+
+
+@dataclass
+class IngestConfig:
+    max_body_bytes: int
+    trusted_proxies: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]
+    default_client_id: str | None
+
+
+class TrustedProxies:
+    def __init__(self, cidrs: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]) -> None:
+        self.cidrs = cidrs
+        self.trusted = lru_cache(maxsize=4096)(self._trusted)
+
+    def _trusted(self, ip: str) -> bool:
+        try:
+            addr = ipaddress.ip_address(ip)
+        except ValueError:
+            return False
+        return any(addr in net for net in self.cidrs)
+
+    def client_ip(self, peer: str, forwarded_for: str, real_ip: str) -> str:
+        """Walk X-Forwarded-For from the right while hops are our proxies: spoof-proof."""
+        if not self.cidrs or not self.trusted(peer):
+            return peer
+        if forwarded_for:
+            hops = [h.strip() for h in forwarded_for.split(",") if h.strip()]
+            for hop in reversed(hops):
+                if not self.trusted(hop):
+                    return hop
+            return hops[0] if hops else peer
+        return real_ip.strip() or peer
+
+
+class IngestApp:
+    def __init__(
+        self,
+        config: IngestConfig,
+        directory: Directory,
+        writer: BufferWriter,
+        ctx: Context,
+        counters: IngestCounters,
+    ) -> None:
+        self.config = config
+        self.directory = directory
+        self.writer = writer
+        self.ctx = ctx
+        self.counters = counters
+        self.proxies = TrustedProxies(config.trusted_proxies)
+
+    # --- ASGI entry
+
+    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
+        headers = {k: v for k, v in scope["headers"] if k in _WANTED}
+        origin = headers.get(b"origin", b"").decode("latin-1")
+        method = scope["method"]
+        if method == "OPTIONS":
+            await self._reply(send, 204, None, origin, preflight=headers)
+            return
+        if method != "POST":
+            await self._reply(
+                send, 405, {"error": "method_not_allowed", "detail": "use POST"}, origin
+            )
+            return
+        batch = scope["path"].rstrip("/").endswith("/batch")
+        limit = self.config.max_body_bytes * (BATCH_BODY_FACTOR if batch else 1)
+        body = await self._read_body(receive, headers, limit)
+        if body is None:
+            await self._reply(
+                send,
+                413,
+                {"error": "body_too_large", "detail": f"request body exceeds {limit} bytes"},
+                origin,
+            )
+            return
+        try:
+            if batch:
+                status, reply = await self._batch(scope, headers, origin, body)
+            else:
+                status, reply = await self._single(scope, headers, origin, body)
+        except InvalidPayload as exc:
+            self.counters.count("", "invalid_payload")
+            status, reply = exc.status, {"error": exc.code, "detail": exc.detail}
+        except AuthError as exc:
+            status, reply = exc.status, {"error": exc.code, "detail": exc.detail}
+        except (ConnectionError, OSError, TimeoutError) as exc:
+            log.warning("buffer unavailable: %s", exc)
+            status, reply = (
+                503,
+                {
+                    "error": "buffer_unavailable",
+                    "detail": "the event buffer (Redis) is unavailable; retry later",
+                },
+            )
+        await self._reply(send, status, reply, origin)
+
+    async def _read_body(self, receive: Any, headers: dict, limit: int) -> bytes | None:
+        declared = headers.get(b"content-length")
+        if declared is not None and declared.isdigit() and int(declared) > limit:
+            return None
+        chunks: list[bytes] = []
+        size = 0
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                break
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > limit:
+                return None
+            chunks.append(chunk)
+            if not message.get("more_body"):
+                break
+        return b"".join(chunks)
+
+    # --- one event
+
+    async def _single(
+        self, scope: dict, headers: dict, origin: str, body: bytes
+    ) -> tuple[int, dict]:
+        hit, body_client, body_secret = parse_envelope(decode_json(body))
+        client, server_side = await self._authenticate(headers, origin, body_client, body_secret)
+        req = self._request(scope, headers, client, server_side, bool(origin))
+        if hit.type == "track":
+            outcome = process_track(hit, req, self.ctx)
+            if isinstance(outcome, Dropped):
+                self.counters.count(client.project_id, outcome.reason)
+                return 202, {"dropped": outcome.reason}
+            device_id, session_id = await self.writer.submit(outcome)
+            self.counters.count(client.project_id, "accepted")
+            return 200, {"deviceId": device_id, "sessionId": session_id}
+        await self.writer.submit(process_profile(hit, req))
+        self.counters.count(client.project_id, hit.type)
+        return 200, {"deviceId": hit.profile_id, "sessionId": ""}
+
+    # --- many events
+
+    async def _batch(
+        self, scope: dict, headers: dict, origin: str, body: bytes
+    ) -> tuple[int, dict]:
+        doc = decode_json(body)
+        if not isinstance(doc, list):
+            raise InvalidPayload("invalid_body", "body must be a JSON array of envelopes")
+        if len(doc) > MAX_BATCH:
+            raise InvalidPayload("batch_too_large", f"at most {MAX_BATCH} envelopes per batch")
+        results: list[dict[str, Any]] = [{} for _ in doc]
+        pending: list[tuple[int, Pending, ClientInfo, str]] = []
+        for n, envelope in enumerate(doc):
+            try:
+                hit, body_client, body_secret = parse_envelope(envelope)
+                client, server_side = await self._authenticate(
+                    headers, origin, body_client, body_secret
+                )
+            except InvalidPayload as exc:
+                self.counters.count("", "invalid_payload")
+                results[n] = {"status": exc.status, "error": exc.code, "detail": exc.detail}
+                continue
+            except AuthError as exc:
+                results[n] = {"status": exc.status, "error": exc.code, "detail": exc.detail}
+                continue
+            req = self._request(scope, headers, client, server_side, bool(origin))
+            if hit.type == "track":
+                outcome = process_track(hit, req, self.ctx)
+                if isinstance(outcome, Dropped):
+                    self.counters.count(client.project_id, outcome.reason)
+                    results[n] = {"status": 202, "dropped": outcome.reason}
+                    continue
+                pending.append((n, outcome, client, "accepted"))
+            else:
+                pending.append((n, process_profile(hit, req), client, hit.type))
+        ids = await self.writer.submit_many([p[1] for p in pending]) if pending else []
+        for (n, _item, client, outcome), (device_id, session_id) in zip(pending, ids, strict=True):
+            self.counters.count(client.project_id, outcome)
+            results[n] = {"status": 200, "deviceId": device_id, "sessionId": session_id}
+        accepted = len(pending)
+        return 200, {
+            "accepted": accepted,
+            "rejected": sum(1 for r in results if r.get("status", 0) >= 400),
+            "dropped": sum(1 for r in results if r.get("status") == 202),
+            "results": results,
+        }
+
+    # --- who is sending
+
+    async def _authenticate(
+        self, headers: dict, origin: str, body_client: str, body_secret: str
+    ) -> tuple[ClientInfo, bool]:
+        client_id = headers.get(b"openpanel-client-id", b"").decode("latin-1").strip()
+        client_id = client_id or body_client.strip()
+        secret = headers.get(b"openpanel-client-secret", b"").decode("latin-1") or body_secret
+        use_default = not client_id
+        if use_default:
+            client_id = self.config.default_client_id or ""
+            if not client_id:
+                raise AuthError(
+                    401,
+                    "missing_client_id",
+                    "send your project's client id in the openpanel-client-id header "
+                    "(or clientId in the body); create one with `gatrix projects create`",
+                )
+        if len(client_id) > 64:
+            raise AuthError(401, "unknown_client", "no client with this id")
+        client = await self.directory.client(client_id)
+        if client is None:
+            raise AuthError(401, "unknown_client", f"no active client with id {client_id!r}")
+        if not client.can_write:
+            raise AuthError(403, "client_cannot_write", "this client may only read insights")
+        if secret:
+            if await self.directory.secret_ok(client, secret):
+                return client, True
+            self.counters.count(client.project_id, "invalid_secret")
+            raise AuthError(401, "invalid_secret", "the client secret does not match this client")
+        if origin:
+            if origin_allowed(origin, client.origins) or (use_default and not client.origins):
+                return client, False
+            self.counters.count(client.project_id, "origin_not_allowed")
+            raise AuthError(
+                401,
+                "origin_not_allowed",
+                f"origin {origin!r} is not in this project's allowed origins",
+            )
+        if use_default:
+            return client, False  # the configured default project accepts the Gatrix proxy
+        self.counters.count(client.project_id, "missing_secret")
+        raise AuthError(
+            401,
+            "missing_secret",
+            "requests without an Origin header (server-side) must send openpanel-client-secret",
+        )
+
+    def _request(
+        self, scope: dict, headers: dict, client: ClientInfo, server_side: bool, browser: bool
+    ) -> Request:
+        peer = (scope.get("client") or ("", 0))[0] or ""
+        ip = self.proxies.client_ip(
+            peer,
+            headers.get(b"x-forwarded-for", b"").decode("latin-1"),
+            headers.get(b"x-real-ip", b"").decode("latin-1"),
+        )
+        return Request(
+            client=client,
+            server_side=server_side,
+            browser=browser,
+            ip=ip,
+            user_agent=headers.get(b"user-agent", b"").decode("utf-8", "replace"),
+            sdk_name=headers.get(b"openpanel-sdk-name", b"").decode("latin-1"),
+            sdk_version=headers.get(b"openpanel-sdk-version", b"").decode("latin-1"),
+            received_ms=int(time.time() * 1000),
+        )
+
+    # --- replies
+
+    async def _reply(
+        self,
+        send: Any,
+        status: int,
+        body: dict | None,
+        origin: str,
+        preflight: dict | None = None,
+    ) -> None:
+        payload = _encode(body) if body is not None else b""
+        out = [
+            (b"access-control-allow-origin", origin.encode("latin-1") if origin else b"*"),
+            (b"vary", b"Origin"),
+            (b"content-length", str(len(payload)).encode()),
+        ]
+        if body is not None:
+            out.append((b"content-type", b"application/json"))
+        if preflight is not None:
+            requested = preflight.get(b"access-control-request-headers")
+            out += [
+                (b"access-control-allow-methods", b"POST, OPTIONS"),
+                (b"access-control-allow-headers", requested or ALLOW_HEADERS),
+                (b"access-control-max-age", b"86400"),
+            ]
+        await send({"type": "http.response.start", "status": status, "headers": out})
+        await send({"type": "http.response.body", "body": payload})

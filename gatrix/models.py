@@ -1,0 +1,89 @@
+"""Metadata tables (SQLModel) and the engine that reaches them.
+
+String columns carry explicit lengths because MySQL/MariaDB refuse VARCHAR without one.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, date, datetime
+
+from sqlalchemy import Column, Text, event
+from sqlalchemy.engine import Engine
+from sqlmodel import Field, SQLModel, create_engine
+
+CLIENT_TYPES = ("write", "read", "root")
+PROJECT_KINDS = ("website", "app", "backend")
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class User(SQLModel, table=True):
+    id: int | None = Field(default=None, primary_key=True)
+    email: str = Field(max_length=255, unique=True, index=True)
+    password_hash: str = Field(max_length=255)
+    is_admin: bool = False
+    created_at: datetime = Field(default_factory=utcnow)
+
+
+class Project(SQLModel, table=True):
+    id: str = Field(max_length=64, primary_key=True)
+    name: str = Field(max_length=200)
+    # JSON list of origin patterns ("example.com", "*.example.com", "*")
+    origins_json: str = Field(default="[]", sa_column=Column(Text, nullable=False))
+    timezone: str = Field(default="UTC", max_length=64)
+    kind: str = Field(default="website", max_length=16)
+    is_default: bool = False
+    created_at: datetime = Field(default_factory=utcnow)
+
+    @property
+    def origins(self) -> list[str]:
+        return list(json.loads(self.origins_json or "[]"))
+
+
+class Client(SQLModel, table=True):
+    id: str = Field(max_length=64, primary_key=True)
+    project_id: str = Field(max_length=64, foreign_key="project.id", index=True)
+    name: str = Field(default="", max_length=200)
+    type: str = Field(default="write", max_length=8)
+    secret_hash: str | None = Field(default=None, max_length=255)
+    revoked: bool = False
+    created_at: datetime = Field(default_factory=utcnow)
+
+
+class Salt(SQLModel, table=True):
+    # One random salt per UTC day: visitor ids cannot be linked across days.
+    day: date = Field(primary_key=True)
+    value: str = Field(max_length=64)
+
+
+def make_engine(dsn: str) -> Engine:
+    if dsn.startswith("sqlite"):
+        engine = create_engine(dsn, connect_args={"check_same_thread": False, "timeout": 30})
+
+        @event.listens_for(engine, "connect")
+        def _sqlite_pragmas(dbapi_conn, _record):  # type: ignore[no-untyped-def]
+            cursor = dbapi_conn.cursor()
+            cursor.execute("PRAGMA journal_mode=WAL")
+            cursor.execute("PRAGMA foreign_keys=ON")
+            cursor.close()
+
+        return engine
+    return create_engine(dsn, pool_pre_ping=True, pool_recycle=1800)
+
+
+def migrate(engine: Engine) -> None:
+    """Apply the Alembic migrations in migrations/sql (idempotent)."""
+    from pathlib import Path
+
+    from alembic import command
+    from alembic.config import Config
+
+    config = Config()
+    config.set_main_option(
+        "script_location", str(Path(__file__).resolve().parent.parent / "migrations" / "sql")
+    )
+    config.attributes["engine"] = engine
+    command.upgrade(config, "head")

@@ -1,0 +1,275 @@
+"""Projects and clients: creation, cached lookup, origin matching and secret checks.
+
+The ingest path never runs SQL per request: client look-ups are cached for a few seconds
+(so a revoked client stops working within `CACHE_TTL`), unknown ids are cached too (so random
+ids cannot hammer the database), and a verified secret is remembered by its SHA-256 so the
+deliberately slow KDF runs once per client and secret, not per event.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import hashlib
+import hmac
+import json
+import re
+import secrets
+import time
+import uuid
+from dataclasses import dataclass
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from sqlalchemy.engine import Engine
+from sqlmodel import Session, select
+
+from gatrix.models import CLIENT_TYPES, PROJECT_KINDS, Client, Project
+
+CACHE_TTL = 10.0
+_SCRYPT = {"n": 2**14, "r": 8, "p": 1}
+
+
+# --- secrets
+
+
+def hash_secret(secret: str) -> str:
+    salt = secrets.token_bytes(16)
+    digest = hashlib.scrypt(secret.encode(), salt=salt, dklen=32, **_SCRYPT)
+    b64 = base64.b64encode
+    return f"scrypt${_SCRYPT['n']}${_SCRYPT['r']}${_SCRYPT['p']}${b64(salt).decode()}${b64(digest).decode()}"
+
+
+def verify_secret(secret: str, stored: str | None) -> bool:
+    if not stored or not secret:
+        return False
+    try:
+        scheme, n, r, p, salt, digest = stored.split("$")
+        if scheme != "scrypt":
+            return False
+        expected = base64.b64decode(digest)
+        actual = hashlib.scrypt(
+            secret.encode(),
+            salt=base64.b64decode(salt),
+            dklen=len(expected),
+            n=int(n),
+            r=int(r),
+            p=int(p),
+        )
+    except (ValueError, TypeError):
+        return False
+    return hmac.compare_digest(actual, expected)
+
+
+# --- origins
+
+
+def normalize_origin(value: str) -> str:
+    value = value.strip().lower().rstrip("/")
+    value = re.sub(r"^[a-z][a-z0-9+.-]*://", "", value)
+    value = value.split("/", 1)[0]
+    if value.startswith("www."):
+        value = value[4:]
+    return value
+
+
+def origin_allowed(origin: str, patterns: tuple[str, ...]) -> bool:
+    host = normalize_origin(origin)
+    if not host:
+        return False
+    for raw in patterns:
+        pattern = normalize_origin(raw) if raw.strip() != "*" else "*"
+        if pattern == "*" or pattern == host:
+            return True
+        if pattern.startswith("*.") and (host == pattern[2:] or host.endswith(pattern[1:])):
+            return True
+    return False
+
+
+# --- creation
+
+
+def slugify(name: str) -> str:
+    slug = re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-")[:40]
+    return slug or "project"
+
+
+def validate_timezone(tz: str) -> str:
+    try:
+        ZoneInfo(tz)
+    except (ZoneInfoNotFoundError, ValueError) as exc:
+        raise ValueError(f"unknown time zone: {tz!r}") from exc
+    return tz
+
+
+@dataclass(frozen=True)
+class NewClient:
+    project_id: str
+    client_id: str
+    client_secret: str
+
+
+def create_project(
+    engine: Engine,
+    name: str,
+    origins: list[str] | None = None,
+    timezone: str = "UTC",
+    kind: str = "website",
+    is_default: bool = False,
+) -> NewClient:
+    if not name.strip():
+        raise ValueError("project name is required")
+    if kind not in PROJECT_KINDS:
+        raise ValueError(f"kind must be one of {', '.join(PROJECT_KINDS)}")
+    validate_timezone(timezone)
+    with Session(engine) as db:
+        base = slugify(name)
+        project_id = base
+        while db.get(Project, project_id) is not None:
+            project_id = f"{base}-{secrets.token_hex(3)}"
+        db.add(
+            Project(
+                id=project_id,
+                name=name.strip(),
+                origins_json=json.dumps([o.strip() for o in origins or [] if o.strip()]),
+                timezone=timezone,
+                kind=kind,
+                is_default=is_default,
+            )
+        )
+        db.commit()
+    return create_client(engine, project_id, "root", name="default")
+
+
+def create_client(engine: Engine, project_id: str, type_: str, name: str = "") -> NewClient:
+    if type_ not in CLIENT_TYPES:
+        raise ValueError(f"client type must be one of {', '.join(CLIENT_TYPES)}")
+    client_id = str(uuid.uuid4())
+    secret = "sec_" + secrets.token_urlsafe(24)
+    with Session(engine) as db:
+        if db.get(Project, project_id) is None:
+            raise ValueError(f"unknown project: {project_id}")
+        db.add(
+            Client(
+                id=client_id,
+                project_id=project_id,
+                name=name,
+                type=type_,
+                secret_hash=hash_secret(secret),
+            )
+        )
+        db.commit()
+    return NewClient(project_id, client_id, secret)
+
+
+def default_client_id(engine: Engine) -> str | None:
+    with Session(engine) as db:
+        project = db.exec(select(Project).where(Project.is_default == True)).first()  # noqa: E712
+        if project is None:
+            return None
+        client = db.exec(
+            select(Client)
+            .where(Client.project_id == project.id, Client.revoked == False)  # noqa: E712
+            .order_by(Client.created_at)
+        ).first()
+        return client.id if client else None
+
+
+# --- lookup
+
+
+@dataclass(frozen=True, slots=True)
+class ClientInfo:
+    client_id: str
+    project_id: str
+    type: str
+    secret_hash: str | None
+    origins: tuple[str, ...]
+    timezone: str
+
+    @property
+    def can_write(self) -> bool:
+        return self.type in ("write", "root")
+
+    @property
+    def can_read(self) -> bool:
+        return self.type in ("read", "root")
+
+
+def load_client(engine: Engine, client_id: str) -> ClientInfo | None:
+    with Session(engine) as db:
+        row = db.exec(
+            select(Client, Project)
+            .join(Project, Project.id == Client.project_id)
+            .where(Client.id == client_id, Client.revoked == False)  # noqa: E712
+        ).first()
+        if row is None:
+            return None
+        client, project = row
+        return ClientInfo(
+            client_id=client.id,
+            project_id=project.id,
+            type=client.type,
+            secret_hash=client.secret_hash,
+            origins=tuple(project.origins),
+            timezone=project.timezone,
+        )
+
+
+class Directory:
+    """The cache in front of `load_client` and `verify_secret`."""
+
+    def __init__(self, engine: Engine, ttl: float = CACHE_TTL, max_entries: int = 50_000) -> None:
+        self.engine = engine
+        self.ttl = ttl
+        self.max_entries = max_entries
+        self._clients: dict[str, tuple[float, ClientInfo | None]] = {}
+        self._secrets: dict[tuple[str, bytes], float] = {}
+        self._inflight: dict[str, asyncio.Future[ClientInfo | None]] = {}
+
+    def cached(self, client_id: str, now: float) -> tuple[bool, ClientInfo | None]:
+        hit = self._clients.get(client_id)
+        if hit is not None and hit[0] > now:
+            return True, hit[1]
+        return False, None
+
+    async def client(self, client_id: str) -> ClientInfo | None:
+        now = time.monotonic()
+        found, info = self.cached(client_id, now)
+        if found:
+            return info
+        # one database query per id however many requests are waiting for it
+        pending = self._inflight.get(client_id)
+        if pending is None:
+            pending = asyncio.get_running_loop().create_future()
+            self._inflight[client_id] = pending
+            try:
+                info = await asyncio.to_thread(load_client, self.engine, client_id)
+                if len(self._clients) >= self.max_entries:
+                    self._clients.clear()
+                self._clients[client_id] = (now + self.ttl, info)
+                pending.set_result(info)
+            except Exception as exc:
+                pending.set_exception(exc)
+                pending.exception()  # mark retrieved; the raise below reports it
+                raise
+            finally:
+                del self._inflight[client_id]
+            return info
+        return await asyncio.shield(pending)
+
+    async def secret_ok(self, info: ClientInfo, secret: str) -> bool:
+        key = (info.client_id, hashlib.sha256(secret.encode()).digest())
+        now = time.monotonic()
+        expires = self._secrets.get(key)
+        if expires is not None and expires > now:
+            return True
+        ok = await asyncio.to_thread(verify_secret, secret, info.secret_hash)
+        if ok:
+            if len(self._secrets) >= self.max_entries:
+                self._secrets.clear()
+            self._secrets[key] = now + self.ttl
+        return ok
+
+    def forget(self) -> None:
+        self._clients.clear()
+        self._secrets.clear()

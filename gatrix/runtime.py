@@ -1,0 +1,204 @@
+"""The process's long-lived parts, started and stopped in order by the app's lifespan.
+
+Start: data dir → embedded Redis (if no URL) → metadata DB (+ migrations) → ClickHouse
+(+ migrations) → salts and geo table → buffer writer → flush worker (embedded mode).
+Stop runs backwards and drains: the writer sends what it holds, the worker finishes its job,
+and in embedded mode one last flush empties the buffer into ClickHouse.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ipaddress
+import logging
+import time
+from datetime import UTC, datetime
+from typing import Any
+
+from redis.asyncio import BlockingConnectionPool, Redis
+from sqlalchemy import text
+from sqlalchemy.engine import Engine
+
+from gatrix import models
+from gatrix.buffer import Buffer, BufferWriter
+from gatrix.embedded_redis import EmbeddedRedis
+from gatrix.flush import Flusher
+from gatrix.ingest.counters import IngestCounters
+from gatrix.ingest.enrich.geo import GeoLookup
+from gatrix.ingest.pipeline import Context
+from gatrix.ingest.routes import IngestApp, IngestConfig
+from gatrix.projects import Directory, default_client_id
+from gatrix.sessions import SESSION_TIMEOUT_MS, SaltBook
+from gatrix.settings import Settings
+from gatrix.store import Store
+from gatrix.worker import enqueue_early_flush, make_queue, make_worker, stop_worker
+
+log = logging.getLogger("gatrix")
+# Concurrent requests share one group-commit call, so few connections serve many requests;
+# the pool is still sized on purpose for health checks, the worker and bursts.
+REDIS_MAX_CONNECTIONS = 64
+
+
+def connect_redis(url: str) -> Redis:
+    pool = BlockingConnectionPool.from_url(
+        url,
+        max_connections=REDIS_MAX_CONNECTIONS,
+        timeout=5,
+        socket_timeout=10,
+        socket_connect_timeout=3,
+        health_check_interval=30,
+    )
+    return Redis(connection_pool=pool)
+
+
+class Runtime:
+    def __init__(self, settings: Settings, run_worker: bool | None = None) -> None:
+        self.settings = settings
+        self.run_worker = settings.embedded_worker if run_worker is None else run_worker
+        self.embedded_redis: EmbeddedRedis | None = None
+        self.engine: Engine | None = None
+        self.store: Store | None = None
+        self.redis: Redis | None = None
+        self.buffer: Buffer | None = None
+        self.writer: BufferWriter | None = None
+        self.counters: IngestCounters | None = None
+        self.ingest: IngestApp | None = None
+        self.flusher: Flusher | None = None
+        self.queue: Any = None
+        self.worker: Any = None
+        self._worker_task: asyncio.Task[None] | None = None
+        self.started_at = time.time()
+
+    async def start(self) -> None:
+        s = self.settings
+        s.data_path.mkdir(parents=True, exist_ok=True)
+        redis_url = s.redis_dsn
+        if not redis_url:
+            self.embedded_redis = EmbeddedRedis(s.data_path)
+            redis_url = await asyncio.to_thread(self.embedded_redis.start)
+        self.engine = models.make_engine(s.database_dsn)
+        self.store = Store(s.clickhouse_dsn, s.clickhouse_database)
+        if s.auto_migrate:
+            await asyncio.to_thread(models.migrate, self.engine)
+            await asyncio.to_thread(self.store.migrate)
+        salts = SaltBook(self.engine)
+        await asyncio.to_thread(salts.ensure, datetime.now(UTC).date())
+        geo = GeoLookup(s.geoip_path)
+        await asyncio.to_thread(geo.load)
+
+        self.redis = connect_redis(redis_url)
+        self.buffer = Buffer(self.redis, s.redis_prefix)
+        self.queue = make_queue(self.redis, s.redis_prefix)
+        self.flusher = Flusher(self.buffer, self.store, s.flush_batch_size)
+        self.writer = BufferWriter(
+            self.buffer, SESSION_TIMEOUT_MS, s.flush_batch_size, self._early_flush
+        )
+        self.writer.start()
+        self.counters = IngestCounters(self.redis, s.redis_prefix)
+        self.counters.start()
+        default_id = s.default_client_id or await asyncio.to_thread(default_client_id, self.engine)
+        self.ingest = IngestApp(
+            IngestConfig(
+                max_body_bytes=s.max_body_bytes,
+                trusted_proxies=tuple(
+                    ipaddress.ip_network(c, strict=False) for c in s.trusted_proxies
+                ),
+                default_client_id=default_id,
+            ),
+            Directory(self.engine),
+            self.writer,
+            Context(salts=salts, geo=geo, keys=self.buffer.keys),
+            self.counters,
+        )
+        self._salt_task = asyncio.create_task(self._refresh_salts(salts))
+        if self.run_worker:
+            await self.start_worker()
+
+    async def start_worker(self) -> None:
+        assert self.queue is not None and self.flusher is not None
+        await self.queue.connect()
+        self.worker = make_worker(
+            self.queue, self.flusher, embedded=True, interval=self.settings.flush_interval
+        )
+        self._worker_task = asyncio.create_task(self.worker.start(), name="gatrix-flush-worker")
+
+    async def _early_flush(self) -> None:
+        if self.queue is not None:
+            await enqueue_early_flush(self.queue)
+
+    async def _refresh_salts(self, salts: SaltBook) -> None:
+        # Create tomorrow's salt well before midnight so no request waits on the database.
+        while True:
+            await asyncio.sleep(600)
+            with contextlib.suppress(Exception):
+                await asyncio.to_thread(salts.ensure, datetime.now(UTC).date())
+
+    async def stop(self) -> None:
+        if getattr(self, "_salt_task", None):
+            self._salt_task.cancel()
+        if self.writer is not None:
+            await self.writer.close()
+        if self.counters is not None:
+            await self.counters.stop()
+        if self.worker is not None and self._worker_task is not None:
+            await stop_worker(self.worker, self._worker_task)
+        if self.run_worker and self.flusher is not None:
+            with contextlib.suppress(Exception):
+                await self.flusher.run(max_seconds=10.0)
+        if self.redis is not None:
+            with contextlib.suppress(Exception):
+                await self.redis.aclose()
+        if self.store is not None:
+            self.store.close()
+        if self.engine is not None:
+            self.engine.dispose()
+        if self.embedded_redis is not None:
+            await asyncio.to_thread(self.embedded_redis.stop)
+
+    async def health(self) -> tuple[bool, dict[str, Any]]:
+        checks: dict[str, Any] = {}
+        buffer: dict[str, Any] = {}
+        try:
+            assert self.redis is not None and self.buffer is not None
+            await asyncio.wait_for(self.redis.ping(), timeout=2)
+            buffer = await self.buffer.stats()
+            checks["redis"] = {"ok": True}
+        except Exception as exc:
+            checks["redis"] = {"ok": False, "error": _short(exc)}
+        try:
+            assert self.store is not None
+            await asyncio.wait_for(asyncio.to_thread(self.store.command, "SELECT 1"), timeout=5)
+            checks["clickhouse"] = {"ok": True, "embedded": self.store.embedded}
+            if self.flusher and self.flusher.stats.unavailable:
+                checks["clickhouse"] = {"ok": False, "error": self.flusher.stats.unavailable}
+        except Exception as exc:
+            checks["clickhouse"] = {"ok": False, "error": _short(exc)}
+        try:
+            assert self.engine is not None
+            await asyncio.wait_for(asyncio.to_thread(_ping_sql, self.engine), timeout=5)
+            checks["database"] = {"ok": True, "dialect": self.engine.dialect.name}
+        except Exception as exc:
+            checks["database"] = {"ok": False, "error": _short(exc)}
+        last = buffer.get("last_flush_ms")
+        ok = all(c["ok"] for c in checks.values())
+        return ok, {
+            "status": "ok" if ok else "degraded",
+            **checks,
+            "buffer": {
+                "depth": buffer.get("depth"),
+                "claimed_batches": buffer.get("claimed_batches"),
+                "dead_letters": buffer.get("dead_letters"),
+            },
+            "last_flush": (datetime.fromtimestamp(last / 1000, UTC).isoformat() if last else None),
+            "uptime_s": round(time.time() - self.started_at, 1),
+        }
+
+
+def _ping_sql(engine: Engine) -> None:
+    with engine.connect() as conn:
+        conn.execute(text("SELECT 1"))
+
+
+def _short(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {exc}"[:300]

@@ -1,0 +1,138 @@
+"""Settings: the only module that reads the environment.
+
+Every field carries the environment variable(s) it is read from; README's settings table is
+checked against this list by a test, so a new field without documentation fails the suite.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from pathlib import Path
+from typing import Annotated
+from urllib.parse import quote
+
+from pydantic import AliasChoices, Field, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+
+def _env(*names: str) -> AliasChoices:
+    return AliasChoices(*names)
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_file=None, extra="ignore", populate_by_name=True)
+
+    # --- where and how we listen
+    host: str = Field("127.0.0.1", validation_alias=_env("GATRIX_HOST", "HOST"))
+    port: int = Field(3002, validation_alias=_env("PORT", "GATRIX_PORT"))
+    data_dir: Path = Field(Path("data"), validation_alias=_env("GATRIX_DATA_DIR"))
+    public_url: str = Field("", validation_alias=_env("GATRIX_PUBLIC_URL"))
+    log_level: str = Field("info", validation_alias=_env("GATRIX_LOG_LEVEL"))
+
+    # --- ClickHouse: a URL, or the seed's host/port/database names, or embedded chDB
+    clickhouse_url: str = Field("", validation_alias=_env("CLICKHOUSE_URL"))
+    clickhouse_host: str = Field("", validation_alias=_env("CLICKHOUSE_HOST"))
+    clickhouse_port: int = Field(8123, validation_alias=_env("CLICKHOUSE_PORT"))
+    clickhouse_database: str = Field("gatrix", validation_alias=_env("CLICKHOUSE_DATABASE"))
+    clickhouse_user: str = Field("default", validation_alias=_env("CLICKHOUSE_USER"))
+    clickhouse_password: str = Field("", validation_alias=_env("CLICKHOUSE_PASSWORD"))
+
+    # --- Redis: a URL, or host/port, or the embedded server
+    redis_url: str = Field("", validation_alias=_env("REDIS_URL"))
+    redis_host: str = Field("", validation_alias=_env("REDIS_HOST"))
+    redis_port: int = Field(6379, validation_alias=_env("REDIS_PORT"))
+    redis_prefix: str = Field("gatrix", validation_alias=_env("GATRIX_REDIS_PREFIX"))
+
+    # --- metadata database: a URL, or the seed's MySQL names, or SQLite in the data dir
+    database_url: str = Field("", validation_alias=_env("DATABASE_URL"))
+    mysql_host: str = Field("", validation_alias=_env("MYSQL_HOST"))
+    mysql_port: int = Field(3306, validation_alias=_env("MYSQL_PORT"))
+    mysql_database: str = Field("gatrix", validation_alias=_env("MYSQL_DATABASE"))
+    mysql_user: str = Field("root", validation_alias=_env("MYSQL_USER"))
+    mysql_password: str = Field("", validation_alias=_env("MYSQL_PASSWORD"))
+
+    # --- ingestion
+    default_client_id: str = Field("", validation_alias=_env("GATRIX_DEFAULT_CLIENT_ID"))
+    trusted_proxies: Annotated[list[str], NoDecode] = Field(
+        default_factory=list, validation_alias=_env("GATRIX_TRUSTED_PROXIES")
+    )
+    geoip_path: str = Field("", validation_alias=_env("GATRIX_GEOIP_PATH"))
+    max_body_bytes: int = Field(65536, validation_alias=_env("GATRIX_MAX_BODY_BYTES"))
+
+    # --- flushing the buffer into ClickHouse
+    flush_interval: float = Field(1.0, validation_alias=_env("GATRIX_FLUSH_INTERVAL"))
+    flush_batch_size: int = Field(10000, validation_alias=_env("GATRIX_FLUSH_BATCH_SIZE"))
+    embedded_worker: bool = Field(True, validation_alias=_env("GATRIX_EMBEDDED_WORKER"))
+    auto_migrate: bool = Field(True, validation_alias=_env("GATRIX_AUTO_MIGRATE"))
+
+    @field_validator("trusted_proxies", mode="before")
+    @classmethod
+    def _split_cidrs(cls, value: object) -> object:
+        if isinstance(value, str):
+            value = [part.strip() for part in value.split(",") if part.strip()]
+        if isinstance(value, list):
+            for cidr in value:
+                ipaddress.ip_network(cidr, strict=False)  # reject typos at startup
+        return value
+
+    @property
+    def data_path(self) -> Path:
+        return self.data_dir.resolve()
+
+    @property
+    def clickhouse_dsn(self) -> str:
+        if self.clickhouse_url:
+            return self.clickhouse_url
+        if self.clickhouse_host:
+            auth = quote(self.clickhouse_user, safe="")
+            if self.clickhouse_password:
+                auth += ":" + quote(self.clickhouse_password, safe="")
+            return (
+                f"http://{auth}@{self.clickhouse_host}:{self.clickhouse_port}"
+                f"/{self.clickhouse_database}"
+            )
+        return f"chdb://{self.data_path / 'clickhouse'}"
+
+    @property
+    def clickhouse_embedded(self) -> bool:
+        return self.clickhouse_dsn.startswith("chdb://")
+
+    @property
+    def redis_embedded(self) -> bool:
+        return not (self.redis_url or self.redis_host)
+
+    @property
+    def redis_dsn(self) -> str:
+        """The configured Redis URL; empty means 'start the embedded server'."""
+        if self.redis_url:
+            return self.redis_url
+        if self.redis_host:
+            return f"redis://{self.redis_host}:{self.redis_port}/0"
+        return ""
+
+    @property
+    def database_dsn(self) -> str:
+        if self.database_url:
+            return self.database_url
+        if self.mysql_host:
+            auth = quote(self.mysql_user, safe="")
+            if self.mysql_password:
+                auth += ":" + quote(self.mysql_password, safe="")
+            return (
+                f"mysql+pymysql://{auth}@{self.mysql_host}:{self.mysql_port}"
+                f"/{self.mysql_database}?charset=utf8mb4"
+            )
+        return f"sqlite:///{self.data_path / 'gatrix.db'}"
+
+    def base_url(self) -> str:
+        return self.public_url.rstrip("/") or f"http://{self.host}:{self.port}"
+
+
+def env_names() -> set[str]:
+    """Every environment variable the settings read (the README table must list them all)."""
+    names: set[str] = set()
+    for field in Settings.model_fields.values():
+        alias = field.validation_alias
+        if isinstance(alias, AliasChoices):
+            names.update(str(choice) for choice in alias.choices)
+    return names

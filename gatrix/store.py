@@ -1,0 +1,214 @@
+"""ClickHouse access: the only module that imports clickhouse-connect.
+
+The DSN picks the engine: `chdb:///abs/path` runs ClickHouse in-process (embedded mode),
+`http(s)://user:pass@host:port/db` talks to a server. chDB calls block and chDB allows one
+data path per process, so embedded clients are shared per path and every call is serialised
+behind one lock and run in a worker thread, never on the event loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import threading
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from string import Template
+from typing import Any, TypeVar
+from urllib.parse import urlsplit, urlunsplit
+
+import clickhouse_connect
+from clickhouse_connect.driver.client import Client
+from clickhouse_connect.driver.exceptions import DatabaseError, OperationalError
+
+MIGRATIONS_DIR = Path(__file__).resolve().parent.parent / "migrations" / "clickhouse"
+_IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
+T = TypeVar("T")
+
+# chDB holds one data path per process: share the client and its lock per path.
+_embedded: dict[str, tuple[Client, threading.Lock]] = {}
+_embedded_guard = threading.Lock()
+
+# Errors that mean "ClickHouse cannot take anything right now" rather than "this row is bad".
+UNAVAILABLE_CODES = {
+    60,  # UNKNOWN_TABLE (detached / dropped / not migrated yet)
+    81,  # UNKNOWN_DATABASE
+    159,  # TIMEOUT_EXCEEDED
+    202,  # TOO_MANY_SIMULTANEOUS_QUERIES
+    209,  # SOCKET_TIMEOUT
+    210,  # NETWORK_ERROR
+    241,  # MEMORY_LIMIT_EXCEEDED
+    242,  # TABLE_IS_READ_ONLY
+    252,  # TOO_MANY_PARTS
+    999,  # KEEPER_EXCEPTION
+}
+
+
+class StoreUnavailable(Exception):
+    """ClickHouse could not be reached or cannot accept writes; retry later."""
+
+
+class RowsRejected(Exception):
+    """ClickHouse refused the data itself (a parse or type error in some row)."""
+
+
+def _error_code(exc: BaseException) -> int | None:
+    match = re.search(r"Code: (\d+)", str(exc))
+    return int(match.group(1)) if match else None
+
+
+def classify(exc: BaseException) -> Exception:
+    if isinstance(exc, OperationalError | ConnectionError | TimeoutError | OSError):
+        return StoreUnavailable(str(exc))
+    if isinstance(exc, DatabaseError) and _error_code(exc) in UNAVAILABLE_CODES:
+        return StoreUnavailable(str(exc))
+    return RowsRejected(str(exc))
+
+
+class Store:
+    def __init__(self, dsn: str, database: str = "gatrix") -> None:
+        self.dsn = dsn
+        self.embedded = dsn.startswith("chdb://")
+        parts = urlsplit(dsn)
+        if not self.embedded and parts.path.strip("/"):
+            database = parts.path.strip("/")
+            dsn = urlunsplit((parts.scheme, parts.netloc, "", parts.query, ""))
+        if not _IDENT.match(database):
+            raise ValueError(f"invalid ClickHouse database name: {database!r}")
+        self.db = database
+        self._server_dsn = dsn
+        self._client: Client | None = None
+        self._lock = threading.Lock()
+
+    # --- connection
+
+    def _connect(self) -> Client:
+        if self._client is not None:
+            return self._client
+        if self.embedded:
+            path = self.dsn[len("chdb://") :]
+            Path(path).mkdir(parents=True, exist_ok=True)
+            with _embedded_guard:
+                if path not in _embedded:
+                    _embedded[path] = (
+                        clickhouse_connect.get_client(dsn=self.dsn),
+                        threading.Lock(),
+                    )
+                self._client, self._lock = _embedded[path]
+        else:
+            self._client = clickhouse_connect.get_client(
+                dsn=self._server_dsn, connect_timeout=5, send_receive_timeout=60
+            )
+        return self._client
+
+    def _call(self, fn: Callable[[Client], T]) -> T:
+        try:
+            client = self._connect()
+        except Exception as exc:  # connection refused, DNS, auth...
+            raise StoreUnavailable(str(exc)) from exc
+        with self._lock:
+            return fn(client)
+
+    async def run(self, fn: Callable[[Client], T]) -> T:
+        return await asyncio.to_thread(self._call, fn)
+
+    def close(self) -> None:
+        # Embedded clients stay open for the life of the process (one path per process).
+        if self._client is not None and not self.embedded:
+            self._client.close()
+        self._client = None
+
+    # --- statements
+
+    def command(self, sql: str, parameters: dict[str, Any] | None = None) -> Any:
+        return self._call(lambda c: c.command(sql, parameters=parameters))
+
+    def query_rows(self, sql: str, parameters: dict[str, Any] | None = None) -> list[tuple]:
+        return self._call(lambda c: c.query(sql, parameters=parameters).result_rows)
+
+    def query_dicts(self, sql: str, parameters: dict[str, Any] | None = None) -> list[dict]:
+        def run(c: Client) -> list[dict]:
+            result = c.query(sql, parameters=parameters)
+            return [dict(zip(result.column_names, row, strict=True)) for row in result.result_rows]
+
+        return self._call(run)
+
+    def ping(self) -> bool:
+        try:
+            self.command("SELECT 1")
+            return True
+        except Exception:
+            return False
+
+    def events_writable(self) -> bool:
+        """The events table exists and answers: the check that tells bad rows from a bad store."""
+        try:
+            self.command(f"SELECT count() FROM {self.db}.events WHERE 0")
+            return True
+        except Exception:
+            return False
+
+    def insert_json_rows(self, table: str, rows: Sequence[bytes], token: str) -> None:
+        """Insert JSONEachRow lines as one block; a retry with the same token stores nothing twice."""
+        if not rows:
+            return
+        if not _IDENT.match(table):
+            raise ValueError(f"invalid table name: {table!r}")
+        body = b"\n".join(rows)
+        settings = {
+            "insert_deduplication_token": token,
+            "input_format_skip_unknown_fields": 1,
+            "date_time_input_format": "best_effort",
+        }
+        try:
+            self._call(
+                lambda c: c.raw_insert(
+                    f"{self.db}.{table}", insert_block=body, fmt="JSONEachRow", settings=settings
+                )
+            )
+        except (StoreUnavailable, RowsRejected):
+            raise
+        except Exception as exc:
+            raise classify(exc) from exc
+
+    # --- schema
+
+    def migrate(self, migrations_dir: Path = MIGRATIONS_DIR) -> list[str]:
+        self.command(f"CREATE DATABASE IF NOT EXISTS {self.db}")
+        self.command(
+            f"CREATE TABLE IF NOT EXISTS {self.db}.schema_migrations "
+            "(version UInt32, name String, applied_at DateTime DEFAULT now()) "
+            "ENGINE = MergeTree ORDER BY version"
+        )
+        done = {
+            row[0] for row in self.query_rows(f"SELECT version FROM {self.db}.schema_migrations")
+        }
+        applied: list[str] = []
+        for path in sorted(migrations_dir.glob("[0-9][0-9][0-9][0-9]_*.sql")):
+            version = int(path.name[:4])
+            if version in done:
+                continue
+            for statement in split_statements(Template(path.read_text()).substitute(db=self.db)):
+                self.command(statement)
+            self.command(
+                f"INSERT INTO {self.db}.schema_migrations (version, name) VALUES "
+                "({version:UInt32}, {name:String})",
+                parameters={"version": version, "name": path.stem},
+            )
+            applied.append(path.stem)
+        return applied
+
+
+def split_statements(sql: str) -> list[str]:
+    """Split a migration file on semicolons at line ends, dropping `--` comment lines."""
+    lines = [line for line in sql.splitlines() if not line.strip().startswith("--")]
+    statements, current = [], []
+    for line in lines:
+        current.append(line)
+        if line.rstrip().endswith(";"):
+            statements.append("\n".join(current).strip().rstrip(";"))
+            current = []
+    tail = "\n".join(current).strip()
+    if tail:
+        statements.append(tail)
+    return [s for s in statements if s]
