@@ -24,7 +24,7 @@ from gatrix.settings import Settings
 INGEST_PATHS = frozenset({"/track", "/track/", "/track/batch", "/track/batch/"})
 
 
-@get("/health", sync_to_thread=False, include_in_schema=True, summary="Health of every part")
+@get("/health", summary="Health of every part")
 async def health(request: Request, state: State) -> Response[dict[str, Any]]:
     ok, report = await state.runtime.health()
     return Response(report, status_code=200 if ok else 503)

@@ -43,9 +43,12 @@ for i = 0, n - 1 do
     local key, prevkey = KEYS[2 + i * 2], KEYS[3 + i * 2]
     local cur = redis.call('GET', key)
     if (not cur) and prevkey ~= key then
-      -- the visitor may have started under yesterday's salt: keep that identity
+      -- a visit that started under yesterday's salt keeps that identity while it is active
       local prev = redis.call('GET', prevkey)
-      if prev then cur, key, did = prev, prevkey, ARGV[a + 4] end
+      if prev then
+        local last = tonumber(string.sub(prev, string.find(prev, '|', 1, true) + 1))
+        if math.abs(ts - last) <= timeout then cur, key, did = prev, prevkey, ARGV[a + 4] end
+      end
     end
     local store = true
     if cur then
@@ -224,6 +227,10 @@ class Buffer:
         }
 
 
+class BufferUnavailable(ConnectionError):
+    """Redis did not take the items: the request must fail (503), never pretend success."""
+
+
 def _swallow(task: asyncio.Task[None]) -> None:
     if not task.cancelled():
         task.exception()
@@ -248,6 +255,8 @@ class BufferWriter:
         self._task: asyncio.Task[None] | None = None
         self._closing = False
         self._last_backlog_signal = 0.0
+        self.round_trips = 0
+        self.items_sent = 0
 
     def start(self) -> None:
         if self._task is None:
@@ -255,7 +264,7 @@ class BufferWriter:
 
     async def submit(self, item: Pending) -> tuple[str, str]:
         if self._closing:
-            raise ConnectionError("server is shutting down")
+            raise BufferUnavailable("server is shutting down")
         item.future = asyncio.get_running_loop().create_future()
         self._queue.append(item)
         self._wakeup.set()
@@ -263,7 +272,7 @@ class BufferWriter:
 
     async def submit_many(self, items: list[Pending]) -> list[tuple[str, str]]:
         if self._closing:
-            raise ConnectionError("server is shutting down")
+            raise BufferUnavailable("server is shutting down")
         loop = asyncio.get_running_loop()
         for item in items:
             item.future = loop.create_future()
@@ -282,12 +291,15 @@ class BufferWriter:
                 return
 
     async def _send(self, batch: list[Pending]) -> None:
+        self.round_trips += 1
+        self.items_sent += len(batch)
         try:
             ids, depth = await self.buffer.push(batch, self.session_timeout_ms)
         except Exception as exc:  # Redis down: every request in this call gets the error
+            error = BufferUnavailable(f"{type(exc).__name__}: {exc}")
             for item in batch:
                 if not item.future.done():
-                    item.future.set_exception(exc)
+                    item.future.set_exception(error)
             return
         for n, item in enumerate(batch):
             if not item.future.done():

@@ -34,10 +34,14 @@ class FlushStats:
 
 
 class Flusher:
-    def __init__(self, buffer: Buffer, store: Store, batch_size: int = 10_000) -> None:
+    def __init__(
+        self, buffer: Buffer, store: Store, batch_size: int = 10_000,
+        lease_ms: int = CLAIM_LEASE_MS,
+    ) -> None:
         self.buffer = buffer
         self.store = store
         self.batch_size = batch_size
+        self.lease_ms = lease_ms
         self.stats = FlushStats()
 
     async def run(self, max_seconds: float = 5.0) -> int:
@@ -45,7 +49,7 @@ class Flusher:
         deadline = time.monotonic() + max_seconds
         written = 0
         while time.monotonic() < deadline:
-            batch = await self.buffer.take_stale(CLAIM_LEASE_MS)
+            batch = await self.buffer.take_stale(self.lease_ms)
             if batch is None:
                 batch = await self.buffer.claim(self.batch_size)
             if batch is None:

@@ -1,0 +1,227 @@
+"""Shared fixtures: real engines only.
+
+- ClickHouse: the real chDB engine, one data directory per pytest process (chDB holds one path
+  per process); tests isolate by project id or by a ClickHouse database of their own.
+- Redis: the embedded valkey server, and the machine's Redis when REDIS_URL is given; the
+  buffer contract tests run against both.
+- SQL: SQLite in the data dir; MariaDB/PostgreSQL when GATRIX_TEST_MYSQL_URL /
+  GATRIX_TEST_POSTGRES_URL are given.
+- Server: the real ASGI app under uvicorn on a free port, in a background thread.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import uvicorn
+from redis.asyncio import Redis
+
+from gatrix import models
+from gatrix.app import create_asgi
+from gatrix.embedded_redis import EmbeddedRedis
+from gatrix.projects import NewClient, create_project
+from gatrix.settings import Settings
+from gatrix.store import Store
+
+CHROME_UA = (
+    "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) "
+    "Chrome/131.0.0.0 Safari/537.36"
+)
+EXTERNAL_REDIS = os.environ.get("REDIS_URL", "")
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("gatrix-data")
+
+
+@pytest.fixture(scope="session")
+def embedded_redis_url(data_dir: Path) -> Iterator[str]:
+    server = EmbeddedRedis(data_dir / "embedded")
+    url = server.start()
+    yield url
+    server.stop()
+
+
+@pytest.fixture(scope="session", params=["embedded", "external"])
+def redis_url(request: pytest.FixtureRequest, embedded_redis_url: str) -> str:
+    if request.param == "embedded":
+        return embedded_redis_url
+    if not EXTERNAL_REDIS:
+        pytest.skip("REDIS_URL not set: the machine's Redis is not part of this run")
+    return EXTERNAL_REDIS
+
+
+@pytest.fixture
+async def redis(redis_url: str) -> Any:
+    client = Redis.from_url(redis_url)
+    yield client
+    await client.aclose()
+
+
+@pytest.fixture
+def prefix() -> str:
+    return f"t{uuid.uuid4().hex[:10]}"
+
+
+@pytest.fixture(scope="session")
+def chdb_dsn(data_dir: Path) -> str:
+    return f"chdb://{data_dir / 'clickhouse'}"
+
+
+@pytest.fixture(scope="session")
+def store(chdb_dsn: str) -> Store:
+    s = Store(chdb_dsn, "gatrix")
+    s.migrate()
+    return s
+
+
+@pytest.fixture
+def scratch_store(chdb_dsn: str) -> Iterator[Store]:
+    """A ClickHouse database of the test's own, dropped afterwards."""
+    s = Store(chdb_dsn, f"t_{uuid.uuid4().hex[:12]}")
+    s.migrate()
+    yield s
+    s.command(f"DROP DATABASE IF EXISTS {s.db}")
+
+
+class LiveServer:
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.app = create_asgi(settings)
+        self.port = settings.port
+        self.url = f"http://127.0.0.1:{self.port}"
+        config = uvicorn.Config(
+            self.app, host="127.0.0.1", port=self.port, lifespan="on", log_level="warning",
+            access_log=False, proxy_headers=False, loop="asyncio",
+        )
+        self.server = uvicorn.Server(config)
+        self.thread = threading.Thread(target=self.server.run, daemon=True)
+
+    @property
+    def runtime(self) -> Any:
+        return self.app.runtime
+
+    def start(self) -> LiveServer:
+        self.thread.start()
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            if self.server.started:
+                return self
+            if not self.thread.is_alive():
+                raise RuntimeError("server thread died during startup")
+            time.sleep(0.05)
+        raise RuntimeError("server did not start")
+
+    def stop(self) -> None:
+        self.server.should_exit = True
+        self.thread.join(timeout=30)
+
+
+def make_settings(data_dir: Path, **overrides: Any) -> Settings:
+    env_free = {
+        "data_dir": data_dir,
+        "port": free_port(),
+        "redis_url": EXTERNAL_REDIS,
+        "redis_prefix": f"t{uuid.uuid4().hex[:8]}",
+        "flush_interval": 1.0,
+        "clickhouse_url": "",
+        "clickhouse_host": "",
+        "database_url": "",
+        "mysql_host": "",
+        "default_client_id": "",
+    }
+    env_free.update(overrides)
+    return Settings(**env_free)
+
+
+@pytest.fixture(scope="session")
+def server(data_dir: Path) -> Iterator[LiveServer]:
+    live = LiveServer(make_settings(data_dir)).start()
+    yield live
+    live.stop()
+
+
+@pytest.fixture(scope="session")
+def engine(server: LiveServer) -> Any:
+    return server.runtime.engine
+
+
+@pytest.fixture
+def project(engine: Any) -> NewClient:
+    return create_project(
+        engine, f"test {uuid.uuid4().hex[:6]}", origins=["https://shop.example.com", "*.app.test"]
+    )
+
+
+@pytest.fixture
+def http(server: LiveServer) -> Iterator[httpx.Client]:
+    with httpx.Client(base_url=server.url, timeout=30) as client:
+        yield client
+
+
+def browser_headers(client_id: str, origin: str = "https://shop.example.com") -> dict[str, str]:
+    return {
+        "content-type": "application/json",
+        "origin": origin,
+        "user-agent": CHROME_UA,
+        "openpanel-client-id": client_id,
+        "openpanel-sdk-name": "web",
+        "openpanel-sdk-version": "1.0.1",
+    }
+
+
+def wait_for(check: Callable[[], Any], timeout: float = 15.0, interval: float = 0.1) -> Any:
+    deadline = time.monotonic() + timeout
+    last: Any = None
+    while time.monotonic() < deadline:
+        last = check()
+        if last:
+            return last
+        time.sleep(interval)
+    return last
+
+
+def event_rows(store: Store, project_id: str) -> list[dict[str, Any]]:
+    return store.query_dicts(
+        "SELECT * FROM gatrix.events WHERE project_id = {p:String} ORDER BY created_at",
+        {"p": project_id},
+    )
+
+
+def wait_events(store: Store, project_id: str, count: int, timeout: float = 15.0) -> list[dict]:
+    rows = wait_for(lambda: len(event_rows(store, project_id)) >= count, timeout)
+    assert rows, f"expected {count} events for {project_id}"
+    return event_rows(store, project_id)
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+def run(coro: Any) -> Any:
+    return asyncio.run(coro)
+
+
+@pytest.fixture(scope="session")
+def sql_engine(data_dir: Path) -> Any:
+    engine = models.make_engine(f"sqlite:///{data_dir / 'unit.db'}")
+    models.migrate(engine)
+    return engine
