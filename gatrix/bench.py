@@ -38,6 +38,7 @@ import time
 import urllib.error
 import urllib.request
 from dataclasses import dataclass, field
+from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
 
@@ -199,6 +200,17 @@ class Service:
                 self.proc.wait(timeout=10)
         self.exit_code = self.proc.returncode
         return self.exit_code
+
+    def error_lines(self) -> list[str]:
+        try:
+            text = self.log_path.read_text(errors="replace")
+        except OSError:
+            return []
+        return [
+            line.strip()
+            for line in text.splitlines()
+            if line.startswith("Traceback") or re.search(r"\b(ERROR|CRITICAL)\b", line)
+        ]
 
     def tail(self, lines: int = LOG_TAIL_LINES) -> str:
         try:
@@ -514,22 +526,47 @@ async def _fallback_async(
 
 
 def _fallback_load(
-    port: int, path: str, client_id: str, connections: int, seconds: float
-) -> dict[str, Any]:
-    """Entry point of the generator process (picklable, so it works with spawn)."""
+    conn: Connection, port: int, path: str, client_id: str, connections: int, seconds: float
+) -> None:
+    """Entry point of the generator process (module level, so it works with spawn)."""
     with contextlib.suppress(ImportError):
         import uvloop
 
         uvloop.install()
-    return asyncio.run(_fallback_async(port, path, client_id, connections, seconds))
+    try:
+        conn.send(asyncio.run(_fallback_async(port, path, client_id, connections, seconds)))
+    except Exception as exc:
+        conn.send({"error": f"{type(exc).__name__}: {exc}"})
+    finally:
+        conn.close()
 
 
 def _run_fallback(port: int, client_id: str, connections: int, seconds: float) -> dict[str, Any]:
     # spawn, not fork: the parent may hold threads and sockets a forked child must not inherit.
+    # A bare Process rather than a Pool: a Pool would respawn a worker that dies, forever.
     ctx = multiprocessing.get_context("spawn")
-    with ctx.Pool(1) as pool:
-        result = pool.apply_async(_fallback_load, (port, "/track", client_id, connections, seconds))
-        return dict(result.get(timeout=seconds + 60))
+    parent, child = ctx.Pipe(duplex=False)
+    proc = ctx.Process(
+        target=_fallback_load,
+        args=(child, port, "/track", client_id, connections, seconds),
+        daemon=True,
+    )
+    proc.start()
+    child.close()
+    try:
+        if not parent.poll(seconds + 60):
+            raise RuntimeError("the load generator process did not report back in time")
+        result = dict(parent.recv())
+    except EOFError as exc:
+        raise RuntimeError(f"the load generator process died (exit {proc.exitcode})") from exc
+    finally:
+        proc.join(timeout=10)
+        if proc.is_alive():
+            proc.terminate()
+            proc.join(timeout=5)
+    if "error" in result:
+        raise RuntimeError(f"load generator failed: {result['error']}")
+    return result
 
 
 # --------------------------------------------------------------------------- batch phase
@@ -659,8 +696,8 @@ def _summary(report: dict[str, Any]) -> str:
         f"  rows in ClickHouse: {_fmt(report['rows_in_clickhouse'], ',')}   "
         f"expected {report['expected_rows']:,}   lost {_fmt(report['lost'], ',')}",
     ]
-    for problem in report["problems"]:
-        lines.append(f"  PROBLEM: {problem}")
+    lines += [f"  note: {note}" for note in report["notes"]]
+    lines += [f"  PROBLEM: {problem}" for problem in report["problems"]]
     return "\n".join(lines)
 
 
@@ -694,7 +731,8 @@ def run_ingest_bench(args: Any) -> int:
         ],
         log_dir / "bare.log",
     )
-    problems: list[str] = []
+    problems: list[str] = []  # something wrong with what was measured
+    notes: list[str] = []  # expected artefacts of the method, reported for transparency
     keep_logs = False
     try:
         _say(f"data dir {data_dir}; generator {generator}")
@@ -762,8 +800,15 @@ def run_ingest_bench(args: Any) -> int:
         code = server.stop()
         if server.stop_seconds is None:
             problems.append(f"gatrix did not exit within {STOP_TIMEOUT:.0f}s of SIGTERM; killed")
-        elif code != 0:
+        elif code not in (0, -signal.SIGTERM):
+            # uvicorn re-raises the signal it caught once its graceful shutdown is done, so
+            # "killed by SIGTERM" is the normal way for it to end; anything else is not.
             problems.append(f"gatrix exited with status {code} after SIGTERM")
+        logged = server.error_lines()
+        if logged:
+            problems.append(
+                f"gatrix logged {len(logged)} ERROR/Traceback lines, first: {logged[0]}"
+            )
 
         rows, count_error = _count_rows(data_dir, env)
         expected = accepted_single + int(batch["events"])
@@ -775,11 +820,16 @@ def run_ingest_bench(args: Any) -> int:
         elif lost and lost < 0:
             # wrk abandons requests still in flight at its deadline: the server may have taken
             # them without the generator ever counting the reply, at most one per connection.
-            note = "within" if -lost <= connections else "MORE than"
-            problems.append(
-                f"{-lost} more rows than counted acceptances ({note} the {connections} requests "
-                "that can be in flight when the generator stops)"
-            )
+            if -lost <= connections:
+                notes.append(
+                    f"{-lost} more rows than counted acceptances: within the {connections} "
+                    "requests that can be in flight when the generator stops"
+                )
+            else:
+                problems.append(
+                    f"{-lost} more rows than counted acceptances: more than the {connections} "
+                    "requests that can be in flight when the generator stops"
+                )
 
         bare.stop()
         report: dict[str, Any] = {
@@ -824,6 +874,7 @@ def run_ingest_bench(args: Any) -> int:
                 round(server.stop_seconds, 2) if server.stop_seconds is not None else None
             ),
             "problems": problems,
+            "notes": notes,
             "machine": {
                 "cpu_count": os.cpu_count(),
                 "platform": platform.platform(),

@@ -22,8 +22,10 @@ import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
+import msgspec
 from redis.asyncio import Redis
 
+_json = msgspec.json.Encoder().encode
 KINDS = {b"e"[0]: "events", b"p"[0]: "profiles", b"c"[0]: "profile_counters"}
 
 _PUSH = r"""
@@ -39,7 +41,8 @@ for i = 0, n - 1 do
     out[#out + 1] = ''
   else
     local ts = tonumber(ARGV[a + 1])
-    local sid, did = ARGV[a + 2], ARGV[a + 3]
+    -- device ids arrive JSON-encoded (client-chosen ids may hold quotes); flag = which one
+    local sid, did, flag = ARGV[a + 2], ARGV[a + 3], '0'
     local key, prevkey = KEYS[2 + i * 2], KEYS[3 + i * 2]
     local cur = redis.call('GET', key)
     if (not cur) and prevkey ~= key then
@@ -47,7 +50,9 @@ for i = 0, n - 1 do
       local prev = redis.call('GET', prevkey)
       if prev then
         local last = tonumber(string.sub(prev, string.find(prev, '|', 1, true) + 1))
-        if math.abs(ts - last) <= timeout then cur, key, did = prev, prevkey, ARGV[a + 4] end
+        if math.abs(ts - last) <= timeout then
+          cur, key, did, flag = prev, prevkey, ARGV[a + 4], '1'
+        end
       end
     end
     local store = true
@@ -62,8 +67,8 @@ for i = 0, n - 1 do
       end
     end
     if store then redis.call('SET', key, sid .. '|' .. ts, 'PX', timeout + 60000) end
-    vals[#vals + 1] = 'e{"session_id":"' .. sid .. '","device_id":"' .. did .. '",' .. ARGV[a + 5]
-    out[#out + 1] = did
+    vals[#vals + 1] = 'e{"session_id":"' .. sid .. '","device_id":' .. did .. ',' .. ARGV[a + 5]
+    out[#out + 1] = flag
     out[#out + 1] = sid
   end
 end
@@ -148,8 +153,8 @@ class Buffer:
                     "e",
                     item.ts_ms,
                     str(uuid.uuid4()),
-                    item.device_id,
-                    item.prev_device_id or item.device_id,
+                    _json(item.device_id),
+                    _json(item.prev_device_id or item.device_id),
                     item.payload_tail,
                 )
             else:
@@ -225,6 +230,15 @@ class Buffer:
             "dead_letters": int(dead),
             "last_flush_ms": int(last) if last else None,
         }
+
+
+def resolve_ids(item: Pending, flag: bytes | str, session_id: bytes | str) -> tuple[str, str]:
+    """(device id, session id) of a pushed item; flag b"1" = yesterday's visitor id kept."""
+    if not item.session:
+        return "", ""
+    sid = session_id.decode() if isinstance(session_id, bytes) else session_id
+    used_prev = flag in (b"1", "1")
+    return (item.prev_device_id if used_prev and item.prev_device_id else item.device_id), sid
 
 
 class BufferUnavailable(ConnectionError):

@@ -112,11 +112,20 @@ class LiveServer:
             access_log=False, proxy_headers=False, loop="asyncio",
         )
         self.server = uvicorn.Server(config)
-        self.thread = threading.Thread(target=self.server.run, daemon=True)
+        self.thread = threading.Thread(target=self._serve, daemon=True)
 
     @property
     def runtime(self) -> Any:
         return self.app.runtime
+
+    @property
+    def loop(self) -> asyncio.AbstractEventLoop:
+        return self._loop
+
+    def _serve(self) -> None:
+        self._loop = asyncio.new_event_loop()
+        asyncio.set_event_loop(self._loop)
+        self._loop.run_until_complete(self.server.serve())
 
     def start(self) -> LiveServer:
         self.thread.start()

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 from redis.asyncio import Redis
 
-from gatrix.buffer import Buffer, BufferUnavailable, BufferWriter, Pending
+from gatrix.buffer import Buffer, BufferUnavailable, BufferWriter, Pending, resolve_ids
 from gatrix.flush import Flusher
 from gatrix.ingest.enrich.geo import GeoLookup
 from gatrix.ingest.payloads import Hit
@@ -59,8 +59,7 @@ def track(ctx: Context, at: datetime, *, project: str = "p1", ip: str = "8.8.8.8
 
 async def push(buffer: Buffer, *items: Pending) -> list[tuple[str, str]]:
     ids, _ = await buffer.push(list(items), SESSION_TIMEOUT_MS)
-    pairs = [(ids[i].decode(), ids[i + 1].decode()) for i in range(0, len(ids), 2)]
-    return pairs
+    return [resolve_ids(item, ids[2 * n], ids[2 * n + 1]) for n, item in enumerate(items)]
 
 
 async def test_session_continues_at_29_minutes_and_restarts_at_31(
@@ -100,8 +99,10 @@ async def test_late_event_from_long_ago_does_not_end_live_session(
 
 
 async def test_device_id_override_and_profile_id(buffer: Buffer, ctx: Context) -> None:
-    [(device, _)] = await push(buffer, track(ctx, T0, __deviceId="dev-42"))
-    assert device == "dev-42"
+    [(device, _)] = await push(buffer, track(ctx, T0, __deviceId='dev-"42\\'))
+    assert device == 'dev-"42\\'
+    stored = await buffer.redis.lrange(buffer.keys.buffer, -1, -1)
+    assert json.loads(stored[0][1:])["device_id"] == 'dev-"42\\'  # escaped, still valid JSON
 
 
 async def test_claims_are_atomic_between_two_flushers(redis: Redis, prefix: str,
