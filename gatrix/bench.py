@@ -10,9 +10,11 @@ The load generator runs in its own process (wrk, or a small asyncio client when 
 so that its CPU use never shares an event loop or a GIL with what it measures. Everything binds
 to 127.0.0.1, every phase has a deadline, and every subprocess is stopped in a `finally`.
 
-Loss is checked from the outside: the server is stopped (it drains its buffer on SIGTERM) and a
-fresh process counts the rows in ClickHouse. The benchmark never opens chDB itself, because only
-one process may hold a chDB data path at a time.
+Loss is checked from the outside: once /health reports an empty buffer the server is stopped and
+a fresh process counts the rows in ClickHouse. Waiting for the drain first matters: events still
+buffered at shutdown stay in the embedded Redis and only reach ClickHouse after a restart, which
+would read as loss here. The benchmark never opens chDB itself, because only one process may
+hold a chDB data path at a time.
 
 Human-readable progress and the summary go to stderr; the JSON report is the one line on stdout
 (and the `--output` file), like the other CLI commands meant for automation.
@@ -184,7 +186,7 @@ class Service:
         return self.proc is not None and self.proc.poll() is None
 
     def stop(self, timeout: float = STOP_TIMEOUT) -> int | None:
-        """SIGTERM the group and wait (gatrix drains its buffer on the way out), then SIGKILL."""
+        """SIGTERM the group, give it `timeout` for its graceful shutdown, then SIGKILL."""
         if self.proc is None:
             return self.exit_code
         if self.proc.poll() is None:
@@ -796,7 +798,11 @@ def run_ingest_bench(args: Any) -> int:
             if dead:
                 problems.append(f"{dead} dead letters after the batch phase")
 
-        _say("stopping gatrix (it drains on SIGTERM)…")
+        # Snapshot right before the stop: rows are counted only after it, so a non-empty buffer
+        # here is the first suspect for any shortfall.
+        _status, before_stop = _get_json(f"http://{HOST}:{gport}/health")
+        buffer_before_stop = (before_stop or {}).get("buffer")
+        _say("stopping gatrix (SIGTERM to its process group)…")
         code = server.stop()
         if server.stop_seconds is None:
             problems.append(f"gatrix did not exit within {STOP_TIMEOUT:.0f}s of SIGTERM; killed")
@@ -870,6 +876,7 @@ def run_ingest_bench(args: Any) -> int:
             "rows_in_clickhouse": rows,
             "expected_rows": expected,
             "lost": lost,
+            "buffer_before_stop": buffer_before_stop,
             "server_stop_seconds": (
                 round(server.stop_seconds, 2) if server.stop_seconds is not None else None
             ),

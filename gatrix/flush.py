@@ -35,7 +35,10 @@ class FlushStats:
 
 class Flusher:
     def __init__(
-        self, buffer: Buffer, store: Store, batch_size: int = 10_000,
+        self,
+        buffer: Buffer,
+        store: Store,
+        batch_size: int = 10_000,
         lease_ms: int = CLAIM_LEASE_MS,
     ) -> None:
         self.buffer = buffer

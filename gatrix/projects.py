@@ -35,8 +35,9 @@ _SCRYPT = {"n": 2**14, "r": 8, "p": 1}
 def hash_secret(secret: str) -> str:
     salt = secrets.token_bytes(16)
     digest = hashlib.scrypt(secret.encode(), salt=salt, dklen=32, **_SCRYPT)
-    b64 = base64.b64encode
-    return f"scrypt${_SCRYPT['n']}${_SCRYPT['r']}${_SCRYPT['p']}${b64(salt).decode()}${b64(digest).decode()}"
+    params = f"{_SCRYPT['n']}${_SCRYPT['r']}${_SCRYPT['p']}"
+    encoded = f"{base64.b64encode(salt).decode()}${base64.b64encode(digest).decode()}"
+    return f"scrypt${params}${encoded}"
 
 
 def verify_secret(secret: str, stored: str | None) -> bool:

@@ -23,7 +23,7 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_file=None, extra="ignore", populate_by_name=True)
 
     # --- where and how we listen
-    host: str = Field("127.0.0.1", validation_alias=_env("GATRIX_HOST", "HOST"))
+    host: str = Field("127.0.0.1", validation_alias=_env("GATRIX_HOST"))
     port: int = Field(3002, validation_alias=_env("PORT", "GATRIX_PORT"))
     data_dir: Path = Field(Path("data"), validation_alias=_env("GATRIX_DATA_DIR"))
     public_url: str = Field("", validation_alias=_env("GATRIX_PUBLIC_URL"))

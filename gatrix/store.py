@@ -149,7 +149,7 @@ class Store:
             return False
 
     def insert_json_rows(self, table: str, rows: Sequence[bytes], token: str) -> None:
-        """Insert JSONEachRow lines as one block; a retry with the same token stores nothing twice."""
+        """Insert JSONEachRow lines as one block; a retry with the same token stores nothing."""
         if not rows:
             return
         if not _IDENT.match(table):

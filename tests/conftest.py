@@ -108,8 +108,14 @@ class LiveServer:
         self.port = settings.port
         self.url = f"http://127.0.0.1:{self.port}"
         config = uvicorn.Config(
-            self.app, host="127.0.0.1", port=self.port, lifespan="on", log_level="warning",
-            access_log=False, proxy_headers=False, loop="asyncio",
+            self.app,
+            host="127.0.0.1",
+            port=self.port,
+            lifespan="on",
+            log_level="warning",
+            access_log=False,
+            proxy_headers=False,
+            loop="asyncio",
         )
         self.server = uvicorn.Server(config)
         self.thread = threading.Thread(target=self._serve, daemon=True)

@@ -45,13 +45,24 @@ def client(project: str = "p1") -> ClientInfo:
     return ClientInfo("c1", project, "write", None, ("*",), "UTC")
 
 
-def track(ctx: Context, at: datetime, *, project: str = "p1", ip: str = "8.8.8.8",
-          path: str = "/", name: str = "screen_view", **reserved: Any) -> Pending:
-    hit = Hit(type="track", name=name,
-              reserved={"__path": f"https://a.io{path}", "__timestamp": at.isoformat(),
-                        **reserved})
-    req = Request(client=client(project), server_side=False, ip=ip, user_agent=CHROME_UA,
-                  received_ms=ms(at))
+def track(
+    ctx: Context,
+    at: datetime,
+    *,
+    project: str = "p1",
+    ip: str = "8.8.8.8",
+    path: str = "/",
+    name: str = "screen_view",
+    **reserved: Any,
+) -> Pending:
+    hit = Hit(
+        type="track",
+        name=name,
+        reserved={"__path": f"https://a.io{path}", "__timestamp": at.isoformat(), **reserved},
+    )
+    req = Request(
+        client=client(project), server_side=False, ip=ip, user_agent=CHROME_UA, received_ms=ms(at)
+    )
     item = process_track(hit, req, ctx)
     assert isinstance(item, Pending)
     return item
@@ -74,8 +85,9 @@ async def test_session_continues_at_29_minutes_and_restarts_at_31(
 
 
 async def test_different_visitors_get_different_sessions(buffer: Buffer, ctx: Context) -> None:
-    (a, sa), (b, sb) = await push(buffer, track(ctx, T0, ip="8.8.8.8"),
-                                  track(ctx, T0, ip="1.1.1.1"))
+    (a, sa), (b, sb) = await push(
+        buffer, track(ctx, T0, ip="8.8.8.8"), track(ctx, T0, ip="1.1.1.1")
+    )
     assert a != b and sa != sb
 
 
@@ -105,11 +117,13 @@ async def test_device_id_override_and_profile_id(buffer: Buffer, ctx: Context) -
     assert json.loads(stored[0][1:])["device_id"] == 'dev-"42\\'  # escaped, still valid JSON
 
 
-async def test_claims_are_atomic_between_two_flushers(redis: Redis, prefix: str,
-                                                      ctx: Context) -> None:
+async def test_claims_are_atomic_between_two_flushers(
+    redis: Redis, prefix: str, ctx: Context
+) -> None:
     first, second = Buffer(redis, prefix), Buffer(Redis.from_url(_url(redis)), prefix)
-    items = [track(ctx, T0 + timedelta(seconds=i), ip=f"9.9.{i // 250}.{i % 250}")
-             for i in range(600)]
+    items = [
+        track(ctx, T0 + timedelta(seconds=i), ip=f"9.9.{i // 250}.{i % 250}") for i in range(600)
+    ]
     await first.push(items, SESSION_TIMEOUT_MS)
     claimed: list[bytes] = []
 
@@ -139,8 +153,9 @@ def count(store: Store, table: str = "events", project: str = "p1") -> int:
 async def test_flush_inserts_everything_once_and_acks(
     buffer: Buffer, ctx: Context, scratch_store: Store
 ) -> None:
-    await buffer.push([track(ctx, T0 + timedelta(seconds=i)) for i in range(250)],
-                      SESSION_TIMEOUT_MS)
+    await buffer.push(
+        [track(ctx, T0 + timedelta(seconds=i)) for i in range(250)], SESSION_TIMEOUT_MS
+    )
     flusher = Flusher(buffer, scratch_store, batch_size=100)
     assert await flusher.run() == 250
     assert count(scratch_store) == 250
@@ -154,8 +169,9 @@ async def test_flush_inserts_everything_once_and_acks(
 async def test_crash_between_insert_and_ack_does_not_duplicate(
     buffer: Buffer, ctx: Context, scratch_store: Store
 ) -> None:
-    await buffer.push([track(ctx, T0 + timedelta(seconds=i)) for i in range(120)],
-                      SESSION_TIMEOUT_MS)
+    await buffer.push(
+        [track(ctx, T0 + timedelta(seconds=i)) for i in range(120)], SESSION_TIMEOUT_MS
+    )
     dying = Flusher(buffer, scratch_store, batch_size=1000)
     batch = await buffer.claim(1000)
     assert batch is not None
@@ -171,8 +187,9 @@ async def test_crash_between_insert_and_ack_does_not_duplicate(
 async def test_clickhouse_unavailable_keeps_events_until_it_returns(
     buffer: Buffer, ctx: Context, scratch_store: Store
 ) -> None:
-    await buffer.push([track(ctx, T0 + timedelta(seconds=i)) for i in range(50)],
-                      SESSION_TIMEOUT_MS)
+    await buffer.push(
+        [track(ctx, T0 + timedelta(seconds=i)) for i in range(50)], SESSION_TIMEOUT_MS
+    )
     scratch_store.command(f"DETACH TABLE {scratch_store.db}.events")
     flusher = Flusher(buffer, scratch_store, batch_size=1000)
     try:
@@ -193,10 +210,12 @@ async def test_rejected_rows_go_to_dead_letter_and_never_block_the_rest(
 ) -> None:
     good = [track(ctx, T0 + timedelta(seconds=i)) for i in range(40)]
     await buffer.push(good[:20], SESSION_TIMEOUT_MS)
-    await buffer.push_raw([
-        b'e{"id":"not-a-uuid","project_id":"p1","name":"x","created_at":"2026-04-10 09:00:00"}',
-        b"zunknown kind",
-    ])
+    await buffer.push_raw(
+        [
+            b'e{"id":"not-a-uuid","project_id":"p1","name":"x","created_at":"2026-04-10 09:00:00"}',
+            b"zunknown kind",
+        ]
+    )
     await buffer.push(good[20:], SESSION_TIMEOUT_MS)
     flusher = Flusher(buffer, scratch_store, batch_size=1000)
     assert await flusher.run() == 40
@@ -212,25 +231,41 @@ async def test_identify_increment_decrement_build_the_profile(
     buffer: Buffer, scratch_store: Store
 ) -> None:
     def req(at: datetime) -> Request:
-        return Request(client=client(), server_side=True, ip="1.1.1.1", user_agent="",
-                       received_ms=ms(at))
+        return Request(
+            client=client(), server_side=True, ip="1.1.1.1", user_agent="", received_ms=ms(at)
+        )
 
     items = [
-        process_profile(Hit(type="identify", profile_id="u1", first_name="Ada", email="a@x.io",
-                            properties={"plan": "free", "team": "core"}), req(T0)),
-        process_profile(Hit(type="identify", profile_id="u1", last_name="Lovelace",
-                            properties={"plan": "pro"}), req(T0 + timedelta(minutes=1))),
-        process_profile(Hit(type="increment", profile_id="u1", property="logins", value=3),
-                        req(T0)),
-        process_profile(Hit(type="decrement", profile_id="u1", property="logins", value=-1),
-                        req(T0)),
+        process_profile(
+            Hit(
+                type="identify",
+                profile_id="u1",
+                first_name="Ada",
+                email="a@x.io",
+                properties={"plan": "free", "team": "core"},
+            ),
+            req(T0),
+        ),
+        process_profile(
+            Hit(type="identify", profile_id="u1", last_name="Lovelace", properties={"plan": "pro"}),
+            req(T0 + timedelta(minutes=1)),
+        ),
+        process_profile(
+            Hit(type="increment", profile_id="u1", property="logins", value=3), req(T0)
+        ),
+        process_profile(
+            Hit(type="decrement", profile_id="u1", property="logins", value=-1), req(T0)
+        ),
     ]
     await buffer.push(items, SESSION_TIMEOUT_MS)
     await Flusher(buffer, scratch_store).run()
     profile = get_profile(scratch_store, "p1", "u1")
     assert profile is not None
     assert (profile["first_name"], profile["last_name"], profile["email"]) == (
-        "Ada", "Lovelace", "a@x.io")
+        "Ada",
+        "Lovelace",
+        "a@x.io",
+    )
     assert profile["properties"] == {"plan": "pro", "team": "core"}
     assert profile["counters"] == {"logins": 2.0}
     assert get_profile(scratch_store, "p1", "nobody") is None

