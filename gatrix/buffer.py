@@ -20,30 +20,40 @@ import json
 import time
 import uuid
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import msgspec
 from redis.asyncio import Redis
+
+from gatrix.ids import new_id
 
 _json = msgspec.json.Encoder().encode
 KINDS = {b"e"[0]: "events", b"p"[0]: "profiles", b"c"[0]: "profile_counters"}
 
 _PUSH = r"""
-local buf = KEYS[1]
-local n = tonumber(ARGV[1])
-local timeout = tonumber(ARGV[2])
+-- ARGV[1] holds every item of the group commit as one blob (one argument instead of eight
+-- per item: packing arguments was the writer's main cost). Items are separated by \0 and
+-- their fields by \n: kind, ts, candidate session id, key, previous-salt key, device id,
+-- previous-salt device id (both JSON-encoded, so neither separator can occur), payload.
+local buf, blob, timeout = KEYS[1], ARGV[1], tonumber(ARGV[2])
 local out, vals = {}, {}
-for i = 0, n - 1 do
-  local a = 3 + i * 6
-  if ARGV[a] == 'r' then
-    vals[#vals + 1] = ARGV[a + 5]
-    out[#out + 1] = ''
+local pos, len = 1, #blob
+while pos <= len do
+  local stop = string.find(blob, '\0', pos, true) or (len + 1)
+  local rec = string.sub(blob, pos, stop - 1)
+  pos = stop + 1
+  local f, p = {}, 1
+  for k = 1, 7 do
+    local e = string.find(rec, '\n', p, true)
+    f[k] = string.sub(rec, p, e - 1)
+    p = e + 1
+  end
+  local payload = string.sub(rec, p)
+  if f[1] == 'r' then
+    vals[#vals + 1] = payload
     out[#out + 1] = ''
   else
-    local ts = tonumber(ARGV[a + 1])
-    -- device ids arrive JSON-encoded (client-chosen ids may hold quotes); flag = which one
-    local sid, did, flag = ARGV[a + 2], ARGV[a + 3], '0'
-    local key, prevkey = KEYS[2 + i * 2], KEYS[3 + i * 2]
+    local ts, sid, key, prevkey, did, flag = tonumber(f[2]), f[3], f[4], f[5], f[6], '0'
     local cur = redis.call('GET', key)
     if (not cur) and prevkey ~= key then
       -- a visit that started under yesterday's salt keeps that identity while it is active
@@ -51,7 +61,7 @@ for i = 0, n - 1 do
       if prev then
         local last = tonumber(string.sub(prev, string.find(prev, '|', 1, true) + 1))
         if math.abs(ts - last) <= timeout then
-          cur, key, did, flag = prev, prevkey, ARGV[a + 4], '1'
+          cur, key, did, flag = prev, prevkey, f[7], '1'
         end
       end
     end
@@ -67,16 +77,14 @@ for i = 0, n - 1 do
       end
     end
     if store then redis.call('SET', key, sid .. '|' .. ts, 'PX', timeout + 60000) end
-    vals[#vals + 1] = 'e{"session_id":"' .. sid .. '","device_id":' .. did .. ',' .. ARGV[a + 5]
-    out[#out + 1] = flag
-    out[#out + 1] = sid
+    vals[#vals + 1] = 'e{"session_id":"' .. sid .. '","device_id":' .. did .. ',' .. payload
+    out[#out + 1] = flag .. sid
   end
 end
 for j = 1, #vals, 1000 do
   redis.call('RPUSH', buf, unpack(vals, j, math.min(j + 999, #vals)))
 end
-out[#out + 1] = redis.call('LLEN', buf)
-return out
+return {table.concat(out, ','), redis.call('LLEN', buf)}
 """
 
 _CLAIM = r"""
@@ -109,7 +117,6 @@ class Pending:
     device_id: str = ""
     prev_device_id: str = ""
     session: bool = True
-    future: asyncio.Future[tuple[str, str]] = field(default=None)  # type: ignore[assignment]
 
 
 @dataclass(slots=True)
@@ -130,7 +137,8 @@ class BufferKeys:
         return f"{self.buffer}:processing:{batch_id}"
 
     def session(self, project_id: str, device_id: str) -> str:
-        return f"{self.session_prefix}{project_id}:{device_id}"
+        # JSON-encoded: a client-chosen device id cannot smuggle the push call's separators
+        return f"{self.session_prefix}{project_id}:{_json(device_id).decode()}"
 
 
 class Buffer:
@@ -144,24 +152,23 @@ class Buffer:
     # --- writing
 
     async def push(self, items: list[Pending], session_timeout_ms: int) -> tuple[list, int]:
-        keys: list[str] = [self.keys.buffer]
-        args: list[object] = [len(items), session_timeout_ms]
+        """Push items, assigning sessions; returns one `flag + session id` per item and depth."""
+        records: list[bytes] = []
         for item in items:
             if item.session:
-                keys += (item.session_key, item.prev_session_key or item.session_key)
-                args += (
-                    "e",
-                    item.ts_ms,
-                    str(uuid.uuid4()),
-                    _json(item.device_id),
-                    _json(item.prev_device_id or item.device_id),
-                    item.payload_tail,
-                )
+                did = _json(item.device_id)
+                prev = _json(item.prev_device_id) if item.prev_device_id else did
+                head = (
+                    f"e\n{item.ts_ms}\n{new_id()}\n{item.session_key}\n"
+                    f"{item.prev_session_key or item.session_key}\n"
+                ).encode()
+                records.append(b"".join((head, did, b"\n", prev, b"\n", item.payload_tail)))
             else:
-                keys += (self.keys.buffer, self.keys.buffer)
-                args += ("r", 0, "", "", "", item.payload_tail)
-        out = await self._push(keys=keys, args=args)
-        return out[:-1], int(out[-1])
+                records.append(b"r\n\n\n\n\n\n\n" + item.payload_tail)
+        joined, depth = await self._push(
+            keys=[self.keys.buffer], args=[b"\0".join(records), session_timeout_ms]
+        )
+        return joined.split(b","), int(depth)
 
     async def push_raw(self, items: list[bytes]) -> None:
         """Append items that carry their kind byte already (tests and recovery tools)."""
@@ -232,13 +239,14 @@ class Buffer:
         }
 
 
-def resolve_ids(item: Pending, flag: bytes | str, session_id: bytes | str) -> tuple[str, str]:
-    """(device id, session id) of a pushed item; flag b"1" = yesterday's visitor id kept."""
-    if not item.session:
+def resolve_ids(item: Pending, result: bytes) -> tuple[str, str]:
+    """(device id, session id) of a pushed item from its `flag + session id` result, where
+    flag 1 means the visitor kept yesterday's id (a visit crossing midnight)."""
+    if not item.session or not result:
         return "", ""
-    sid = session_id.decode() if isinstance(session_id, bytes) else session_id
-    used_prev = flag in (b"1", "1")
-    return (item.prev_device_id if used_prev and item.prev_device_id else item.device_id), sid
+    used_prev = result[:1] == b"1"
+    device = item.prev_device_id if used_prev and item.prev_device_id else item.device_id
+    return device, result[1:].decode()
 
 
 class BufferUnavailable(ConnectionError):
@@ -264,7 +272,8 @@ class BufferWriter:
         self.session_timeout_ms = session_timeout_ms
         self.backlog_threshold = backlog_threshold
         self.on_backlog = on_backlog
-        self._queue: list[Pending] = []
+        # each entry: the items of one request and the future that request awaits
+        self._queue: list[tuple[list[Pending], asyncio.Future[list[tuple[str, str]]]]] = []
         self._wakeup = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._closing = False
@@ -277,53 +286,45 @@ class BufferWriter:
             self._task = asyncio.create_task(self._run(), name="gatrix-buffer-writer")
 
     async def submit(self, item: Pending) -> tuple[str, str]:
-        if self._closing:
-            raise BufferUnavailable("server is shutting down")
-        item.future = asyncio.get_running_loop().create_future()
-        self._queue.append(item)
-        self._wakeup.set()
-        return await item.future
+        return (await self.submit_many([item]))[0]
 
     async def submit_many(self, items: list[Pending]) -> list[tuple[str, str]]:
+        """Queue one request's items; resolves to their (device id, session id) pairs."""
         if self._closing:
             raise BufferUnavailable("server is shutting down")
-        loop = asyncio.get_running_loop()
-        for item in items:
-            item.future = loop.create_future()
-        self._queue.extend(items)
+        future: asyncio.Future[list[tuple[str, str]]] = asyncio.get_running_loop().create_future()
+        self._queue.append((items, future))
         self._wakeup.set()
-        return list(await asyncio.gather(*(item.future for item in items)))
+        return await future
 
     async def _run(self) -> None:
         while True:
             await self._wakeup.wait()
             self._wakeup.clear()
             while self._queue:
-                batch, self._queue = self._queue, []
-                await self._send(batch)
+                entries, self._queue = self._queue, []
+                await self._send(entries)
             if self._closing and not self._queue:
                 return
 
-    async def _send(self, batch: list[Pending]) -> None:
+    async def _send(self, entries: list[tuple[list[Pending], asyncio.Future]]) -> None:
+        batch = [item for items, _ in entries for item in items]
         self.round_trips += 1
         self.items_sent += len(batch)
         try:
             ids, depth = await self.buffer.push(batch, self.session_timeout_ms)
         except Exception as exc:  # Redis down: every request in this call gets the error
             error = BufferUnavailable(f"{type(exc).__name__}: {exc}")
-            for item in batch:
-                if not item.future.done():
-                    item.future.set_exception(error)
+            for _, future in entries:
+                if not future.done():
+                    future.set_exception(error)
             return
-        for n, item in enumerate(batch):
-            if not item.future.done():
-                did, sid = ids[2 * n], ids[2 * n + 1]
-                item.future.set_result(
-                    (
-                        did.decode() if isinstance(did, bytes) else did,
-                        sid.decode() if isinstance(sid, bytes) else sid,
-                    )
-                )
+        offset = 0
+        for items, future in entries:
+            results = [resolve_ids(item, ids[offset + n]) for n, item in enumerate(items)]
+            offset += len(items)
+            if not future.done():
+                future.set_result(results)
         if depth >= self.backlog_threshold and self.on_backlog is not None:
             now = time.monotonic()
             if now - self._last_backlog_signal > 0.2:

@@ -18,6 +18,7 @@ import secrets
 import time
 import uuid
 from dataclasses import dataclass
+from functools import lru_cache
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from sqlalchemy.engine import Engine
@@ -73,6 +74,7 @@ def normalize_origin(value: str) -> str:
     return value
 
 
+@lru_cache(maxsize=4096)
 def origin_allowed(origin: str, patterns: tuple[str, ...]) -> bool:
     host = normalize_origin(origin)
     if not host:

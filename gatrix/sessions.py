@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import secrets
 from datetime import UTC, date, datetime, timedelta
+from functools import lru_cache
 from hashlib import blake2b
 
 from sqlalchemy.engine import Engine
@@ -37,6 +38,8 @@ class SaltBook:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
         self._salts: dict[date, bytes] = {}
+        # a visitor sends several events: hash once per (day, project, IP, UA)
+        self._ids_for_day = lru_cache(maxsize=65536)(self._ids_uncached)
 
     def ensure(self, today: date) -> None:
         """Load or create the salts for yesterday, today and tomorrow (blocking: call off-loop)."""
@@ -63,6 +66,17 @@ class SaltBook:
         if today not in self._salts:
             self.ensure(today)
         return self._salts[today], self._salts[today - timedelta(days=1)]
+
+    def ids_at(self, ms: int, project_id: str, ip: str, user_agent: str) -> tuple[str, str]:
+        """`ids` for an epoch-millisecond time (the request path's cheap, cached form)."""
+        return self._ids_for_day(ms // 86_400_000, project_id, ip, user_agent)
+
+    def _ids_uncached(self, day: int, project_id: str, ip: str, user_agent: str) -> tuple[str, str]:
+        current, previous = self.pair(datetime.fromtimestamp(day * 86_400, UTC))
+        return (
+            visitor_id(current, project_id, ip, user_agent),
+            visitor_id(previous, project_id, ip, user_agent),
+        )
 
     def ids(self, now: datetime, project_id: str, ip: str, user_agent: str) -> tuple[str, str]:
         current, previous = self.pair(now)

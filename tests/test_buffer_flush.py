@@ -70,7 +70,7 @@ def track(
 
 async def push(buffer: Buffer, *items: Pending) -> list[tuple[str, str]]:
     ids, _ = await buffer.push(list(items), SESSION_TIMEOUT_MS)
-    return [resolve_ids(item, ids[2 * n], ids[2 * n + 1]) for n, item in enumerate(items)]
+    return [resolve_ids(item, ids[n]) for n, item in enumerate(items)]
 
 
 async def test_session_continues_at_29_minutes_and_restarts_at_31(

@@ -7,15 +7,16 @@ Time, salts and the geo table come in through `Context`, so every step is exact 
 from __future__ import annotations
 
 import time
-import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from functools import lru_cache
 from typing import Any
 
 import msgspec
 
 from gatrix.buffer import BufferKeys, Pending
+from gatrix.ids import new_id
 from gatrix.ingest.enrich.geo import GeoLookup
 from gatrix.ingest.enrich.referrer import (
     NO_REFERRER,
@@ -74,13 +75,18 @@ class Dropped:
 Step = Callable[[Draft, Context], str | None]
 
 
-def ch_time(ms: int) -> str:
-    """Epoch milliseconds → ClickHouse DateTime64(3) text (UTC)."""
-    t = time.gmtime(ms // 1000)
+@lru_cache(maxsize=4096)
+def _second_text(second: int) -> str:
+    t = time.gmtime(second)
     return (
         f"{t.tm_year:04d}-{t.tm_mon:02d}-{t.tm_mday:02d} "
-        f"{t.tm_hour:02d}:{t.tm_min:02d}:{t.tm_sec:02d}.{ms % 1000:03d}"
+        f"{t.tm_hour:02d}:{t.tm_min:02d}:{t.tm_sec:02d}."
     )
+
+
+def ch_time(ms: int) -> str:
+    """Epoch milliseconds → ClickHouse DateTime64(3) text (UTC); the date part is cached."""
+    return f"{_second_text(ms // 1000)}{ms % 1000:03d}"
 
 
 def parse_client_time(value: Any) -> int | None:
@@ -191,9 +197,8 @@ def step_identity(d: Draft, ctx: Context) -> str | None:
     elif d.hit.profile_id:
         d.device_id = d.prev_device_id = d.hit.profile_id
     else:
-        now = datetime.fromtimestamp(d.req.received_ms / 1000, UTC)
-        d.device_id, d.prev_device_id = ctx.salts.ids(
-            now, project, client_ip(d), effective_user_agent(d)
+        d.device_id, d.prev_device_id = ctx.salts.ids_at(
+            d.req.received_ms, project, client_ip(d), effective_user_agent(d)
         )
     return None
 
@@ -236,7 +241,7 @@ def process_track(hit: Hit, req: Request, ctx: Context, steps=TRACK_STEPS) -> Pe
             return Dropped(reason)
     _extras(d)
     row = d.row
-    row["id"] = str(uuid.uuid4())
+    row["id"] = new_id()
     row["project_id"] = req.client.project_id
     row["name"] = hit.name
     row["profile_id"] = hit.profile_id

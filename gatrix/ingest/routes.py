@@ -197,12 +197,18 @@ class IngestApp:
             raise InvalidPayload("batch_too_large", f"at most {MAX_BATCH} envelopes per batch")
         results: list[dict[str, Any]] = [{} for _ in doc]
         pending: list[tuple[int, Pending, ClientInfo, str]] = []
+        # envelopes of one batch usually share their credentials: authenticate each set once
+        requests: dict[tuple[str, str], Request] = {}
         for n, envelope in enumerate(doc):
             try:
                 hit, body_client, body_secret = parse_envelope(envelope)
-                client, server_side = await self._authenticate(
-                    headers, origin, body_client, body_secret
-                )
+                req = requests.get((body_client, body_secret))
+                if req is None:
+                    client, server_side = await self._authenticate(
+                        headers, origin, body_client, body_secret
+                    )
+                    req = self._request(scope, headers, client, server_side, bool(origin))
+                    requests[(body_client, body_secret)] = req
             except InvalidPayload as exc:
                 self.counters.count("", "invalid_payload")
                 results[n] = {"status": exc.status, "error": exc.code, "detail": exc.detail}
@@ -210,7 +216,7 @@ class IngestApp:
             except AuthError as exc:
                 results[n] = {"status": exc.status, "error": exc.code, "detail": exc.detail}
                 continue
-            req = self._request(scope, headers, client, server_side, bool(origin))
+            client = req.client
             if hit.type == "track":
                 outcome = process_track(hit, req, self.ctx)
                 if isinstance(outcome, Dropped):

@@ -261,6 +261,7 @@ def classify_host(host: str) -> tuple[str, str]:
     return host, "link"
 
 
+@lru_cache(maxsize=16384)
 def parse_referrer(referrer: str, page_host: str) -> ReferrerInfo:
     if not referrer:
         return NO_REFERRER
