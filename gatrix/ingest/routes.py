@@ -150,10 +150,13 @@ class IngestApp:
         declared = headers.get(b"content-length")
         if declared is not None and declared.isdigit() and int(declared) > limit:
             return None
+        message = await receive()
+        if message["type"] == "http.request" and not message.get("more_body"):
+            body = message.get("body", b"")  # the usual case: the whole body in one message
+            return body if len(body) <= limit else None
         chunks: list[bytes] = []
         size = 0
         while True:
-            message = await receive()
             if message["type"] == "http.disconnect":
                 break
             chunk = message.get("body", b"")
@@ -163,6 +166,7 @@ class IngestApp:
             chunks.append(chunk)
             if not message.get("more_body"):
                 break
+            message = await receive()
         return b"".join(chunks)
 
     # --- one event
@@ -258,7 +262,9 @@ class IngestApp:
                 )
         if len(client_id) > 64:
             raise AuthError(401, "unknown_client", "no client with this id")
-        client = await self.directory.client(client_id)
+        found, client = self.directory.cached(client_id, time.monotonic())
+        if not found:  # the common case above costs no coroutine
+            client = await self.directory.client(client_id)
         if client is None:
             raise AuthError(401, "unknown_client", f"no active client with id {client_id!r}")
         if not client.can_write:
