@@ -59,25 +59,35 @@ while pos <= len do
       -- a visit that started under yesterday's salt keeps that identity while it is active
       local prev = redis.call('GET', prevkey)
       if prev then
-        local last = tonumber(string.sub(prev, string.find(prev, '|', 1, true) + 1))
+        local p1 = string.find(prev, '|', 1, true)
+        local p2 = string.find(prev, '|', p1 + 1, true)
+        local last = tonumber(string.sub(prev, p1 + 1, (p2 or 0) - 1))
         if math.abs(ts - last) <= timeout then
           cur, key, did, flag = prev, prevkey, f[7], '1'
         end
       end
     end
-    local store = true
+    -- session state: "id|last event ms|start ms"; the start travels with every event so
+    -- the sessions rollup can key a session by when it began
+    local store, start, seen = true, ts, ts
     if cur then
-      local sep = string.find(cur, '|', 1, true)
-      local last = tonumber(string.sub(cur, sep + 1))
+      local s1 = string.find(cur, '|', 1, true)
+      local s2 = string.find(cur, '|', s1 + 1, true)
+      local last = tonumber(string.sub(cur, s1 + 1, (s2 or 0) - 1))
       if ts - last <= timeout and last - ts <= timeout then
-        sid = string.sub(cur, 1, sep - 1)
-        if ts < last then ts = last end
+        sid = string.sub(cur, 1, s1 - 1)
+        start = s2 and tonumber(string.sub(cur, s2 + 1)) or last
+        if ts < last then seen = last end
       elseif ts < last then
         store = false -- a late event from long ago must not end the live session
       end
     end
-    if store then redis.call('SET', key, sid .. '|' .. ts, 'PX', timeout + 60000) end
-    vals[#vals + 1] = 'e{"session_id":"' .. sid .. '","device_id":' .. did .. ',' .. payload
+    if store then
+      redis.call('SET', key, sid .. '|' .. seen .. '|' .. start, 'PX', timeout + 60000)
+    end
+    local started = string.format('%d.%03d', math.floor(start / 1000), start % 1000)
+    vals[#vals + 1] = 'e{"session_id":"' .. sid .. '","session_start":' .. started ..
+      ',"device_id":' .. did .. ',' .. payload
     out[#out + 1] = flag .. sid
   end
 end

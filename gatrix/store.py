@@ -157,6 +157,8 @@ class Store:
         body = b"\n".join(rows)
         settings = {
             "insert_deduplication_token": token,
+            # the rollups (materialized views) must skip a retried block too
+            "deduplicate_blocks_in_dependent_materialized_views": 1,
             "input_format_skip_unknown_fields": 1,
             "date_time_input_format": "best_effort",
         }

@@ -82,6 +82,9 @@ async def test_session_continues_at_29_minutes_and_restarts_at_31(
     assert d1 == d2 == d3
     assert s1 == s2  # 29 minutes of inactivity: same session
     assert s3 != s2  # 31 minutes: a new one
+    rows = [json.loads(item[1:]) for item in await buffer.redis.lrange(buffer.keys.buffer, 0, -1)]
+    starts = [row["session_start"] for row in rows]
+    assert starts == [ms(T0) / 1000, ms(T0) / 1000, ms(T0 + timedelta(minutes=60)) / 1000]
 
 
 async def test_different_visitors_get_different_sessions(buffer: Buffer, ctx: Context) -> None:
@@ -181,6 +184,10 @@ async def test_crash_between_insert_and_ack_does_not_duplicate(
     survivor = Flusher(buffer, scratch_store, batch_size=1000, lease_ms=0)
     await survivor.run()
     assert count(scratch_store) == 120  # retried with the same token: deduplicated
+    db = scratch_store.db
+    [[hourly]] = scratch_store.query_rows(f"SELECT sum(pageviews) FROM {db}.hourly")
+    [[sessions]] = scratch_store.query_rows(f"SELECT sum(pageviews) FROM {db}.sessions")
+    assert hourly == sessions == 120  # and so are the rollups fed by materialized views
     assert (await buffer.stats())["claimed_batches"] == 0
 
 

@@ -9,6 +9,8 @@ CREATE TABLE IF NOT EXISTS $db.events
     device_id String,
     profile_id String,
     session_id String,
+    -- when the event's session began: the sessions rollup is keyed by it
+    session_start DateTime64(3, 'UTC'),
     created_at DateTime64(3, 'UTC'),
     received_at DateTime64(3, 'UTC'),
     origin LowCardinality(String),
