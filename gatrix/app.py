@@ -14,10 +14,12 @@ from typing import Any
 
 from litestar import Litestar, Request, get
 from litestar.datastructures import State
+from litestar.exceptions import HTTPException
 from litestar.openapi import OpenAPIConfig
 from litestar.response import Response
 
 from gatrix import __version__
+from gatrix.insights.api import InsightsController, api_error_handler
 from gatrix.runtime import Runtime
 from gatrix.settings import Settings
 
@@ -42,7 +44,8 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> Litestar:
             await runtime.stop()
 
     return Litestar(
-        route_handlers=[health],
+        route_handlers=[health, InsightsController],
+        exception_handlers={HTTPException: api_error_handler},
         lifespan=[lifespan],
         state=State({"runtime": runtime, "settings": settings}),
         openapi_config=OpenAPIConfig(title="Gatrix Analytics", version=__version__, path="/schema"),

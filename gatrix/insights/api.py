@@ -1,0 +1,276 @@
+"""`/insights/{projectId}/…`: the JSON API over `gatrix.insights`.
+
+Access: the `openpanel-client-id` + `openpanel-client-secret` of a `read` or `root` client of
+that project. Handlers parse, call one report function off the event loop, and return it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime
+from typing import Annotated, Any
+
+import msgspec
+from litestar import Controller, Request, Response, get
+from litestar.datastructures import State
+from litestar.exceptions import HTTPException
+from litestar.params import Parameter
+
+from gatrix.insights import live as live_report
+from gatrix.insights import reports
+from gatrix.insights.filters import InvalidFilter
+from gatrix.insights.query import InvalidQuery, QueryParams, build_query
+from gatrix.projects import ClientInfo
+
+
+class KPIs(msgspec.Struct):
+    visitors: int
+    sessions: int
+    pageviews: int
+    events: int
+    views_per_session: float
+    bounce_rate: float
+    avg_session_duration: float
+    range: dict[str, str]
+
+
+class MetricsOut(KPIs):
+    previous: KPIs
+
+
+class Point(msgspec.Struct):
+    bucket: str
+    value: int | float
+
+
+class TimeseriesOut(msgspec.Struct):
+    metric: str
+    interval: str
+    range: dict[str, str]
+    points: list[Point]
+    previous: list[Point] | None = None
+
+
+class BreakdownOut(msgspec.Struct):
+    dimension: str
+    range: dict[str, str]
+    page: int
+    limit: int
+    sort: str
+    has_more: bool
+    rows: list[dict[str, Any]]
+
+
+class LivePage(msgspec.Struct):
+    path: str
+    visitors: int
+
+
+class LiveEvent(msgspec.Struct):
+    name: str
+    path: str
+    country: str
+    browser: str
+    time: str
+
+
+class LiveMinute(msgspec.Struct):
+    minute: str
+    visitors: int
+    pageviews: int
+
+
+class LiveOut(msgspec.Struct):
+    visitors: int
+    pages: list[LivePage]
+    recent: list[LiveEvent]
+    per_minute: list[LiveMinute]
+
+
+class ApiError(HTTPException):
+    def __init__(self, status: int, code: str, detail: str) -> None:
+        super().__init__(status_code=status, detail=detail, extra={"error": code})
+        self.code = code
+
+
+async def authorize(request: Request, state: State, project_id: str) -> ClientInfo:
+    """The reading client of `project_id`, or 401/403 saying what is wrong."""
+    directory = state.runtime.ingest.directory
+    client_id = request.headers.get("openpanel-client-id", "").strip()
+    secret = request.headers.get("openpanel-client-secret", "")
+    if not client_id or not secret:
+        raise ApiError(
+            401,
+            "unauthenticated",
+            "send openpanel-client-id and openpanel-client-secret of a read client",
+        )
+    client = await directory.client(client_id) if len(client_id) <= 64 else None
+    if client is None or not await directory.secret_ok(client, secret):
+        raise ApiError(401, "invalid_credentials", "unknown client or wrong secret")
+    if client.project_id != project_id:
+        raise ApiError(403, "forbidden", "this client belongs to another project")
+    if not client.can_read:
+        raise ApiError(403, "client_cannot_read", "write clients cannot read insights")
+    return client
+
+
+def _params(
+    range_: str,
+    start: str | None,
+    end: str | None,
+    interval: str | None,
+    compare: str | None,
+    filters: list[str] | None,
+) -> QueryParams:
+    return QueryParams(
+        range=range_,
+        start=start,
+        end=end,
+        interval=interval,
+        compare=compare,
+        filters=list(filters or []),
+    )
+
+
+async def _run(fn: Any, *args: Any) -> Any:
+    try:
+        return await asyncio.to_thread(fn, *args)
+    except (InvalidQuery, InvalidFilter) as exc:
+        raise ApiError(400, "invalid_query", str(exc)) from None
+
+
+RangeParam = Annotated[str, Parameter(query="range", description="named range or custom")]
+FilterParam = Annotated[
+    list[str] | None, Parameter(query="filter", description="dimension:operator:value (repeatable)")
+]
+
+
+class InsightsController(Controller):
+    path = "/insights/{project_id:str}"
+    tags = ["insights"]
+
+    @get("/metrics", summary="KPIs with the previous period")
+    async def metrics(
+        self,
+        request: Request,
+        state: State,
+        project_id: str,
+        range_: RangeParam = "30d",
+        start: str | None = None,
+        end: str | None = None,
+        compare: str | None = None,
+        filters: FilterParam = None,
+    ) -> MetricsOut:
+        client = await authorize(request, state, project_id)
+        query = await _run(
+            build_query,
+            project_id,
+            client.timezone,
+            _params(range_, start, end, None, compare, filters),
+            _now(),
+        )
+        result = await _run(reports.metrics, state.runtime.store, query)
+        return msgspec.convert(result, MetricsOut)
+
+    @get("/timeseries", summary="One metric per bucket, zero-filled")
+    async def timeseries(
+        self,
+        request: Request,
+        state: State,
+        project_id: str,
+        metric: str = "visitors",
+        interval: str | None = None,
+        range_: RangeParam = "30d",
+        start: str | None = None,
+        end: str | None = None,
+        compare: str | None = None,
+        filters: FilterParam = None,
+    ) -> TimeseriesOut:
+        client = await authorize(request, state, project_id)
+        query = await _run(
+            build_query,
+            project_id,
+            client.timezone,
+            _params(range_, start, end, interval, compare, filters),
+            _now(),
+        )
+        result = await _run(reports.timeseries, state.runtime.store, query, metric)
+        return msgspec.convert(result, TimeseriesOut)
+
+    @get("/breakdown/{dimension:str}", summary="Top values of a dimension")
+    async def breakdown(
+        self,
+        request: Request,
+        state: State,
+        project_id: str,
+        dimension: str,
+        range_: RangeParam = "30d",
+        start: str | None = None,
+        end: str | None = None,
+        filters: FilterParam = None,
+        limit: int = 10,
+        page: int = 1,
+        sort: str | None = None,
+    ) -> BreakdownOut:
+        client = await authorize(request, state, project_id)
+        query = await _run(
+            build_query,
+            project_id,
+            client.timezone,
+            _params(range_, start, end, None, None, filters),
+            _now(),
+        )
+        result = await _run(
+            reports.breakdown, state.runtime.store, query, dimension, limit, page, sort
+        )
+        return msgspec.convert(result, BreakdownOut)
+
+    @get("/breakdown/properties/{event:str}/{key:str}", summary="Values of an event property")
+    async def properties(
+        self,
+        request: Request,
+        state: State,
+        project_id: str,
+        event: str,
+        key: str,
+        range_: RangeParam = "30d",
+        start: str | None = None,
+        end: str | None = None,
+        filters: FilterParam = None,
+        limit: int = 10,
+        page: int = 1,
+        sort: str | None = None,
+    ) -> BreakdownOut:
+        client = await authorize(request, state, project_id)
+        query = await _run(
+            build_query,
+            project_id,
+            client.timezone,
+            _params(range_, start, end, None, None, filters),
+            _now(),
+        )
+        result = await _run(
+            reports.property_breakdown, state.runtime.store, query, event, key, limit, page, sort
+        )
+        return msgspec.convert(result, BreakdownOut)
+
+    @get("/live", summary="Visitors in the last 5 minutes")
+    async def live(self, request: Request, state: State, project_id: str) -> LiveOut:
+        await authorize(request, state, project_id)
+        result = await _run(live_report.live, state.runtime.store, project_id, _now())
+        return msgspec.convert(result, LiveOut)
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def api_error_handler(_request: Request, exc: HTTPException) -> Response[dict[str, str]]:
+    code = getattr(exc, "code", None) or {
+        400: "bad_request",
+        401: "unauthenticated",
+        403: "forbidden",
+        404: "not_found",
+        405: "method_not_allowed",
+    }.get(exc.status_code, "error")
+    return Response({"error": code, "detail": str(exc.detail)}, status_code=exc.status_code)

@@ -1,0 +1,86 @@
+"""Realtime: who is on the site now. "Now" is the last 5 minutes (as Plausible and OpenPanel
+count live visitors); the per-minute series covers the last 30 minutes."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from gatrix.insights.filters import PAGEVIEW_SQL
+from gatrix.insights.sql import DT
+from gatrix.store import Store
+
+LIVE_WINDOW = timedelta(minutes=5)
+SERIES_MINUTES = 30
+
+
+def live(store: Store, project_id: str, now: datetime) -> dict[str, Any]:
+    db = store.db
+    now = now.astimezone(UTC)
+    since = now - LIVE_WINDOW
+    series_from = (now - timedelta(minutes=SERIES_MINUTES - 1)).replace(second=0, microsecond=0)
+    params = {
+        "project": project_id,
+        "since": since,
+        "series_from": series_from,
+        "until": now + timedelta(minutes=1),
+    }
+    # toDate(created_at) bounds let the primary key (project, date, ...) skip older days
+    recent_days = (
+        "project_id = {project:String} AND toDate(created_at) >= toDate({series_from:" + DT + "})"
+    )
+    visitors = store.query_rows(
+        f"SELECT uniq(device_id) FROM {db}.events WHERE {recent_days} "
+        f"AND created_at >= {{since:{DT}}} AND created_at < {{until:{DT}}}",
+        params,
+    )[0][0]
+    pages = store.query_dicts(
+        f"SELECT path, uniq(device_id) AS visitors FROM {db}.events WHERE {recent_days} "
+        f"AND created_at >= {{since:{DT}}} AND created_at < {{until:{DT}}} AND {PAGEVIEW_SQL} "
+        f"GROUP BY path ORDER BY visitors DESC, path ASC LIMIT 10",
+        params,
+    )
+    recent = store.query_dicts(
+        f"SELECT name, path, country, browser, created_at FROM {db}.events WHERE {recent_days} "
+        f"AND created_at >= {{series_from:{DT}}} AND created_at < {{until:{DT}}} "
+        f"ORDER BY created_at DESC LIMIT 20",
+        params,
+    )
+    per_minute_rows = store.query_dicts(
+        f"SELECT toStartOfMinute(created_at) AS minute, uniq(device_id) AS visitors, "
+        f"countIf({PAGEVIEW_SQL}) AS pageviews FROM {db}.events WHERE {recent_days} "
+        f"AND created_at >= {{series_from:{DT}}} AND created_at < {{until:{DT}}} "
+        f"GROUP BY minute",
+        params,
+    )
+    by_minute = {_utc(r["minute"]): r for r in per_minute_rows}
+    per_minute = []
+    for n in range(SERIES_MINUTES):
+        minute = series_from + timedelta(minutes=n)
+        row = by_minute.get(minute, {})
+        per_minute.append(
+            {
+                "minute": minute.isoformat(),
+                "visitors": int(row.get("visitors", 0)),
+                "pageviews": int(row.get("pageviews", 0)),
+            }
+        )
+    return {
+        "visitors": int(visitors),
+        "pages": [{"path": p["path"], "visitors": int(p["visitors"])} for p in pages],
+        "recent": [
+            {
+                "name": r["name"],
+                "path": r["path"],
+                "country": r["country"],
+                "browser": r["browser"],
+                "time": _utc(r["created_at"]).isoformat(),
+            }
+            for r in recent
+        ],
+        "per_minute": per_minute,
+    }
+
+
+def _utc(moment: datetime) -> datetime:
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)

@@ -1,0 +1,313 @@
+"""The numbers the product shows: KPIs, time series and breakdowns, for one `Query`.
+
+Definitions (README repeats them): visitors = distinct visitor ids with an event in the
+range; a session counts in the range where it starts; bounce = a session with at most one
+page view and no custom event; duration = last - first event of the session.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from typing import Any
+
+from gatrix.insights.filters import (
+    PAGEVIEW_SQL,
+    SESSION_DIMENSIONS,
+    canonical_dimension,
+)
+from gatrix.insights.query import InvalidQuery, Query, bucket_starts
+from gatrix.insights.sql import (
+    DT,
+    base_params,
+    bucket_sql,
+    events_where,
+    sessions_sql,
+    uses_rollups,
+)
+from gatrix.store import Store
+
+METRICS = (
+    "visitors",
+    "sessions",
+    "pageviews",
+    "events",
+    "views_per_session",
+    "bounce_rate",
+    "avg_session_duration",
+)
+SERIES_METRICS = (
+    "visitors",
+    "pageviews",
+    "sessions",
+    "events",
+    "bounce_rate",
+    "avg_session_duration",
+)
+SESSION_AGGREGATES = (
+    "count() AS sessions, sum(pageviews) AS session_pageviews, "
+    "countIf(pageviews <= 1 AND custom_events = 0) AS bounces, "
+    "avg(dateDiff('millisecond', first_at, last_at)) AS avg_ms"
+)
+
+
+def _num(value: Any) -> float:
+    return float(value) if value is not None and value == value else 0.0  # NaN → 0
+
+
+def _session_kpis(row: dict[str, Any]) -> dict[str, float]:
+    sessions = int(row.get("sessions") or 0)
+    return {
+        "sessions": sessions,
+        "views_per_session": round(_num(row.get("session_pageviews")) / sessions, 2)
+        if sessions
+        else 0.0,
+        "bounce_rate": round(100 * _num(row.get("bounces")) / sessions, 1) if sessions else 0.0,
+        "avg_session_duration": round(_num(row.get("avg_ms")) / 1000, 1) if sessions else 0.0,
+    }
+
+
+def metrics(store: Store, q: Query) -> dict[str, Any]:
+    current = _metrics_once(store, q)
+    previous_query = q.comparison() or replace(q, compare="previous").comparison()
+    assert previous_query is not None
+    out = {**current, "range": q.range.as_dict()}
+    out["previous"] = {
+        **_metrics_once(store, previous_query),
+        "range": previous_query.range.as_dict(),
+    }
+    return out
+
+
+def _metrics_once(store: Store, q: Query) -> dict[str, Any]:
+    db = store.db
+    params = base_params(q)
+    if uses_rollups(q):
+        event_sql = (
+            f"SELECT uniqMerge(visitors) AS visitors, sum(pageviews) AS pageviews, "
+            f"sum(custom_events) AS events FROM {db}.hourly WHERE project_id = {{project:String}}"
+            f" AND hour >= {{start:{DT}}} AND hour < {{end:{DT}}}"
+        )
+    else:
+        event_sql = (
+            f"SELECT uniq(device_id) AS visitors, countIf({PAGEVIEW_SQL}) AS pageviews, "
+            f"countIf(NOT {PAGEVIEW_SQL}) AS events FROM {db}.events "
+            f"WHERE {events_where(db, q, params)}"
+        )
+    events = store.query_dicts(event_sql, params.values)[0]
+    sessions = store.query_dicts(
+        f"SELECT {SESSION_AGGREGATES} FROM ({sessions_sql(db, q, params)})", params.values
+    )[0]
+    return {
+        "visitors": int(events["visitors"] or 0),
+        "pageviews": int(events["pageviews"] or 0),
+        "events": int(events["events"] or 0),
+        **_session_kpis(sessions),
+    }
+
+
+def timeseries(store: Store, q: Query, metric: str) -> dict[str, Any]:
+    if metric not in SERIES_METRICS:
+        raise InvalidQuery(f"unknown metric {metric!r}; use one of {', '.join(SERIES_METRICS)}")
+    buckets = bucket_starts(q.range, q.interval)
+    values = _series_values(store, q, metric)
+    points = [
+        {"bucket": b.isoformat(), "value": values.get(b.strftime("%Y-%m-%d %H:%M"), 0)}
+        for b in buckets
+    ]
+    out: dict[str, Any] = {
+        "metric": metric,
+        "interval": q.interval,
+        "range": q.range.as_dict(),
+        "points": points,
+    }
+    comparison = q.comparison()
+    if comparison is not None:
+        previous = _series_values(store, comparison, metric)
+        previous_buckets = bucket_starts(comparison.range, q.interval)
+        out["previous"] = [
+            {"bucket": b.isoformat(), "value": previous.get(b.strftime("%Y-%m-%d %H:%M"), 0)}
+            for b in previous_buckets
+        ]
+    return out
+
+
+def _series_values(store: Store, q: Query, metric: str) -> dict[str, float]:
+    db, tz = store.db, q.range.timezone
+    params = base_params(q)
+    if metric in ("sessions", "bounce_rate", "avg_session_duration"):
+        bucket = bucket_sql("first_at", q.interval, tz)
+        rows = store.query_dicts(
+            f"SELECT {bucket} AS bucket, {SESSION_AGGREGATES} "
+            f"FROM ({sessions_sql(db, q, params)}) GROUP BY bucket",
+            params.values,
+        )
+        return {r["bucket"]: _session_kpis(r)[metric] for r in rows}
+    column = {"visitors": "visitors", "pageviews": "pageviews", "events": "events"}[metric]
+    if uses_rollups(q) and q.interval != "minute":
+        bucket = bucket_sql("hour", q.interval, tz)
+        sql = (
+            f"SELECT {bucket} AS bucket, uniqMerge(visitors) AS visitors, "
+            f"sum(pageviews) AS pageviews, sum(custom_events) AS events FROM {db}.hourly "
+            f"WHERE project_id = {{project:String}} AND hour >= {{start:{DT}}} "
+            f"AND hour < {{end:{DT}}} GROUP BY bucket"
+        )
+    else:
+        bucket = bucket_sql("created_at", q.interval, tz)
+        sql = (
+            f"SELECT {bucket} AS bucket, uniq(device_id) AS visitors, "
+            f"countIf({PAGEVIEW_SQL}) AS pageviews, countIf(NOT {PAGEVIEW_SQL}) AS events "
+            f"FROM {db}.events WHERE {events_where(db, q, params)} GROUP BY bucket"
+        )
+    return {r["bucket"]: int(r[column] or 0) for r in store.query_dicts(sql, params.values)}
+
+
+# --- breakdowns
+
+SORTS = {
+    "session": ("visitors", "sessions", "pageviews", "bounce_rate", "avg_session_duration"),
+    "pages": ("visitors", "pageviews"),
+    "events": ("visitors", "events"),
+}
+
+
+def breakdown(
+    store: Store, q: Query, dimension: str, limit: int = 10, page: int = 1, sort: str | None = None
+) -> dict[str, Any]:
+    if not 1 <= limit <= 1000:
+        raise InvalidQuery("limit must be between 1 and 1000")
+    if not 1 <= page <= 10_000:
+        raise InvalidQuery("page must be between 1 and 10000")
+    try:
+        dimension = canonical_dimension(dimension)
+    except ValueError as exc:
+        raise InvalidQuery(str(exc)) from exc
+    if dimension == "name":
+        dimension = "events"
+    kind = "session" if dimension in SESSION_DIMENSIONS else dimension
+    sort = sort or SORTS[kind][0]
+    if sort not in SORTS[kind]:
+        raise InvalidQuery(f"sort for {dimension} must be one of {', '.join(SORTS[kind])}")
+    offset = (page - 1) * limit
+    if kind == "session":
+        rows = _session_breakdown(store, q, SESSION_DIMENSIONS[dimension], sort, limit + 1, offset)
+    elif kind == "pages":
+        rows = _pages_breakdown(store, q, sort, limit + 1, offset)
+    else:
+        rows = _events_breakdown(store, q, sort, limit + 1, offset)
+    return {
+        "dimension": dimension,
+        "range": q.range.as_dict(),
+        "page": page,
+        "limit": limit,
+        "sort": sort,
+        "has_more": len(rows) > limit,
+        "rows": rows[:limit],
+    }
+
+
+def _session_breakdown(
+    store: Store, q: Query, column: str, sort: str, limit: int, offset: int
+) -> list[dict[str, Any]]:
+    params = base_params(q)
+    inner = sessions_sql(store.db, q, params, extra=(column,))
+    rows = store.query_dicts(
+        f"SELECT {column} AS value, uniq(device_id) AS visitors, {SESSION_AGGREGATES}, "
+        f"countIf(pageviews <= 1 AND custom_events = 0) / count() * 100 AS bounce_rate, "
+        f"avg(dateDiff('millisecond', first_at, last_at)) / 1000 AS avg_session_duration "
+        f"FROM ({inner}) GROUP BY value "
+        f"ORDER BY {sort} DESC, value ASC LIMIT {int(limit)} OFFSET {int(offset)}",
+        params.values,
+    )
+    return [
+        {
+            "value": r["value"],
+            "visitors": int(r["visitors"]),
+            "pageviews": int(r["session_pageviews"] or 0),
+            **_session_kpis(r),
+        }
+        for r in rows
+    ]
+
+
+def _pages_breakdown(
+    store: Store, q: Query, sort: str, limit: int, offset: int
+) -> list[dict[str, Any]]:
+    db, params = store.db, base_params(q)
+    if uses_rollups(q):
+        sql = (
+            f"SELECT path AS value, uniqMerge(visitors) AS visitors, sum(pageviews) AS pageviews "
+            f"FROM {db}.page_hourly WHERE project_id = {{project:String}} "
+            f"AND hour >= {{start:{DT}}} AND hour < {{end:{DT}}} GROUP BY value"
+        )
+    else:
+        sql = (
+            f"SELECT path AS value, uniq(device_id) AS visitors, count() AS pageviews "
+            f"FROM {db}.events WHERE {events_where(db, q, params, pageviews_only=True)} "
+            f"GROUP BY value"
+        )
+    sql += f" ORDER BY {sort} DESC, value ASC LIMIT {int(limit)} OFFSET {int(offset)}"
+    return [
+        {"value": r["value"], "visitors": int(r["visitors"]), "pageviews": int(r["pageviews"])}
+        for r in store.query_dicts(sql, params.values)
+    ]
+
+
+def _events_breakdown(
+    store: Store, q: Query, sort: str, limit: int, offset: int
+) -> list[dict[str, Any]]:
+    db, params = store.db, base_params(q)
+    if uses_rollups(q):
+        sql = (
+            f"SELECT name AS value, uniqMerge(visitors) AS visitors, sum(events) AS events "
+            f"FROM {db}.event_hourly WHERE project_id = {{project:String}} "
+            f"AND hour >= {{start:{DT}}} AND hour < {{end:{DT}}} GROUP BY value"
+        )
+    else:
+        sql = (
+            f"SELECT name AS value, uniq(device_id) AS visitors, count() AS events "
+            f"FROM {db}.events WHERE {events_where(db, q, params, pageviews_only=False)} "
+            f"GROUP BY value"
+        )
+    sql += f" ORDER BY {sort} DESC, value ASC LIMIT {int(limit)} OFFSET {int(offset)}"
+    return [
+        {"value": r["value"], "visitors": int(r["visitors"]), "events": int(r["events"])}
+        for r in store.query_dicts(sql, params.values)
+    ]
+
+
+def property_breakdown(
+    store: Store,
+    q: Query,
+    event: str,
+    key: str,
+    limit: int = 10,
+    page: int = 1,
+    sort: str | None = None,
+) -> dict[str, Any]:
+    if not 1 <= limit <= 1000 or not 1 <= page <= 10_000:
+        raise InvalidQuery("limit must be 1–1000 and page 1–10000")
+    sort = sort or "events"
+    if sort not in SORTS["events"]:
+        raise InvalidQuery("sort must be visitors or events")
+    db, params = store.db, base_params(q)
+    event_p, key_p = params.add(event), params.add(key)
+    sql = (
+        f"SELECT properties[{{{key_p}:String}}] AS value, uniq(device_id) AS visitors, "
+        f"count() AS events FROM {db}.events WHERE {events_where(db, q, params)} "
+        f"AND name = {{{event_p}:String}} AND mapContains(properties, {{{key_p}:String}}) "
+        f"GROUP BY value ORDER BY {sort} DESC, value ASC "
+        f"LIMIT {int(limit) + 1} OFFSET {int((page - 1) * limit)}"
+    )
+    rows = [
+        {"value": r["value"], "visitors": int(r["visitors"]), "events": int(r["events"])}
+        for r in store.query_dicts(sql, params.values)
+    ]
+    return {
+        "dimension": f"properties/{event}/{key}",
+        "range": q.range.as_dict(),
+        "page": page,
+        "limit": limit,
+        "sort": sort,
+        "has_more": len(rows) > limit,
+        "rows": rows[:limit],
+    }
