@@ -181,6 +181,13 @@ def build_parser() -> argparse.ArgumentParser:
     ingest.add_argument("--connections", type=int, default=64)
     ingest.add_argument("--batch-events", type=int, default=200_000)
     ingest.add_argument("--output", default=None, help="write the JSON report here")
+    ingest.add_argument("--flush-events", dest="flush_events", type=int, default=200_000)
+    insights = bench.add_parser("insights", help="query latency of every report at scale")
+    insights.add_argument(
+        "--events", type=int, action="append", help="dataset size (repeatable; default 1M and 10M)"
+    )
+    insights.add_argument("--output", default=None, help="write the JSON report here")
+    common(insights)
     return parser
 
 
@@ -195,6 +202,10 @@ def main(argv: list[str] | None = None) -> int:
         return cmd_migrate(settings)
     if args.command == "projects":
         return cmd_projects_create(settings, args)
+    if args.command == "bench" and args.bench_command == "insights":
+        from gatrix.bench.insights import run_insights_bench
+
+        return run_insights_bench(args)
     if args.command == "bench":
         from gatrix.bench import run_ingest_bench
 

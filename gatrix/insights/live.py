@@ -29,11 +29,6 @@ def live(store: Store, project_id: str, now: datetime) -> dict[str, Any]:
     recent_days = (
         "project_id = {project:String} AND toDate(created_at) >= toDate({series_from:" + DT + "})"
     )
-    visitors = store.query_rows(
-        f"SELECT uniq(device_id) FROM {db}.events WHERE {recent_days} "
-        f"AND created_at >= {{since:{DT}}} AND created_at < {{until:{DT}}}",
-        params,
-    )[0][0]
     pages = store.query_dicts(
         f"SELECT path, uniq(device_id) AS visitors FROM {db}.events WHERE {recent_days} "
         f"AND created_at >= {{since:{DT}}} AND created_at < {{until:{DT}}} AND {PAGEVIEW_SQL} "
@@ -46,13 +41,20 @@ def live(store: Store, project_id: str, now: datetime) -> dict[str, Any]:
         f"ORDER BY created_at DESC LIMIT 20",
         params,
     )
-    per_minute_rows = store.query_dicts(
+    # one pass for the minute series; the grand-total grouping set (minute left at its
+    # default, the epoch) carries the 5-minute visitor count
+    rows = store.query_dicts(
         f"SELECT toStartOfMinute(created_at) AS minute, uniq(device_id) AS visitors, "
-        f"countIf({PAGEVIEW_SQL}) AS pageviews FROM {db}.events WHERE {recent_days} "
+        f"countIf({PAGEVIEW_SQL}) AS pageviews, "
+        f"uniqIf(device_id, created_at >= {{since:{DT}}}) AS live_visitors "
+        f"FROM {db}.events WHERE {recent_days} "
         f"AND created_at >= {{series_from:{DT}}} AND created_at < {{until:{DT}}} "
-        f"GROUP BY minute",
+        f"GROUP BY GROUPING SETS ((minute), ())",
         params,
     )
+    totals = [r for r in rows if _utc(r["minute"]).year == 1970]
+    per_minute_rows = [r for r in rows if _utc(r["minute"]).year != 1970]
+    visitors = totals[0]["live_visitors"] if totals else 0
     by_minute = {_utc(r["minute"]): r for r in per_minute_rows}
     per_minute = []
     for n in range(SERIES_MINUTES):

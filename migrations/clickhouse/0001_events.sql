@@ -43,7 +43,10 @@ CREATE TABLE IF NOT EXISTS $db.events
     revenue Float64,
     properties Map(String, String),
     sdk_name LowCardinality(String),
-    sdk_version LowCardinality(String)
+    sdk_version LowCardinality(String),
+    -- rows of one (project, day, name) run are time-ordered, so per-granule time bounds let
+    -- "the last N minutes" (live) skip everything older
+    INDEX created_at_minmax created_at TYPE minmax GRANULARITY 1
 )
 ENGINE = MergeTree
 PARTITION BY toYYYYMM(created_at)
