@@ -10,19 +10,29 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import Any
 
+from jinja2 import Environment, FileSystemLoader
 from litestar import Litestar, Request, get
+from litestar.contrib.jinja import JinjaTemplateEngine
 from litestar.datastructures import State
 from litestar.exceptions import HTTPException
 from litestar.openapi import OpenAPIConfig
-from litestar.response import Response
+from litestar.response import Redirect, Response, Template
+from litestar.static_files import create_static_files_router
+from litestar.template.config import TemplateConfig
 
 from gatrix import __version__
 from gatrix.insights.api import InsightsController, api_error_handler
 from gatrix.runtime import Runtime
 from gatrix.settings import Settings
+from gatrix.web.admin import ADMIN_ROUTES, PageError
+from gatrix.web.share import SHARE_ROUTES
 
+ROOT = Path(__file__).resolve().parent.parent
+TEMPLATES_DIR = ROOT / "templates"
+ASSETS_DIR = ROOT / "assets"
 INGEST_PATHS = frozenset({"/track", "/track/", "/track/batch", "/track/batch/"})
 
 
@@ -30,6 +40,17 @@ INGEST_PATHS = frozenset({"/track", "/track/", "/track/batch", "/track/batch/"})
 async def health(request: Request, state: State) -> Response[dict[str, Any]]:
     ok, report = await state.runtime.health()
     return Response(report, status_code=200 if ok else 503)
+
+
+def page_error_handler(request: Request, exc: PageError) -> Response:
+    """Browser errors as pages; a missing login sends the browser to the login form."""
+    if exc.status_code == 401 and request.method == "GET":
+        return Redirect("/login")
+    return Template(
+        template_name="error.html.j2",
+        status_code=exc.status_code,
+        context={"status": exc.status_code, "detail": exc.detail, "csrf": ""},
+    )
 
 
 def create_app(settings: Settings, runtime: Runtime | None = None) -> Litestar:
@@ -44,8 +65,21 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> Litestar:
             await runtime.stop()
 
     return Litestar(
-        route_handlers=[health, InsightsController],
-        exception_handlers={HTTPException: api_error_handler},
+        route_handlers=[
+            health,
+            InsightsController,
+            *ADMIN_ROUTES,
+            *SHARE_ROUTES,
+            create_static_files_router(
+                path="/assets", directories=[ASSETS_DIR], include_in_schema=False
+            ),
+        ],
+        exception_handlers={PageError: page_error_handler, HTTPException: api_error_handler},
+        template_config=TemplateConfig(
+            instance=JinjaTemplateEngine.from_environment(
+                Environment(loader=FileSystemLoader(TEMPLATES_DIR), autoescape=True)
+            )
+        ),
         lifespan=[lifespan],
         state=State({"runtime": runtime, "settings": settings}),
         openapi_config=OpenAPIConfig(title="Gatrix Analytics", version=__version__, path="/schema"),

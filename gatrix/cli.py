@@ -149,6 +149,21 @@ def cmd_projects_create(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_admin_create(settings: Settings, args: argparse.Namespace) -> int:
+    from gatrix import accounts, models
+
+    settings.data_path.mkdir(parents=True, exist_ok=True)
+    engine = models.make_engine(settings.database_dsn)
+    models.migrate(engine)
+    try:
+        user = accounts.create_user(engine, args.email, args.password, is_admin=True)
+    except accounts.AccountError as exc:
+        _say(f"error: {exc}")
+        return 2
+    print(json.dumps({"user_id": user.id, "email": user.email}), flush=True)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="gatrix", description="Gatrix Analytics server")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -172,6 +187,14 @@ def build_parser() -> argparse.ArgumentParser:
     create.add_argument("--timezone", default="UTC")
     create.add_argument("--kind", default="website", choices=["website", "app", "backend"])
     common(create)
+
+    admin = sub.add_parser("admin", help="manage users").add_subparsers(
+        dest="admin_command", required=True
+    )
+    admin_create = admin.add_parser("create", help="create an administrator account")
+    admin_create.add_argument("--email", required=True)
+    admin_create.add_argument("--password", required=True)
+    common(admin_create)
 
     bench = sub.add_parser("bench", help="benchmarks").add_subparsers(
         dest="bench_command", required=True
@@ -200,6 +223,8 @@ def main(argv: list[str] | None = None) -> int:
         return cmd_worker(settings)
     if args.command == "migrate":
         return cmd_migrate(settings)
+    if args.command == "admin":
+        return cmd_admin_create(settings, args)
     if args.command == "projects":
         return cmd_projects_create(settings, args)
     if args.command == "bench" and args.bench_command == "insights":

@@ -53,6 +53,26 @@ class Client(SQLModel, table=True):
     created_at: datetime = Field(default_factory=utcnow)
 
 
+ROLES = ("admin", "viewer")
+
+
+class ProjectGrant(SQLModel, table=True):
+    __tablename__ = "project_grant"
+    id: int | None = Field(default=None, primary_key=True)
+    user_id: int = Field(foreign_key="user.id", index=True)
+    project_id: str = Field(max_length=64, foreign_key="project.id", index=True)
+    role: str = Field(default="viewer", max_length=8)
+
+
+class ShareLink(SQLModel, table=True):
+    __tablename__ = "share_link"
+    token: str = Field(max_length=64, primary_key=True)
+    project_id: str = Field(max_length=64, foreign_key="project.id", index=True)
+    password_hash: str | None = Field(default=None, max_length=255)
+    revoked: bool = False
+    created_at: datetime = Field(default_factory=utcnow)
+
+
 class Salt(SQLModel, table=True):
     # One random salt per UTC day: visitor ids cannot be linked across days.
     day: date = Field(primary_key=True)

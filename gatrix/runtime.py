@@ -34,6 +34,7 @@ from gatrix.projects import Directory, default_client_id
 from gatrix.sessions import SESSION_TIMEOUT_MS, SaltBook
 from gatrix.settings import Settings
 from gatrix.store import Store
+from gatrix.web.auth import WebAuth
 from gatrix.worker import enqueue_early_flush, make_queue, make_worker, stop_worker
 
 log = logging.getLogger("gatrix")
@@ -65,6 +66,7 @@ class Runtime:
         self.buffer: Buffer | None = None
         self.writer: BufferWriter | None = None
         self.counters: IngestCounters | None = None
+        self.web_auth: WebAuth | None = None
         self.ingest: IngestApp | None = None
         self.flusher: Flusher | None = None
         self.queue: Any = None
@@ -97,6 +99,7 @@ class Runtime:
             self.buffer, SESSION_TIMEOUT_MS, s.flush_batch_size, self._early_flush
         )
         self.writer.start()
+        self.web_auth = WebAuth(self.redis, s.redis_prefix)
         self.counters = IngestCounters(self.redis, s.redis_prefix)
         self.counters.start()
         default_id = s.default_client_id or await asyncio.to_thread(default_client_id, self.engine)

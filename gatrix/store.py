@@ -22,6 +22,15 @@ from clickhouse_connect.driver.client import Client
 from clickhouse_connect.driver.exceptions import DatabaseError, OperationalError
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent.parent / "migrations" / "clickhouse"
+PROJECT_TABLES = (
+    "events",
+    "profiles",
+    "profile_counters",
+    "sessions",
+    "hourly",
+    "page_hourly",
+    "event_hourly",
+)
 _IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
 T = TypeVar("T")
 
@@ -172,6 +181,14 @@ class Store:
             raise
         except Exception as exc:
             raise classify(exc) from exc
+
+    def delete_project(self, project_id: str) -> None:
+        """Remove every row of a project from every table (waits for the mutations)."""
+        for table in PROJECT_TABLES:
+            self.command(
+                f"ALTER TABLE {self.db}.{table} DELETE WHERE project_id = {{p:String}}",
+                parameters={"p": project_id},
+            )
 
     # --- schema
 

@@ -7,6 +7,7 @@ that project. Handlers parse, call one report function off the event loop, and r
 from __future__ import annotations
 
 import asyncio
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
@@ -16,11 +17,12 @@ from litestar.datastructures import State
 from litestar.exceptions import HTTPException
 from litestar.params import Parameter
 
+from gatrix import accounts
 from gatrix.insights import live as live_report
 from gatrix.insights import reports
 from gatrix.insights.filters import InvalidFilter
 from gatrix.insights.query import InvalidQuery, QueryParams, build_query
-from gatrix.projects import ClientInfo
+from gatrix.web.auth import SESSION_COOKIE
 
 
 class KPIs(msgspec.Struct):
@@ -93,16 +95,25 @@ class ApiError(HTTPException):
         self.code = code
 
 
-async def authorize(request: Request, state: State, project_id: str) -> ClientInfo:
-    """The reading client of `project_id`, or 401/403 saying what is wrong."""
-    directory = state.runtime.ingest.directory
+@dataclass(frozen=True)
+class Reader:
+    project_id: str
+    timezone: str
+
+
+async def authorize(request: Request, state: State, project_id: str) -> Reader:
+    """Who may read `project_id`: a read/root client by its headers, or a logged-in user with
+    a role on the project. Anything else is 401/403 saying what is wrong."""
     client_id = request.headers.get("openpanel-client-id", "").strip()
+    if not client_id and request.cookies.get(SESSION_COOKIE):
+        return await _authorize_user(request, state, project_id)
+    directory = state.runtime.ingest.directory
     secret = request.headers.get("openpanel-client-secret", "")
     if not client_id or not secret:
         raise ApiError(
             401,
             "unauthenticated",
-            "send openpanel-client-id and openpanel-client-secret of a read client",
+            "send openpanel-client-id and openpanel-client-secret of a read client, or log in",
         )
     client = await directory.client(client_id) if len(client_id) <= 64 else None
     if client is None or not await directory.secret_ok(client, secret):
@@ -111,7 +122,24 @@ async def authorize(request: Request, state: State, project_id: str) -> ClientIn
         raise ApiError(403, "forbidden", "this client belongs to another project")
     if not client.can_read:
         raise ApiError(403, "client_cannot_read", "write clients cannot read insights")
-    return client
+    return Reader(project_id, client.timezone)
+
+
+async def _authorize_user(request: Request, state: State, project_id: str) -> Reader:
+    engine = state.runtime.engine
+    user_id = await state.runtime.web_auth.session_user_id(request)
+    user = await asyncio.to_thread(accounts.get_user, engine, user_id) if user_id else None
+    if user is None:
+        raise ApiError(401, "unauthenticated", "your session has ended: log in again")
+    if await asyncio.to_thread(accounts.role, engine, user, project_id) is None:
+        raise ApiError(403, "forbidden", "you have no access to this project")
+    timezone = await asyncio.to_thread(_project_timezone, engine, project_id)
+    return Reader(project_id, timezone)
+
+
+def _project_timezone(engine: Any, project_id: str) -> str:
+    settings = accounts.project_settings(engine, project_id)
+    return settings["timezone"] if settings else "UTC"
 
 
 def _params(

@@ -1,0 +1,294 @@
+"""Users, their per-project roles, project settings and share links (metadata database).
+
+Blocking SQL: web handlers call these through a worker thread. A global admin (`is_admin`)
+holds the admin role on every project; everyone else sees only projects granted to them.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import secrets
+from dataclasses import dataclass
+
+from sqlalchemy import delete
+from sqlalchemy.engine import Engine
+from sqlmodel import Session, select
+
+from gatrix.models import (
+    PROJECT_KINDS,
+    ROLES,
+    Client,
+    Project,
+    ProjectGrant,
+    ShareLink,
+    User,
+)
+from gatrix.projects import hash_secret, normalize_origin, validate_timezone, verify_secret
+
+EMAIL = re.compile(r"^[^@\s]{1,120}@[^@\s]{1,120}$")
+MIN_PASSWORD = 10
+
+
+class AccountError(ValueError):
+    """A request the user can fix (shown on the form)."""
+
+
+@dataclass(frozen=True)
+class UserInfo:
+    id: int
+    email: str
+    is_admin: bool
+
+
+def _info(user: User) -> UserInfo:
+    assert user.id is not None
+    return UserInfo(user.id, user.email, user.is_admin)
+
+
+# --- users
+
+
+def has_users(engine: Engine) -> bool:
+    with Session(engine) as db:
+        return db.exec(select(User.id).limit(1)).first() is not None
+
+
+def create_user(engine: Engine, email: str, password: str, is_admin: bool = False) -> UserInfo:
+    email = email.strip().lower()
+    if not EMAIL.match(email):
+        raise AccountError("enter a valid email address")
+    if len(password) < MIN_PASSWORD:
+        raise AccountError(f"passwords need at least {MIN_PASSWORD} characters")
+    with Session(engine) as db:
+        if db.exec(select(User).where(User.email == email)).first() is not None:
+            raise AccountError("a user with this email exists already")
+        user = User(email=email, password_hash=hash_secret(password), is_admin=is_admin)
+        db.add(user)
+        db.commit()
+        db.refresh(user)
+        return _info(user)
+
+
+def authenticate(engine: Engine, email: str, password: str) -> UserInfo | None:
+    with Session(engine) as db:
+        user = db.exec(select(User).where(User.email == email.strip().lower())).first()
+    if user is None:
+        verify_secret(password, hash_secret("timing"))  # same cost whether or not it exists
+        return None
+    return _info(user) if verify_secret(password, user.password_hash) else None
+
+
+def get_user(engine: Engine, user_id: int) -> UserInfo | None:
+    with Session(engine) as db:
+        user = db.get(User, user_id)
+        return _info(user) if user else None
+
+
+def list_users(engine: Engine) -> list[dict]:
+    with Session(engine) as db:
+        users = db.exec(select(User).order_by(User.email)).all()
+        grants = db.exec(select(ProjectGrant)).all()
+    by_user: dict[int, list[dict]] = {}
+    for g in grants:
+        by_user.setdefault(g.user_id, []).append({"project_id": g.project_id, "role": g.role})
+    return [
+        {"id": u.id, "email": u.email, "is_admin": u.is_admin, "grants": by_user.get(u.id or 0, [])}
+        for u in users
+    ]
+
+
+# --- roles
+
+
+def role(engine: Engine, user: UserInfo, project_id: str) -> str | None:
+    """'admin', 'viewer' or None (no access). Unknown projects give None."""
+    with Session(engine) as db:
+        if db.get(Project, project_id) is None:
+            return None
+        if user.is_admin:
+            return "admin"
+        grant = db.exec(
+            select(ProjectGrant).where(
+                ProjectGrant.user_id == user.id, ProjectGrant.project_id == project_id
+            )
+        ).first()
+        return grant.role if grant else None
+
+
+def grant(engine: Engine, user_id: int, project_id: str, role_name: str) -> None:
+    if role_name not in ROLES:
+        raise AccountError(f"role must be one of {', '.join(ROLES)}")
+    with Session(engine) as db:
+        if db.get(Project, project_id) is None or db.get(User, user_id) is None:
+            raise AccountError("unknown user or project")
+        existing = db.exec(
+            select(ProjectGrant).where(
+                ProjectGrant.user_id == user_id, ProjectGrant.project_id == project_id
+            )
+        ).first()
+        if existing:
+            existing.role = role_name
+        else:
+            db.add(ProjectGrant(user_id=user_id, project_id=project_id, role=role_name))
+        db.commit()
+
+
+def revoke_grant(engine: Engine, user_id: int, project_id: str) -> None:
+    with Session(engine) as db:
+        db.execute(
+            delete(ProjectGrant).where(
+                ProjectGrant.user_id == user_id, ProjectGrant.project_id == project_id
+            )
+        )
+        db.commit()
+
+
+# --- projects
+
+
+def visible_projects(engine: Engine, user: UserInfo) -> list[dict]:
+    with Session(engine) as db:
+        if user.is_admin:
+            rows = [(p, "admin") for p in db.exec(select(Project).order_by(Project.name)).all()]
+        else:
+            rows = list(
+                db.exec(
+                    select(Project, ProjectGrant.role)
+                    .join(ProjectGrant, ProjectGrant.project_id == Project.id)
+                    .where(ProjectGrant.user_id == user.id)
+                    .order_by(Project.name)
+                ).all()
+            )
+    return [
+        {
+            "id": p.id,
+            "name": p.name,
+            "kind": p.kind,
+            "timezone": p.timezone,
+            "origins": p.origins,
+            "role": r,
+        }
+        for p, r in rows
+    ]
+
+
+def project_settings(engine: Engine, project_id: str) -> dict | None:
+    with Session(engine) as db:
+        project = db.get(Project, project_id)
+        if project is None:
+            return None
+        clients = db.exec(
+            select(Client).where(Client.project_id == project_id).order_by(Client.created_at)
+        ).all()
+        links = db.exec(
+            select(ShareLink)
+            .where(ShareLink.project_id == project_id, ShareLink.revoked == False)  # noqa: E712
+            .order_by(ShareLink.created_at)
+        ).all()
+    return {
+        "id": project.id,
+        "name": project.name,
+        "kind": project.kind,
+        "timezone": project.timezone,
+        "origins": project.origins,
+        "clients": [
+            {"id": c.id, "name": c.name, "type": c.type, "revoked": c.revoked} for c in clients
+        ],
+        "share_links": [
+            {"token": link.token, "protected": bool(link.password_hash)} for link in links
+        ],
+    }
+
+
+def parse_origins(text: str) -> list[str]:
+    origins = [o.strip() for o in re.split(r"[\s,]+", text or "") if o.strip()]
+    for origin in origins:
+        if origin != "*" and not normalize_origin(origin):
+            raise AccountError(f"invalid origin {origin!r}")
+        if len(origin) > 253:
+            raise AccountError("origins are at most 253 characters")
+    return origins
+
+
+def update_project(
+    engine: Engine, project_id: str, name: str, origins: list[str], timezone: str, kind: str
+) -> None:
+    if not name.strip() or len(name) > 200:
+        raise AccountError("a project name has 1 to 200 characters")
+    if kind not in PROJECT_KINDS:
+        raise AccountError(f"kind must be one of {', '.join(PROJECT_KINDS)}")
+    try:
+        validate_timezone(timezone)
+    except ValueError as exc:
+        raise AccountError(str(exc)) from exc
+    with Session(engine) as db:
+        project = db.get(Project, project_id)
+        if project is None:
+            raise AccountError("unknown project")
+        project.name, project.kind, project.timezone = name.strip(), kind, timezone
+        project.origins_json = json.dumps(origins)
+        db.commit()
+
+
+def delete_project_rows(engine: Engine, project_id: str) -> None:
+    with Session(engine) as db:
+        for model in (ProjectGrant, ShareLink, Client):
+            db.execute(delete(model).where(model.project_id == project_id))
+        db.execute(delete(Project).where(Project.id == project_id))
+        db.commit()
+
+
+def revoke_client(engine: Engine, project_id: str, client_id: str) -> None:
+    with Session(engine) as db:
+        client = db.get(Client, client_id)
+        if client is None or client.project_id != project_id:
+            raise AccountError("unknown client")
+        client.revoked = True
+        db.commit()
+
+
+# --- share links
+
+
+def create_share_link(engine: Engine, project_id: str, password: str = "") -> str:
+    token = secrets.token_urlsafe(24)
+    with Session(engine) as db:
+        db.add(
+            ShareLink(
+                token=token,
+                project_id=project_id,
+                password_hash=hash_secret(password) if password else None,
+            )
+        )
+        db.commit()
+    return token
+
+
+def revoke_share_link(engine: Engine, project_id: str, token: str) -> None:
+    with Session(engine) as db:
+        link = db.get(ShareLink, token)
+        if link is None or link.project_id != project_id:
+            raise AccountError("unknown share link")
+        link.revoked = True
+        db.commit()
+
+
+def share_link(engine: Engine, token: str) -> dict | None:
+    """The live (unrevoked) link with its project, or None."""
+    if not token or len(token) > 64:
+        return None
+    with Session(engine) as db:
+        link = db.get(ShareLink, token)
+        if link is None or link.revoked:
+            return None
+        project = db.get(Project, link.project_id)
+        if project is None:
+            return None
+        return {
+            "token": link.token,
+            "project_id": project.id,
+            "project_name": project.name,
+            "timezone": project.timezone,
+            "password_hash": link.password_hash,
+        }

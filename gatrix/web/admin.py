@@ -1,0 +1,423 @@
+"""Admin pages: first-run setup, login, projects and their clients, install check, users and
+grants, share links. Jinja2 templates in templates/admin; plain forms that work without
+JavaScript, HTMX only for the install check that polls.
+
+Every state-changing request checks the CSRF token; every project page checks the user's role
+on that project and answers 404 when there is none (existence is not revealed).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from litestar import Request, Response, get, post
+from litestar.datastructures import State
+from litestar.exceptions import HTTPException
+from litestar.response import Redirect, Template
+
+from gatrix import accounts
+from gatrix.accounts import AccountError, UserInfo
+from gatrix.projects import create_client, create_project
+from gatrix.web import auth
+from gatrix.web.ingest_health import first_event, project_health
+
+
+class PageError(HTTPException):
+    """Rendered as an HTML error page for the browser."""
+
+
+def page(request: Request, template: str, status: int = 200, **context: Any) -> Template:
+    token = auth.csrf_token(request)
+    cookies = (
+        [] if request.cookies.get(auth.CSRF_COOKIE) == token else [auth.csrf_cookie(token, request)]
+    )
+    return Template(
+        template_name=template,
+        context={"csrf": token, **context},
+        status_code=status,
+        cookies=cookies,
+    )
+
+
+async def form_of(request: Request) -> dict[str, Any]:
+    form = dict(await request.form())
+    if not auth.csrf_ok(request, form):
+        raise PageError(status_code=403, detail="Missing or wrong CSRF token: reload the page.")
+    return form
+
+
+def _web(state: State) -> auth.WebAuth:
+    return state.runtime.web_auth
+
+
+async def current_user(request: Request, state: State) -> UserInfo | None:
+    user_id = await _web(state).session_user_id(request)
+    if user_id is None:
+        return None
+    return await asyncio.to_thread(accounts.get_user, state.runtime.engine, user_id)
+
+
+async def require_user(request: Request, state: State) -> UserInfo:
+    user = await current_user(request, state)
+    if user is None:
+        raise PageError(status_code=401, detail="Log in first.")
+    return user
+
+
+async def require_role(
+    request: Request, state: State, project_id: str, admin: bool = False
+) -> tuple[UserInfo, str]:
+    user = await require_user(request, state)
+    role = await asyncio.to_thread(accounts.role, state.runtime.engine, user, project_id)
+    if role is None:
+        raise PageError(status_code=404, detail="No such project.")
+    if admin and role != "admin":
+        raise PageError(status_code=403, detail="Only project admins can do this.")
+    return user, role
+
+
+def base_url(request: Request, state: State) -> str:
+    configured = state.settings.public_url.rstrip("/")
+    return configured or f"{request.url.scheme}://{request.headers.get('host', 'localhost')}"
+
+
+# --- first run, login
+
+
+@get("/", include_in_schema=False)
+async def home(request: Request, state: State) -> Redirect:
+    engine = state.runtime.engine
+    if not await asyncio.to_thread(accounts.has_users, engine):
+        return Redirect("/setup")
+    return Redirect("/projects" if await current_user(request, state) else "/login")
+
+
+@get("/setup", include_in_schema=False)
+async def setup_page(request: Request, state: State) -> Template:
+    if await asyncio.to_thread(accounts.has_users, state.runtime.engine):
+        raise PageError(status_code=404, detail="Setup is done.")
+    return page(request, "admin/setup.html.j2")
+
+
+@post("/setup", include_in_schema=False)
+async def setup_submit(request: Request, state: State) -> Response:
+    form = await form_of(request)
+    engine = state.runtime.engine
+    if await asyncio.to_thread(accounts.has_users, engine):
+        raise PageError(status_code=404, detail="Setup is done.")
+    try:
+        user = await asyncio.to_thread(
+            accounts.create_user, engine, form.get("email", ""), form.get("password", ""), True
+        )
+    except AccountError as exc:
+        return page(
+            request, "admin/setup.html.j2", 400, error=str(exc), email=form.get("email", "")
+        )
+    return await _logged_in(request, state, user)
+
+
+async def _logged_in(request: Request, state: State, user: UserInfo) -> Response:
+    token = await _web(state).start_session(user.id)
+    return Redirect("/projects", cookies=[auth.session_cookie(token, request)])
+
+
+@get("/login", include_in_schema=False)
+async def login_page(request: Request, state: State) -> Template:
+    return page(request, "admin/login.html.j2")
+
+
+@post("/login", include_in_schema=False)
+async def login_submit(request: Request, state: State) -> Response:
+    form = await form_of(request)
+    email = str(form.get("email", ""))[:240]
+    ip = request.client.host if request.client else ""
+    web = _web(state)
+    if await web.throttled(email, ip):
+        return page(
+            request,
+            "admin/login.html.j2",
+            429,
+            email=email,
+            error="Too many failed logins. Wait 15 minutes and try again.",
+        )
+    user = await asyncio.to_thread(
+        accounts.authenticate, state.runtime.engine, email, str(form.get("password", ""))
+    )
+    if user is None:
+        await web.record_failure(email, ip)
+        return page(
+            request, "admin/login.html.j2", 401, email=email, error="Wrong email or password."
+        )
+    await web.clear_failures(email)
+    return await _logged_in(request, state, user)
+
+
+@post("/logout", include_in_schema=False)
+async def logout(request: Request, state: State) -> Response:
+    await form_of(request)
+    await _web(state).end_session(request)
+    return Redirect("/login", cookies=[auth.clear_session_cookie(request)])
+
+
+# --- projects
+
+
+@get("/projects", include_in_schema=False)
+async def projects_page(request: Request, state: State) -> Template:
+    user = await require_user(request, state)
+    projects = await asyncio.to_thread(accounts.visible_projects, state.runtime.engine, user)
+    return page(request, "admin/projects.html.j2", user=user, projects=projects)
+
+
+@post("/projects", include_in_schema=False)
+async def projects_create(request: Request, state: State) -> Response:
+    user = await require_user(request, state)
+    form = await form_of(request)
+    if not user.is_admin:
+        raise PageError(status_code=403, detail="Only administrators create projects.")
+    try:
+        origins = accounts.parse_origins(str(form.get("origins", "")))
+        created = await asyncio.to_thread(
+            create_project,
+            state.runtime.engine,
+            str(form.get("name", "")),
+            origins,
+            str(form.get("timezone") or "UTC"),
+            str(form.get("kind") or "website"),
+        )
+    except (AccountError, ValueError) as exc:
+        projects = await asyncio.to_thread(accounts.visible_projects, state.runtime.engine, user)
+        return page(
+            request, "admin/projects.html.j2", 400, user=user, projects=projects, error=str(exc)
+        )
+    return await _settings(
+        request, state, user, created.project_id, new_client=created.__dict__, status=201
+    )
+
+
+async def _settings(
+    request: Request, state: State, user: UserInfo, project_id: str, status: int = 200, **extra: Any
+) -> Template:
+    engine = state.runtime.engine
+    project = await asyncio.to_thread(accounts.project_settings, engine, project_id)
+    if project is None:
+        raise PageError(status_code=404, detail="No such project.")
+    health = await project_health(state.runtime, project_id)
+    return page(
+        request,
+        "admin/settings.html.j2",
+        status,
+        user=user,
+        project=project,
+        base_url=base_url(request, state),
+        health=health,
+        **extra,
+    )
+
+
+@get("/projects/{project_id:str}/settings", include_in_schema=False)
+async def settings_page(request: Request, state: State, project_id: str) -> Template:
+    user, _ = await require_role(request, state, project_id, admin=True)
+    return await _settings(request, state, user, project_id)
+
+
+@post("/projects/{project_id:str}/settings", include_in_schema=False)
+async def settings_submit(request: Request, state: State, project_id: str) -> Template:
+    user, _ = await require_role(request, state, project_id, admin=True)
+    form = await form_of(request)
+    try:
+        origins = accounts.parse_origins(str(form.get("origins", "")))
+        await asyncio.to_thread(
+            accounts.update_project,
+            state.runtime.engine,
+            project_id,
+            str(form.get("name", "")),
+            origins,
+            str(form.get("timezone", "UTC")),
+            str(form.get("kind", "")),
+        )
+    except AccountError as exc:
+        return await _settings(request, state, user, project_id, status=400, error=str(exc))
+    state.runtime.ingest.directory.forget()  # new origins apply to this process at once
+    return await _settings(request, state, user, project_id, notice="Saved.")
+
+
+@post("/projects/{project_id:str}/delete", include_in_schema=False)
+async def project_delete(request: Request, state: State, project_id: str) -> Response:
+    user, _ = await require_role(request, state, project_id, admin=True)
+    form = await form_of(request)
+    project = await asyncio.to_thread(accounts.project_settings, state.runtime.engine, project_id)
+    if project is None or form.get("confirm", "") != project["name"]:
+        return await _settings(
+            request,
+            state,
+            user,
+            project_id,
+            status=400,
+            error="Type the project's name to confirm deletion.",
+        )
+    await asyncio.to_thread(state.runtime.store.delete_project, project_id)
+    await asyncio.to_thread(accounts.delete_project_rows, state.runtime.engine, project_id)
+    state.runtime.ingest.directory.forget()
+    return Redirect("/projects")
+
+
+@post("/projects/{project_id:str}/clients", include_in_schema=False)
+async def client_create(request: Request, state: State, project_id: str) -> Template:
+    user, _ = await require_role(request, state, project_id, admin=True)
+    form = await form_of(request)
+    try:
+        created = await asyncio.to_thread(
+            create_client,
+            state.runtime.engine,
+            project_id,
+            str(form.get("type", "write")),
+            str(form.get("name", ""))[:200],
+        )
+    except ValueError as exc:
+        return await _settings(request, state, user, project_id, status=400, error=str(exc))
+    return await _settings(
+        request, state, user, project_id, status=201, new_client=created.__dict__
+    )
+
+
+@post("/projects/{project_id:str}/clients/{client_id:str}/revoke", include_in_schema=False)
+async def client_revoke(
+    request: Request, state: State, project_id: str, client_id: str
+) -> Template:
+    user, _ = await require_role(request, state, project_id, admin=True)
+    await form_of(request)
+    try:
+        await asyncio.to_thread(accounts.revoke_client, state.runtime.engine, project_id, client_id)
+    except AccountError as exc:
+        return await _settings(request, state, user, project_id, status=404, error=str(exc))
+    state.runtime.ingest.directory.forget()
+    return await _settings(request, state, user, project_id, notice="Client revoked.")
+
+
+@get("/projects/{project_id:str}/install-check", include_in_schema=False)
+async def install_check(request: Request, state: State, project_id: str) -> Template:
+    await require_role(request, state, project_id)
+    first = await first_event(state.runtime, project_id)
+    return page(request, "fragments/install_check.html.j2", project_id=project_id, first=first)
+
+
+# --- share links
+
+
+@post("/projects/{project_id:str}/share-links", include_in_schema=False)
+async def share_create(request: Request, state: State, project_id: str) -> Template:
+    user, _ = await require_role(request, state, project_id, admin=True)
+    form = await form_of(request)
+    token = await asyncio.to_thread(
+        accounts.create_share_link,
+        state.runtime.engine,
+        project_id,
+        str(form.get("password", ""))[:200],
+    )
+    return await _settings(request, state, user, project_id, status=201, new_share=token)
+
+
+@post("/projects/{project_id:str}/share-links/{token:str}/revoke", include_in_schema=False)
+async def share_revoke(request: Request, state: State, project_id: str, token: str) -> Template:
+    user, _ = await require_role(request, state, project_id, admin=True)
+    await form_of(request)
+    try:
+        await asyncio.to_thread(accounts.revoke_share_link, state.runtime.engine, project_id, token)
+    except AccountError as exc:
+        return await _settings(request, state, user, project_id, status=404, error=str(exc))
+    return await _settings(request, state, user, project_id, notice="Share link revoked.")
+
+
+# --- users
+
+
+@get("/users", include_in_schema=False)
+async def users_page(request: Request, state: State) -> Template:
+    user = await _require_admin(request, state)
+    return await _users(request, state, user)
+
+
+async def _require_admin(request: Request, state: State) -> UserInfo:
+    user = await require_user(request, state)
+    if not user.is_admin:
+        raise PageError(status_code=403, detail="Only administrators manage users.")
+    return user
+
+
+async def _users(
+    request: Request, state: State, user: UserInfo, status: int = 200, **extra: Any
+) -> Template:
+    engine = state.runtime.engine
+    users = await asyncio.to_thread(accounts.list_users, engine)
+    projects = await asyncio.to_thread(accounts.visible_projects, engine, user)
+    return page(
+        request, "admin/users.html.j2", status, user=user, users=users, projects=projects, **extra
+    )
+
+
+@post("/users", include_in_schema=False)
+async def users_create(request: Request, state: State) -> Template:
+    user = await _require_admin(request, state)
+    form = await form_of(request)
+    try:
+        await asyncio.to_thread(
+            accounts.create_user,
+            state.runtime.engine,
+            str(form.get("email", "")),
+            str(form.get("password", "")),
+            form.get("is_admin") == "on",
+        )
+    except AccountError as exc:
+        return await _users(request, state, user, 400, error=str(exc))
+    return await _users(request, state, user, 201, notice="User created.")
+
+
+@post("/users/{user_id:int}/grants", include_in_schema=False)
+async def grant_create(request: Request, state: State, user_id: int) -> Template:
+    user = await _require_admin(request, state)
+    form = await form_of(request)
+    try:
+        await asyncio.to_thread(
+            accounts.grant,
+            state.runtime.engine,
+            user_id,
+            str(form.get("project_id", "")),
+            str(form.get("role", "")),
+        )
+    except AccountError as exc:
+        return await _users(request, state, user, 400, error=str(exc))
+    return await _users(request, state, user, notice="Access granted.")
+
+
+@post("/users/{user_id:int}/grants/{project_id:str}/delete", include_in_schema=False)
+async def grant_delete(request: Request, state: State, user_id: int, project_id: str) -> Template:
+    user = await _require_admin(request, state)
+    await form_of(request)
+    await asyncio.to_thread(accounts.revoke_grant, state.runtime.engine, user_id, project_id)
+    return await _users(request, state, user, notice="Access removed.")
+
+
+ADMIN_ROUTES = [
+    home,
+    setup_page,
+    setup_submit,
+    login_page,
+    login_submit,
+    logout,
+    projects_page,
+    projects_create,
+    settings_page,
+    settings_submit,
+    project_delete,
+    client_create,
+    client_revoke,
+    install_check,
+    share_create,
+    share_revoke,
+    users_page,
+    users_create,
+    grant_create,
+    grant_delete,
+]

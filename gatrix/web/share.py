@@ -1,0 +1,90 @@
+"""Public read-only share links: `/share/{token}` shows one project's numbers, nothing else.
+
+A password-protected link asks once; the unlocked state is a random cookie mapped to the
+link's token in Redis, so a revoked link stops working at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+from datetime import UTC, datetime
+from typing import Any
+
+from litestar import Request, Response, get, post
+from litestar.datastructures import Cookie, State
+from litestar.response import Redirect, Template
+
+from gatrix import accounts
+from gatrix.insights import reports
+from gatrix.insights.query import QueryParams, build_query
+from gatrix.projects import verify_secret
+from gatrix.web.admin import PageError, form_of, page
+
+UNLOCK_COOKIE = "gatrix_share"
+UNLOCK_TTL_S = 7 * 86400
+
+
+async def _link(state: State, token: str) -> dict[str, Any]:
+    link = await asyncio.to_thread(accounts.share_link, state.runtime.engine, token)
+    if link is None:
+        raise PageError(status_code=404, detail="This share link does not exist or was revoked.")
+    return link
+
+
+async def _unlocked(request: Request, state: State, link: dict[str, Any]) -> bool:
+    if not link["password_hash"]:
+        return True
+    key = request.cookies.get(UNLOCK_COOKIE, "")
+    if not key or len(key) > 100:
+        return False
+    value = await state.runtime.redis.get(f"{state.settings.redis_prefix}:shareok:{key}")
+    return value is not None and value.decode() == link["token"]
+
+
+def _numbers(state: State, link: dict[str, Any]) -> dict[str, Any]:
+    query = build_query(
+        link["project_id"], link["timezone"], QueryParams(range="30d"), datetime.now(UTC)
+    )
+    store = state.runtime.store
+    return {
+        "metrics": reports.metrics(store, query),
+        "pages": reports.breakdown(store, query, "pages", limit=10)["rows"],
+        "sources": reports.breakdown(store, query, "referrers", limit=10)["rows"],
+    }
+
+
+@get("/share/{token:str}", include_in_schema=False)
+async def share_page(request: Request, state: State, token: str) -> Template:
+    link = await _link(state, token)
+    if not await _unlocked(request, state, link):
+        return page(request, "share_password.html.j2", 401, link=link)
+    numbers = await asyncio.to_thread(_numbers, state, link)
+    return page(request, "share.html.j2", link=link, **numbers)
+
+
+@post("/share/{token:str}", include_in_schema=False)
+async def share_unlock(request: Request, state: State, token: str) -> Response:
+    link = await _link(state, token)
+    form = await form_of(request)
+    ok = await asyncio.to_thread(
+        verify_secret, str(form.get("password", "")), link["password_hash"]
+    )
+    if not ok:
+        return page(request, "share_password.html.j2", 401, link=link, error="Wrong password.")
+    key = secrets.token_urlsafe(24)
+    await state.runtime.redis.set(
+        f"{state.settings.redis_prefix}:shareok:{key}", token, ex=UNLOCK_TTL_S
+    )
+    cookie = Cookie(
+        key=UNLOCK_COOKIE,
+        value=key,
+        httponly=True,
+        samesite="lax",
+        max_age=UNLOCK_TTL_S,
+        path=f"/share/{token}",
+    )
+    return Redirect(f"/share/{token}", cookies=[cookie])
+
+
+SHARE_ROUTES = [share_page, share_unlock]

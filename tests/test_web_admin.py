@@ -1,0 +1,310 @@
+"""Admin and access over real HTTP: first-run setup, login, CSRF, throttling, projects,
+clients, install check, share links and the isolation matrix between projects."""
+
+from __future__ import annotations
+
+import re
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from .conftest import CHROME_UA, LiveServer, make_settings, wait_for
+
+PASSWORD = "correct horse battery"
+
+
+@pytest.fixture(scope="module")
+def site(tmp_path_factory: pytest.TempPathFactory, data_dir: Path) -> Iterator[LiveServer]:
+    """A server with its own metadata database and Redis, so first-run setup can be tested.
+    ClickHouse is the session's (chDB holds one data path per process)."""
+    own = Path(tmp_path_factory.mktemp("admin-site"))
+    live = LiveServer(make_settings(own, clickhouse_url=f"chdb://{data_dir / 'clickhouse'}"))
+    yield live.start()
+    live.stop()
+
+
+def csrf_of(html: str) -> str:
+    match = re.search(r'name="_csrf" value="([^"]+)"', html)
+    assert match, "form without a CSRF token"
+    return match.group(1)
+
+
+def browser(site: LiveServer) -> httpx.Client:
+    return httpx.Client(base_url=site.url, timeout=30, follow_redirects=False)
+
+
+def post_form(client: httpx.Client, page: str, action: str, **fields: str) -> httpx.Response:
+    token = csrf_of(client.get(page).text)
+    return client.post(action, data={"_csrf": token, **fields})
+
+
+def login(site: LiveServer, email: str, password: str = PASSWORD) -> httpx.Client:
+    client = browser(site)
+    reply = post_form(client, "/login", "/login", email=email, password=password)
+    assert reply.status_code == 303 or reply.status_code == 302, reply.text
+    return client
+
+
+@pytest.fixture(scope="module")
+def admin(site: LiveServer) -> httpx.Client:
+    client = browser(site)
+    assert client.get("/").headers["location"] == "/setup"
+    page = client.get("/setup")
+    assert page.status_code == 200 and "Create the administrator account" in page.text
+    # a form post without the token is refused
+    assert client.post("/setup", data={"email": "a@b.co", "password": PASSWORD}).status_code == 403
+    reply = client.post(
+        "/setup",
+        data={"_csrf": csrf_of(page.text), "email": "admin@gatrix.test", "password": PASSWORD},
+    )
+    assert reply.status_code in (302, 303) and reply.headers["location"] == "/projects"
+    cookie = reply.headers["set-cookie"]
+    assert "gatrix_session=" in cookie and "HttpOnly" in cookie and "SameSite=lax" in cookie
+    assert client.get("/setup").status_code == 404  # setup is gone once a user exists
+    return client
+
+
+def create_project(admin: httpx.Client, name: str, origins: str = "shop.example.com") -> dict:
+    reply = post_form(
+        admin,
+        "/projects",
+        "/projects",
+        name=name,
+        origins=origins,
+        timezone="Asia/Seoul",
+        kind="website",
+    )
+    assert reply.status_code == 201, reply.text
+    project_id = re.search(r'action="/projects/([^/"]+)/settings"', reply.text).group(1)
+    return {
+        "id": project_id,
+        "client_id": re.search(r'id="new-client-id">([^<]+)<', reply.text).group(1),
+        "client_secret": re.search(r'id="new-client-secret">([^<]+)<', reply.text).group(1),
+        "html": reply.text,
+    }
+
+
+def test_setup_login_project_snippet_event_install_check(
+    site: LiveServer, admin: httpx.Client
+) -> None:
+    project = create_project(admin, "Shop")
+    html = project["html"]
+    assert f'{site.url}/op1.js" data-client-id="{project["client_id"]}"' in html.replace(
+        "&#34;", '"'
+    ).replace("&lt;", "<").replace("&gt;", ">")
+    assert "@openpanel/web" in html and "openpanel-client-secret" in html
+    settings_url = f"/projects/{project['id']}/settings"
+    check = admin.get(f"/projects/{project['id']}/install-check")
+    assert "Waiting for the first event" in check.text and "data-poll-url" in check.text
+    reply = httpx.post(
+        f"{site.url}/track",
+        json={
+            "type": "track",
+            "payload": {
+                "name": "screen_view",
+                "properties": {"__path": "https://shop.example.com/welcome"},
+            },
+        },
+        headers={
+            "origin": "https://shop.example.com",
+            "user-agent": CHROME_UA,
+            "openpanel-client-id": project["client_id"],
+        },
+    )
+    assert reply.status_code == 200
+
+    def green() -> str | None:
+        text = admin.get(f"/projects/{project['id']}/install-check").text
+        return text if "Receiving events" in text else None
+
+    text = wait_for(green, timeout=15)
+    assert text and "/welcome" in text and "data-poll-url" not in text
+    health = admin.get(settings_url).text
+    assert re.search(r'id="health-accepted">1<', health)
+
+
+def test_csrf_is_required_on_every_form(site: LiveServer, admin: httpx.Client) -> None:
+    project = create_project(admin, "CSRF target")
+    for action in (
+        "/projects",
+        f"/projects/{project['id']}/settings",
+        f"/projects/{project['id']}/clients",
+        f"/projects/{project['id']}/delete",
+        "/users",
+        "/logout",
+    ):
+        reply = admin.post(action, data={"name": "x", "confirm": "CSRF target"})
+        assert reply.status_code == 403, action
+        assert "CSRF" in reply.text
+        wrong = admin.post(action, data={"_csrf": "x" * 32, "name": "x"})
+        assert wrong.status_code == 403, action
+    assert admin.get(f"/projects/{project['id']}/settings").status_code == 200  # still exists
+
+
+def test_login_failures_are_throttled(site: LiveServer, admin: httpx.Client) -> None:
+    email = f"victim-{uuid.uuid4().hex[:6]}@gatrix.test"
+    post_form(admin, "/users", "/users", email=email, password=PASSWORD)
+    attacker = browser(site)
+    statuses = [
+        post_form(attacker, "/login", "/login", email=email, password="wrong-password").status_code
+        for _ in range(6)
+    ]
+    assert statuses[:5] == [401] * 5 and statuses[5] == 429
+    # even the right password is refused while throttled
+    locked = post_form(attacker, "/login", "/login", email=email, password=PASSWORD)
+    assert locked.status_code == 429 and "Too many failed logins" in locked.text
+
+
+def test_isolation_matrix(site: LiveServer, admin: httpx.Client) -> None:
+    a = create_project(admin, "Project A")
+    b = create_project(admin, "Project B")
+    email = f"viewer-{uuid.uuid4().hex[:6]}@gatrix.test"
+    assert post_form(admin, "/users", "/users", email=email, password=PASSWORD).status_code == 201
+    user_id = re.search(
+        rf"{re.escape(email)}.*?/users/(\d+)/grants", admin.get("/users").text, re.S
+    ).group(1)
+    granted = post_form(
+        admin, "/users", f"/users/{user_id}/grants", project_id=a["id"], role="viewer"
+    )
+    assert granted.status_code == 200
+    viewer = login(site, email)
+    projects = viewer.get("/projects").text
+    assert "Project A" in projects and "Project B" not in projects
+    # viewer of A: reads A's insights, nothing of B, no settings anywhere
+    assert viewer.get(f"/insights/{a['id']}/metrics").status_code == 200
+    for path in (
+        f"/insights/{b['id']}/metrics",
+        f"/insights/{b['id']}/live",
+        f"/insights/{b['id']}/breakdown/pages",
+    ):
+        assert viewer.get(path).status_code == 403, path
+    assert viewer.get(f"/projects/{b['id']}/settings").status_code == 404
+    assert viewer.get(f"/projects/{b['id']}/install-check").status_code == 404
+    assert viewer.get(f"/projects/{a['id']}/settings").status_code == 403
+    token = csrf_of(viewer.get("/projects").text)
+    assert viewer.post(f"/projects/{b['id']}/share-links", data={"_csrf": token}).status_code == 404
+    assert (
+        viewer.post(
+            f"/projects/{a['id']}/delete", data={"_csrf": token, "confirm": "Project A"}
+        ).status_code
+        == 403
+    )
+    assert viewer.get("/users").status_code == 403
+    # a write client cannot read insights; a revoked client can neither read nor write
+    created = post_form(
+        admin,
+        f"/projects/{a['id']}/settings",
+        f"/projects/{a['id']}/clients",
+        type="write",
+        name="site",
+    )
+    write_id = re.search(r'id="new-client-id">([^<]+)<', created.text).group(1)
+    write_secret = re.search(r'id="new-client-secret">([^<]+)<', created.text).group(1)
+    headers = {"openpanel-client-id": write_id, "openpanel-client-secret": write_secret}
+    assert httpx.get(f"{site.url}/insights/{a['id']}/metrics", headers=headers).status_code == 403
+    root = {"openpanel-client-id": a["client_id"], "openpanel-client-secret": a["client_secret"]}
+    assert httpx.get(f"{site.url}/insights/{a['id']}/metrics", headers=root).status_code == 200
+    assert httpx.get(f"{site.url}/insights/{b['id']}/metrics", headers=root).status_code == 403
+    revoked = post_form(
+        admin,
+        f"/projects/{a['id']}/settings",
+        f"/projects/{a['id']}/clients/{a['client_id']}/revoke",
+    )
+    assert revoked.status_code == 200
+    assert httpx.get(f"{site.url}/insights/{a['id']}/metrics", headers=root).status_code == 401
+    track = httpx.post(
+        f"{site.url}/track", json={"type": "track", "payload": {"name": "x"}}, headers=root
+    )
+    assert track.status_code == 401
+    # after logout the session cookie is worthless
+    post_form(viewer, "/projects", "/logout")
+    assert viewer.get(f"/insights/{a['id']}/metrics").status_code == 401
+
+
+def test_share_links(site: LiveServer, admin: httpx.Client) -> None:
+    project = create_project(admin, "Shared")
+    settings_url = f"/projects/{project['id']}/settings"
+    open_link = post_form(admin, settings_url, f"/projects/{project['id']}/share-links")
+    token = re.search(r"/share/([A-Za-z0-9_-]{20,})", open_link.text).group(1)
+    anonymous = browser(site)
+    page = anonymous.get(f"/share/{token}")
+    assert page.status_code == 200 and "Shared" in page.text and "Visitors" in page.text
+    assert anonymous.get(f"/projects/{project['id']}/settings").status_code in (302, 307)
+    locked = post_form(
+        admin, settings_url, f"/projects/{project['id']}/share-links", password="s3cret-pass"
+    )
+    locked_token = re.search(r'id="new-share">[^<]*/share/([^<]+)<', locked.text).group(1)
+    assert anonymous.get(f"/share/{locked_token}").status_code == 401
+    wrong = post_form(
+        anonymous, f"/share/{locked_token}", f"/share/{locked_token}", password="nope"
+    )
+    assert wrong.status_code == 401
+    right = post_form(
+        anonymous, f"/share/{locked_token}", f"/share/{locked_token}", password="s3cret-pass"
+    )
+    assert right.status_code in (302, 303)
+    assert anonymous.get(f"/share/{locked_token}").status_code == 200
+    post_form(admin, settings_url, f"/projects/{project['id']}/share-links/{token}/revoke")
+    assert anonymous.get(f"/share/{token}").status_code == 404
+    assert anonymous.get("/share/not-a-real-token").status_code == 404
+
+
+def test_stored_xss_is_escaped(site: LiveServer, admin: httpx.Client, store: Any) -> None:
+    evil = "<script>alert(1)</script>"
+    project = create_project(admin, f"x{evil}", origins="evil.example")
+    assert (
+        evil not in project["html"] and "&lt;script&gt;alert(1)&lt;/script&gt;" in project["html"]
+    )
+    assert evil not in admin.get("/projects").text
+    httpx.post(
+        f"{site.url}/track",
+        json={"type": "track", "payload": {"name": evil, "path": f"/{evil}"}},
+        headers={
+            "openpanel-client-id": project["client_id"],
+            "openpanel-client-secret": project["client_secret"],
+        },
+    )
+
+    def green() -> str | None:
+        text = admin.get(f"/projects/{project['id']}/install-check").text
+        return text if "Receiving" in text else None
+
+    text = wait_for(green, timeout=15)
+    assert text and evil not in text and "&lt;script&gt;" in text
+    share = post_form(
+        admin, f"/projects/{project['id']}/settings", f"/projects/{project['id']}/share-links"
+    )
+    token = re.search(r"/share/([A-Za-z0-9_-]{20,})", share.text).group(1)
+    page = browser(site).get(f"/share/{token}").text
+    assert evil not in page
+
+
+def test_delete_project_removes_its_data(site: LiveServer, admin: httpx.Client, store: Any) -> None:
+    project = create_project(admin, "Doomed")
+    reply = httpx.post(
+        f"{site.url}/track",
+        json={"type": "track", "payload": {"name": "e"}},
+        headers={
+            "openpanel-client-id": project["client_id"],
+            "openpanel-client-secret": project["client_secret"],
+        },
+    )
+    assert reply.status_code == 200
+
+    def stored() -> int:
+        return store.query_rows(
+            "SELECT count() FROM gatrix.events WHERE project_id = {p:String}", {"p": project["id"]}
+        )[0][0]
+
+    assert wait_for(lambda: stored() == 1, timeout=15)
+    settings_url = f"/projects/{project['id']}/settings"
+    refused = post_form(admin, settings_url, f"/projects/{project['id']}/delete", confirm="nope")
+    assert refused.status_code == 400
+    done = post_form(admin, settings_url, f"/projects/{project['id']}/delete", confirm="Doomed")
+    assert done.status_code in (302, 303)
+    assert stored() == 0
+    assert admin.get(settings_url).status_code == 404
