@@ -42,6 +42,11 @@ async def health(request: Request, state: State) -> Response[dict[str, Any]]:
     return Response(report, status_code=200 if ok else 503)
 
 
+@get("/favicon.ico", include_in_schema=False, cache=86400)
+async def favicon() -> Redirect:
+    return Redirect("/assets/favicon.svg")
+
+
 def page_error_handler(request: Request, exc: PageError) -> Response:
     """Browser errors as pages; a missing login sends the browser to the login form."""
     if exc.status_code == 401 and request.method == "GET":

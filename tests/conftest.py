@@ -240,3 +240,13 @@ def sql_engine(data_dir: Path) -> Any:
     engine = models.make_engine(f"sqlite:///{data_dir / 'unit.db'}")
     models.migrate(engine)
     return engine
+
+
+@pytest.fixture(scope="module")
+def site(tmp_path_factory: pytest.TempPathFactory, data_dir: Path) -> Iterator[LiveServer]:
+    """A server of the test module's own (metadata database and Redis), so first-run setup can
+    be tested. ClickHouse is the session's: chDB holds one data path per process."""
+    own = Path(tmp_path_factory.mktemp("site"))
+    live = LiveServer(make_settings(own, clickhouse_url=f"chdb://{data_dir / 'clickhouse'}"))
+    yield live.start()
+    live.stop()

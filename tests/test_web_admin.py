@@ -5,26 +5,14 @@ from __future__ import annotations
 
 import re
 import uuid
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
-from .conftest import CHROME_UA, LiveServer, make_settings, wait_for
+from .conftest import CHROME_UA, LiveServer, wait_for
 
 PASSWORD = "correct horse battery"
-
-
-@pytest.fixture(scope="module")
-def site(tmp_path_factory: pytest.TempPathFactory, data_dir: Path) -> Iterator[LiveServer]:
-    """A server with its own metadata database and Redis, so first-run setup can be tested.
-    ClickHouse is the session's (chDB holds one data path per process)."""
-    own = Path(tmp_path_factory.mktemp("admin-site"))
-    live = LiveServer(make_settings(own, clickhouse_url=f"chdb://{data_dir / 'clickhouse'}"))
-    yield live.start()
-    live.stop()
 
 
 def csrf_of(html: str) -> str:

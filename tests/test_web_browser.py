@@ -1,0 +1,79 @@
+"""The admin flow in a real headless Chromium: setup → project → snippet → first event →
+the install check turns green by itself. Screenshots land in test-artifacts/."""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from .conftest import CHROME_UA, LiveServer
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
+pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="Chromium is not installed")
+
+
+@pytest.fixture(scope="module")
+def chromium() -> Iterator[object]:
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(
+            executable_path=CHROMIUM,
+            args=["--no-sandbox", "--disable-gpu", "--disable-background-networking"],
+        )
+        yield browser
+        browser.close()
+
+
+def test_first_run_to_first_event(site: LiveServer, chromium: object) -> None:
+    ARTIFACTS.mkdir(exist_ok=True)
+    page = chromium.new_page()  # type: ignore[attr-defined]
+    errors: list[str] = []
+    page.on("console", lambda msg: errors.append(msg.text) if msg.type == "error" else None)
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+
+    page.goto(f"{site.url}/")
+    assert page.url.endswith("/setup")
+    page.fill("input[name=email]", "owner@gatrix.test")
+    page.fill("input[name=password]", "correct horse battery")
+    page.click("button[type=submit]")
+    page.wait_for_url("**/projects")
+    page.screenshot(path=str(ARTIFACTS / "admin-projects.png"), full_page=True)
+
+    page.fill("input[name=name]", "Browser <b>Shop</b>")
+    page.fill("textarea[name=origins]", "shop.example.com")
+    page.click("form[action='/projects'] button[type=submit]")
+    page.wait_for_selector("#new-client-secret")
+    assert page.inner_text("h1") == "Browser <b>Shop</b>"  # shown as text, not markup
+    client_id = page.inner_text("#new-client-id").strip()
+    snippet = page.inner_text("#snippet-script")
+    assert f'data-client-id="{client_id}"' in snippet and f"{site.url}/op1.js" in snippet
+    assert "Waiting for the first event" in page.inner_text("#install-check")
+    page.screenshot(path=str(ARTIFACTS / "admin-settings-waiting.png"), full_page=True)
+
+    reply = httpx.post(
+        f"{site.url}/track",
+        json={
+            "type": "track",
+            "payload": {
+                "name": "screen_view",
+                "properties": {"__path": "https://shop.example.com/hello"},
+            },
+        },
+        headers={
+            "origin": "https://shop.example.com",
+            "user-agent": CHROME_UA,
+            "openpanel-client-id": client_id,
+        },
+    )
+    assert reply.status_code == 200
+    page.wait_for_selector("#install-check.ok", timeout=20_000)
+    assert "/hello" in page.inner_text("#install-check")
+    page.screenshot(path=str(ARTIFACTS / "admin-settings-green.png"), full_page=True)
+    assert errors == []
+    page.close()
