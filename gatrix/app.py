@@ -29,6 +29,7 @@ from gatrix.runtime import Runtime
 from gatrix.settings import Settings
 from gatrix.web.admin import ADMIN_ROUTES, PageError
 from gatrix.web.share import SHARE_ROUTES
+from gatrix.web.tracker import tracker_script
 
 ROOT = Path(__file__).resolve().parent.parent
 TEMPLATES_DIR = ROOT / "templates"
@@ -72,6 +73,8 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> Litestar:
     return Litestar(
         route_handlers=[
             health,
+            favicon,
+            tracker_script,
             InsightsController,
             *ADMIN_ROUTES,
             *SHARE_ROUTES,

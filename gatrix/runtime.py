@@ -35,6 +35,7 @@ from gatrix.sessions import SESSION_TIMEOUT_MS, SaltBook
 from gatrix.settings import Settings
 from gatrix.store import Store
 from gatrix.web.auth import WebAuth
+from gatrix.web.tracker import bundle as tracker_bundle
 from gatrix.worker import enqueue_early_flush, make_queue, make_worker, stop_worker
 
 log = logging.getLogger("gatrix")
@@ -215,6 +216,7 @@ def _warm_up(geo: GeoLookup) -> None:
     parse_user_agent(ua)
     is_bot(ua)
     geo.lookup("8.8.8.8")
+    tracker_bundle()
 
 
 def _ping_sql(engine: Engine) -> None:

@@ -18,6 +18,7 @@ MAX_KEY = 200
 MAX_VALUE = 2000
 MAX_ID = 200
 TYPES = ("track", "identify", "increment", "decrement")
+IGNORED_TYPES = ("group", "assign_group", "replay")
 # Reserved property keys the OpenPanel SDKs send; they fill columns, not the properties map.
 RESERVED = (
     "__path",
@@ -130,6 +131,9 @@ def parse_envelope(doc: Any) -> tuple[Hit, str, str]:
     if not isinstance(doc, dict):
         raise InvalidPayload("invalid_body", 'body must be a JSON object {"type", "payload"}')
     kind = doc.get("type")
+    if kind in IGNORED_TYPES:
+        # OpenPanel SDKs send these too; any non-2xx reply would make them retry 3 times
+        raise InvalidPayload("unsupported_type", f"{kind} events are not stored", status=202)
     if kind == "alias":
         raise InvalidPayload("not_supported", "alias is not supported")
     if not isinstance(kind, str) or kind not in TYPES:

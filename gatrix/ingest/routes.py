@@ -131,8 +131,7 @@ class IngestApp:
             else:
                 status, reply = await self._single(scope, headers, origin, body)
         except InvalidPayload as exc:
-            self.counters.count("", "invalid_payload")
-            status, reply = exc.status, {"error": exc.code, "detail": exc.detail}
+            status, reply = self._rejected(exc)
         except AuthError as exc:
             status, reply = exc.status, {"error": exc.code, "detail": exc.detail}
         except (ConnectionError, OSError, TimeoutError) as exc:
@@ -214,8 +213,8 @@ class IngestApp:
                     req = self._request(scope, headers, client, server_side, bool(origin))
                     requests[(body_client, body_secret)] = req
             except InvalidPayload as exc:
-                self.counters.count("", "invalid_payload")
-                results[n] = {"status": exc.status, "error": exc.code, "detail": exc.detail}
+                status, reply = self._rejected(exc)
+                results[n] = {"status": status, **reply}
                 continue
             except AuthError as exc:
                 results[n] = {"status": exc.status, "error": exc.code, "detail": exc.detail}
@@ -241,6 +240,13 @@ class IngestApp:
             "dropped": sum(1 for r in results if r.get("status") == 202),
             "results": results,
         }
+
+    def _rejected(self, exc: InvalidPayload) -> tuple[int, dict[str, str]]:
+        if exc.status == 202:  # accepted on purpose and not stored
+            self.counters.count("", exc.code)
+            return 202, {"dropped": exc.code, "detail": exc.detail}
+        self.counters.count("", "invalid_payload")
+        return exc.status, {"error": exc.code, "detail": exc.detail}
 
     # --- who is sending
 
