@@ -8,6 +8,8 @@ Litestar. Both share one `Runtime`, started and stopped by Litestar's lifespan.
 from __future__ import annotations
 
 import logging
+import time
+import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -25,6 +27,9 @@ from litestar.template.config import TemplateConfig
 
 from gatrix import __version__
 from gatrix.insights.api import InsightsController, api_error_handler
+from gatrix.logs import configure as configure_logs
+from gatrix.logs import request_id
+from gatrix.metrics import render as render_metrics
 from gatrix.runtime import Runtime
 from gatrix.settings import Settings
 from gatrix.web.admin import ADMIN_ROUTES, PageError
@@ -37,6 +42,15 @@ ASSETS_DIR = ROOT / "assets"
 INGEST_PATHS = frozenset({"/track", "/track/", "/track/batch", "/track/batch/"})
 
 
+@get("/metrics", include_in_schema=False, media_type="text/plain; version=0.0.4")
+async def metrics_endpoint(state: State) -> str:
+    try:
+        buffer_stats = await state.runtime.buffer.stats()
+    except Exception:  # Redis down: still expose this process's counters
+        buffer_stats = {}
+    return render_metrics(state.runtime, buffer_stats)
+
+
 @get("/health", summary="Health of every part")
 async def health(request: Request, state: State) -> Response[dict[str, Any]]:
     ok, report = await state.runtime.health()
@@ -44,19 +58,25 @@ async def health(request: Request, state: State) -> Response[dict[str, Any]]:
 
 
 @get("/favicon.ico", include_in_schema=False, cache=86400)
-async def favicon() -> Redirect:
-    return Redirect("/assets/favicon.svg")
+async def favicon(request: Request) -> Redirect:
+    return Redirect(request.app.state.settings.root_path + "/assets/favicon.svg")
 
 
 def page_error_handler(request: Request, exc: PageError) -> Response:
     """Browser errors as pages; a missing login sends the browser to the login form."""
     if exc.status_code == 401 and request.method == "GET":
-        return Redirect("/login")
+        return Redirect(request.app.state.settings.root_path + "/login")
     return Template(
         template_name="error.html.j2",
         status_code=exc.status_code,
         context={"status": exc.status_code, "detail": exc.detail, "csrf": ""},
     )
+
+
+def template_environment(settings: Settings) -> Environment:
+    env = Environment(loader=FileSystemLoader(TEMPLATES_DIR), autoescape=True)
+    env.globals["root"] = settings.root_path  # every link, form and asset URL starts with it
+    return env
 
 
 def create_app(settings: Settings, runtime: Runtime | None = None) -> Litestar:
@@ -73,6 +93,7 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> Litestar:
     return Litestar(
         route_handlers=[
             health,
+            metrics_endpoint,
             favicon,
             tracker_script,
             InsightsController,
@@ -84,9 +105,7 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> Litestar:
         ],
         exception_handlers={PageError: page_error_handler, HTTPException: api_error_handler},
         template_config=TemplateConfig(
-            instance=JinjaTemplateEngine.from_environment(
-                Environment(loader=FileSystemLoader(TEMPLATES_DIR), autoescape=True)
-            )
+            instance=JinjaTemplateEngine.from_environment(template_environment(settings))
         ),
         lifespan=[lifespan],
         state=State({"runtime": runtime, "settings": settings}),
@@ -96,26 +115,76 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> Litestar:
 
 
 class FrontDoor:
-    """Routes the ingest paths around the framework; everything else goes to Litestar."""
+    """In front of Litestar: strips GATRIX_ROOT_PATH, gives every request an id (X-Request-Id),
+    times it for /metrics, and hands the ingest paths straight to the lean ingest handler."""
 
     def __init__(self, app: Litestar) -> None:
         self.app = app
         self.runtime: Runtime = app.state.runtime
+        self.log = logging.getLogger("gatrix.http")
 
     async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
-        if scope["type"] == "http" and scope["path"] in INGEST_PATHS:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)  # type: ignore[arg-type]
+            return
+        path = scope["path"]
+        root = self.app.state.settings.root_path
+        if root and (path == root or path.startswith(root + "/")):
+            # the proxy kept the prefix: route as if it had not
+            path = path[len(root) :] or "/"
+            scope = {**scope, "path": path, "raw_path": path.encode()}
+        incoming = dict(scope["headers"]).get(b"x-request-id", b"")[:64]
+        rid = incoming.decode("latin-1") if incoming else uuid.uuid4().hex[:16]
+        token = request_id.set(rid)
+        started = time.perf_counter()
+        status = 500
+
+        async def send_with_id(message: dict) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                message["headers"] = [
+                    *message.get("headers", []),
+                    (b"x-request-id", rid.encode("latin-1")),
+                ]
+            await send(message)
+
+        try:
             ingest = self.runtime.ingest
-            if ingest is not None:
-                await ingest(scope, receive, send)
-                return
-        await self.app(scope, receive, send)  # type: ignore[arg-type]
+            if path in INGEST_PATHS and ingest is not None:
+                await ingest(scope, receive, send_with_id)
+            else:
+                await self.app(scope, receive, send_with_id)  # type: ignore[arg-type]
+        finally:
+            elapsed = time.perf_counter() - started
+            self.runtime.request_metrics.observe(_route_group(path), status, elapsed)
+            if status >= 500 or path not in INGEST_PATHS:
+                self.log.info(
+                    "%s %s %s %.1fms",
+                    scope["method"],
+                    path,
+                    status,
+                    elapsed * 1000,
+                    extra={
+                        "method": scope["method"],
+                        "path": path,
+                        "status": status,
+                        "duration_ms": round(elapsed * 1000, 1),
+                    },
+                )
+            request_id.reset(token)
+
+
+def _route_group(path: str) -> str:
+    if path.startswith("/track"):
+        return "track"
+    if path.startswith("/insights/"):
+        return "insights"
+    if path.startswith(("/assets/", "/op1.js", "/tracker.js")):
+        return "static"
+    return "pages"
 
 
 def create_asgi(settings: Settings) -> FrontDoor:
-    logging.basicConfig(
-        level=settings.log_level.upper(),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
-    # SAQ logs every job at INFO; a flush a second would drown everything else.
-    logging.getLogger("saq").setLevel(logging.WARNING)
+    configure_logs(settings.log_level, settings.log_format)
     return FrontDoor(create_app(settings))

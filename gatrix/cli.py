@@ -34,7 +34,9 @@ def cmd_migrate(settings: Settings) -> int:
 
     settings.data_path.mkdir(parents=True, exist_ok=True)
     models.migrate(models.make_engine(settings.database_dsn))
-    applied = Store(settings.clickhouse_dsn, settings.clickhouse_database).migrate()
+    applied = Store(
+        settings.clickhouse_dsn, settings.clickhouse_database, settings.clickhouse_cluster
+    ).migrate()
     _say(f"metadata database migrated; ClickHouse migrations applied: {applied or 'none'}")
     return 0
 
@@ -104,7 +106,9 @@ def cmd_worker(settings: Settings) -> int:
 
         if settings.redis_embedded:
             raise SystemExit("gatrix worker needs REDIS_URL (or REDIS_HOST): it is for server mode")
-        store = Store(settings.clickhouse_dsn, settings.clickhouse_database)
+        store = Store(
+            settings.clickhouse_dsn, settings.clickhouse_database, settings.clickhouse_cluster
+        )
         if settings.auto_migrate:
             await asyncio.to_thread(store.migrate)
         redis = connect_redis(settings.redis_dsn)

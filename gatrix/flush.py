@@ -16,6 +16,7 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 
 from gatrix.buffer import KINDS, Batch, Buffer
+from gatrix.metrics import Histogram
 from gatrix.store import RowsRejected, Store, StoreUnavailable
 
 log = logging.getLogger("gatrix.flush")
@@ -31,6 +32,7 @@ class FlushStats:
     last_duration_s: float = 0.0
     unavailable: str = ""
     durations: list[float] = field(default_factory=list)
+    histogram: Histogram = field(default_factory=Histogram)
 
 
 class Flusher:
@@ -93,6 +95,7 @@ class Flusher:
         self.stats.rows += rows
         self.stats.last_duration_s = duration
         self.stats.durations = [*self.stats.durations[-99:], duration]
+        self.stats.histogram.observe(duration)
         return rows
 
     async def _insert(self, table: str, lines: list[bytes], token: str) -> int:

@@ -30,6 +30,7 @@ from gatrix.ingest.enrich.geo import GeoLookup
 from gatrix.ingest.enrich.useragent import is_bot, parse_user_agent
 from gatrix.ingest.pipeline import Context
 from gatrix.ingest.routes import IngestApp, IngestConfig
+from gatrix.metrics import RequestMetrics
 from gatrix.projects import Directory, default_client_id
 from gatrix.sessions import SESSION_TIMEOUT_MS, SaltBook
 from gatrix.settings import Settings
@@ -74,6 +75,7 @@ class Runtime:
         self.worker: Any = None
         self._worker_task: asyncio.Task[None] | None = None
         self.started_at = time.time()
+        self.request_metrics = RequestMetrics()
 
     async def start(self) -> None:
         s = self.settings
@@ -83,7 +85,7 @@ class Runtime:
             self.embedded_redis = EmbeddedRedis(s.data_path)
             redis_url = await asyncio.to_thread(self.embedded_redis.start)
         self.engine = models.make_engine(s.database_dsn)
-        self.store = Store(s.clickhouse_dsn, s.clickhouse_database)
+        self.store = Store(s.clickhouse_dsn, s.clickhouse_database, s.clickhouse_cluster)
         if s.auto_migrate:
             await asyncio.to_thread(models.migrate, self.engine)
             await asyncio.to_thread(self.store.migrate)

@@ -28,6 +28,9 @@ class Settings(BaseSettings):
     data_dir: Path = Field(Path("data"), validation_alias=_env("GATRIX_DATA_DIR"))
     public_url: str = Field("", validation_alias=_env("GATRIX_PUBLIC_URL"))
     log_level: str = Field("info", validation_alias=_env("GATRIX_LOG_LEVEL"))
+    log_format: str = Field("text", validation_alias=_env("GATRIX_LOG_FORMAT"))
+    # served under a path prefix, e.g. /api/v1/analytics behind the Gatrix backend
+    root_path: str = Field("", validation_alias=_env("GATRIX_ROOT_PATH"))
 
     # --- ClickHouse: a URL, or the seed's host/port/database names, or embedded chDB
     clickhouse_url: str = Field("", validation_alias=_env("CLICKHOUSE_URL"))
@@ -36,6 +39,7 @@ class Settings(BaseSettings):
     clickhouse_database: str = Field("gatrix", validation_alias=_env("CLICKHOUSE_DATABASE"))
     clickhouse_user: str = Field("default", validation_alias=_env("CLICKHOUSE_USER"))
     clickhouse_password: str = Field("", validation_alias=_env("CLICKHOUSE_PASSWORD"))
+    clickhouse_cluster: str = Field("", validation_alias=_env("GATRIX_CLICKHOUSE_CLUSTER"))
 
     # --- Redis: a URL, or host/port, or the embedded server
     redis_url: str = Field("", validation_alias=_env("REDIS_URL"))
@@ -73,6 +77,14 @@ class Settings(BaseSettings):
         if isinstance(value, list):
             for cidr in value:
                 ipaddress.ip_network(cidr, strict=False)  # reject typos at startup
+        return value
+
+    @field_validator("root_path")
+    @classmethod
+    def _clean_root(cls, value: str) -> str:
+        value = value.strip().rstrip("/")
+        if value and not value.startswith("/"):
+            value = "/" + value
         return value
 
     @property

@@ -21,6 +21,8 @@ import clickhouse_connect
 from clickhouse_connect.driver.client import Client
 from clickhouse_connect.driver.exceptions import DatabaseError, OperationalError
 
+from gatrix.cluster import clusterize
+
 MIGRATIONS_DIR = Path(__file__).resolve().parent.parent / "migrations" / "clickhouse"
 PROJECT_TABLES = (
     "events",
@@ -75,7 +77,7 @@ def classify(exc: BaseException) -> Exception:
 
 
 class Store:
-    def __init__(self, dsn: str, database: str = "gatrix") -> None:
+    def __init__(self, dsn: str, database: str = "gatrix", cluster: str = "") -> None:
         self.dsn = dsn
         self.embedded = dsn.startswith("chdb://")
         parts = urlsplit(dsn)
@@ -85,6 +87,7 @@ class Store:
         if not _IDENT.match(database):
             raise ValueError(f"invalid ClickHouse database name: {database!r}")
         self.db = database
+        self.cluster = cluster
         self._server_dsn = dsn
         self._client: Client | None = None
         self._lock = threading.Lock()
@@ -192,29 +195,45 @@ class Store:
 
     # --- schema
 
-    def migrate(self, migrations_dir: Path = MIGRATIONS_DIR) -> list[str]:
-        self.command(f"CREATE DATABASE IF NOT EXISTS {self.db}")
-        self.command(
-            f"CREATE TABLE IF NOT EXISTS {self.db}.schema_migrations "
-            "(version UInt32, name String, applied_at DateTime DEFAULT now()) "
-            "ENGINE = MergeTree ORDER BY version"
-        )
-        done = {
-            row[0] for row in self.query_rows(f"SELECT version FROM {self.db}.schema_migrations")
-        }
-        applied: list[str] = []
+    def migration_statements(
+        self, migrations_dir: Path = MIGRATIONS_DIR
+    ) -> list[tuple[int, str, list[str]]]:
+        """(version, name, statements) of every migration file, in cluster form when clustered."""
+        out = []
         for path in sorted(migrations_dir.glob("[0-9][0-9][0-9][0-9]_*.sql")):
-            version = int(path.name[:4])
+            statements = split_statements(Template(path.read_text()).substitute(db=self.db))
+            if self.cluster:
+                statements = [c for s in statements for c in clusterize(s, self.cluster)]
+            out.append((int(path.name[:4]), path.stem, statements))
+        return out
+
+    def migrate(self, migrations_dir: Path = MIGRATIONS_DIR) -> list[str]:
+        on_cluster = f" ON CLUSTER {self.cluster}" if self.cluster else ""
+        engine = (
+            f"ReplicatedMergeTree('/clickhouse/tables/{{shard}}/{self.db}/schema_migrations', "
+            "'{replica}')"
+            if self.cluster
+            else "MergeTree"
+        )
+        self.command(f"CREATE DATABASE IF NOT EXISTS {self.db}{on_cluster}")
+        self.command(
+            f"CREATE TABLE IF NOT EXISTS {self.db}.schema_migrations{on_cluster} "
+            f"(version UInt32, name String, applied_at DateTime DEFAULT now()) "
+            f"ENGINE = {engine} ORDER BY version"
+        )
+        done = {r[0] for r in self.query_rows(f"SELECT version FROM {self.db}.schema_migrations")}
+        applied: list[str] = []
+        for version, name, statements in self.migration_statements(migrations_dir):
             if version in done:
                 continue
-            for statement in split_statements(Template(path.read_text()).substitute(db=self.db)):
+            for statement in statements:
                 self.command(statement)
             self.command(
                 f"INSERT INTO {self.db}.schema_migrations (version, name) VALUES "
                 "({version:UInt32}, {name:String})",
-                parameters={"version": version, "name": path.stem},
+                parameters={"version": version, "name": name},
             )
-            applied.append(path.stem)
+            applied.append(name)
         return applied
 
 

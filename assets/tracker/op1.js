@@ -10,7 +10,8 @@
   var VERSION = "1.0.0";
   var queued = (w.op && w.op.q) || [];
   var me = d.currentScript;
-  var scriptOrigin = me && me.src ? new URL(me.src).origin : "";
+  // the API lives where the script came from, path prefix included (e.g. /api/v1/analytics)
+  var scriptOrigin = me && me.src ? me.src.replace(/\/[^\/?#]*([?#].*)?$/, "") : "";
   var cfg = null; // set by init
   var globals = {};
   var profileId = null;

@@ -77,9 +77,15 @@ async def require_role(
     return user, role
 
 
+def go(request: Request, path: str) -> str:
+    """An app path as the browser must see it (under GATRIX_ROOT_PATH when set)."""
+    return request.app.state.settings.root_path + path
+
+
 def base_url(request: Request, state: State) -> str:
     configured = state.settings.public_url.rstrip("/")
-    return configured or f"{request.url.scheme}://{request.headers.get('host', 'localhost')}"
+    host = request.headers.get("host", "localhost")
+    return configured or f"{request.url.scheme}://{host}{state.settings.root_path}"
 
 
 # --- first run, login
@@ -89,8 +95,9 @@ def base_url(request: Request, state: State) -> str:
 async def home(request: Request, state: State) -> Redirect:
     engine = state.runtime.engine
     if not await asyncio.to_thread(accounts.has_users, engine):
-        return Redirect("/setup")
-    return Redirect("/projects" if await current_user(request, state) else "/login")
+        return Redirect(go(request, "/setup"))
+    logged_in = await current_user(request, state) is not None
+    return Redirect(go(request, "/projects" if logged_in else "/login"))
 
 
 @get("/setup", include_in_schema=False)
@@ -119,7 +126,7 @@ async def setup_submit(request: Request, state: State) -> Response:
 
 async def _logged_in(request: Request, state: State, user: UserInfo) -> Response:
     token = await _web(state).start_session(user.id)
-    return Redirect("/projects", cookies=[auth.session_cookie(token, request)])
+    return Redirect(go(request, "/projects"), cookies=[auth.session_cookie(token, request)])
 
 
 @get("/login", include_in_schema=False)
@@ -157,7 +164,7 @@ async def login_submit(request: Request, state: State) -> Response:
 async def logout(request: Request, state: State) -> Response:
     await form_of(request)
     await _web(state).end_session(request)
-    return Redirect("/login", cookies=[auth.clear_session_cookie(request)])
+    return Redirect(go(request, "/login"), cookies=[auth.clear_session_cookie(request)])
 
 
 # --- projects
@@ -260,7 +267,7 @@ async def project_delete(request: Request, state: State, project_id: str) -> Res
     await asyncio.to_thread(state.runtime.store.delete_project, project_id)
     await asyncio.to_thread(accounts.delete_project_rows, state.runtime.engine, project_id)
     state.runtime.ingest.directory.forget()
-    return Redirect("/projects")
+    return Redirect(go(request, "/projects"))
 
 
 @post("/projects/{project_id:str}/clients", include_in_schema=False)

@@ -19,7 +19,7 @@ from gatrix import accounts
 from gatrix.insights import reports
 from gatrix.insights.query import QueryParams, build_query
 from gatrix.projects import verify_secret
-from gatrix.web.admin import PageError, form_of, page
+from gatrix.web.admin import PageError, form_of, go, page
 
 UNLOCK_COOKIE = "gatrix_share"
 UNLOCK_TTL_S = 7 * 86400
@@ -84,7 +84,7 @@ async def share_unlock(request: Request, state: State, token: str) -> Response:
         max_age=UNLOCK_TTL_S,
         path=f"/share/{token}",
     )
-    return Redirect(f"/share/{token}", cookies=[cookie])
+    return Redirect(go(request, f"/share/{token}"), cookies=[cookie])
 
 
 SHARE_ROUTES = [share_page, share_unlock]

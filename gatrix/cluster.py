@@ -1,0 +1,55 @@
+"""ClickHouse DDL for a cluster (GATRIX_CLICKHOUSE_CLUSTER=name).
+
+The migrations are written for one server. On a cluster each table becomes a replicated
+`<name>_local` on every node plus a Distributed `<name>` in front of it, so the rest of the
+product keeps reading and writing `<name>`; materialized views run on every node, from the
+local events into the local rollups, and everything is created ON CLUSTER.
+"""
+
+from __future__ import annotations
+
+import re
+
+_TABLE = re.compile(
+    r"^CREATE TABLE IF NOT EXISTS (?P<db>\w+)\.(?P<name>\w+)\s*(?P<columns>\(.*\))\s*"
+    r"ENGINE\s*=\s*(?P<engine>\w*MergeTree)(?:\((?P<args>[^)]*)\))?(?P<rest>.*)$",
+    re.S,
+)
+_VIEW = re.compile(
+    r"^CREATE MATERIALIZED VIEW IF NOT EXISTS (?P<db>\w+)\.(?P<name>\w+) TO (?P=db)\.(?P<to>\w+)"
+    r" AS(?P<select>.*)$",
+    re.S,
+)
+_DATABASE = re.compile(r"^CREATE DATABASE IF NOT EXISTS (?P<db>\w+)$")
+_IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
+
+
+def clusterize(statement: str, cluster: str) -> list[str]:
+    """The statements that replace one single-server statement on `cluster`."""
+    if not _IDENT.match(cluster):
+        raise ValueError(f"invalid cluster name: {cluster!r}")
+    statement = statement.strip()
+    if m := _DATABASE.match(statement):
+        return [f"CREATE DATABASE IF NOT EXISTS {m['db']} ON CLUSTER {cluster}"]
+    if m := _TABLE.match(statement):
+        db, name = m["db"], m["name"]
+        args = (m["args"] or "").strip()
+        zk = f"'/clickhouse/tables/{{shard}}/{db}/{name}', '{{replica}}'"
+        engine_args = f"{zk}, {args}" if args else zk
+        local = (
+            f"CREATE TABLE IF NOT EXISTS {db}.{name}_local ON CLUSTER {cluster}\n"
+            f"{m['columns']}\nENGINE = Replicated{m['engine']}({engine_args}){m['rest']}"
+        )
+        distributed = (
+            f"CREATE TABLE IF NOT EXISTS {db}.{name} ON CLUSTER {cluster} AS {db}.{name}_local\n"
+            f"ENGINE = Distributed({cluster}, {db}, {name}_local, rand())"
+        )
+        return [local, distributed]
+    if m := _VIEW.match(statement):
+        db = m["db"]
+        select = re.sub(rf"\bFROM {db}\.(\w+)", rf"FROM {db}.\1_local", m["select"])
+        return [
+            f"CREATE MATERIALIZED VIEW IF NOT EXISTS {db}.{m['name']} ON CLUSTER {cluster} "
+            f"TO {db}.{m['to']}_local AS{select}"
+        ]
+    raise ValueError(f"no cluster form for statement: {statement[:80]}")
