@@ -108,6 +108,7 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> Litestar:
             instance=JinjaTemplateEngine.from_environment(template_environment(settings))
         ),
         lifespan=[lifespan],
+        logging_config=None,  # gatrix.logs owns the format (text or JSON, with request ids)
         state=State({"runtime": runtime, "settings": settings}),
         openapi_config=OpenAPIConfig(title="Gatrix Analytics", version=__version__, path="/schema"),
         debug=False,
