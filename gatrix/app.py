@@ -33,8 +33,10 @@ from gatrix.metrics import render as render_metrics
 from gatrix.runtime import Runtime
 from gatrix.settings import Settings
 from gatrix.web.admin import ADMIN_ROUTES, PageError
+from gatrix.web.dashboard import DASHBOARD_ROUTES
 from gatrix.web.share import SHARE_ROUTES
 from gatrix.web.tracker import tracker_script
+from gatrix.web.vendor import plotly_js
 
 ROOT = Path(__file__).resolve().parent.parent
 TEMPLATES_DIR = ROOT / "templates"
@@ -97,6 +99,8 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> Litestar:
             favicon,
             tracker_script,
             InsightsController,
+            plotly_js,
+            *DASHBOARD_ROUTES,
             *ADMIN_ROUTES,
             *SHARE_ROUTES,
             create_static_files_router(

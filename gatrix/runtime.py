@@ -37,6 +37,7 @@ from gatrix.settings import Settings
 from gatrix.store import Store
 from gatrix.web.auth import WebAuth
 from gatrix.web.tracker import bundle as tracker_bundle
+from gatrix.web.vendor import plotly_bundle
 from gatrix.worker import enqueue_early_flush, make_queue, make_worker, stop_worker
 
 log = logging.getLogger("gatrix")
@@ -219,6 +220,7 @@ def _warm_up(geo: GeoLookup) -> None:
     is_bot(ua)
     geo.lookup("8.8.8.8")
     tracker_bundle()
+    plotly_bundle()
 
 
 def _ping_sql(engine: Engine) -> None:

@@ -17,9 +17,21 @@
         var next = box.firstElementChild;
         if (!next) { schedule(el); return; }
         el.replaceWith(next);
+        document.dispatchEvent(new CustomEvent("fragment:swapped", { detail: next }));
         if (next.hasAttribute("data-poll-url")) schedule(next);
       })
-      .catch(function () { schedule(el); });
+      .catch(function () {
+        // keep what is shown, say it is stale, and try again on the next tick
+        el.classList.add("stale");
+        if (!el.querySelector(".inline-error")) {
+          var note = document.createElement("p");
+          note.className = "inline-error";
+          note.setAttribute("role", "status");
+          note.textContent = "Could not refresh — retrying…";
+          el.appendChild(note);
+        }
+        schedule(el);
+      });
   }
   document.addEventListener("DOMContentLoaded", function () {
     document.querySelectorAll("[data-poll-url]").forEach(schedule);

@@ -311,3 +311,16 @@ def property_breakdown(
         "has_more": len(rows) > limit,
         "rows": rows[:limit],
     }
+
+
+def property_keys(store: Store, q: Query, event: str, limit: int = 20) -> list[str]:
+    """The property keys a custom event carries, most frequent first."""
+    db, params = store.db, base_params(q)
+    event_p = params.add(event)
+    rows = store.query_rows(
+        f"SELECT arrayJoin(mapKeys(properties)) AS key, count() AS n FROM {db}.events "
+        f"WHERE {events_where(db, q, params)} AND name = {{{event_p}:String}} "
+        f"GROUP BY key ORDER BY n DESC, key ASC LIMIT {int(limit)}",
+        params.values,
+    )
+    return [r[0] for r in rows]

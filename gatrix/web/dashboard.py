@@ -1,0 +1,204 @@
+"""Dashboard pages and the fragments they poll. Each fragment is one template: the page
+includes it on first render (no blank flash) and its route returns it on poll. Numbers come
+from `gatrix.insights` (the same functions as the JSON API); charts from `web.charts`."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from datetime import UTC, datetime
+from typing import Any
+
+from litestar import Request, get
+from litestar.datastructures import State
+from litestar.response import Template
+
+from gatrix import accounts
+from gatrix.insights import reports
+from gatrix.insights.filters import InvalidFilter
+from gatrix.insights.live import live
+from gatrix.insights.query import InvalidQuery, Query, build_query
+from gatrix.web import charts
+from gatrix.web.admin import PageError, page, require_role
+from gatrix.web.vendor import PLOTLY_PATH
+from gatrix.web.view import (
+    METRICS,
+    PANEL_TITLES,
+    PANELS,
+    RANGE_LABELS,
+    SERIES_FOR,
+    View,
+)
+
+DRILL_DOWN = {"browsers": ("browsers", "browser_versions"), "os": ("os", "os_versions")}
+
+
+def _figure_json(figure: dict[str, Any]) -> str:
+    # embedded in <script type="application/json">: "</" must not end the script element
+    return json.dumps(figure).replace("</", "<\\/")
+
+
+def _query(project: dict[str, Any], view: View) -> Query:
+    try:
+        return build_query(project["id"], project["timezone"], view.params(), datetime.now(UTC))
+    except (InvalidQuery, InvalidFilter) as exc:
+        raise PageError(status_code=400, detail=f"Invalid view: {exc}") from None
+
+
+def kpis_context(state: State, q: Query) -> dict[str, Any]:
+    m = reports.metrics(state.runtime.store, q)
+    cards = []
+    for key in METRICS:
+        now, before = m[key], m["previous"][key]
+        change = None if not before else round(100 * (now - before) / before, 1)
+        cards.append(
+            {
+                "key": key,
+                "label": charts.LABELS[key],
+                "value": now,
+                "change": change,
+                "better_when_lower": key == "bounce_rate",
+            }
+        )
+    return {"cards": cards, "has_data": any(m[k] for k in ("visitors", "events", "pageviews"))}
+
+
+def chart_context(state: State, q: Query, view: View) -> dict[str, Any]:
+    metric = SERIES_FOR.get(view.metric, view.metric)
+    series = reports.timeseries(state.runtime.store, q, metric)
+    return {
+        "figure": _figure_json(charts.timeseries_figure(series)),
+        "points": len(series["points"]),
+        "metric": metric,
+    }
+
+
+def panel_context(state: State, q: Query, view: View, panel: str) -> dict[str, Any]:
+    tab = view.tab(panel)
+    dimension = next(d for key, d, _ in PANELS[panel] if key == tab)
+    filter_dim = dimension
+    store = state.runtime.store
+    # drill-down: with a browser/OS chosen, show its versions
+    if tab in DRILL_DOWN and any(f.startswith(f"{DRILL_DOWN[tab][0]}:is:") for f in view.filters):
+        dimension = filter_dim = DRILL_DOWN[tab][1]
+    extra: dict[str, Any] = {}
+    chosen_event = next(
+        (f.split(":", 2)[2] for f in view.filters if f.startswith(("name:is:", "events:is:"))), None
+    )
+    if panel == "events" and chosen_event:
+        keys = reports.property_keys(store, q, chosen_event)
+        key = view.tabs.get("prop") if view.tabs.get("prop") in keys else (keys[0] if keys else "")
+        rows = reports.property_breakdown(store, q, chosen_event, key)["rows"] if key else []
+        extra = {"event": chosen_event, "keys": keys, "key": key}
+        filter_dim = f"property.{key}"
+    else:
+        rows = reports.breakdown(store, q, dimension, limit=10)["rows"]
+        if panel == "events":
+            filter_dim = "name"
+    value_key = (
+        "pageviews" if dimension == "pages" else ("events" if panel == "events" else "visitors")
+    )
+    context = {
+        "panel": panel,
+        "title": PANEL_TITLES[panel],
+        "tabs": PANELS[panel],
+        "tab": tab,
+        "rows": rows,
+        "filter_dim": filter_dim,
+        "dimension": dimension,
+        "value_key": value_key,
+        **extra,
+    }
+    if panel == "locations" and rows:
+        context["figure"] = _figure_json(charts.bars_figure(rows))
+    return context
+
+
+def live_context(state: State, project_id: str) -> dict[str, Any]:
+    data = live(state.runtime.store, project_id, datetime.now(UTC))
+    return {"live": data, "figure": _figure_json(charts.per_minute_figure(data["per_minute"]))}
+
+
+async def _project(request: Request, state: State, project_id: str) -> dict[str, Any]:
+    await require_role(request, state, project_id)
+    project = await asyncio.to_thread(accounts.project_settings, state.runtime.engine, project_id)
+    if project is None:
+        raise PageError(status_code=404, detail="No such project.")
+    return project
+
+
+def _common(project: dict[str, Any], view: View) -> dict[str, Any]:
+    return {
+        "project": project,
+        "view": view,
+        "metrics": METRICS,
+        "labels": charts.LABELS,
+        "ranges": RANGE_LABELS,
+        "panels": list(PANELS),
+        "plotly": PLOTLY_URL,
+    }
+
+
+@get("/dashboard/{project_id:str}", include_in_schema=False)
+async def dashboard_page(request: Request, state: State, project_id: str) -> Template:
+    project = await _project(request, state, project_id)
+    view = View.from_request(request)
+    q = _query(project, view)
+
+    def build() -> dict[str, Any]:
+        return {
+            "kpis": kpis_context(state, q),
+            "chart": chart_context(state, q, view),
+            "panel_contexts": {p: panel_context(state, q, view, p) for p in PANELS},
+            "live_badge": live_context(state, project_id)["live"]["visitors"],
+        }
+
+    data = await asyncio.to_thread(build)
+    user = await require_role(request, state, project_id)
+    return page(request, "pages/dashboard.html.j2", user=user[0], **_common(project, view), **data)
+
+
+@get("/dashboard/{project_id:str}/realtime", include_in_schema=False)
+async def realtime_page(request: Request, state: State, project_id: str) -> Template:
+    project = await _project(request, state, project_id)
+    user, _ = await require_role(request, state, project_id)
+    data = await asyncio.to_thread(live_context, state, project_id)
+    return page(
+        request,
+        "pages/realtime.html.j2",
+        user=user,
+        **_common(project, View.from_request(request)),
+        **data,
+    )
+
+
+@get("/dashboard/{project_id:str}/fragments/{name:str}", include_in_schema=False)
+async def fragment(
+    request: Request, state: State, project_id: str, name: str, panel: str = ""
+) -> Template:
+    project = await _project(request, state, project_id)
+    view = View.from_request(request)
+    common = _common(project, view)
+    if name == "live-badge":
+        data = await asyncio.to_thread(live_context, state, project_id)
+        return page(
+            request, "fragments/live_badge.html.j2", **common, live_badge=data["live"]["visitors"]
+        )
+    if name == "realtime":
+        data = await asyncio.to_thread(live_context, state, project_id)
+        return page(request, "fragments/realtime.html.j2", **common, **data)
+    q = _query(project, view)
+    if name == "kpis":
+        data = await asyncio.to_thread(kpis_context, state, q)
+        return page(request, "fragments/kpis.html.j2", **common, kpis=data)
+    if name == "chart":
+        data = await asyncio.to_thread(chart_context, state, q, view)
+        return page(request, "fragments/chart.html.j2", **common, chart=data)
+    if name == "panel" and panel in PANELS:
+        data = await asyncio.to_thread(panel_context, state, q, view, panel)
+        return page(request, "fragments/panel.html.j2", **common, p=data)
+    raise PageError(status_code=404, detail="No such fragment.")
+
+
+PLOTLY_URL = PLOTLY_PATH
+DASHBOARD_ROUTES = [dashboard_page, realtime_page, fragment]
