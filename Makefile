@@ -26,6 +26,7 @@ lint: install
 bench: install
 	$(BIN)/gatrix bench ingest --seconds 15 --connections 64 --batch-events 200000 --output bench-ingest.json
 	$(BIN)/gatrix bench insights --events 1000000 --events 10000000 --output bench-insights.json
+	$(BIN)/gatrix bench dashboard --events 1000000 --output bench-dashboard.json
 
 clean:
 	rm -rf $(VENV) build *.egg-info

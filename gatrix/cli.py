@@ -215,6 +215,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     insights.add_argument("--output", default=None, help="write the JSON report here")
     common(insights)
+    dashboard = bench.add_parser("dashboard", help="first chart time and bytes, in Chromium")
+    dashboard.add_argument("--events", type=int, default=1_000_000)
+    dashboard.add_argument("--output", default=None, help="write the JSON report here")
     return parser
 
 
@@ -231,6 +234,10 @@ def main(argv: list[str] | None = None) -> int:
         return cmd_admin_create(settings, args)
     if args.command == "projects":
         return cmd_projects_create(settings, args)
+    if args.command == "bench" and args.bench_command == "dashboard":
+        from gatrix.bench.dashboard import run_dashboard_bench
+
+        return run_dashboard_bench(args)
     if args.command == "bench" and args.bench_command == "insights":
         from gatrix.bench.insights import run_insights_bench
 
