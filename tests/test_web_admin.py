@@ -221,12 +221,18 @@ def test_share_links(site: LiveServer, admin: httpx.Client) -> None:
     anonymous = browser(site)
     page = anonymous.get(f"/share/{token}")
     assert page.status_code == 200 and "Shared" in page.text and "Visitors" in page.text
+    assert "Log out" not in page.text and "/settings" not in page.text  # read-only, no admin
+    assert f'data-poll-url="/share/{token}/fragments/kpis' in page.text
+    assert anonymous.get(f"/share/{token}/fragments/kpis").status_code == 200
+    assert anonymous.get(f"/share/{token}/realtime").status_code == 200
+    assert anonymous.get(f"/dashboard/{project['id']}").status_code in (302, 303, 307)
     assert anonymous.get(f"/projects/{project['id']}/settings").status_code in (302, 307)
     locked = post_form(
         admin, settings_url, f"/projects/{project['id']}/share-links", password="s3cret-pass"
     )
     locked_token = re.search(r'id="new-share">[^<]*/share/([^<]+)<', locked.text).group(1)
     assert anonymous.get(f"/share/{locked_token}").status_code == 401
+    assert anonymous.get(f"/share/{locked_token}/fragments/kpis").status_code == 403
     wrong = post_form(
         anonymous, f"/share/{locked_token}", f"/share/{locked_token}", password="nope"
     )

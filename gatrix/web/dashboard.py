@@ -121,13 +121,19 @@ def live_context(state: State, project_id: str) -> dict[str, Any]:
 
 async def _project(request: Request, state: State, project_id: str) -> dict[str, Any]:
     await require_role(request, state, project_id)
+    return await _settings(state, project_id)
+
+
+async def _settings(state: State, project_id: str) -> dict[str, Any]:
     project = await asyncio.to_thread(accounts.project_settings, state.runtime.engine, project_id)
     if project is None:
         raise PageError(status_code=404, detail="No such project.")
     return project
 
 
-def _common(project: dict[str, Any], view: View) -> dict[str, Any]:
+def _common(
+    request: Request, project: dict[str, Any], view: View, dash: str, shared: bool
+) -> dict[str, Any]:
     return {
         "project": project,
         "view": view,
@@ -136,12 +142,15 @@ def _common(project: dict[str, Any], view: View) -> dict[str, Any]:
         "ranges": RANGE_LABELS,
         "panels": list(PANELS),
         "plotly": PLOTLY_URL,
+        "dash": request.app.state.settings.root_path + dash,
+        "shared": shared,
     }
 
 
-@get("/dashboard/{project_id:str}", include_in_schema=False)
-async def dashboard_page(request: Request, state: State, project_id: str) -> Template:
-    project = await _project(request, state, project_id)
+async def render_dashboard(
+    request: Request, state: State, project: dict[str, Any], dash: str, user: Any = None
+) -> Template:
+    """The overview; `dash` is where its links and fragments live (a login or a share link)."""
     view = View.from_request(request)
     q = _query(project, view)
 
@@ -150,42 +159,44 @@ async def dashboard_page(request: Request, state: State, project_id: str) -> Tem
             "kpis": kpis_context(state, q),
             "chart": chart_context(state, q, view),
             "panel_contexts": {p: panel_context(state, q, view, p) for p in PANELS},
-            "live_badge": live_context(state, project_id)["live"]["visitors"],
+            "live_badge": live_context(state, project["id"])["live"]["visitors"],
         }
 
     data = await asyncio.to_thread(build)
-    user = await require_role(request, state, project_id)
-    return page(request, "pages/dashboard.html.j2", user=user[0], **_common(project, view), **data)
-
-
-@get("/dashboard/{project_id:str}/realtime", include_in_schema=False)
-async def realtime_page(request: Request, state: State, project_id: str) -> Template:
-    project = await _project(request, state, project_id)
-    user, _ = await require_role(request, state, project_id)
-    data = await asyncio.to_thread(live_context, state, project_id)
     return page(
         request,
-        "pages/realtime.html.j2",
+        "pages/dashboard.html.j2",
         user=user,
-        **_common(project, View.from_request(request)),
+        **_common(request, project, view, dash, user is None),
         **data,
     )
 
 
-@get("/dashboard/{project_id:str}/fragments/{name:str}", include_in_schema=False)
-async def fragment(
-    request: Request, state: State, project_id: str, name: str, panel: str = ""
+async def render_realtime(
+    request: Request, state: State, project: dict[str, Any], dash: str, user: Any = None
 ) -> Template:
-    project = await _project(request, state, project_id)
+    data = await asyncio.to_thread(live_context, state, project["id"])
+    return page(
+        request,
+        "pages/realtime.html.j2",
+        user=user,
+        **_common(request, project, View.from_request(request), dash, user is None),
+        **data,
+    )
+
+
+async def render_fragment(
+    request: Request, state: State, project: dict[str, Any], dash: str, name: str, panel: str
+) -> Template:
     view = View.from_request(request)
-    common = _common(project, view)
+    common = _common(request, project, view, dash, False)
     if name == "live-badge":
-        data = await asyncio.to_thread(live_context, state, project_id)
+        data = await asyncio.to_thread(live_context, state, project["id"])
         return page(
             request, "fragments/live_badge.html.j2", **common, live_badge=data["live"]["visitors"]
         )
     if name == "realtime":
-        data = await asyncio.to_thread(live_context, state, project_id)
+        data = await asyncio.to_thread(live_context, state, project["id"])
         return page(request, "fragments/realtime.html.j2", **common, **data)
     q = _query(project, view)
     if name == "kpis":
@@ -198,6 +209,28 @@ async def fragment(
         data = await asyncio.to_thread(panel_context, state, q, view, panel)
         return page(request, "fragments/panel.html.j2", **common, p=data)
     raise PageError(status_code=404, detail="No such fragment.")
+
+
+@get("/dashboard/{project_id:str}", include_in_schema=False)
+async def dashboard_page(request: Request, state: State, project_id: str) -> Template:
+    user, _ = await require_role(request, state, project_id)
+    project = await _settings(state, project_id)
+    return await render_dashboard(request, state, project, f"/dashboard/{project_id}", user)
+
+
+@get("/dashboard/{project_id:str}/realtime", include_in_schema=False)
+async def realtime_page(request: Request, state: State, project_id: str) -> Template:
+    user, _ = await require_role(request, state, project_id)
+    project = await _settings(state, project_id)
+    return await render_realtime(request, state, project, f"/dashboard/{project_id}", user)
+
+
+@get("/dashboard/{project_id:str}/fragments/{name:str}", include_in_schema=False)
+async def fragment(
+    request: Request, state: State, project_id: str, name: str, panel: str = ""
+) -> Template:
+    project = await _project(request, state, project_id)
+    return await render_fragment(request, state, project, f"/dashboard/{project_id}", name, panel)
 
 
 PLOTLY_URL = PLOTLY_PATH

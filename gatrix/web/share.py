@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import secrets
-from datetime import UTC, datetime
 from typing import Any
 
 from litestar import Request, Response, get, post
@@ -16,10 +15,9 @@ from litestar.datastructures import Cookie, State
 from litestar.response import Redirect, Template
 
 from gatrix import accounts
-from gatrix.insights import reports
-from gatrix.insights.query import QueryParams, build_query
 from gatrix.projects import verify_secret
 from gatrix.web.admin import PageError, form_of, go, page
+from gatrix.web.dashboard import render_dashboard, render_fragment, render_realtime
 
 UNLOCK_COOKIE = "gatrix_share"
 UNLOCK_TTL_S = 7 * 86400
@@ -42,25 +40,43 @@ async def _unlocked(request: Request, state: State, link: dict[str, Any]) -> boo
     return value is not None and value.decode() == link["token"]
 
 
-def _numbers(state: State, link: dict[str, Any]) -> dict[str, Any]:
-    query = build_query(
-        link["project_id"], link["timezone"], QueryParams(range="30d"), datetime.now(UTC)
+async def _shared_project(request: Request, state: State, token: str) -> dict[str, Any] | None:
+    """The project behind an unlocked link; None when the link still needs its password."""
+    link = await _link(state, token)
+    if not await _unlocked(request, state, link):
+        return None
+    project = await asyncio.to_thread(
+        accounts.project_settings, state.runtime.engine, link["project_id"]
     )
-    store = state.runtime.store
-    return {
-        "metrics": reports.metrics(store, query),
-        "pages": reports.breakdown(store, query, "pages", limit=10)["rows"],
-        "sources": reports.breakdown(store, query, "referrers", limit=10)["rows"],
-    }
+    if project is None:
+        raise PageError(status_code=404, detail="This share link does not exist or was revoked.")
+    return project
 
 
 @get("/share/{token:str}", include_in_schema=False)
 async def share_page(request: Request, state: State, token: str) -> Template:
-    link = await _link(state, token)
-    if not await _unlocked(request, state, link):
-        return page(request, "share_password.html.j2", 401, link=link)
-    numbers = await asyncio.to_thread(_numbers, state, link)
-    return page(request, "share.html.j2", link=link, **numbers)
+    project = await _shared_project(request, state, token)
+    if project is None:
+        return page(request, "share_password.html.j2", 401, link=await _link(state, token))
+    return await render_dashboard(request, state, project, f"/share/{token}")
+
+
+@get("/share/{token:str}/realtime", include_in_schema=False)
+async def share_realtime(request: Request, state: State, token: str) -> Template:
+    project = await _shared_project(request, state, token)
+    if project is None:
+        raise PageError(status_code=403, detail="This link needs its password.")
+    return await render_realtime(request, state, project, f"/share/{token}")
+
+
+@get("/share/{token:str}/fragments/{name:str}", include_in_schema=False)
+async def share_fragment(
+    request: Request, state: State, token: str, name: str, panel: str = ""
+) -> Template:
+    project = await _shared_project(request, state, token)
+    if project is None:
+        raise PageError(status_code=403, detail="This link needs its password.")
+    return await render_fragment(request, state, project, f"/share/{token}", name, panel)
 
 
 @post("/share/{token:str}", include_in_schema=False)
@@ -87,4 +103,4 @@ async def share_unlock(request: Request, state: State, token: str) -> Response:
     return Redirect(go(request, f"/share/{token}"), cookies=[cookie])
 
 
-SHARE_ROUTES = [share_page, share_unlock]
+SHARE_ROUTES = [share_page, share_realtime, share_fragment, share_unlock]
