@@ -7,7 +7,6 @@ import functools
 import gzip
 import http.server
 import os
-import shutil
 import threading
 import uuid
 from collections.abc import Iterator
@@ -20,11 +19,10 @@ import pytest
 from gatrix.projects import NewClient, create_project
 from gatrix.store import Store
 
-from .conftest import CHROME_UA, LiveServer, event_rows, free_port, wait_for
+from .conftest import CHROME_UA, LiveServer, event_rows, free_port, needs_chromium, wait_for
 
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 SDK_DIR = os.environ.get("GATRIX_TEST_OPENPANEL_WEB", "")  # a folder holding node_modules/
-pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="Chromium is not installed")
+pytestmark = needs_chromium
 
 
 class Site:
@@ -59,19 +57,6 @@ def website(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
     site = Site(root)
     yield site
     site.close()
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as pw:
-        chromium = pw.chromium.launch(
-            executable_path=CHROMIUM,
-            args=["--no-sandbox", "--disable-gpu", "--disable-background-networking"],
-        )
-        yield chromium
-        chromium.close()
 
 
 @pytest.fixture

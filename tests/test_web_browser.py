@@ -3,36 +3,18 @@ the install check turns green by itself. Screenshots land in test-artifacts/."""
 
 from __future__ import annotations
 
-import shutil
-from collections.abc import Iterator
-from pathlib import Path
+from typing import Any
 
 import httpx
-import pytest
 
-from .conftest import CHROME_UA, LiveServer
+from .conftest import ARTIFACTS, CHROME_UA, LiveServer, needs_chromium
 
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
-ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
-pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="Chromium is not installed")
+pytestmark = needs_chromium
 
 
-@pytest.fixture(scope="module")
-def chromium() -> Iterator[object]:
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as pw:
-        browser = pw.chromium.launch(
-            executable_path=CHROMIUM,
-            args=["--no-sandbox", "--disable-gpu", "--disable-background-networking"],
-        )
-        yield browser
-        browser.close()
-
-
-def test_first_run_to_first_event(site: LiveServer, chromium: object) -> None:
+def test_first_run_to_first_event(site: LiveServer, browser: Any) -> None:
     ARTIFACTS.mkdir(exist_ok=True)
-    page = chromium.new_page()  # type: ignore[attr-defined]
+    page = browser.new_page()  # type: ignore[attr-defined]
     errors: list[str] = []
     page.on("console", lambda msg: errors.append(msg.text) if msg.type == "error" else None)
     page.on("pageerror", lambda exc: errors.append(str(exc)))

@@ -5,10 +5,8 @@ URL, live numbers move, nothing is executed from event data. Screenshots in test
 from __future__ import annotations
 
 import re
-import shutil
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -16,12 +14,10 @@ import pytest
 
 from gatrix.store import Store
 
-from .conftest import CHROME_UA, LiveServer
+from .conftest import ARTIFACTS, CHROME_UA, LiveServer, needs_chromium
 from .factory import events
 
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
-ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
-pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="Chromium is not installed")
+pytestmark = needs_chromium
 PASSWORD = "correct horse battery"
 EVIL = "<img src=x onerror=alert(1)>"
 
@@ -103,19 +99,6 @@ def owner(site: LiveServer, store: Store) -> dict[str, Any]:
         "client_id": client_id,
         "cookie": web.cookies.get("gatrix_session"),
     }
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as pw:
-        chromium = pw.chromium.launch(
-            executable_path=CHROMIUM,
-            args=["--no-sandbox", "--disable-gpu", "--disable-background-networking"],
-        )
-        yield chromium
-        chromium.close()
 
 
 @pytest.fixture

@@ -173,6 +173,20 @@ FilterParam = Annotated[
 ]
 
 
+async def _report(
+    request: Request,
+    state: State,
+    project_id: str,
+    params: QueryParams,
+    report: Any,
+    *args: Any,
+) -> Any:
+    """Authorize, build the query in the project's time zone, run `report` off the loop."""
+    reader = await authorize(request, state, project_id)
+    query = await _run(build_query, project_id, reader.timezone, params, _now())
+    return await _run(report, state.runtime.store, query, *args)
+
+
 class InsightsController(Controller):
     path = "/insights/{project_id:str}"
     tags = ["insights"]
@@ -189,15 +203,13 @@ class InsightsController(Controller):
         compare: str | None = None,
         filters: FilterParam = None,
     ) -> MetricsOut:
-        client = await authorize(request, state, project_id)
-        query = await _run(
-            build_query,
+        result = await _report(
+            request,
+            state,
             project_id,
-            client.timezone,
             _params(range_, start, end, None, compare, filters),
-            _now(),
+            reports.metrics,
         )
-        result = await _run(reports.metrics, state.runtime.store, query)
         return msgspec.convert(result, MetricsOut)
 
     @get("/timeseries", summary="One metric per bucket, zero-filled")
@@ -214,15 +226,14 @@ class InsightsController(Controller):
         compare: str | None = None,
         filters: FilterParam = None,
     ) -> TimeseriesOut:
-        client = await authorize(request, state, project_id)
-        query = await _run(
-            build_query,
+        result = await _report(
+            request,
+            state,
             project_id,
-            client.timezone,
             _params(range_, start, end, interval, compare, filters),
-            _now(),
+            reports.timeseries,
+            metric,
         )
-        result = await _run(reports.timeseries, state.runtime.store, query, metric)
         return msgspec.convert(result, TimeseriesOut)
 
     @get("/breakdown/{dimension:str}", summary="Top values of a dimension")
@@ -240,16 +251,16 @@ class InsightsController(Controller):
         page: int = 1,
         sort: str | None = None,
     ) -> BreakdownOut:
-        client = await authorize(request, state, project_id)
-        query = await _run(
-            build_query,
+        result = await _report(
+            request,
+            state,
             project_id,
-            client.timezone,
             _params(range_, start, end, None, None, filters),
-            _now(),
-        )
-        result = await _run(
-            reports.breakdown, state.runtime.store, query, dimension, limit, page, sort
+            reports.breakdown,
+            dimension,
+            limit,
+            page,
+            sort,
         )
         return msgspec.convert(result, BreakdownOut)
 
@@ -269,16 +280,17 @@ class InsightsController(Controller):
         page: int = 1,
         sort: str | None = None,
     ) -> BreakdownOut:
-        client = await authorize(request, state, project_id)
-        query = await _run(
-            build_query,
+        result = await _report(
+            request,
+            state,
             project_id,
-            client.timezone,
             _params(range_, start, end, None, None, filters),
-            _now(),
-        )
-        result = await _run(
-            reports.property_breakdown, state.runtime.store, query, event, key, limit, page, sort
+            reports.property_breakdown,
+            event,
+            key,
+            limit,
+            page,
+            sort,
         )
         return msgspec.convert(result, BreakdownOut)
 

@@ -190,10 +190,8 @@ def breakdown(
     offset = (page - 1) * limit
     if kind == "session":
         rows = _session_breakdown(store, q, SESSION_DIMENSIONS[dimension], sort, limit + 1, offset)
-    elif kind == "pages":
-        rows = _pages_breakdown(store, q, sort, limit + 1, offset)
     else:
-        rows = _events_breakdown(store, q, sort, limit + 1, offset)
+        rows = _event_breakdown(store, q, kind, sort, limit + 1, offset)
     return {
         "dimension": dimension,
         "range": q.range.as_dict(),
@@ -229,48 +227,34 @@ def _session_breakdown(
     ]
 
 
-def _pages_breakdown(
-    store: Store, q: Query, sort: str, limit: int, offset: int
+# event-level breakdowns: (column, rollup table, rollup count column, count name, page views?)
+EVENT_BREAKDOWNS = {
+    "pages": ("path", "page_hourly", "pageviews", "pageviews", True),
+    "events": ("name", "event_hourly", "events", "events", False),
+}
+
+
+def _event_breakdown(
+    store: Store, q: Query, kind: str, sort: str, limit: int, offset: int
 ) -> list[dict[str, Any]]:
+    column, rollup, rollup_count, count, pageviews = EVENT_BREAKDOWNS[kind]
     db, params = store.db, base_params(q)
     if uses_rollups(q):
         sql = (
-            f"SELECT path AS value, uniqMerge(visitors) AS visitors, sum(pageviews) AS pageviews "
-            f"FROM {db}.page_hourly WHERE project_id = {{project:String}} "
+            f"SELECT {column} AS value, uniqMerge(visitors) AS visitors, "
+            f"sum({rollup_count}) AS {count} FROM {db}.{rollup} "
+            f"WHERE project_id = {{project:String}} "
             f"AND hour >= {{start:{DT}}} AND hour < {{end:{DT}}} GROUP BY value"
         )
     else:
         sql = (
-            f"SELECT path AS value, uniq(device_id) AS visitors, count() AS pageviews "
-            f"FROM {db}.events WHERE {events_where(db, q, params, pageviews_only=True)} "
+            f"SELECT {column} AS value, uniq(device_id) AS visitors, count() AS {count} "
+            f"FROM {db}.events WHERE {events_where(db, q, params, pageviews_only=pageviews)} "
             f"GROUP BY value"
         )
     sql += f" ORDER BY {sort} DESC, value ASC LIMIT {int(limit)} OFFSET {int(offset)}"
     return [
-        {"value": r["value"], "visitors": int(r["visitors"]), "pageviews": int(r["pageviews"])}
-        for r in store.query_dicts(sql, params.values)
-    ]
-
-
-def _events_breakdown(
-    store: Store, q: Query, sort: str, limit: int, offset: int
-) -> list[dict[str, Any]]:
-    db, params = store.db, base_params(q)
-    if uses_rollups(q):
-        sql = (
-            f"SELECT name AS value, uniqMerge(visitors) AS visitors, sum(events) AS events "
-            f"FROM {db}.event_hourly WHERE project_id = {{project:String}} "
-            f"AND hour >= {{start:{DT}}} AND hour < {{end:{DT}}} GROUP BY value"
-        )
-    else:
-        sql = (
-            f"SELECT name AS value, uniq(device_id) AS visitors, count() AS events "
-            f"FROM {db}.events WHERE {events_where(db, q, params, pageviews_only=False)} "
-            f"GROUP BY value"
-        )
-    sql += f" ORDER BY {sort} DESC, value ASC LIMIT {int(limit)} OFFSET {int(offset)}"
-    return [
-        {"value": r["value"], "visitors": int(r["visitors"]), "events": int(r["events"])}
+        {"value": r["value"], "visitors": int(r["visitors"]), count: int(r[count])}
         for r in store.query_dicts(sql, params.values)
     ]
 
