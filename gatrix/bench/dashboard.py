@@ -20,7 +20,7 @@ from typing import Any
 
 import httpx
 
-from gatrix.bench.processes import free_port
+from gatrix.bench.processes import embedded_env, free_port
 
 UA = (
     "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) "
@@ -38,25 +38,12 @@ print(store.query_rows("SELECT count() FROM gatrix.events")[0][0])
 """
 
 
-def _env() -> dict[str, str]:
-    drop = (
-        "REDIS_URL",
-        "REDIS_HOST",
-        "CLICKHOUSE_URL",
-        "CLICKHOUSE_HOST",
-        "DATABASE_URL",
-        "MYSQL_HOST",
-        "GATRIX_DEFAULT_CLIENT_ID",
-    )
-    return {k: v for k, v in os.environ.items() if k not in drop}
-
-
 def _cli(data: Path, *args: str) -> str:
     out = subprocess.run(
         [sys.executable, "-m", "gatrix.cli", *args, "--data-dir", str(data)],
         capture_output=True,
         text=True,
-        env=_env(),
+        env=embedded_env(),
         check=True,
         timeout=120,
     )
@@ -123,7 +110,7 @@ def run_dashboard_bench(args: Any) -> int:
             [sys.executable, "-c", GENERATE, str(data), str(events)],
             capture_output=True,
             text=True,
-            env=_env(),
+            env=embedded_env(),
             check=True,
             timeout=900,
         )
@@ -139,7 +126,7 @@ def run_dashboard_bench(args: Any) -> int:
                 "--data-dir",
                 str(data),
             ],
-            env=_env(),
+            env=embedded_env(),
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
             start_new_session=True,
