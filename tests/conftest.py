@@ -203,6 +203,18 @@ def browser_headers(client_id: str, origin: str = "https://shop.example.com") ->
     }
 
 
+def send_page_view(
+    base_url: str, client_id: str, page_url: str, name: str = "screen_view"
+) -> httpx.Response:
+    """What a visitor's browser sends for a page of `page_url`'s site."""
+    origin = "/".join(page_url.split("/", 3)[:3])
+    return httpx.post(
+        f"{base_url}/track",
+        json={"type": "track", "payload": {"name": name, "properties": {"__path": page_url}}},
+        headers={"origin": origin, "user-agent": CHROME_UA, "openpanel-client-id": client_id},
+    )
+
+
 def wait_for(check: Callable[[], Any], timeout: float = 15.0, interval: float = 0.1) -> Any:
     deadline = time.monotonic() + timeout
     last: Any = None

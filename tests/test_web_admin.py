@@ -10,7 +10,7 @@ from typing import Any
 import httpx
 import pytest
 
-from .conftest import CHROME_UA, LiveServer, wait_for
+from .conftest import LiveServer, send_page_view, wait_for
 
 PASSWORD = "correct horse battery"
 
@@ -88,21 +88,7 @@ def test_setup_login_project_snippet_event_install_check(
     settings_url = f"/projects/{project['id']}/settings"
     check = admin.get(f"/projects/{project['id']}/install-check")
     assert "Waiting for the first event" in check.text and "data-poll-url" in check.text
-    reply = httpx.post(
-        f"{site.url}/track",
-        json={
-            "type": "track",
-            "payload": {
-                "name": "screen_view",
-                "properties": {"__path": "https://shop.example.com/welcome"},
-            },
-        },
-        headers={
-            "origin": "https://shop.example.com",
-            "user-agent": CHROME_UA,
-            "openpanel-client-id": project["client_id"],
-        },
-    )
+    reply = send_page_view(site.url, project["client_id"], "https://shop.example.com/welcome")
     assert reply.status_code == 200
 
     def green() -> str | None:

@@ -5,9 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-import httpx
-
-from .conftest import ARTIFACTS, CHROME_UA, LiveServer, needs_chromium
+from .conftest import ARTIFACTS, LiveServer, needs_chromium, send_page_view
 
 pytestmark = needs_chromium
 
@@ -38,21 +36,7 @@ def test_first_run_to_first_event(site: LiveServer, browser: Any) -> None:
     assert "Waiting for the first event" in page.inner_text("#install-check")
     page.screenshot(path=str(ARTIFACTS / "admin-settings-waiting.png"), full_page=True)
 
-    reply = httpx.post(
-        f"{site.url}/track",
-        json={
-            "type": "track",
-            "payload": {
-                "name": "screen_view",
-                "properties": {"__path": "https://shop.example.com/hello"},
-            },
-        },
-        headers={
-            "origin": "https://shop.example.com",
-            "user-agent": CHROME_UA,
-            "openpanel-client-id": client_id,
-        },
-    )
+    reply = send_page_view(site.url, client_id, "https://shop.example.com/hello")
     assert reply.status_code == 200
     page.wait_for_selector("#install-check.ok", timeout=20_000)
     assert "/hello" in page.inner_text("#install-check")

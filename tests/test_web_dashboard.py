@@ -14,7 +14,7 @@ import pytest
 
 from gatrix.store import Store
 
-from .conftest import ARTIFACTS, CHROME_UA, LiveServer, needs_chromium
+from .conftest import ARTIFACTS, CHROME_UA, LiveServer, needs_chromium, send_page_view
 from .factory import events
 
 pytestmark = needs_chromium
@@ -175,21 +175,7 @@ def test_event_data_is_shown_escaped(page: Any, site: LiveServer, owner: dict[st
 def test_live_badge_and_realtime_update(page: Any, site: LiveServer, owner: dict[str, Any]) -> None:
     page.goto(f"{site.url}/dashboard/{owner['project_id']}?range=today")
     before = int(page.inner_text("#live-badge .count"))
-    reply = httpx.post(
-        f"{site.url}/track",
-        json={
-            "type": "track",
-            "payload": {
-                "name": "screen_view",
-                "properties": {"__path": "https://dash.test/live-now"},
-            },
-        },
-        headers={
-            "origin": "https://dash.test",
-            "user-agent": CHROME_UA,
-            "openpanel-client-id": owner["client_id"],
-        },
-    )
+    reply = send_page_view(site.url, owner["client_id"], "https://dash.test/live-now")
     assert reply.status_code == 200
     page.wait_for_function(
         f"parseInt(document.querySelector('#live-badge .count').textContent) > {before}",
@@ -199,21 +185,7 @@ def test_live_badge_and_realtime_update(page: Any, site: LiveServer, owner: dict
     page.wait_for_selector("#minute-chart .main-svg", timeout=15_000)
     assert int(page.inner_text("#visitors-now")) >= 1
     assert "/live-now" in page.inner_text("#realtime")
-    httpx.post(
-        f"{site.url}/track",
-        json={
-            "type": "track",
-            "payload": {
-                "name": "signup_live",
-                "properties": {"__path": "https://dash.test/pricing"},
-            },
-        },
-        headers={
-            "origin": "https://dash.test",
-            "user-agent": CHROME_UA,
-            "openpanel-client-id": owner["client_id"],
-        },
-    )
+    send_page_view(site.url, owner["client_id"], "https://dash.test/pricing", "signup_live")
     page.wait_for_function(
         "document.querySelector('#recent').textContent.includes('signup_live')", timeout=10_000
     )
