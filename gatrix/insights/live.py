@@ -86,3 +86,16 @@ def live(store: Store, project_id: str, now: datetime) -> dict[str, Any]:
 
 def _utc(moment: datetime) -> datetime:
     return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+
+
+def live_visitors(store: Store, project_id: str, now: datetime) -> int:
+    """Only the 5-minute visitor count: what the dashboard's badge polls every few seconds."""
+    now = now.astimezone(UTC)
+    since = now - LIVE_WINDOW
+    rows = store.query_rows(
+        f"SELECT uniq(device_id) FROM {store.db}.events WHERE project_id = {{project:String}} "
+        f"AND toDate(created_at) >= toDate({{since:{DT}}}) AND created_at >= {{since:{DT}}} "
+        f"AND created_at < {{until:{DT}}}",
+        {"project": project_id, "since": since, "until": now + timedelta(minutes=1)},
+    )
+    return int(rows[0][0])

@@ -16,7 +16,7 @@ from litestar.response import Template
 from gatrix import accounts
 from gatrix.insights import reports
 from gatrix.insights.filters import InvalidFilter
-from gatrix.insights.live import live
+from gatrix.insights.live import live, live_visitors
 from gatrix.insights.query import InvalidQuery, Query, build_query
 from gatrix.web import charts
 from gatrix.web.admin import PageError, page, require_role
@@ -159,7 +159,7 @@ async def render_dashboard(
             "kpis": kpis_context(state, q),
             "chart": chart_context(state, q, view),
             "panel_contexts": {p: panel_context(state, q, view, p) for p in PANELS},
-            "live_badge": live_context(state, project["id"])["live"]["visitors"],
+            "live_badge": live_visitors(state.runtime.store, project["id"], datetime.now(UTC)),
         }
 
     data = await asyncio.to_thread(build)
@@ -191,10 +191,10 @@ async def render_fragment(
     view = View.from_request(request)
     common = _common(request, project, view, dash, False)
     if name == "live-badge":
-        data = await asyncio.to_thread(live_context, state, project["id"])
-        return page(
-            request, "fragments/live_badge.html.j2", **common, live_badge=data["live"]["visitors"]
+        count = await asyncio.to_thread(
+            live_visitors, state.runtime.store, project["id"], datetime.now(UTC)
         )
+        return page(request, "fragments/live_badge.html.j2", **common, live_badge=count)
     if name == "realtime":
         data = await asyncio.to_thread(live_context, state, project["id"])
         return page(request, "fragments/realtime.html.j2", **common, **data)
