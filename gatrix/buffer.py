@@ -296,7 +296,13 @@ class BufferWriter:
             self._task = asyncio.create_task(self._run(), name="gatrix-buffer-writer")
 
     async def submit(self, item: Pending) -> tuple[str, str]:
-        return (await self.submit_many([item]))[0]
+        # submit_many's body inlined: this runs once per /track request
+        if self._closing:
+            raise BufferUnavailable("server is shutting down")
+        future: asyncio.Future[list[tuple[str, str]]] = asyncio.get_running_loop().create_future()
+        self._queue.append(([item], future))
+        self._wakeup.set()
+        return (await future)[0]
 
     async def submit_many(self, items: list[Pending]) -> list[tuple[str, str]]:
         """Queue one request's items; resolves to their (device id, session id) pairs."""
