@@ -29,26 +29,18 @@ def live(store: Store, project_id: str, now: datetime) -> dict[str, Any]:
     recent_days = (
         "project_id = {project:String} AND toDate(created_at) >= toDate({series_from:" + DT + "})"
     )
-    # active pages and the recent feed in one round trip (each query costs ~5 ms of fixed work)
-    mixed = store.query_dicts(
-        # aliases must not reuse column names: ClickHouse resolves WHERE against them first
-        f"SELECT * FROM (SELECT 'page' AS kind, path, uniq(device_id) AS visitors, "
-        f"'' AS ev_name, '' AS ev_country, '' AS ev_browser, toDateTime64(0, 3, 'UTC') AS at "
-        f"FROM {db}.events WHERE {recent_days} "
+    pages = store.query_dicts(
+        f"SELECT path, uniq(device_id) AS visitors FROM {db}.events WHERE {recent_days} "
         f"AND created_at >= {{since:{DT}}} AND created_at < {{until:{DT}}} AND {PAGEVIEW_SQL} "
-        f"GROUP BY path ORDER BY visitors DESC, path ASC LIMIT 10) "
-        f"UNION ALL SELECT * FROM (SELECT 'event' AS kind, path, toUInt64(0) AS visitors, "
-        f"toString(name) AS ev_name, toString(country) AS ev_country, "
-        f"toString(browser) AS ev_browser, "
-        f"created_at AS at FROM {db}.events WHERE {recent_days} "
-        f"AND created_at >= {{series_from:{DT}}} AND created_at < {{until:{DT}}} "
-        f"ORDER BY created_at DESC LIMIT 20)",
+        f"GROUP BY path ORDER BY visitors DESC, path ASC LIMIT 10",
         params,
     )
-    pages = sorted(
-        (r for r in mixed if r["kind"] == "page"), key=lambda r: (-r["visitors"], r["path"])
+    recent = store.query_dicts(
+        f"SELECT name, path, country, browser, created_at FROM {db}.events WHERE {recent_days} "
+        f"AND created_at >= {{series_from:{DT}}} AND created_at < {{until:{DT}}} "
+        f"ORDER BY created_at DESC LIMIT 20",
+        params,
     )
-    recent = sorted((r for r in mixed if r["kind"] == "event"), key=lambda r: r["at"], reverse=True)
     # one pass for the minute series; the grand-total grouping set (minute left at its
     # default, the epoch) carries the 5-minute visitor count
     rows = store.query_dicts(
@@ -80,11 +72,11 @@ def live(store: Store, project_id: str, now: datetime) -> dict[str, Any]:
         "pages": [{"path": p["path"], "visitors": int(p["visitors"])} for p in pages],
         "recent": [
             {
-                "name": r["ev_name"],
+                "name": r["name"],
                 "path": r["path"],
-                "country": r["ev_country"],
-                "browser": r["ev_browser"],
-                "time": _utc(r["at"]).isoformat(),
+                "country": r["country"],
+                "browser": r["browser"],
+                "time": _utc(r["created_at"]).isoformat(),
             }
             for r in recent
         ],
