@@ -29,9 +29,7 @@ class FlushStats:
     rows: int = 0
     dead_letters: int = 0
     errors: int = 0
-    last_duration_s: float = 0.0
     unavailable: str = ""
-    durations: list[float] = field(default_factory=list)
     histogram: Histogram = field(default_factory=Histogram)
 
 
@@ -93,8 +91,6 @@ class Flusher:
         duration = time.perf_counter() - started
         self.stats.batches += 1
         self.stats.rows += rows
-        self.stats.last_duration_s = duration
-        self.stats.durations = [*self.stats.durations[-99:], duration]
         self.stats.histogram.observe(duration)
         return rows
 

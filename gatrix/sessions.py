@@ -79,8 +79,5 @@ class SaltBook:
         )
 
     def ids(self, now: datetime, project_id: str, ip: str, user_agent: str) -> tuple[str, str]:
-        current, previous = self.pair(now)
-        return (
-            visitor_id(current, project_id, ip, user_agent),
-            visitor_id(previous, project_id, ip, user_agent),
-        )
+        """(today's visitor id, yesterday's) for a visitor at `now`."""
+        return self.ids_at(int(now.timestamp() * 1000), project_id, ip, user_agent)

@@ -8,7 +8,6 @@ behind one lock and run in a worker thread, never on the event loop.
 
 from __future__ import annotations
 
-import asyncio
 import re
 import threading
 from collections.abc import Callable, Sequence
@@ -120,9 +119,6 @@ class Store:
             raise StoreUnavailable(str(exc)) from exc
         with self._lock:
             return fn(client)
-
-    async def run(self, fn: Callable[[Client], T]) -> T:
-        return await asyncio.to_thread(self._call, fn)
 
     def close(self) -> None:
         # Embedded clients stay open for the life of the process (one path per process).

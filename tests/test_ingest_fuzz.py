@@ -15,6 +15,7 @@ import httpx
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from gatrix.ingest.payloads import RESERVED
 from gatrix.projects import NewClient, create_project
 from gatrix.store import Store
 
@@ -28,20 +29,7 @@ json_values = st.recursive(
     ),
     max_leaves=12,
 )
-reserved_keys = st.sampled_from(
-    [
-        "__path",
-        "__title",
-        "__referrer",
-        "__timestamp",
-        "__ip",
-        "__deviceId",
-        "__revenue",
-        "__screen",
-        "__duration",
-        "plain",
-    ]
-)
+reserved_keys = st.sampled_from([*RESERVED, "plain"])
 properties = st.dictionaries(reserved_keys | st.text(max_size=20), json_values, max_size=6)
 payloads = st.fixed_dictionaries(
     {},

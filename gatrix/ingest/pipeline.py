@@ -65,6 +65,9 @@ class Draft:
     page: PageInfo | None = None
     device_id: str = ""
     prev_device_id: str = ""
+    # resolved once per hit: three steps need the user agent, two the client IP
+    ua: str = ""
+    ip: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -133,7 +136,7 @@ def effective_user_agent(d: Draft) -> str:
 
 
 def step_bot(d: Draft, _: Context) -> str | None:
-    ua = effective_user_agent(d)
+    ua = d.ua
     # Backends (a secret, or no Origin at all) are not visitors: their own UA says nothing
     # about the visitor, so only a UA they forward is judged.
     if (d.req.server_side or not d.req.browser) and "__user_agent" not in d.hit.reserved:
@@ -142,7 +145,7 @@ def step_bot(d: Draft, _: Context) -> str | None:
 
 
 def step_user_agent(d: Draft, _: Context) -> str | None:
-    info = parse_user_agent(effective_user_agent(d))
+    info = parse_user_agent(d.ua)
     row = d.row
     row["browser"], row["browser_version"] = info.browser, info.browser_version
     row["os"], row["os_version"] = info.os, info.os_version
@@ -175,7 +178,7 @@ def step_referrer(d: Draft, _: Context) -> str | None:
 
 
 def step_geo(d: Draft, ctx: Context) -> str | None:
-    geo = ctx.geo.lookup(client_ip(d))
+    geo = ctx.geo.lookup(d.ip)
     d.row["country"], d.row["region"], d.row["city"] = geo.country, geo.region, geo.city
     return None
 
@@ -197,9 +200,7 @@ def step_identity(d: Draft, ctx: Context) -> str | None:
     elif d.hit.profile_id:
         d.device_id = d.prev_device_id = d.hit.profile_id
     else:
-        d.device_id, d.prev_device_id = ctx.salts.ids_at(
-            d.req.received_ms, project, client_ip(d), effective_user_agent(d)
-        )
+        d.device_id, d.prev_device_id = ctx.salts.ids_at(d.req.received_ms, project, d.ip, d.ua)
     return None
 
 
@@ -235,6 +236,7 @@ def _finite_number(value: Any) -> bool:
 
 def process_track(hit: Hit, req: Request, ctx: Context, steps=TRACK_STEPS) -> Pending | Dropped:
     d = Draft(hit=hit, req=req)
+    d.ua, d.ip = effective_user_agent(d), client_ip(d)
     for _name, step in steps:
         reason = step(d, ctx)
         if reason is not None:

@@ -99,37 +99,25 @@ def is_https(request: Request) -> bool:
     return request.url.scheme == "https"
 
 
-def session_cookie(token: str, request: Request) -> Cookie:
+def _cookie(key: str, value: str, request: Request, max_age: int, samesite: str) -> Cookie:
     return Cookie(
-        key=SESSION_COOKIE,
-        value=token,
+        key=key,
+        value=value,
         httponly=True,
-        samesite="lax",
+        samesite=samesite,  # type: ignore[arg-type]
         secure=is_https(request),
-        max_age=SESSION_TTL_S,
+        max_age=max_age,
         path="/",
     )
+
+
+def session_cookie(token: str, request: Request) -> Cookie:
+    return _cookie(SESSION_COOKIE, token, request, SESSION_TTL_S, "lax")
 
 
 def clear_session_cookie(request: Request) -> Cookie:
-    return Cookie(
-        key=SESSION_COOKIE,
-        value="",
-        httponly=True,
-        samesite="lax",
-        secure=is_https(request),
-        max_age=0,
-        path="/",
-    )
+    return _cookie(SESSION_COOKIE, "", request, 0, "lax")
 
 
 def csrf_cookie(token: str, request: Request) -> Cookie:
-    return Cookie(
-        key=CSRF_COOKIE,
-        value=token,
-        httponly=True,
-        samesite="strict",
-        secure=is_https(request),
-        max_age=SESSION_TTL_S,
-        path="/",
-    )
+    return _cookie(CSRF_COOKIE, token, request, SESSION_TTL_S, "strict")
