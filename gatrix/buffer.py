@@ -17,10 +17,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import re
 import time
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime
 
 import msgspec
 from redis.asyncio import Redis
@@ -29,6 +31,9 @@ from gatrix.ids import new_id
 
 _json = msgspec.json.Encoder().encode
 KINDS = {b"e"[0]: "events", b"p"[0]: "profiles", b"c"[0]: "profile_counters"}
+KIND_OF_TABLE = {table: bytes([kind]) for kind, table in KINDS.items()}
+# where an item says when the server received it (events; profile updates)
+_RECEIVED = re.compile(rb'"(?:received_at|updated_at)":"(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d)')
 
 _PUSH = r"""
 -- ARGV[1] holds every item of the group commit as one blob (one argument instead of eight
@@ -108,6 +113,12 @@ redis.call('ZADD', KEYS[2], ARGV[2], ARGV[3])
 return items
 """
 
+_RENEW = r"""
+local now = ARGV[1]
+for j = 2, #ARGV do redis.call('ZADD', KEYS[1], 'XX', now, ARGV[j]) end
+return 0
+"""
+
 _TAKE_STALE = r"""
 local ids = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, 1)
 if #ids == 0 then return false end
@@ -141,6 +152,7 @@ class BufferKeys:
         self.claims = f"{prefix}:claims"
         self.deadletter = f"{prefix}:deadletter"
         self.last_flush = f"{prefix}:last_flush"
+        self.attempts = f"{prefix}:claim_attempts"
         self.session_prefix = f"{prefix}:s:"
 
     def processing(self, batch_id: str) -> str:
@@ -158,6 +170,7 @@ class Buffer:
         self._push = redis.register_script(_PUSH)
         self._claim = redis.register_script(_CLAIM)
         self._take_stale = redis.register_script(_TAKE_STALE)
+        self._renew = redis.register_script(_RENEW)
 
     # --- writing
 
@@ -217,6 +230,7 @@ class Buffer:
         async with self.redis.pipeline(transaction=True) as pipe:
             pipe.delete(self.keys.processing(batch.id))
             pipe.zrem(self.keys.claims, batch.id)
+            pipe.hdel(self.keys.attempts, batch.id)
             pipe.set(self.keys.last_flush, now_ms)
             await pipe.execute()
 
@@ -224,7 +238,20 @@ class Buffer:
         """Give a claim back (ClickHouse unavailable): score 0 makes it the first retried."""
         await self.redis.zadd(self.keys.claims, {batch.id: 0})
 
+    async def renew(self, batch_ids: list[str], now_ms: int | None = None) -> None:
+        """Refresh the lease of claims we still work on (never re-adds an acked one)."""
+        now_ms = now_ms if now_ms is not None else int(time.time() * 1000)
+        await self._renew(keys=[self.keys.claims], args=[now_ms, *batch_ids])
+
+    async def attempts(self, batch: Batch) -> int:
+        """How often inserting this batch failed as "ClickHouse unavailable"."""
+        return int(await self.redis.hget(self.keys.attempts, batch.id) or 0)
+
+    async def count_attempt(self, batch: Batch) -> None:
+        await self.redis.hincrby(self.keys.attempts, batch.id, 1)
+
     async def dead_letter(self, item: bytes, error: str) -> None:
+        """Keep an item ClickHouse refused (kind byte included, so it can be replayed)."""
         record = json.dumps(
             {"error": error[:2000], "item": item.decode("utf-8", "replace"), "at": time.time()}
         )
@@ -234,19 +261,52 @@ class Buffer:
         rows = await self.redis.lrange(self.keys.deadletter, 0, limit - 1)
         return [json.loads(row) for row in rows]
 
+    async def replay_dead_letters(self, limit: int = 10_000) -> int:
+        """Move dead-lettered items back into the buffer (after fixing what rejected them)."""
+        moved = 0
+        while moved < limit:
+            raw = await self.redis.lpop(self.keys.deadletter)
+            if raw is None:
+                break
+            await self.redis.rpush(self.keys.buffer, json.loads(raw)["item"].encode())
+            moved += 1
+        return moved
+
     async def stats(self) -> dict[str, int | None]:
         async with self.redis.pipeline(transaction=False) as pipe:
             pipe.llen(self.keys.buffer)
             pipe.zcard(self.keys.claims)
             pipe.llen(self.keys.deadletter)
             pipe.get(self.keys.last_flush)
-            depth, claims, dead, last = await pipe.execute()
+            pipe.memory_usage(self.keys.buffer)
+            pipe.lindex(self.keys.buffer, 0)
+            pipe.zrange(self.keys.claims, 0, 4)
+            depth, claims, dead, last, size, head, claimed = await pipe.execute()
+        oldest = received_ms(head) if head else None
+        for batch_id in claimed:
+            key = self.keys.processing(batch_id.decode())
+            first = await self.redis.lindex(key, 0)
+            when = received_ms(first) if first else None
+            size = (size or 0) + int(await self.redis.memory_usage(key) or 0)
+            if when is not None and (oldest is None or when < oldest):
+                oldest = when
         return {
             "depth": int(depth),
             "claimed_batches": int(claims),
             "dead_letters": int(dead),
             "last_flush_ms": int(last) if last else None,
+            "bytes": int(size or 0),
+            "oldest_ms": oldest,
         }
+
+
+def received_ms(item: bytes) -> int | None:
+    """When the server received a buffered item (epoch ms), if the item says."""
+    match = _RECEIVED.search(item, 0, 4096)
+    if match is None:
+        return None
+    at = datetime.strptime(match.group(1).decode(), "%Y-%m-%d %H:%M:%S").replace(tzinfo=UTC)
+    return int(at.timestamp() * 1000)
 
 
 def resolve_ids(item: Pending, result: bytes) -> tuple[str, str]:
@@ -261,6 +321,16 @@ def resolve_ids(item: Pending, result: bytes) -> tuple[str, str]:
 
 class BufferUnavailable(ConnectionError):
     """Redis did not take the items: the request must fail (503), never pretend success."""
+
+
+class BufferFull(BufferUnavailable):
+    """The buffer is over its high-water mark (or Redis at its memory cap): 503, retry later."""
+
+
+def _push_error(exc: Exception) -> BufferUnavailable:
+    text = f"{type(exc).__name__}: {exc}"
+    # noeviction at maxmemory: Redis refuses writes with an OOM error
+    return BufferFull(text) if "OOM" in str(exc) else BufferUnavailable(text)
 
 
 def _swallow(task: asyncio.Task[None]) -> None:
@@ -288,6 +358,9 @@ class BufferWriter:
         self._task: asyncio.Task[None] | None = None
         self._closing = False
         self._last_backlog_signal = 0.0
+        # set by the supervisor while the buffer is over its high-water mark: new items are
+        # refused before they reach Redis, so the cap is never hit by events
+        self.refuse = ""
         self.round_trips = 0
         self.items_sent = 0
 
@@ -297,8 +370,8 @@ class BufferWriter:
 
     async def submit(self, item: Pending) -> tuple[str, str]:
         # submit_many's body inlined: this runs once per /track request
-        if self._closing:
-            raise BufferUnavailable("server is shutting down")
+        if self._closing or self.refuse:
+            raise self._refusal()
         future: asyncio.Future[list[tuple[str, str]]] = asyncio.get_running_loop().create_future()
         self._queue.append(([item], future))
         self._wakeup.set()
@@ -306,12 +379,17 @@ class BufferWriter:
 
     async def submit_many(self, items: list[Pending]) -> list[tuple[str, str]]:
         """Queue one request's items; resolves to their (device id, session id) pairs."""
-        if self._closing:
-            raise BufferUnavailable("server is shutting down")
+        if self._closing or self.refuse:
+            raise self._refusal()
         future: asyncio.Future[list[tuple[str, str]]] = asyncio.get_running_loop().create_future()
         self._queue.append((items, future))
         self._wakeup.set()
         return await future
+
+    def _refusal(self) -> BufferUnavailable:
+        if self._closing:
+            return BufferUnavailable("server is shutting down")
+        return BufferFull(self.refuse)
 
     async def _run(self) -> None:
         while True:
@@ -330,7 +408,7 @@ class BufferWriter:
         try:
             ids, depth = await self.buffer.push(batch, self.session_timeout_ms)
         except Exception as exc:  # Redis down: every request in this call gets the error
-            error = BufferUnavailable(f"{type(exc).__name__}: {exc}")
+            error = _push_error(exc)
             for _, future in entries:
                 if not future.done():
                     future.set_exception(error)

@@ -2,25 +2,57 @@
 
 Order of work in one run: first batches whose flusher died or gave up (same batch id, so the
 same deduplication token), then fresh batches until the buffer is short of a full batch or
-the run's time is up. When ClickHouse is unavailable the batch is released untouched and the
-run stops; when ClickHouse rejects rows, the batch is split until the bad rows are isolated and
-those go to the dead-letter list with the error, so one bad row never blocks the rest.
+the run's time is up. A flusher renews the lease of the batches it holds while it works, so a
+claim whose lease lapsed belongs to a dead process and is taken over within seconds.
+
+Failures are told apart by what they say, not assumed:
+- **Unavailable** (ClickHouse down, table detached, merges behind): the batch is released
+  untouched and retried; nothing is dead-lettered, because nothing is wrong with the rows.
+- **Rejected** (ClickHouse refused the data): the batch is split, first by project so one
+  project's rows can never hold back another's, then in halves, until the bad rows stand
+  alone; those go to the dead-letter list with the error and everything else is stored.
+- A batch that keeps failing as "unavailable" while ClickHouse answers is isolated the same
+  way after a few attempts, so an error we misread cannot stop the buffer forever. Rows are
+  only dead-lettered when some other part of the batch went in (proof that ClickHouse works).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections import defaultdict
 from dataclasses import dataclass, field
 
-from gatrix.buffer import KINDS, Batch, Buffer
+import msgspec
+
+from gatrix.buffer import KIND_OF_TABLE, KINDS, Batch, Buffer
 from gatrix.metrics import Histogram
 from gatrix.store import RowsRejected, Store, StoreUnavailable
 
 log = logging.getLogger("gatrix.flush")
-CLAIM_LEASE_MS = 60_000
+CLAIM_LEASE_MS = 5_000
+# A batch released this many times while ClickHouse answers is isolated row group by row group.
+MAX_UNAVAILABLE_ATTEMPTS = 3
+# Inserts that may fail during one isolation before we conclude ClickHouse itself is unwell.
+ISOLATION_FAILURE_BUDGET = 24
+# A holder stops renewing after this long, so a hung insert cannot keep a batch forever.
+MAX_HOLD_S = 120.0
+
+
+class _ProjectOf(msgspec.Struct):
+    project_id: str = ""
+
+
+_project_decoder = msgspec.json.Decoder(_ProjectOf)
+
+
+def project_of(line: bytes) -> str:
+    try:
+        return _project_decoder.decode(line).project_id
+    except (msgspec.DecodeError, msgspec.ValidationError):
+        return ""
 
 
 @dataclass
@@ -29,8 +61,19 @@ class FlushStats:
     rows: int = 0
     dead_letters: int = 0
     errors: int = 0
+    isolations: int = 0
     unavailable: str = ""
+    last_success: float = 0.0
     histogram: Histogram = field(default_factory=Histogram)
+
+
+@dataclass
+class _Isolation:
+    """Book-keeping of one batch being split: did anything go in, how much failed."""
+
+    active: bool
+    successes: int = 0
+    failures: int = 0
 
 
 class Flusher:
@@ -46,9 +89,19 @@ class Flusher:
         self.batch_size = batch_size
         self.lease_ms = lease_ms
         self.stats = FlushStats()
+        self._held: dict[str, float] = {}
 
     async def run(self, max_seconds: float = 5.0) -> int:
         """Flush until the buffer is drained (or `max_seconds`); returns rows written."""
+        renewer = asyncio.create_task(self._renew_leases())
+        try:
+            return await self._run(max_seconds)
+        finally:
+            renewer.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await renewer
+
+    async def _run(self, max_seconds: float) -> int:
         deadline = time.monotonic() + max_seconds
         written = 0
         while time.monotonic() < deadline:
@@ -57,6 +110,7 @@ class Flusher:
                 batch = await self.buffer.claim(self.batch_size)
             if batch is None:
                 break
+            self._held[batch.id] = time.monotonic()
             try:
                 written += await self.write(batch)
             except StoreUnavailable as exc:
@@ -69,11 +123,24 @@ class Flusher:
                 )
                 await self.buffer.release(batch)
                 break
+            finally:
+                self._held.pop(batch.id, None)
             self.stats.unavailable = ""
+            self.stats.last_success = time.time()
             await self.buffer.ack(batch)
             if len(batch.items) < self.batch_size:
                 break
         return written
+
+    async def _renew_leases(self) -> None:
+        """Keep our claims fresh while we work: only a dead flusher's claims go stale."""
+        while True:
+            await asyncio.sleep(self.lease_ms / 3000)
+            now = time.monotonic()
+            live = [bid for bid, since in self._held.items() if now - since < MAX_HOLD_S]
+            if live:
+                with contextlib.suppress(Exception):  # Redis blips: the claim may lapse
+                    await self.buffer.renew(live)
 
     async def write(self, batch: Batch) -> int:
         started = time.perf_counter()
@@ -85,29 +152,80 @@ class Flusher:
                 self.stats.dead_letters += 1
                 continue
             by_table[table].append(item[1:])
+        attempts = await self.buffer.attempts(batch)
+        isolation = _Isolation(active=attempts >= MAX_UNAVAILABLE_ATTEMPTS)
+        if isolation.active:
+            self.stats.isolations += 1
+            log.warning("batch %s failed %d times; isolating its rows", batch.id, attempts)
         rows = 0
-        for table, lines in by_table.items():
-            rows += await self._insert(table, lines, f"{batch.id}:{table}")
+        try:
+            for table, lines in by_table.items():
+                rows += await self._insert(table, lines, f"{batch.id}:{table}", isolation)
+        except StoreUnavailable:
+            await self.buffer.count_attempt(batch)
+            raise
         duration = time.perf_counter() - started
         self.stats.batches += 1
         self.stats.rows += rows
         self.stats.histogram.observe(duration)
         return rows
 
-    async def _insert(self, table: str, lines: list[bytes], token: str) -> int:
+    async def _insert(
+        self, table: str, lines: list[bytes], token: str, isolation: _Isolation
+    ) -> int:
         try:
             await asyncio.to_thread(self.store.insert_json_rows, table, lines, token)
-            return len(lines)
         except RowsRejected as exc:
             self.stats.errors += 1
-            if len(lines) == 1:
-                # A lone row that fails may still mean a broken table, not a bad row.
-                if not await asyncio.to_thread(self.store.events_writable):
-                    raise StoreUnavailable(str(exc)) from exc
-                await self.buffer.dead_letter(lines[0], f"{table}: {exc}")
-                self.stats.dead_letters += 1
-                return 0
-            mid = len(lines) // 2
-            return await self._insert(table, lines[:mid], token + ".0") + await self._insert(
-                table, lines[mid:], token + ".1"
-            )
+            isolation.active = True
+            return await self._isolate(table, lines, token, isolation, exc)
+        except StoreUnavailable as exc:
+            if not isolation.active:
+                raise
+            self.stats.errors += 1
+            return await self._isolate(table, lines, token, isolation, exc)
+        isolation.successes += 1
+        return len(lines)
+
+    async def _isolate(
+        self,
+        table: str,
+        lines: list[bytes],
+        token: str,
+        isolation: _Isolation,
+        exc: Exception,
+    ) -> int:
+        isolation.failures += 1
+        unavailable = isinstance(exc, StoreUnavailable)
+        if isolation.failures > ISOLATION_FAILURE_BUDGET and not isolation.successes:
+            raise StoreUnavailable(f"isolation found no row ClickHouse accepts: {exc}")
+        if len(lines) == 1:
+            return await self._lone_row(table, lines[0], isolation, exc, unavailable)
+        total = 0
+        for n, part in enumerate(_split(lines)):
+            total += await self._insert(table, part, f"{token}.{n}", isolation)
+        return total
+
+    async def _lone_row(
+        self, table: str, line: bytes, isolation: _Isolation, exc: Exception, unavailable: bool
+    ) -> int:
+        # A lone row that fails may still mean a broken table, not a bad row: dead-letter it
+        # only when ClickHouse demonstrably takes writes.
+        writable = await asyncio.to_thread(self.store.events_writable)
+        if not writable or (unavailable and not isolation.successes):
+            raise StoreUnavailable(str(exc))
+        await self.buffer.dead_letter(KIND_OF_TABLE[table] + line, f"{table}: {exc}")
+        self.stats.dead_letters += 1
+        return 0
+
+
+def _split(lines: list[bytes]) -> list[list[bytes]]:
+    """Rows of different projects apart first (deterministic order, so a retry after a crash
+    produces the same sub-batches and deduplication tokens), then halves."""
+    groups: dict[str, list[bytes]] = defaultdict(list)
+    for line in lines:
+        groups[project_of(line)].append(line)
+    if len(groups) > 1:
+        return [groups[key] for key in sorted(groups)]
+    mid = len(lines) // 2
+    return [lines[:mid], lines[mid:]]

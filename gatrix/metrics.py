@@ -51,7 +51,13 @@ def _esc(value: str) -> str:
     return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", " ")
 
 
-def render(runtime: Any, buffer_stats: dict[str, Any]) -> str:
+def _number(value: float | None, empty: float | None = None) -> str:
+    if value is None:
+        return "NaN" if empty is None else str(empty)
+    return str(value)
+
+
+def render(runtime: Any) -> str:
     lines: list[str] = []
 
     def metric(name: str, kind: str, help_text: str) -> None:
@@ -63,12 +69,33 @@ def render(runtime: Any, buffer_stats: dict[str, Any]) -> str:
         lines.append(
             f'gatrix_events_total{{project="{_esc(project)}",outcome="{_esc(outcome)}"}} {n}'
         )
-    metric("gatrix_buffer_depth", "gauge", "Items waiting in the Redis buffer.")
-    lines.append(f"gatrix_buffer_depth {buffer_stats.get('depth', 0)}")
-    metric("gatrix_buffer_claimed_batches", "gauge", "Batches claimed and not yet acknowledged.")
-    lines.append(f"gatrix_buffer_claimed_batches {buffer_stats.get('claimed_batches', 0)}")
-    metric("gatrix_dead_letters", "gauge", "Rows ClickHouse rejected, kept with their error.")
-    lines.append(f"gatrix_dead_letters {buffer_stats.get('dead_letters', 0)}")
+    state = runtime.supervisor.state if runtime.supervisor else None
+    up = bool(state and state.redis_up)
+    metric("gatrix_redis_up", "gauge", "1 when the buffer's Redis answered the last check.")
+    lines.append(f"gatrix_redis_up {int(up)}")
+    # while Redis is down its figures are unknown: NaN, never a reassuring 0
+    gauges = (
+        ("gatrix_buffer_depth", "Items waiting in the Redis buffer.", "depth"),
+        ("gatrix_buffer_bytes", "Memory used by buffered items.", "bytes"),
+        (
+            "gatrix_buffer_claimed_batches",
+            "Batches claimed, not yet acknowledged.",
+            "claimed_batches",
+        ),
+        ("gatrix_dead_letters", "Rows ClickHouse rejected, kept with their error.", "dead_letters"),
+    )
+    for name, help_text, attr in gauges:
+        metric(name, "gauge", help_text)
+        value = getattr(state, attr) if up and state else None
+        lines.append(f"{name} {_number(value)}")
+    metric("gatrix_buffer_oldest_event_age_seconds", "gauge", "Age of the oldest buffered item.")
+    age = state.oldest_age_s() if up and state else None
+    lines.append(f"gatrix_buffer_oldest_event_age_seconds {_number(age, empty=0)}")
+    metric("gatrix_buffer_over_high_water", "gauge", "1 while /track refuses events (503).")
+    lines.append(f"gatrix_buffer_over_high_water {int(bool(state and state.over_high_water))}")
+    restarts = runtime.embedded_redis.restarts if runtime.embedded_redis else 0
+    metric("gatrix_redis_restarts_total", "counter", "Restarts of the embedded Redis.")
+    lines.append(f"gatrix_redis_restarts_total {restarts}")
     stats = runtime.flusher.stats if runtime.flusher else None
     if stats is not None:
         metric("gatrix_flush_batches_total", "counter", "Batches inserted by this process.")
@@ -77,6 +104,8 @@ def render(runtime: Any, buffer_stats: dict[str, Any]) -> str:
         lines.append(f"gatrix_flush_rows_total {stats.rows}")
         metric("gatrix_flush_errors_total", "counter", "Failed inserts (retried or split).")
         lines.append(f"gatrix_flush_errors_total {stats.errors}")
+        metric("gatrix_flush_isolations_total", "counter", "Batches split to isolate bad rows.")
+        lines.append(f"gatrix_flush_isolations_total {stats.isolations}")
         metric("gatrix_flush_duration_seconds", "histogram", "Time to insert one batch.")
         lines += stats.histogram.lines("gatrix_flush_duration_seconds", "")
     writer = runtime.writer

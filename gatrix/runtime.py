@@ -35,6 +35,7 @@ from gatrix.projects import Directory, default_client_id
 from gatrix.sessions import SESSION_TIMEOUT_MS, SaltBook
 from gatrix.settings import Settings
 from gatrix.store import Store
+from gatrix.supervisor import Supervisor
 from gatrix.web.auth import WebAuth
 from gatrix.web.tracker import bundle as tracker_bundle
 from gatrix.web.vendor import plotly_bundle
@@ -75,6 +76,7 @@ class Runtime:
         self.queue: Any = None
         self.worker: Any = None
         self._worker_task: asyncio.Task[None] | None = None
+        self.supervisor: Supervisor | None = None
         self.started_at = time.time()
         self.request_metrics = RequestMetrics()
 
@@ -83,8 +85,9 @@ class Runtime:
         s.data_path.mkdir(parents=True, exist_ok=True)
         redis_url = s.redis_dsn
         if not redis_url:
-            self.embedded_redis = EmbeddedRedis(s.data_path)
-            redis_url = await asyncio.to_thread(self.embedded_redis.start)
+            self.embedded_redis = EmbeddedRedis(s.data_path, s.buffer_max_mb)
+            # started on the event loop's thread, not a pool thread: see EmbeddedRedis.launch
+            redis_url = self.embedded_redis.start()
         self.engine = models.make_engine(s.database_dsn)
         self.store = Store(s.clickhouse_dsn, s.clickhouse_database, s.clickhouse_cluster)
         if s.auto_migrate:
@@ -98,7 +101,9 @@ class Runtime:
         self.redis = connect_redis(redis_url)
         self.buffer = Buffer(self.redis, s.redis_prefix)
         self.queue = make_queue(self.redis, s.redis_prefix)
-        self.flusher = Flusher(self.buffer, self.store, s.flush_batch_size)
+        self.flusher = Flusher(
+            self.buffer, self.store, s.flush_batch_size, int(s.flush_lease_seconds * 1000)
+        )
         self.writer = BufferWriter(
             self.buffer, SESSION_TIMEOUT_MS, s.flush_batch_size, self._early_flush
         )
@@ -117,12 +122,26 @@ class Runtime:
             ),
             Directory(self.engine),
             self.writer,
-            Context(salts=salts, geo=geo, keys=self.buffer.keys),
+            Context(
+                salts=salts,
+                geo=geo,
+                keys=self.buffer.keys,
+                max_event_age_ms=s.max_event_age_days * 86_400_000,
+            ),
             self.counters,
         )
         self._salt_task = asyncio.create_task(self._refresh_salts(salts))
         if self.run_worker:
             await self.start_worker()
+        self.supervisor = Supervisor(
+            self.buffer,
+            self.writer,
+            s.buffer_high_water_mb * 1024 * 1024,
+            self.embedded_redis,
+            self._revive_worker if self.run_worker else None,
+        )
+        await self.supervisor.observe()
+        self.supervisor.start()
         # Startup loaded large static tables (UA regexes, crawler list, geo ranges): move them
         # out of the collector's sight, or every full collection rescans them (p99 spikes).
         await asyncio.to_thread(_warm_up, geo)
@@ -137,6 +156,15 @@ class Runtime:
         )
         self._worker_task = asyncio.create_task(self.worker.start(), name="gatrix-flush-worker")
 
+    async def _revive_worker(self) -> bool:
+        """Start the embedded flush worker again if its task ended (e.g. Redis vanished)."""
+        if self._worker_task is None or not self._worker_task.done():
+            return False
+        with contextlib.suppress(BaseException):
+            self._worker_task.result()
+        await self.start_worker()
+        return True
+
     async def _early_flush(self) -> None:
         if self.queue is not None:
             await enqueue_early_flush(self.queue)
@@ -149,6 +177,8 @@ class Runtime:
                 await asyncio.to_thread(salts.ensure, datetime.now(UTC).date())
 
     async def stop(self) -> None:
+        if self.supervisor is not None:
+            await self.supervisor.stop()
         if getattr(self, "_salt_task", None):
             self._salt_task.cancel()
         if self.writer is not None:
@@ -168,18 +198,22 @@ class Runtime:
         if self.engine is not None:
             self.engine.dispose()
         if self.embedded_redis is not None:
-            await asyncio.to_thread(self.embedded_redis.stop)
+            self.embedded_redis.stop()
 
     async def health(self) -> tuple[bool, dict[str, Any]]:
         checks: dict[str, Any] = {}
-        buffer: dict[str, Any] = {}
-        try:
-            assert self.redis is not None and self.buffer is not None
-            await asyncio.wait_for(self.redis.ping(), timeout=2)
-            buffer = await self.buffer.stats()
+        state = await self.supervisor.observe() if self.supervisor else None
+        if state is not None and state.redis_up:
             checks["redis"] = {"ok": True}
-        except Exception as exc:
-            checks["redis"] = {"ok": False, "error": _short(exc)}
+        else:
+            checks["redis"] = {"ok": False, "error": state.error if state else "not started"}
+        if state is not None and state.over_high_water:
+            checks["buffer"] = {
+                "ok": False,
+                "error": "over the high-water mark: /track answers 503 until the flush catches up",
+            }
+        else:
+            checks["buffer"] = {"ok": True}
         try:
             assert self.store is not None
             await asyncio.wait_for(asyncio.to_thread(self.store.command, "SELECT 1"), timeout=5)
@@ -194,21 +228,26 @@ class Runtime:
             checks["database"] = {"ok": True, "dialect": self.engine.dialect.name}
         except Exception as exc:
             checks["database"] = {"ok": False, "error": _short(exc)}
-        last = buffer.get("last_flush_ms")
+        last = state.last_flush_ms if state else None
         ok = all(c["ok"] for c in checks.values())
         return ok, {
             "status": "ok" if ok else "degraded",
             **checks,
             "buffer": {
-                "depth": buffer.get("depth"),
-                "claimed_batches": buffer.get("claimed_batches"),
-                "dead_letters": buffer.get("dead_letters"),
+                **checks["buffer"],
+                "depth": state.depth if state else None,
+                "bytes": state.bytes if state else None,
+                "high_water_bytes": self.settings.buffer_high_water_mb * 1024 * 1024,
+                "oldest_event_age_s": state.oldest_age_s() if state else None,
+                "claimed_batches": state.claimed_batches if state else None,
+                "dead_letters": state.dead_letters if state else None,
             },
             "last_flush": (datetime.fromtimestamp(last / 1000, UTC).isoformat() if last else None),
             "ingest": {
                 "group_commits": self.writer.round_trips if self.writer else 0,
                 "items": self.writer.items_sent if self.writer else 0,
             },
+            "redis_restarts": self.embedded_redis.restarts if self.embedded_redis else 0,
             "uptime_s": round(time.time() - self.started_at, 1),
         }
 

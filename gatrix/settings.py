@@ -62,10 +62,24 @@ class Settings(BaseSettings):
     )
     geoip_path: str = Field("", validation_alias=_env("GATRIX_GEOIP_PATH"))
     max_body_bytes: int = Field(65536, validation_alias=_env("GATRIX_MAX_BODY_BYTES"))
+    # client timestamps older than this many days are dropped (reason timestamp_too_old)
+    max_event_age_days: int = Field(31, ge=1, validation_alias=_env("GATRIX_MAX_EVENT_AGE_DAYS"))
+
+    # --- the Redis buffer's bounds
+    # the embedded Redis's memory cap; it never evicts, it refuses writes at the cap
+    buffer_max_mb: int = Field(512, ge=16, validation_alias=_env("GATRIX_BUFFER_MAX_MB"))
+    # over this many MB of buffered events /track answers 503 with Retry-After
+    buffer_high_water_mb: int = Field(
+        256, ge=1, validation_alias=_env("GATRIX_BUFFER_HIGH_WATER_MB")
+    )
 
     # --- flushing the buffer into ClickHouse
     flush_interval: float = Field(1.0, validation_alias=_env("GATRIX_FLUSH_INTERVAL"))
     flush_batch_size: int = Field(10000, validation_alias=_env("GATRIX_FLUSH_BATCH_SIZE"))
+    # a claimed batch whose flusher stopped renewing it this long ago is retried by another
+    flush_lease_seconds: float = Field(
+        5.0, gt=0, validation_alias=_env("GATRIX_FLUSH_LEASE_SECONDS")
+    )
     embedded_worker: bool = Field(True, validation_alias=_env("GATRIX_EMBEDDED_WORKER"))
     auto_migrate: bool = Field(True, validation_alias=_env("GATRIX_AUTO_MIGRATE"))
 

@@ -67,12 +67,21 @@ def _error_code(exc: BaseException) -> int | None:
     return int(match.group(1)) if match else None
 
 
+# Code 252 covers two different things: "too many parts" (merges lag behind: wait) and "too
+# many partitions for single INSERT block" (this block's rows span too many months: the rows
+# are the problem, and a smaller block goes in).
+_REJECTED_MESSAGES = ("too many partitions for single insert block",)
+
+
 def classify(exc: BaseException) -> Exception:
+    message = str(exc)
     if isinstance(exc, OperationalError | ConnectionError | TimeoutError | OSError):
-        return StoreUnavailable(str(exc))
+        return StoreUnavailable(message)
+    if any(text in message.lower() for text in _REJECTED_MESSAGES):
+        return RowsRejected(message)
     if isinstance(exc, DatabaseError) and _error_code(exc) in UNAVAILABLE_CODES:
-        return StoreUnavailable(str(exc))
-    return RowsRejected(str(exc))
+        return StoreUnavailable(message)
+    return RowsRejected(message)
 
 
 class Store:

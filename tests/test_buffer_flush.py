@@ -143,7 +143,7 @@ async def test_claims_are_atomic_between_two_flushers(
 def _url(redis: Redis) -> str:
     kwargs = redis.connection_pool.connection_kwargs
     if "path" in kwargs:
-        return f"unix://{kwargs['path']}"
+        return f"unix://{kwargs['path']}?password={kwargs.get('password') or ''}"
     return f"redis://{kwargs['host']}:{kwargs['port']}/{kwargs.get('db', 0)}"
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ipaddress
 from datetime import UTC, datetime, timedelta
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -165,6 +166,7 @@ def test_channel_paid_beats_referrer_and_email_medium() -> None:
 
 NOW = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 NOW_MS = int(NOW.timestamp() * 1000)
+WINDOW = SimpleNamespace(max_event_age_ms=31 * 86_400_000)
 
 
 @pytest.mark.parametrize(
@@ -179,6 +181,7 @@ NOW_MS = int(NOW.timestamp() * 1000)
         ("1970-01-01T00:00:00Z", NOW_MS),  # before 2000: invalid
         (True, NOW_MS),
         (None, NOW_MS),
+        ("2026-01-29T12:00:00Z", NOW_MS - 31 * 86_400_000),  # the window's edge: kept
     ],
 )
 def test_client_timestamp_rules(value: Any, expected_ms: int) -> None:
@@ -186,8 +189,17 @@ def test_client_timestamp_rules(value: Any, expected_ms: int) -> None:
         client=_client(), server_side=False, ip="1.2.3.4", user_agent="x", received_ms=NOW_MS
     )
     d = Draft(hit=Hit(type="track", name="x", reserved={"__timestamp": value}), req=req)
-    step_timestamp(d, None)  # type: ignore[arg-type]
+    assert step_timestamp(d, WINDOW) is None  # type: ignore[arg-type]
     assert d.ts_ms == expected_ms
+
+
+@pytest.mark.parametrize("value", ["2026-01-29T11:59:59Z", "2001-05-01T00:00:00Z", 1e12])
+def test_client_time_older_than_the_window_is_dropped_with_its_reason(value: Any) -> None:
+    req = Request(
+        client=_client(), server_side=False, ip="1.2.3.4", user_agent="x", received_ms=NOW_MS
+    )
+    d = Draft(hit=Hit(type="track", name="x", reserved={"__timestamp": value}), req=req)
+    assert step_timestamp(d, WINDOW) == "timestamp_too_old"  # type: ignore[arg-type]
 
 
 def test_parse_client_time_variants() -> None:

@@ -18,7 +18,7 @@ from typing import Any
 
 import msgspec
 
-from gatrix.buffer import BufferWriter, Pending
+from gatrix.buffer import BufferFull, BufferWriter, Pending
 from gatrix.ingest.counters import IngestCounters
 from gatrix.ingest.payloads import InvalidPayload, decode_json, parse_envelope
 from gatrix.ingest.pipeline import Context, Dropped, Request, process_profile, process_track
@@ -27,6 +27,11 @@ from gatrix.projects import ClientInfo, Directory, origin_allowed
 log = logging.getLogger("gatrix.ingest")
 _encode = msgspec.json.Encoder().encode
 MAX_BATCH = 1000
+# how long a client should wait before retrying a 503 (the flush runs every second)
+RETRY_AFTER_S = b"5"
+BUFFER_FULL_DETAIL = (
+    "the event buffer is over its high-water mark while ClickHouse catches up; retry later"
+)
 BATCH_BODY_FACTOR = 16
 ALLOW_HEADERS = (
     b"content-type, openpanel-client-id, openpanel-client-secret, openpanel-sdk-name, "
@@ -135,6 +140,9 @@ class IngestApp:
             status, reply = self._rejected(exc)
         except AuthError as exc:
             status, reply = exc.status, {"error": exc.code, "detail": exc.detail}
+        except BufferFull as exc:
+            status, reply = 503, {"error": "buffer_full", "detail": BUFFER_FULL_DETAIL}
+            log.warning("buffer full, refusing events: %s", exc)
         except (ConnectionError, OSError, TimeoutError) as exc:
             log.warning("buffer unavailable: %s", exc)
             status, reply = (
@@ -338,6 +346,8 @@ class IngestApp:
         ]
         if body is not None:
             out.append((b"content-type", b"application/json"))
+        if status == 503:
+            out.append((b"retry-after", RETRY_AFTER_S))
         if preflight is not None:
             requested = preflight.get(b"access-control-request-headers")
             out += [

@@ -1,0 +1,122 @@
+"""Keeps the process's moving parts alive and knows how full the buffer is.
+
+Every half second: restart the embedded Redis if it died (it replays its append-only file),
+restart the embedded flush worker if its task ended, and read the buffer's size. While the
+buffered events pass the high-water mark the ingest writer refuses new ones (503 with
+Retry-After) instead of letting Redis reach its memory cap; `/health` and `/metrics` read the
+same `BufferState`, so they say why within a second of the cause, and recover as fast.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+from gatrix.buffer import Buffer, BufferWriter
+from gatrix.embedded_redis import EmbeddedRedis
+
+log = logging.getLogger("gatrix.supervisor")
+TICK_S = 0.5
+
+
+@dataclass
+class BufferState:
+    redis_up: bool = False
+    error: str = ""
+    depth: int | None = None
+    bytes: int | None = None
+    claimed_batches: int | None = None
+    dead_letters: int | None = None
+    last_flush_ms: int | None = None
+    oldest_ms: int | None = None
+    over_high_water: bool = False
+    checked_at: float = 0.0
+
+    def oldest_age_s(self, now_ms: int | None = None) -> float | None:
+        if self.oldest_ms is None:
+            return None
+        now_ms = now_ms if now_ms is not None else int(time.time() * 1000)
+        return max(0.0, (now_ms - self.oldest_ms) / 1000)
+
+
+class Supervisor:
+    def __init__(
+        self,
+        buffer: Buffer,
+        writer: BufferWriter,
+        high_water_bytes: int,
+        embedded_redis: EmbeddedRedis | None = None,
+        restart_worker: Callable[[], Awaitable[bool]] | None = None,
+    ) -> None:
+        self.buffer = buffer
+        self.writer = writer
+        self.high_water_bytes = high_water_bytes
+        self.embedded_redis = embedded_redis
+        self.restart_worker = restart_worker
+        self.state = BufferState()
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._loop(), name="gatrix-supervisor")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+            self._task = None
+
+    async def _loop(self) -> None:
+        while True:
+            try:
+                await self.tick()
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # the supervisor itself must never die
+                log.exception("supervisor tick failed")
+            await asyncio.sleep(TICK_S)
+
+    async def tick(self) -> None:
+        await self._keep_redis()
+        if self.restart_worker is not None and await self.restart_worker():
+            log.error("the flush worker had stopped; restarted it")
+        await self.observe()
+
+    async def _keep_redis(self) -> None:
+        server = self.embedded_redis
+        # Popen here, on the event loop's thread: the child's parent-death signal is bound to
+        # the thread that started it, and this one lives as long as the server.
+        if server is not None and server.relaunch_if_dead():
+            await asyncio.to_thread(server.wait_ready)
+
+    async def observe(self) -> BufferState:
+        """Read the buffer's figures; decide whether ingestion must push back."""
+        state = BufferState(checked_at=time.monotonic())
+        try:
+            stats = await asyncio.wait_for(self.buffer.stats(), timeout=2)
+        except Exception as exc:
+            state.error = f"{type(exc).__name__}: {exc}"[:300]
+        else:
+            state.redis_up = True
+            state.depth = stats["depth"]
+            state.bytes = stats["bytes"]
+            state.claimed_batches = stats["claimed_batches"]
+            state.dead_letters = stats["dead_letters"]
+            state.last_flush_ms = stats["last_flush_ms"]
+            state.oldest_ms = stats["oldest_ms"]
+            state.over_high_water = (state.bytes or 0) >= self.high_water_bytes
+        was_full = self.state.over_high_water
+        self.state = state
+        if state.over_high_water:
+            self.writer.refuse = (
+                f"buffer holds {state.bytes} bytes, over the high-water mark of "
+                f"{self.high_water_bytes}"
+            )
+            if not was_full:
+                log.warning("buffer over its high-water mark: refusing events (503)")
+        elif self.writer.refuse:
+            self.writer.refuse = ""
+            log.info("buffer back under its high-water mark: accepting events")
+        return state
