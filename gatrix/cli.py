@@ -1,4 +1,4 @@
-"""`gatrix serve | worker | migrate | projects create | bench`.
+"""`gatrix serve | worker | migrate | projects create | admin create | deadletters | bench`.
 
 Output meant for automation (e.g. `projects create`) is exactly one JSON line on stdout;
 everything for humans goes to stderr.
@@ -115,7 +115,9 @@ def cmd_worker(settings: Settings) -> int:
         buffer = Buffer(redis, settings.redis_prefix)
         queue = make_queue(redis, settings.redis_prefix)
         await queue.connect()
-        flusher = Flusher(buffer, store, settings.flush_batch_size)
+        flusher = Flusher(
+            buffer, store, settings.flush_batch_size, int(settings.flush_lease_seconds * 1000)
+        )
         worker = make_worker(queue, flusher, embedded=False, interval=settings.flush_interval)
         _say(f"gatrix worker flushing {settings.redis_dsn} → {store.dsn.split('@')[-1]}")
         await worker.start()
@@ -151,6 +153,36 @@ def cmd_projects_create(settings: Settings, args: argparse.Namespace) -> int:
         flush=True,
     )
     return 0
+
+
+def cmd_deadletters(settings: Settings, args: argparse.Namespace) -> int:
+    """List rows ClickHouse refused (one JSON line each), or put them back into the buffer."""
+    from redis.asyncio import Redis
+    from redis.exceptions import RedisError
+
+    from gatrix.buffer import Buffer
+    from gatrix.embedded_redis import EmbeddedRedis
+
+    url = settings.redis_dsn or EmbeddedRedis(settings.data_path).locate()
+
+    async def run() -> int:
+        buffer = Buffer(Redis.from_url(url), settings.redis_prefix)
+        try:
+            if args.replay:
+                moved = await buffer.replay_dead_letters(args.limit)
+                print(json.dumps({"replayed": moved}), flush=True)
+            else:
+                for record in await buffer.dead_letters(args.limit):
+                    print(json.dumps(record), flush=True)
+        finally:
+            await buffer.redis.aclose()
+        return 0
+
+    try:
+        return asyncio.run(run())
+    except (RedisError, OSError) as exc:
+        _say(f"error: cannot reach the buffer's Redis ({exc}); is `gatrix serve` running?")
+        return 1
 
 
 def cmd_admin_create(settings: Settings, args: argparse.Namespace) -> int:
@@ -192,6 +224,10 @@ def build_parser() -> argparse.ArgumentParser:
     create.add_argument("--kind", default="website", choices=["website", "app", "backend"])
     common(create)
 
+    dead = sub.add_parser("deadletters", help="rows ClickHouse refused: list or replay")
+    common(dead)
+    dead.add_argument("--replay", action="store_true", help="move them back into the buffer")
+    dead.add_argument("--limit", type=int, default=1000)
     admin = sub.add_parser("admin", help="manage users").add_subparsers(
         dest="admin_command", required=True
     )
@@ -232,6 +268,8 @@ def main(argv: list[str] | None = None) -> int:
         return cmd_migrate(settings)
     if args.command == "admin":
         return cmd_admin_create(settings, args)
+    if args.command == "deadletters":
+        return cmd_deadletters(settings, args)
     if args.command == "projects":
         return cmd_projects_create(settings, args)
     if args.command == "bench" and args.bench_command == "dashboard":

@@ -160,6 +160,11 @@ class EmbeddedRedis:
         self._password = _secret_file(self.dir / "password")
         self._owner = _secret_file(self.dir / "owner")
 
+    def locate(self) -> str:
+        """The URL of this data dir's server without starting it (CLI tools, tests)."""
+        self._prepare()
+        return self.url
+
     def start(self) -> str:
         """Start (or reuse our own still-running) server; returns the URL to connect with."""
         self._prepare()

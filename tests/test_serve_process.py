@@ -204,6 +204,10 @@ def test_redis_down_gives_503_and_health_says_why(tmp_path: Path) -> None:
         assert health.status_code == 503
         assert health.json()["redis"]["ok"] is False and health.json()["redis"]["error"]
         assert health.json()["clickhouse"]["ok"] is True
+        metrics = httpx.get(f"{serve.url}/metrics", timeout=30).text
+        # unknown is not zero: the buffer's gauges must not look healthy while Redis is down
+        assert "gatrix_redis_up 0" in metrics and "gatrix_buffer_depth NaN" in metrics
+        assert reply.headers["retry-after"] == "5"
     finally:
         serve.stop()
         if redis.is_running():
