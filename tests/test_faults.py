@@ -27,7 +27,7 @@ from gatrix.ingest.pipeline import ch_time
 from gatrix.store import Store
 
 from .conftest import CHROME_UA, wait_for
-from .test_serve_process import ServeProcess, count_rows
+from .test_serve_process import ServeProcess, count_rows, server_env
 
 NOW = datetime.now(UTC).replace(microsecond=0)
 
@@ -207,11 +207,13 @@ def test_deadletters_command_lists_and_replays(tmp_path: Path) -> None:
 
         asyncio.run(refuse())
         cli = [sys.executable, "-m", "gatrix.cli", "deadletters", "--data-dir", str(data)]
-        listed = subprocess.run(cli, capture_output=True, text=True, timeout=60)
+        listed = subprocess.run(cli, capture_output=True, text=True, timeout=60, env=server_env())
         assert listed.returncode == 0, listed.stderr
         [record] = [json.loads(line) for line in listed.stdout.splitlines()]
         assert record["item"] == 'e{"id":"bad"}' and "UUID" in record["error"]
-        replayed = subprocess.run([*cli, "--replay"], capture_output=True, text=True, timeout=60)
+        replayed = subprocess.run(
+            [*cli, "--replay"], capture_output=True, text=True, timeout=60, env=server_env()
+        )
         assert json.loads(replayed.stdout) == {"replayed": 1}
         sync = SyncRedis.from_url(url)
         assert sync.lrange("gatrix:buffer", 0, -1) == [b'e{"id":"bad"}']

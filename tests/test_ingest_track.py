@@ -428,7 +428,15 @@ def test_health_reports_every_part(http: httpx.Client) -> None:
     report = reply.json()
     assert report["status"] == "ok"
     assert report["redis"]["ok"] and report["clickhouse"]["ok"] and report["database"]["ok"]
-    assert set(report["buffer"]) == {"depth", "claimed_batches", "dead_letters"}
+    assert set(report["buffer"]) == {
+        "ok",
+        "depth",
+        "bytes",
+        "high_water_bytes",
+        "oldest_event_age_s",
+        "claimed_batches",
+        "dead_letters",
+    }
     assert "last_flush" in report
 
 
