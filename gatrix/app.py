@@ -7,6 +7,8 @@ Litestar. Both share one `Runtime`, started and stopped by Litestar's lifespan.
 
 from __future__ import annotations
 
+import errno
+import json
 import logging
 import time
 import uuid
@@ -19,16 +21,16 @@ from jinja2 import Environment, FileSystemLoader
 from litestar import Litestar, Request, get
 from litestar.contrib.jinja import JinjaTemplateEngine
 from litestar.datastructures import State
-from litestar.exceptions import HTTPException
+from litestar.exceptions import HTTPException, InternalServerException
 from litestar.openapi import OpenAPIConfig
 from litestar.response import Redirect, Response, Template
 from litestar.static_files import create_static_files_router
 from litestar.template.config import TemplateConfig
 
 from gatrix import __version__
-from gatrix.insights.api import InsightsController, api_error_handler
+from gatrix.insights.api import InsightsController, api_error_handler, internal_error_response
 from gatrix.logs import configure as configure_logs
-from gatrix.logs import request_id
+from gatrix.logs import log_unexpected, request_id
 from gatrix.metrics import render as render_metrics
 from gatrix.runtime import Runtime
 from gatrix.settings import Settings
@@ -73,6 +75,40 @@ def page_error_handler(request: Request, exc: PageError) -> Response:
     )
 
 
+# what the file system says about a name that cannot exist under assets/: a 404, not a fault
+_NO_SUCH_NAME = frozenset({errno.ENAMETOOLONG, errno.ENOTDIR, errno.ELOOP, errno.EINVAL})
+
+
+def asset_error_handler(request: Request, exc: Exception) -> Response:
+    # the framework's file adapter wraps OSError in a 500; look at what it wrapped
+    cause = exc.__cause__ if isinstance(exc, InternalServerException) else exc
+    if isinstance(cause, ValueError) or (
+        isinstance(cause, OSError) and cause.errno in _NO_SUCH_NAME
+    ):
+        return Response({"error": "not_found", "detail": "no such asset"}, status_code=404)
+    return internal_error_response(request, exc)
+
+
+# browser pages get the HTML error page; everything else (API, assets, schema) gets JSON
+PAGE_PREFIXES = ("/dashboard", "/share", "/projects", "/users", "/login", "/logout", "/setup")
+
+
+def internal_error_handler(request: Request, exc: Exception) -> Response:
+    path = request.scope.get("path", "")
+    if path != "/" and not path.startswith(PAGE_PREFIXES):
+        return internal_error_response(request, exc)
+    rid = log_unexpected(exc, f"{request.method} {path}")
+    return Template(
+        template_name="error.html.j2",
+        status_code=500,
+        context={
+            "status": 500,
+            "detail": f"Something went wrong on our side (request id {rid}).",
+            "csrf": "",
+        },
+    )
+
+
 def template_environment(settings: Settings) -> Environment:
     env = Environment(loader=FileSystemLoader(TEMPLATES_DIR), autoescape=True)
     env.globals["root"] = settings.root_path  # every link, form and asset URL starts with it
@@ -102,10 +138,20 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> Litestar:
             *ADMIN_ROUTES,
             *SHARE_ROUTES,
             create_static_files_router(
-                path="/assets", directories=[ASSETS_DIR], include_in_schema=False
+                path="/assets",
+                directories=[ASSETS_DIR],
+                include_in_schema=False,
+                exception_handlers={
+                    InternalServerException: asset_error_handler,
+                    ValueError: asset_error_handler,
+                },
             ),
         ],
-        exception_handlers={PageError: page_error_handler, HTTPException: api_error_handler},
+        exception_handlers={
+            PageError: page_error_handler,
+            HTTPException: api_error_handler,
+            Exception: internal_error_handler,
+        },
         template_config=TemplateConfig(
             instance=JinjaTemplateEngine.from_environment(template_environment(settings))
         ),
@@ -159,11 +205,12 @@ class FrontDoor:
         rid = incoming.decode("latin-1") if incoming else uuid.uuid4().hex[:16]
         token = request_id.set(rid)
         status = 500
+        started_reply = False
 
         async def send_with_id(message: dict) -> None:
-            nonlocal status
+            nonlocal status, started_reply
             if message["type"] == "http.response.start":
-                status = message["status"]
+                status, started_reply = message["status"], True
                 message["headers"] = [
                     *message.get("headers", []),
                     (b"x-request-id", rid.encode("latin-1")),
@@ -171,7 +218,29 @@ class FrontDoor:
             await send(message)
 
         try:
-            await self.app(scope, receive, send_with_id)  # type: ignore[arg-type]
+            if "\x00" in path:
+                # no route, file or database key contains NUL; some drivers choke on it
+                await _send_json(
+                    send_with_id,
+                    400,
+                    {"error": "invalid_path", "detail": "the path contains a NUL character"},
+                )
+            else:
+                await self.app(scope, receive, send_with_id)  # type: ignore[arg-type]
+        except Exception as exc:
+            # escaped the framework's handlers (e.g. while rendering the error page itself)
+            log_unexpected(exc, f"{scope['method']} {path}")
+            if started_reply:
+                raise
+            await _send_json(
+                send_with_id,
+                500,
+                {
+                    "error": "internal_error",
+                    "detail": f"report request id {rid}",
+                    "request_id": rid,
+                },
+            )
         finally:
             elapsed = time.perf_counter() - started
             self.runtime.request_metrics.observe(_route_group(path), status, elapsed)
@@ -189,6 +258,16 @@ class FrontDoor:
                 },
             )
             request_id.reset(token)
+
+
+async def _send_json(send: Any, status: int, body: dict[str, str]) -> None:
+    payload = json.dumps(body).encode()
+    headers = [
+        (b"content-type", b"application/json"),
+        (b"content-length", str(len(payload)).encode()),
+    ]
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": payload})
 
 
 def _route_group(path: str) -> str:

@@ -11,6 +11,18 @@ import time
 request_id: contextvars.ContextVar[str] = contextvars.ContextVar("request_id", default="-")
 
 
+_errors = logging.getLogger("gatrix.errors")
+
+
+def log_unexpected(exc: BaseException, where: str) -> str:
+    """Log an exception nobody handled, traceback included, under the current request id;
+    returns that id so the reply can quote it."""
+    rid = request_id.get()
+    # the id rides on the record itself as well, so handlers without our filter see it too
+    _errors.error("unexpected error in %s", where, exc_info=exc, extra={"request_id": rid})
+    return rid
+
+
 class RequestIdFilter(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         record.request_id = request_id.get()

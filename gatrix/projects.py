@@ -19,11 +19,11 @@ import time
 import uuid
 from dataclasses import dataclass
 from functools import lru_cache
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, select
 
+from gatrix import timezones
 from gatrix.models import CLIENT_TYPES, PROJECT_KINDS, Client, Project
 
 CACHE_TTL = 10.0
@@ -97,11 +97,7 @@ def slugify(name: str) -> str:
 
 
 def validate_timezone(tz: str) -> str:
-    try:
-        ZoneInfo(tz)
-    except (ZoneInfoNotFoundError, ValueError) as exc:
-        raise ValueError(f"unknown time zone: {tz!r}") from exc
-    return tz
+    return timezones.validate(tz)
 
 
 @dataclass(frozen=True)

@@ -68,6 +68,9 @@ def decode_json(body: bytes) -> Any:
         return _decoder.decode(body)
     except (msgspec.DecodeError, UnicodeDecodeError) as exc:
         raise InvalidPayload("invalid_json", f"body is not valid JSON: {exc}") from None
+    except RecursionError:
+        # msgspec stops at the interpreter's recursion limit (~1,000 levels)
+        raise InvalidPayload("invalid_json", "body is nested too deeply") from None
 
 
 def _text(value: Any, what: str, limit: int, required: bool = False) -> str:
@@ -97,7 +100,13 @@ def property_value(value: Any) -> str | None:
             return None
         return str(value)
     # nested objects and arrays are kept as their JSON text
-    return _encoder.encode(value).decode()[:MAX_VALUE]
+    try:
+        return _encoder.encode(value).decode()[:MAX_VALUE]
+    except RecursionError:
+        # decoded a little deeper in the stack than it is encoded here: refuse, never crash
+        raise InvalidPayload(
+            "invalid_properties", "a property value is nested too deeply"
+        ) from None
 
 
 def parse_properties(raw: Any) -> tuple[dict[str, str], dict[str, Any]]:
@@ -178,22 +187,30 @@ def _identify(payload: dict[str, Any]) -> Hit:
     )
 
 
+def _finite_float(value: Any) -> float | None:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    try:
+        # JSON integers are unbounded: one with 400 digits has no float and overflows
+        amount = float(value)
+    except OverflowError:
+        return None
+    return amount if math.isfinite(amount) else None
+
+
 def _counter(kind: str) -> Any:
     def parse(payload: dict[str, Any]) -> Hit:
         value = payload.get("value", 1)
         if value is None:
             value = 1
-        if (
-            isinstance(value, bool)
-            or not isinstance(value, int | float)
-            or not math.isfinite(value)
-        ):
-            raise InvalidPayload("invalid_field", "payload.value must be a number")
+        amount = _finite_float(value)
+        if amount is None:
+            raise InvalidPayload("invalid_field", "payload.value must be a finite number")
         return Hit(
             type=kind,
             profile_id=_text(payload.get("profileId"), "payload.profileId", MAX_ID, required=True),
             property=_text(payload.get("property"), "payload.property", MAX_KEY, required=True),
-            value=float(value) if kind == "increment" else -float(value),
+            value=amount if kind == "increment" else -amount,
         )
 
     return parse

@@ -12,6 +12,7 @@ from __future__ import annotations
 import ipaddress
 import logging
 import time
+import uuid
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
@@ -22,6 +23,7 @@ from gatrix.buffer import BufferFull, BufferWriter, Pending
 from gatrix.ingest.counters import IngestCounters
 from gatrix.ingest.payloads import InvalidPayload, decode_json, parse_envelope
 from gatrix.ingest.pipeline import Context, Dropped, Request, process_profile, process_track
+from gatrix.logs import request_id
 from gatrix.projects import ClientInfo, Directory, origin_allowed
 
 log = logging.getLogger("gatrix.ingest")
@@ -48,7 +50,25 @@ _WANTED = {
     b"x-forwarded-for",
     b"x-real-ip",
     b"access-control-request-headers",
+    b"x-request-id",
 }
+
+
+def internal_error(headers: dict) -> dict[str, str]:
+    """Log the exception being handled with a request id and say which one to the client.
+    Only failures pay for the id: the hot path sets none (see `gatrix.app.FrontDoor`)."""
+    incoming = headers.get(b"x-request-id", b"")[:64].decode("latin-1")
+    rid = incoming or uuid.uuid4().hex[:16]
+    token = request_id.set(rid)
+    try:
+        log.exception("unexpected error while ingesting")
+    finally:
+        request_id.reset(token)
+    return {
+        "error": "internal_error",
+        "detail": f"the server failed on this event; report request id {rid}",
+        "request_id": rid,
+    }
 
 
 class AuthError(Exception):
@@ -117,7 +137,11 @@ class IngestApp:
             return 204
         if method != "POST":
             await self._reply(
-                send, 405, {"error": "method_not_allowed", "detail": "use POST"}, origin
+                send,
+                405,
+                {"error": "method_not_allowed", "detail": "use POST"},
+                origin,
+                extra=[(b"allow", b"POST, OPTIONS")],
             )
             return 405
         batch = scope["path"].rstrip("/").endswith("/batch")
@@ -152,6 +176,10 @@ class IngestApp:
                     "detail": "the event buffer (Redis) is unavailable; retry later",
                 },
             )
+        except Exception:
+            # a bug, not bad input: still a JSON reply with CORS headers, or the SDK would
+            # see an opaque network error; the traceback goes to the log under a request id
+            status, reply = 500, internal_error(headers)
         await self._reply(send, status, reply, origin)
         return status
 
@@ -229,16 +257,23 @@ class IngestApp:
             except AuthError as exc:
                 results[n] = {"status": exc.status, "error": exc.code, "detail": exc.detail}
                 continue
+            except Exception:
+                results[n] = {"status": 500, **internal_error(headers)}
+                continue
             client = req.client
-            if hit.type == "track":
-                outcome = process_track(hit, req, self.ctx)
-                if isinstance(outcome, Dropped):
-                    self.counters.count(client.project_id, outcome.reason)
-                    results[n] = {"status": 202, "dropped": outcome.reason}
-                    continue
-                pending.append((n, outcome, client, "accepted"))
-            else:
-                pending.append((n, process_profile(hit, req), client, hit.type))
+            try:
+                if hit.type == "track":
+                    outcome = process_track(hit, req, self.ctx)
+                    if isinstance(outcome, Dropped):
+                        self.counters.count(client.project_id, outcome.reason)
+                        results[n] = {"status": 202, "dropped": outcome.reason}
+                        continue
+                    pending.append((n, outcome, client, "accepted"))
+                else:
+                    pending.append((n, process_profile(hit, req), client, hit.type))
+            except Exception:
+                # one envelope that trips a bug must not cost the others their place
+                results[n] = {"status": 500, **internal_error(headers)}
         ids = await self.writer.submit_many([p[1] for p in pending]) if pending else []
         for (n, _item, client, outcome), (device_id, session_id) in zip(pending, ids, strict=True):
             self.counters.count(client.project_id, outcome)
@@ -337,12 +372,14 @@ class IngestApp:
         body: dict | None,
         origin: str,
         preflight: dict | None = None,
+        extra: list[tuple[bytes, bytes]] | None = None,
     ) -> None:
         payload = _encode(body) if body is not None else b""
         out = [
             (b"access-control-allow-origin", origin.encode("latin-1") if origin else b"*"),
             (b"vary", b"Origin"),
             (b"content-length", str(len(payload)).encode()),
+            *(extra or ()),
         ]
         if body is not None:
             out.append((b"content-type", b"application/json"))

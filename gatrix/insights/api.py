@@ -14,7 +14,8 @@ from typing import Annotated, Any
 import msgspec
 from litestar import Controller, Request, Response, get
 from litestar.datastructures import State
-from litestar.exceptions import HTTPException
+from litestar.exceptions import HTTPException, ValidationException
+from litestar.openapi.datastructures import ResponseSpec
 from litestar.params import Parameter
 
 from gatrix import accounts
@@ -22,6 +23,7 @@ from gatrix.insights import live as live_report
 from gatrix.insights import reports
 from gatrix.insights.filters import InvalidFilter
 from gatrix.insights.query import InvalidQuery, QueryParams, build_query
+from gatrix.logs import log_unexpected
 from gatrix.web.auth import SESSION_COOKIE
 
 
@@ -87,6 +89,32 @@ class LiveOut(msgspec.Struct):
     pages: list[LivePage]
     recent: list[LiveEvent]
     per_minute: list[LiveMinute]
+
+
+class ErrorBody(msgspec.Struct):
+    error: str
+    detail: str
+
+
+class InternalErrorBody(ErrorBody):
+    request_id: str
+
+
+def _error_spec(description: str) -> ResponseSpec:
+    return ResponseSpec(data_container=ErrorBody, description=description)
+
+
+# What the handlers really answer on errors (`api_error_handler`), replacing the framework's
+# default `{status_code, detail, extra}` in the schema.
+ERROR_RESPONSES: dict[int, ResponseSpec] = {
+    400: _error_spec("invalid_query: a parameter is missing, unknown or malformed"),
+    401: _error_spec("unauthenticated or invalid_credentials"),
+    403: _error_spec("forbidden or client_cannot_read"),
+    500: ResponseSpec(
+        data_container=InternalErrorBody,
+        description="internal_error: a bug; the request id is in the server log",
+    ),
+}
 
 
 class ApiError(HTTPException):
@@ -191,7 +219,7 @@ class InsightsController(Controller):
     path = "/insights/{project_id:str}"
     tags = ["insights"]
 
-    @get("/metrics", summary="KPIs with the previous period")
+    @get("/metrics", summary="KPIs with the previous period", responses=ERROR_RESPONSES)
     async def metrics(
         self,
         request: Request,
@@ -212,7 +240,7 @@ class InsightsController(Controller):
         )
         return msgspec.convert(result, MetricsOut)
 
-    @get("/timeseries", summary="One metric per bucket, zero-filled")
+    @get("/timeseries", summary="One metric per bucket, zero-filled", responses=ERROR_RESPONSES)
     async def timeseries(
         self,
         request: Request,
@@ -236,7 +264,9 @@ class InsightsController(Controller):
         )
         return msgspec.convert(result, TimeseriesOut)
 
-    @get("/breakdown/{dimension:str}", summary="Top values of a dimension")
+    @get(
+        "/breakdown/{dimension:str}", summary="Top values of a dimension", responses=ERROR_RESPONSES
+    )
     async def breakdown(
         self,
         request: Request,
@@ -264,7 +294,11 @@ class InsightsController(Controller):
         )
         return msgspec.convert(result, BreakdownOut)
 
-    @get("/breakdown/properties/{event:str}/{key:str}", summary="Values of an event property")
+    @get(
+        "/breakdown/properties/{event:str}/{key:str}",
+        summary="Values of an event property",
+        responses=ERROR_RESPONSES,
+    )
     async def properties(
         self,
         request: Request,
@@ -294,7 +328,7 @@ class InsightsController(Controller):
         )
         return msgspec.convert(result, BreakdownOut)
 
-    @get("/live", summary="Visitors in the last 5 minutes")
+    @get("/live", summary="Visitors in the last 5 minutes", responses=ERROR_RESPONSES)
     async def live(self, request: Request, state: State, project_id: str) -> LiveOut:
         await authorize(request, state, project_id)
         result = await _run(live_report.live, state.runtime.store, project_id, _now())
@@ -305,12 +339,38 @@ def _now() -> datetime:
     return datetime.now(UTC)
 
 
-def api_error_handler(_request: Request, exc: HTTPException) -> Response[dict[str, str]]:
-    code = getattr(exc, "code", None) or {
-        400: "bad_request",
-        401: "unauthenticated",
-        403: "forbidden",
-        404: "not_found",
-        405: "method_not_allowed",
-    }.get(exc.status_code, "error")
-    return Response({"error": code, "detail": str(exc.detail)}, status_code=exc.status_code)
+def api_error_handler(request: Request, exc: HTTPException) -> Response[dict[str, str]]:
+    if exc.status_code == 500:
+        return internal_error_response(request, exc)
+    detail = str(exc.detail)
+    if isinstance(exc, ValidationException):
+        # a parameter of the wrong type (`limit=abc`): say which, like the other bad queries
+        problems = exc.extra if isinstance(exc.extra, list) else []
+        reasons = "; ".join(
+            f"{p.get('key', '?')}: {p.get('message', '')}" for p in problems if isinstance(p, dict)
+        )
+        code, detail = "invalid_query", reasons or detail
+    else:
+        code = getattr(exc, "code", None) or {
+            400: "bad_request",
+            401: "unauthenticated",
+            403: "forbidden",
+            404: "not_found",
+            405: "method_not_allowed",
+        }.get(exc.status_code, "error")
+    # headers carry meaning on some errors (Allow on 405)
+    return Response(
+        {"error": code, "detail": detail}, status_code=exc.status_code, headers=exc.headers
+    )
+
+
+def internal_error_response(request: Request, exc: BaseException) -> Response[dict[str, str]]:
+    rid = log_unexpected(exc, f"{request.method} {request.scope.get('path', '')}")
+    return Response(
+        {
+            "error": "internal_error",
+            "detail": f"the server failed on this request; report request id {rid}",
+            "request_id": rid,
+        },
+        status_code=500,
+    )

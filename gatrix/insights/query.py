@@ -11,6 +11,7 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
+from gatrix import timezones
 from gatrix.insights.filters import Filter, parse_filter
 
 RANGES = (
@@ -125,6 +126,7 @@ def resolve_range(
 ) -> TimeRange:
     if name not in RANGES:
         raise InvalidQuery(f"unknown range {name!r}; use one of {', '.join(RANGES)}")
+    timezone = timezones.usable(timezone)
     tz = ZoneInfo(timezone)
     now = now.astimezone(UTC)
     today = now.astimezone(tz).date()

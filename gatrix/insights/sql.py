@@ -8,8 +8,8 @@ to whole UTC hours; anything else reads `events` / `sessions` directly.
 from __future__ import annotations
 
 import re
-from zoneinfo import available_timezones
 
+from gatrix import timezones
 from gatrix.insights.filters import (
     PAGEVIEW_SQL,
     SESSION_DIMENSIONS,
@@ -20,7 +20,6 @@ from gatrix.insights.filters import (
 from gatrix.insights.query import Query
 
 _TZ_SAFE = re.compile(r"^[A-Za-z0-9_+\-/]{1,64}$")
-_ZONES = available_timezones()
 DT = "DateTime64(3, 'UTC')"
 # session columns a subquery can expose, with their merge expression
 SESSION_COLUMNS = {
@@ -42,7 +41,7 @@ BASE_SESSION_COLUMNS = ("device_id", "pageviews", "custom_events", "first_at", "
 
 def tz_literal(timezone: str) -> str:
     """A time zone as a SQL string literal; only names from the tz database pass."""
-    if timezone not in _ZONES or not _TZ_SAFE.match(timezone):
+    if timezone not in timezones.ZONES or not _TZ_SAFE.match(timezone):
         raise ValueError(f"unknown time zone {timezone!r}")
     return f"'{timezone}'"
 
