@@ -29,9 +29,7 @@ class PageError(HTTPException):
 
 def page(request: Request, template: str, status: int = 200, **context: Any) -> Template:
     token = auth.csrf_token(request)
-    cookies = (
-        [] if request.cookies.get(auth.CSRF_COOKIE) == token else [auth.csrf_cookie(token, request)]
-    )
+    cookies = [auth.csrf_cookie(new, request)] if (new := auth.new_csrf_cookie(request)) else []
     return Template(
         template_name=template,
         context={"csrf": token, **context},
@@ -138,9 +136,12 @@ async def login_page(request: Request, state: State) -> Template:
 async def login_submit(request: Request, state: State) -> Response:
     form = await form_of(request)
     email = str(form.get("email", ""))[:240]
-    ip = request.client.host if request.client else ""
-    web = _web(state)
-    if await web.throttled(email, ip):
+    password = str(form.get("password", ""))
+    try:
+        user = await _web(state).log_in(
+            state.runtime.engine, email, password, auth.client_ip(request)
+        )
+    except auth.Throttled:
         return page(
             request,
             "admin/login.html.j2",
@@ -148,15 +149,10 @@ async def login_submit(request: Request, state: State) -> Response:
             email=email,
             error="Too many failed logins. Wait 15 minutes and try again.",
         )
-    user = await asyncio.to_thread(
-        accounts.authenticate, state.runtime.engine, email, str(form.get("password", ""))
-    )
     if user is None:
-        await web.record_failure(email, ip)
         return page(
             request, "admin/login.html.j2", 401, email=email, error="Wrong email or password."
         )
-    await web.clear_failures(email)
     return await _logged_in(request, state, user)
 
 
