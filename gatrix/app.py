@@ -34,6 +34,7 @@ from gatrix.runtime import Runtime
 from gatrix.settings import Settings
 from gatrix.web.admin import ADMIN_ROUTES, PageError
 from gatrix.web.dashboard import DASHBOARD_ROUTES
+from gatrix.web.headers import security_headers
 from gatrix.web.share import SHARE_ROUTES
 from gatrix.web.tracker import tracker_script
 from gatrix.web.vendor import plotly_js
@@ -112,6 +113,7 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> Litestar:
             instance=JinjaTemplateEngine.from_environment(template_environment(settings))
         ),
         lifespan=[lifespan],
+        before_send=[security_headers(settings)],
         logging_config=None,  # gatrix.logs owns the format (text or JSON, with request ids)
         state=State({"runtime": runtime, "settings": settings}),
         openapi_config=OpenAPIConfig(title="Gatrix Analytics", version=__version__, path="/schema"),

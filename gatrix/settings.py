@@ -7,12 +7,15 @@ checked against this list by a test, so a new field without documentation fails 
 from __future__ import annotations
 
 import ipaddress
+import re
 from pathlib import Path
 from typing import Annotated
 from urllib.parse import quote
 
 from pydantic import AliasChoices, Field, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+_FRAME_SOURCE = re.compile(r"\*|'self'|https?://(\*\.)?[A-Za-z0-9.-]+(:\d{1,5})?")
 
 
 def _env(*names: str) -> AliasChoices:
@@ -69,6 +72,11 @@ class Settings(BaseSettings):
     embedded_worker: bool = Field(True, validation_alias=_env("GATRIX_EMBEDDED_WORKER"))
     auto_migrate: bool = Field(True, validation_alias=_env("GATRIX_AUTO_MIGRATE"))
 
+    # --- web security: who may frame share pages
+    share_frame_ancestors: Annotated[list[str], NoDecode] = Field(
+        default_factory=list, validation_alias=_env("GATRIX_SHARE_FRAME_ANCESTORS")
+    )
+
     @field_validator("trusted_proxies", mode="before")
     @classmethod
     def _split_cidrs(cls, value: object) -> object:
@@ -77,6 +85,18 @@ class Settings(BaseSettings):
         if isinstance(value, list):
             for cidr in value:
                 ipaddress.ip_network(cidr, strict=False)  # reject typos at startup
+        return value
+
+    @field_validator("share_frame_ancestors", mode="before")
+    @classmethod
+    def _split_ancestors(cls, value: object) -> object:
+        if isinstance(value, str):
+            value = [part.strip() for part in value.split(",") if part.strip()]
+        if isinstance(value, list):
+            for source in value:
+                # each entry lands in a CSP header: a stray ';' or space would rewrite the policy
+                if not _FRAME_SOURCE.fullmatch(str(source)):
+                    raise ValueError(f"not an origin for frame-ancestors: {source!r}")
         return value
 
     @field_validator("root_path")
