@@ -72,7 +72,10 @@ class Settings(BaseSettings):
     embedded_worker: bool = Field(True, validation_alias=_env("GATRIX_EMBEDDED_WORKER"))
     auto_migrate: bool = Field(True, validation_alias=_env("GATRIX_AUTO_MIGRATE"))
 
-    # --- web security: who may frame share pages
+    # --- web security: which Host headers may name us, who may frame share pages
+    allowed_hosts: Annotated[list[str], NoDecode] = Field(
+        default_factory=list, validation_alias=_env("GATRIX_ALLOWED_HOSTS")
+    )
     share_frame_ancestors: Annotated[list[str], NoDecode] = Field(
         default_factory=list, validation_alias=_env("GATRIX_SHARE_FRAME_ANCESTORS")
     )
@@ -85,6 +88,16 @@ class Settings(BaseSettings):
         if isinstance(value, list):
             for cidr in value:
                 ipaddress.ip_network(cidr, strict=False)  # reject typos at startup
+        return value
+
+    @field_validator("allowed_hosts", mode="before")
+    @classmethod
+    def _split_hosts(cls, value: object) -> object:
+        if isinstance(value, str):
+            value = value.split(",")
+        if isinstance(value, list):
+            value = [str(part).strip().strip("[]").lower() for part in value]
+            value = [part for part in value if part]
         return value
 
     @field_validator("share_frame_ancestors", mode="before")
@@ -158,6 +171,13 @@ class Settings(BaseSettings):
 
     def base_url(self) -> str:
         return self.public_url.rstrip("/") or f"http://{self.host}:{self.port}"
+
+    @property
+    def host_names(self) -> frozenset[str]:
+        """Host header names believed when GATRIX_PUBLIC_URL is unset (see README)."""
+        if self.allowed_hosts:
+            return frozenset(self.allowed_hosts)
+        return frozenset({"localhost", "127.0.0.1", "::1", self.host.strip("[]").lower()})
 
 
 def env_names() -> set[str]:

@@ -20,6 +20,7 @@ from gatrix import accounts
 from gatrix.accounts import AccountError, UserInfo
 from gatrix.projects import create_client, create_project
 from gatrix.web import auth
+from gatrix.web.hosts import public_base_url
 from gatrix.web.ingest_health import first_event, project_health
 
 
@@ -81,9 +82,7 @@ def go(request: Request, path: str) -> str:
 
 
 def base_url(request: Request, state: State) -> str:
-    configured = state.settings.public_url.rstrip("/")
-    host = request.headers.get("host", "localhost")
-    return configured or f"{request.url.scheme}://{host}{state.settings.root_path}"
+    return public_base_url(state.settings, request.url.scheme, request.headers.get("host", ""))
 
 
 # --- first run, login
