@@ -19,7 +19,7 @@ from jinja2 import Environment, FileSystemLoader
 from litestar import Litestar, Request, get
 from litestar.contrib.jinja import JinjaTemplateEngine
 from litestar.datastructures import State
-from litestar.exceptions import HTTPException
+from litestar.exceptions import HTTPException, NotAuthorizedException
 from litestar.openapi import OpenAPIConfig
 from litestar.response import Redirect, Response, Template
 from litestar.static_files import create_static_files_router
@@ -33,6 +33,7 @@ from gatrix.metrics import render as render_metrics
 from gatrix.runtime import Runtime
 from gatrix.settings import Settings
 from gatrix.web.admin import ADMIN_ROUTES, PageError
+from gatrix.web.auth import metrics_authorized
 from gatrix.web.dashboard import DASHBOARD_ROUTES
 from gatrix.web.headers import security_headers
 from gatrix.web.share import SHARE_ROUTES
@@ -46,7 +47,9 @@ INGEST_PATHS = frozenset({"/track", "/track/", "/track/batch", "/track/batch/"})
 
 
 @get("/metrics", include_in_schema=False, media_type="text/plain; version=0.0.4")
-async def metrics_endpoint(state: State) -> str:
+async def metrics_endpoint(request: Request, state: State) -> str:
+    if not metrics_authorized(request.headers.get("authorization", ""), state.settings):
+        raise NotAuthorizedException(detail="send Authorization: Bearer <GATRIX_METRICS_TOKEN>")
     try:
         buffer_stats = await state.runtime.buffer.stats()
     except Exception:  # Redis down: still expose this process's counters

@@ -72,13 +72,14 @@ class Settings(BaseSettings):
     embedded_worker: bool = Field(True, validation_alias=_env("GATRIX_EMBEDDED_WORKER"))
     auto_migrate: bool = Field(True, validation_alias=_env("GATRIX_AUTO_MIGRATE"))
 
-    # --- web security: which Host headers may name us, who may frame share pages
+    # --- web security: which Host headers may name us, who may frame share pages, /metrics
     allowed_hosts: Annotated[list[str], NoDecode] = Field(
         default_factory=list, validation_alias=_env("GATRIX_ALLOWED_HOSTS")
     )
     share_frame_ancestors: Annotated[list[str], NoDecode] = Field(
         default_factory=list, validation_alias=_env("GATRIX_SHARE_FRAME_ANCESTORS")
     )
+    metrics_token: str = Field("", validation_alias=_env("GATRIX_METRICS_TOKEN"))
 
     @field_validator("trusted_proxies", mode="before")
     @classmethod

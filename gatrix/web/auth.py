@@ -33,6 +33,7 @@ from gatrix import accounts
 from gatrix.accounts import UserInfo, normalize_email
 from gatrix.ingest.routes import TrustedProxies
 from gatrix.projects import verify_secret
+from gatrix.settings import Settings
 from gatrix.web.throttle import Throttle, address_subject
 
 SESSION_COOKIE = "gatrix_session"
@@ -157,6 +158,17 @@ def csrf_ok(request: Request, form: dict[str, Any]) -> bool:
     # cookie: that one may have been planted (from a sibling subdomain) before login
     expected = _session_bound(session) if session else request.cookies.get(CSRF_COOKIE, "")
     return bool(expected) and hmac.compare_digest(expected.encode(), sent.encode())
+
+
+def metrics_authorized(authorization: str, settings: Settings) -> bool:
+    """Open when GATRIX_METRICS_TOKEN is unset; else the exact bearer token, compared in
+    constant time so the reply's timing does not reveal how much of a guess was right."""
+    if not settings.metrics_token:
+        return True
+    scheme, _, sent = authorization.partition(" ")
+    return scheme.lower() == "bearer" and hmac.compare_digest(
+        sent.strip().encode(), settings.metrics_token.encode()
+    )
 
 
 @lru_cache(maxsize=8)
