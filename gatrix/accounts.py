@@ -41,6 +41,15 @@ class UserInfo:
     is_admin: bool
 
 
+def normalize_email(email: str) -> str:
+    """The one spelling of an email: how users are stored, looked up and throttled.
+
+    `lower`, not `casefold`: stored addresses were lowered, and casefolding would rewrite
+    some of them (`ß` becomes `ss`) so that they no longer match.
+    """
+    return email.strip().lower()
+
+
 def _info(user: User) -> UserInfo:
     assert user.id is not None
     return UserInfo(user.id, user.email, user.is_admin)
@@ -55,7 +64,7 @@ def has_users(engine: Engine) -> bool:
 
 
 def create_user(engine: Engine, email: str, password: str, is_admin: bool = False) -> UserInfo:
-    email = email.strip().lower()
+    email = normalize_email(email)
     if not EMAIL.match(email):
         raise AccountError("enter a valid email address")
     if len(password) < MIN_PASSWORD:
@@ -71,8 +80,13 @@ def create_user(engine: Engine, email: str, password: str, is_admin: bool = Fals
 
 
 def authenticate(engine: Engine, email: str, password: str) -> UserInfo | None:
+    email = normalize_email(email)
     with Session(engine) as db:
-        user = db.exec(select(User).where(User.email == email.strip().lower())).first()
+        user = db.exec(select(User).where(User.email == email)).first()
+    if user is not None and normalize_email(user.email) != email:
+        # MariaDB's default collation ignores case, accents and trailing spaces, so the
+        # database can return an account under a spelling the throttle counts apart
+        user = None
     if user is None:
         verify_secret(password, hash_secret("timing"))  # same cost whether or not it exists
         return None

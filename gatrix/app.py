@@ -21,7 +21,7 @@ from jinja2 import Environment, FileSystemLoader
 from litestar import Litestar, Request, get
 from litestar.contrib.jinja import JinjaTemplateEngine
 from litestar.datastructures import State
-from litestar.exceptions import HTTPException, InternalServerException
+from litestar.exceptions import HTTPException, InternalServerException, NotAuthorizedException
 from litestar.openapi import OpenAPIConfig
 from litestar.response import Redirect, Response, Template
 from litestar.static_files import create_static_files_router
@@ -35,7 +35,9 @@ from gatrix.metrics import render as render_metrics
 from gatrix.runtime import Runtime
 from gatrix.settings import Settings
 from gatrix.web.admin import ADMIN_ROUTES, PageError
+from gatrix.web.auth import metrics_authorized
 from gatrix.web.dashboard import DASHBOARD_ROUTES
+from gatrix.web.headers import security_headers
 from gatrix.web.share import SHARE_ROUTES
 from gatrix.web.tracker import tracker_script
 from gatrix.web.vendor import plotly_js
@@ -47,7 +49,9 @@ INGEST_PATHS = frozenset({"/track", "/track/", "/track/batch", "/track/batch/"})
 
 
 @get("/metrics", include_in_schema=False, media_type="text/plain; version=0.0.4")
-async def metrics_endpoint(state: State) -> str:
+async def metrics_endpoint(request: Request, state: State) -> str:
+    if not metrics_authorized(request.headers.get("authorization", ""), state.settings):
+        raise NotAuthorizedException(detail="send Authorization: Bearer <GATRIX_METRICS_TOKEN>")
     if state.runtime.supervisor is not None:
         await state.runtime.supervisor.observe()  # fresh buffer figures (Redis down: NaN)
     return render_metrics(state.runtime)
@@ -156,6 +160,7 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> Litestar:
             instance=JinjaTemplateEngine.from_environment(template_environment(settings))
         ),
         lifespan=[lifespan],
+        before_send=[security_headers(settings)],
         logging_config=None,  # gatrix.logs owns the format (text or JSON, with request ids)
         state=State({"runtime": runtime, "settings": settings}),
         openapi_config=OpenAPIConfig(title="Gatrix Analytics", version=__version__, path="/schema"),

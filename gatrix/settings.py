@@ -7,12 +7,15 @@ checked against this list by a test, so a new field without documentation fails 
 from __future__ import annotations
 
 import ipaddress
+import re
 from pathlib import Path
 from typing import Annotated
 from urllib.parse import quote
 
 from pydantic import AliasChoices, Field, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+_FRAME_SOURCE = re.compile(r"\*|'self'|https?://(\*\.)?[A-Za-z0-9.-]+(:\d{1,5})?")
 
 
 def _env(*names: str) -> AliasChoices:
@@ -83,6 +86,15 @@ class Settings(BaseSettings):
     embedded_worker: bool = Field(True, validation_alias=_env("GATRIX_EMBEDDED_WORKER"))
     auto_migrate: bool = Field(True, validation_alias=_env("GATRIX_AUTO_MIGRATE"))
 
+    # --- web security: which Host headers may name us, who may frame share pages, /metrics
+    allowed_hosts: Annotated[list[str], NoDecode] = Field(
+        default_factory=list, validation_alias=_env("GATRIX_ALLOWED_HOSTS")
+    )
+    share_frame_ancestors: Annotated[list[str], NoDecode] = Field(
+        default_factory=list, validation_alias=_env("GATRIX_SHARE_FRAME_ANCESTORS")
+    )
+    metrics_token: str = Field("", validation_alias=_env("GATRIX_METRICS_TOKEN"))
+
     @field_validator("trusted_proxies", mode="before")
     @classmethod
     def _split_cidrs(cls, value: object) -> object:
@@ -91,6 +103,28 @@ class Settings(BaseSettings):
         if isinstance(value, list):
             for cidr in value:
                 ipaddress.ip_network(cidr, strict=False)  # reject typos at startup
+        return value
+
+    @field_validator("allowed_hosts", mode="before")
+    @classmethod
+    def _split_hosts(cls, value: object) -> object:
+        if isinstance(value, str):
+            value = value.split(",")
+        if isinstance(value, list):
+            value = [str(part).strip().strip("[]").lower() for part in value]
+            value = [part for part in value if part]
+        return value
+
+    @field_validator("share_frame_ancestors", mode="before")
+    @classmethod
+    def _split_ancestors(cls, value: object) -> object:
+        if isinstance(value, str):
+            value = [part.strip() for part in value.split(",") if part.strip()]
+        if isinstance(value, list):
+            for source in value:
+                # each entry lands in a CSP header: a stray ';' or space would rewrite the policy
+                if not _FRAME_SOURCE.fullmatch(str(source)):
+                    raise ValueError(f"not an origin for frame-ancestors: {source!r}")
         return value
 
     @field_validator("root_path")
@@ -152,6 +186,13 @@ class Settings(BaseSettings):
 
     def base_url(self) -> str:
         return self.public_url.rstrip("/") or f"http://{self.host}:{self.port}"
+
+    @property
+    def host_names(self) -> frozenset[str]:
+        """Host header names believed when GATRIX_PUBLIC_URL is unset (see README)."""
+        if self.allowed_hosts:
+            return frozenset(self.allowed_hosts)
+        return frozenset({"localhost", "127.0.0.1", "::1", self.host.strip("[]").lower()})
 
 
 def env_names() -> set[str]:

@@ -14,7 +14,7 @@ import pytest
 
 from gatrix.store import Store
 
-from .conftest import ARTIFACTS, CHROME_UA, LiveServer, needs_chromium, send_page_view
+from .conftest import ARTIFACTS, CHROME_UA, LiveServer, needs_chromium, send_page_view, wait_for
 from .factory import events
 
 pytestmark = needs_chromium
@@ -177,18 +177,14 @@ def test_live_badge_and_realtime_update(page: Any, site: LiveServer, owner: dict
     before = int(page.inner_text("#live-badge .count"))
     reply = send_page_view(site.url, owner["client_id"], "https://dash.test/live-now")
     assert reply.status_code == 200
-    page.wait_for_function(
-        f"parseInt(document.querySelector('#live-badge .count').textContent) > {before}",
-        timeout=10_000,
-    )
+    # polled from here: wait_for_function evaluates a string, which the page's CSP refuses
+    assert wait_for(lambda: int(page.inner_text("#live-badge .count")) > before, timeout=10)
     page.goto(f"{site.url}/dashboard/{owner['project_id']}/realtime")
     page.wait_for_selector("#minute-chart .main-svg", timeout=15_000)
     assert int(page.inner_text("#visitors-now")) >= 1
     assert "/live-now" in page.inner_text("#realtime")
     send_page_view(site.url, owner["client_id"], "https://dash.test/pricing", "signup_live")
-    page.wait_for_function(
-        "document.querySelector('#recent').textContent.includes('signup_live')", timeout=10_000
-    )
+    assert wait_for(lambda: "signup_live" in page.inner_text("#recent"), timeout=10)
     page.screenshot(path=str(ARTIFACTS / "dashboard-realtime.png"), full_page=True)
     assert page.errors == []
 

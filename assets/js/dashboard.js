@@ -41,6 +41,13 @@
       .catch(function () { location.href = link.href; });
   });
 
+  // range, interval and comparison apply as soon as they change; a listener here rather than
+  // inline onchange attributes, which the content security policy refuses to run
+  document.addEventListener("change", function (event) {
+    var field = event.target;
+    if (field.form && field.hasAttribute("data-autosubmit")) field.form.requestSubmit();
+  });
+
   document.addEventListener("fragment:swapped", function (event) { render(event.detail); });
   document.addEventListener("DOMContentLoaded", function () { render(document); });
   matchMedia("(prefers-color-scheme: dark)").addEventListener("change", function () {

@@ -20,6 +20,7 @@ from gatrix import accounts
 from gatrix.accounts import AccountError, UserInfo
 from gatrix.projects import create_client, create_project
 from gatrix.web import auth
+from gatrix.web.hosts import public_base_url
 from gatrix.web.ingest_health import first_event, project_health
 
 
@@ -29,9 +30,7 @@ class PageError(HTTPException):
 
 def page(request: Request, template: str, status: int = 200, **context: Any) -> Template:
     token = auth.csrf_token(request)
-    cookies = (
-        [] if request.cookies.get(auth.CSRF_COOKIE) == token else [auth.csrf_cookie(token, request)]
-    )
+    cookies = [auth.csrf_cookie(new, request)] if (new := auth.new_csrf_cookie(request)) else []
     return Template(
         template_name=template,
         context={"csrf": token, **context},
@@ -83,9 +82,7 @@ def go(request: Request, path: str) -> str:
 
 
 def base_url(request: Request, state: State) -> str:
-    configured = state.settings.public_url.rstrip("/")
-    host = request.headers.get("host", "localhost")
-    return configured or f"{request.url.scheme}://{host}{state.settings.root_path}"
+    return public_base_url(state.settings, request.url.scheme, request.headers.get("host", ""))
 
 
 # --- first run, login
@@ -138,9 +135,12 @@ async def login_page(request: Request, state: State) -> Template:
 async def login_submit(request: Request, state: State) -> Response:
     form = await form_of(request)
     email = str(form.get("email", ""))[:240]
-    ip = request.client.host if request.client else ""
-    web = _web(state)
-    if await web.throttled(email, ip):
+    password = str(form.get("password", ""))
+    try:
+        user = await _web(state).log_in(
+            state.runtime.engine, email, password, auth.client_ip(request)
+        )
+    except auth.Throttled:
         return page(
             request,
             "admin/login.html.j2",
@@ -148,15 +148,10 @@ async def login_submit(request: Request, state: State) -> Response:
             email=email,
             error="Too many failed logins. Wait 15 minutes and try again.",
         )
-    user = await asyncio.to_thread(
-        accounts.authenticate, state.runtime.engine, email, str(form.get("password", ""))
-    )
     if user is None:
-        await web.record_failure(email, ip)
         return page(
             request, "admin/login.html.j2", 401, email=email, error="Wrong email or password."
         )
-    await web.clear_failures(email)
     return await _logged_in(request, state, user)
 
 

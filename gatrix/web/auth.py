@@ -1,24 +1,40 @@
-"""Browser sessions, CSRF protection and login throttling.
+"""Browser sessions, CSRF protection, login throttling and the client's address.
 
 - Sessions are random tokens in an HttpOnly, SameSite=Lax cookie (Secure over https), mapped
   to a user id in Redis for 14 days; logging out deletes the mapping.
-- CSRF uses a double-submit token: a random `gatrix_csrf` cookie whose value every form
-  (hidden `_csrf` field) and every HTMX request (`X-CSRF-Token` header) must repeat. Another
-  site can make a browser send the cookie but cannot read it to repeat it.
-- Failed logins are counted per account and per client IP in Redis; over the limit, logins
-  are refused for the rest of the window whatever the password.
+- CSRF: with a session, the token is an HMAC keyed by the session token, so it is worthless
+  in any other session and a token planted before login stops working at login. The session
+  token is 256 random bits that never leave the HttpOnly cookie: a server-wide key would add
+  nothing, and not needing one keeps every process of a deployment in agreement without
+  shared state. Without a session (setup, login, share unlock) it is a double-submit token: a
+  random `gatrix_csrf` cookie that the form must repeat. Forms send it as the hidden `_csrf`
+  field, scripts as the `X-CSRF-Token` header.
+- Failed logins are counted per account and per client IP (through the trusted-proxy rule);
+  over the limit, logins are refused for the rest of the window whatever the password.
 """
 
 from __future__ import annotations
 
+import asyncio
+import hashlib
 import hmac
+import ipaddress
 import secrets
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Any
 
 from litestar import Request
 from litestar.datastructures import Cookie
 from redis.asyncio import Redis
+from sqlalchemy.engine import Engine
+
+from gatrix import accounts
+from gatrix.accounts import UserInfo, normalize_email
+from gatrix.ingest.routes import TrustedProxies
+from gatrix.projects import verify_secret
+from gatrix.settings import Settings
+from gatrix.web.throttle import Throttle, address_subject
 
 SESSION_COOKIE = "gatrix_session"
 CSRF_COOKIE = "gatrix_csrf"
@@ -26,12 +42,38 @@ SESSION_TTL_S = 14 * 86400
 THROTTLE_WINDOW_S = 15 * 60
 MAX_FAILURES_PER_ACCOUNT = 5
 MAX_FAILURES_PER_IP = 20
+SHARE_WINDOW_S = 15 * 60
+MAX_SHARE_FAILURES_PER_LINK = 10
+MAX_SHARE_FAILURES_PER_IP = 20
+_CSRF_LABEL = b"gatrix csrf v1"
+
+
+class Throttled(Exception):
+    """Too many recent failures for this account, link or address."""
 
 
 @dataclass
 class WebAuth:
     redis: Redis
     prefix: str
+    logins: Throttle = field(init=False)
+    share_unlocks: Throttle = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.logins = Throttle(
+            self.redis,
+            self.prefix,
+            "login",
+            {"acct": MAX_FAILURES_PER_ACCOUNT, "ip": MAX_FAILURES_PER_IP},
+            THROTTLE_WINDOW_S,
+        )
+        self.share_unlocks = Throttle(
+            self.redis,
+            self.prefix,
+            "share",
+            {"link": MAX_SHARE_FAILURES_PER_LINK, "ip": MAX_SHARE_FAILURES_PER_IP},
+            SHARE_WINDOW_S,
+        )
 
     def _key(self, kind: str, value: str) -> str:
         return f"{self.prefix}:{kind}:{value}"
@@ -55,30 +97,42 @@ class WebAuth:
         if token:
             await self.redis.delete(self._key("web", token))
 
-    # --- throttling
+    # --- logging in
 
-    async def throttled(self, email: str, ip: str) -> bool:
-        account, address = await self.redis.mget(
-            self._key("loginfail:acct", email.lower()), self._key("loginfail:ip", ip)
-        )
-        return (
-            int(account or 0) >= MAX_FAILURES_PER_ACCOUNT
-            or int(address or 0) >= MAX_FAILURES_PER_IP
-        )
+    async def log_in(self, engine: Engine, email: str, password: str, ip: str) -> UserInfo | None:
+        """The user these credentials name, None when they are wrong; raises Throttled when
+        the account or the address is locked, before the password is even checked."""
+        subjects = {"acct": normalize_email(email), "ip": address_subject(ip)}
+        if not await self.logins.attempt(subjects):
+            raise Throttled
+        user = await asyncio.to_thread(accounts.authenticate, engine, email, password)
+        if user is not None:
+            await self.logins.succeeded(subjects, forget=("acct",))
+        return user
 
-    async def record_failure(self, email: str, ip: str) -> None:
-        async with self.redis.pipeline(transaction=False) as pipe:
-            for key in (self._key("loginfail:acct", email.lower()), self._key("loginfail:ip", ip)):
-                pipe.incr(key)
-                pipe.expire(key, THROTTLE_WINDOW_S, nx=True)
-            await pipe.execute()
+    async def unlock_share(self, token: str, password_hash: str, password: str, ip: str) -> bool:
+        """Whether `password` opens the share link; raises Throttled like `log_in`."""
+        subjects = {"link": token, "ip": address_subject(ip)}
+        if not await self.share_unlocks.attempt(subjects):
+            raise Throttled
+        ok = await asyncio.to_thread(verify_secret, password, password_hash)
+        if ok:
+            # the link's count stays: a visitor who knows the password must not reset the
+            # allowance of someone guessing it
+            await self.share_unlocks.succeeded({"ip": subjects["ip"]})
+        return ok
 
-    async def clear_failures(self, email: str) -> None:
-        await self.redis.delete(self._key("loginfail:acct", email.lower()))
+
+def _session_bound(session: str) -> str:
+    return hmac.new(session.encode(), _CSRF_LABEL, hashlib.sha256).hexdigest()
 
 
 def csrf_token(request: Request) -> str:
-    """The visitor's CSRF token (a new one when the cookie is missing)."""
+    """The token forms must repeat: bound to the session when there is one, else the
+    double-submit cookie's (a new one when the cookie is missing)."""
+    session = request.cookies.get(SESSION_COOKIE, "")
+    if session:
+        return _session_bound(session)
     existing = request.cookies.get(CSRF_COOKIE, "")
     if 20 <= len(existing) <= 100:
         return existing
@@ -89,10 +143,47 @@ def csrf_token(request: Request) -> str:
     return token
 
 
+def new_csrf_cookie(request: Request) -> str:
+    """The double-submit token this response must set as a cookie; empty when none is due."""
+    if request.cookies.get(SESSION_COOKIE):
+        return ""  # the session's token needs no cookie of its own
+    token = csrf_token(request)
+    return "" if request.cookies.get(CSRF_COOKIE) == token else token
+
+
 def csrf_ok(request: Request, form: dict[str, Any]) -> bool:
-    cookie = request.cookies.get(CSRF_COOKIE, "")
     sent = str(form.get("_csrf") or request.headers.get("x-csrf-token") or "")
-    return bool(cookie) and hmac.compare_digest(cookie.encode(), sent.encode())
+    session = request.cookies.get(SESSION_COOKIE, "")
+    # with a session cookie only the session's own token counts, never the double-submit
+    # cookie: that one may have been planted (from a sibling subdomain) before login
+    expected = _session_bound(session) if session else request.cookies.get(CSRF_COOKIE, "")
+    return bool(expected) and hmac.compare_digest(expected.encode(), sent.encode())
+
+
+def metrics_authorized(authorization: str, settings: Settings) -> bool:
+    """Open when GATRIX_METRICS_TOKEN is unset; else the exact bearer token, compared in
+    constant time so the reply's timing does not reveal how much of a guess was right."""
+    if not settings.metrics_token:
+        return True
+    scheme, _, sent = authorization.partition(" ")
+    return scheme.lower() == "bearer" and hmac.compare_digest(
+        sent.strip().encode(), settings.metrics_token.encode()
+    )
+
+
+@lru_cache(maxsize=8)
+def _proxies(cidrs: tuple[str, ...]) -> TrustedProxies:
+    return TrustedProxies(tuple(ipaddress.ip_network(c, strict=False) for c in cidrs))
+
+
+def client_ip(request: Request) -> str:
+    """The browser's address by the same rule as ingestion (GATRIX_TRUSTED_PROXIES): behind a
+    proxy the TCP peer is the proxy, and throttling by it would lock out everyone at once."""
+    peer = request.client.host if request.client else ""
+    proxies = _proxies(tuple(request.app.state.settings.trusted_proxies))
+    # a second X-Forwarded-For line is legal HTTP; joined, the rightmost-hop walk still holds
+    forwarded = ", ".join(request.headers.getall("x-forwarded-for", []))
+    return proxies.client_ip(peer, forwarded, request.headers.get("x-real-ip", ""))
 
 
 def is_https(request: Request) -> bool:

@@ -1,7 +1,8 @@
 """Public read-only share links: `/share/{token}` shows one project's numbers, nothing else.
 
 A password-protected link asks once; the unlocked state is a random cookie mapped to the
-link's token in Redis, so a revoked link stops working at once.
+link's token in Redis, so a revoked link stops working at once. Password guesses are
+throttled per link and per client IP, like logins.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from litestar.datastructures import Cookie, State
 from litestar.response import Redirect, Template
 
 from gatrix import accounts
-from gatrix.projects import verify_secret
+from gatrix.web import auth
 from gatrix.web.admin import PageError, form_of, go, page
 from gatrix.web.dashboard import render_dashboard, render_fragment, render_realtime
 
@@ -83,9 +84,23 @@ async def share_fragment(
 async def share_unlock(request: Request, state: State, token: str) -> Response:
     link = await _link(state, token)
     form = await form_of(request)
-    ok = await asyncio.to_thread(
-        verify_secret, str(form.get("password", "")), link["password_hash"]
-    )
+    if not link["password_hash"]:
+        return Redirect(go(request, f"/share/{token}"))
+    try:
+        ok = await state.runtime.web_auth.unlock_share(
+            link["token"],
+            link["password_hash"],
+            str(form.get("password", "")),
+            auth.client_ip(request),
+        )
+    except auth.Throttled:
+        return page(
+            request,
+            "share_password.html.j2",
+            429,
+            link=link,
+            error="Too many wrong passwords. Wait 15 minutes and try again.",
+        )
     if not ok:
         return page(request, "share_password.html.j2", 401, link=link, error="Wrong password.")
     key = secrets.token_urlsafe(24)
