@@ -116,3 +116,13 @@ def test_too_many_buckets_and_bad_interval() -> None:
         bucket_starts(resolve_range("90d", "UTC", NOW), "minute")
     with pytest.raises(InvalidQuery):
         build_query("p", "UTC", QueryParams(range="7d", interval="fortnight"), NOW)
+
+
+@pytest.mark.parametrize(
+    ("rng", "interval"), [("7d", "minute"), ("all", "hour"), ("all", "minute")]
+)
+def test_too_many_buckets_are_refused_before_any_report_runs(rng: str, interval: str) -> None:
+    with pytest.raises(InvalidQuery, match="buckets"):
+        build_query(
+            "p", "UTC", QueryParams(range=rng, interval=interval), datetime(2026, 5, 1, tzinfo=UTC)
+        )

@@ -234,11 +234,26 @@ class QueryParams:
     filters: list[str] = field(default_factory=list)
 
 
+# the shortest a bucket of each interval can be (a DST day has 23 hours, February 28 days)
+_SHORTEST_BUCKET = {
+    "minute": timedelta(minutes=1),
+    "hour": timedelta(hours=1),
+    "day": timedelta(hours=23),
+    "week": timedelta(days=7) - timedelta(hours=1),
+    "month": timedelta(days=28) - timedelta(hours=1),
+}
+
+
 def build_query(project_id: str, timezone: str, params: QueryParams, now: datetime) -> Query:
     rng = resolve_range(params.range, timezone, now, params.start, params.end)
     interval = params.interval or DEFAULT_INTERVAL.get(params.range) or _auto_interval(rng)
     if interval not in INTERVALS:
         raise InvalidQuery(f"unknown interval {interval!r}; use one of {', '.join(INTERVALS)}")
+    if (rng.end - rng.start) / _SHORTEST_BUCKET[interval] > MAX_BUCKETS:
+        # refused here, before any report runs, so every caller answers 400 alike
+        raise InvalidQuery(
+            f"more than {MAX_BUCKETS} {interval} buckets: pick a larger interval or a shorter range"
+        )
     if params.compare and params.compare not in COMPARES:
         raise InvalidQuery(f"unknown compare {params.compare!r}; use previous or year")
     filters = tuple(parse_filter(text) for text in params.filters)
