@@ -223,12 +223,13 @@ class FrontDoor:
             await send(message)
 
         try:
-            if "\x00" in path:
-                # no route, file or database key contains NUL; some drivers choke on it
+            if "\x00" in path or b"%00" in scope.get("query_string", b""):
+                # no route, file, parameter or database key contains NUL; PostgreSQL refuses
+                # it in text, so it must never reach a query
                 await _send_json(
                     send_with_id,
                     400,
-                    {"error": "invalid_path", "detail": "the path contains a NUL character"},
+                    {"error": "invalid_path", "detail": "the URL contains a NUL character"},
                 )
             else:
                 await self.app(scope, receive, send_with_id)  # type: ignore[arg-type]

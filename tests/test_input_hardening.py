@@ -339,3 +339,14 @@ def test_clicking_an_event_row_shows_its_properties(
         assert reply.status_code == 200, (url, reply.text[:300])
         assert "Properties of <code>purchase</code>" in reply.text
         assert "tab_prop=plan" in reply.text or ">plan</a>" in reply.text, url
+
+
+def test_nul_in_a_query_string_or_a_form_field_is_a_400(
+    web: httpx.Client, admin: httpx.Client, proj: SiteProject
+) -> None:
+    # PostgreSQL refuses NUL in text: it must be refused as input before any query
+    reply = web.get(f"/insights/{proj.id}/metrics?range=7d%00", headers=proj.read_headers)
+    assert_error(reply, 400, "invalid_path")
+    page = f"/projects/{proj.id}/settings"
+    form = post_form(admin, page, page, name="a\x00b", origins="*", timezone="UTC")
+    assert form.status_code == 400 and "NUL" in form.text

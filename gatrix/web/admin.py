@@ -41,6 +41,9 @@ def page(request: Request, template: str, status: int = 200, **context: Any) -> 
 
 async def form_of(request: Request) -> dict[str, Any]:
     form = dict(await request.form())
+    if any("\x00" in str(value) for value in form.values()):
+        # PostgreSQL refuses NUL in text: refuse it here, as the bad input it is
+        raise PageError(status_code=400, detail="A form field contains a NUL character.")
     if not auth.csrf_ok(request, form):
         raise PageError(status_code=403, detail="Missing or wrong CSRF token: reload the page.")
     return form
