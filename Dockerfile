@@ -8,6 +8,10 @@ RUN python -m venv /opt/venv
 ENV PATH=/opt/venv/bin:$PATH
 COPY pyproject.toml README.md ./
 COPY gatrix ./gatrix
+COPY templates ./templates
+COPY assets ./assets
+COPY migrations ./migrations
+# templates, assets and migrations ship inside the wheel as package data
 RUN pip install .
 
 FROM python:3.11-slim
@@ -20,12 +24,6 @@ RUN groupadd --system gatrix && useradd --system --gid gatrix --home /app gatrix
     && mkdir -p /data && chown gatrix:gatrix /data
 COPY --from=build /opt/venv /opt/venv
 WORKDIR /app
-# migrations and templates are read from the source tree next to the package
-COPY --chown=gatrix:gatrix gatrix ./gatrix
-COPY --chown=gatrix:gatrix migrations ./migrations
-COPY --chown=gatrix:gatrix templates ./templates
-COPY --chown=gatrix:gatrix assets ./assets
-ENV PYTHONPATH=/app
 USER gatrix
 VOLUME ["/data"]
 EXPOSE 3002

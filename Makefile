@@ -20,13 +20,13 @@ test: install
 	$(BIN)/python -m pytest -q -p no:cacheprovider
 
 lint: install
-	$(BIN)/ruff check gatrix tests
-	$(BIN)/ruff format --check gatrix tests
+	$(BIN)/ruff check gatrix tests tools
+	$(BIN)/ruff format --check gatrix tests tools
 
 bench: install
-	$(BIN)/gatrix bench ingest --seconds 15 --connections 64 --batch-events 200000 --output bench-ingest.json
-	$(BIN)/gatrix bench insights --events 1000000 --events 10000000 --output bench-insights.json
-	$(BIN)/gatrix bench dashboard --events 1000000 --output bench-dashboard.json
+	$(BIN)/python -m tools.bench ingest --seconds 15 --connections 64 --batch-events 200000 --output bench-ingest.json
+	$(BIN)/python -m tools.bench insights --events 1000000 --events 10000000 --output bench-insights.json
+	$(BIN)/python -m tools.bench dashboard --events 1000000 --output bench-dashboard.json
 
 clean:
 	rm -rf $(VENV) build *.egg-info

@@ -14,7 +14,6 @@ import time
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from pathlib import Path
 from typing import Any
 
 from jinja2 import Environment, FileSystemLoader
@@ -32,6 +31,7 @@ from gatrix.insights.api import InsightsController, api_error_handler, internal_
 from gatrix.logs import configure as configure_logs
 from gatrix.logs import log_unexpected, request_id
 from gatrix.metrics import render as render_metrics
+from gatrix.resources import assets_dir, templates_dir
 from gatrix.runtime import Runtime
 from gatrix.settings import Settings
 from gatrix.web.admin import ADMIN_ROUTES, PageError
@@ -42,9 +42,6 @@ from gatrix.web.share import SHARE_ROUTES
 from gatrix.web.tracker import tracker_script
 from gatrix.web.vendor import plotly_js
 
-ROOT = Path(__file__).resolve().parent.parent
-TEMPLATES_DIR = ROOT / "templates"
-ASSETS_DIR = ROOT / "assets"
 INGEST_PATHS = frozenset({"/track", "/track/", "/track/batch", "/track/batch/"})
 
 
@@ -114,7 +111,7 @@ def internal_error_handler(request: Request, exc: Exception) -> Response:
 
 
 def template_environment(settings: Settings) -> Environment:
-    env = Environment(loader=FileSystemLoader(TEMPLATES_DIR), autoescape=True)
+    env = Environment(loader=FileSystemLoader(templates_dir()), autoescape=True)
     env.globals["root"] = settings.root_path  # every link, form and asset URL starts with it
     return env
 
@@ -143,7 +140,7 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> Litestar:
             *SHARE_ROUTES,
             create_static_files_router(
                 path="/assets",
-                directories=[ASSETS_DIR],
+                directories=[assets_dir()],
                 include_in_schema=False,
                 exception_handlers={
                     InternalServerException: asset_error_handler,

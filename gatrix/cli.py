@@ -1,4 +1,4 @@
-"""`gatrix serve | worker | migrate | projects create | admin create | deadletters | bench`.
+"""`gatrix serve | worker | migrate | projects create | admin create | deadletters`.
 
 Output meant for automation (e.g. `projects create`) is exactly one JSON line on stdout;
 everything for humans goes to stderr.
@@ -29,8 +29,8 @@ def _say(message: str) -> None:
 
 
 def cmd_migrate(settings: Settings) -> int:
-    from gatrix import models
-    from gatrix.store import Store
+    from gatrix.clickhouse.store import Store
+    from gatrix.meta import models
 
     settings.data_path.mkdir(parents=True, exist_ok=True)
     models.migrate(models.make_engine(settings.database_dsn))
@@ -45,8 +45,8 @@ def ensure_default_project(settings: Settings) -> None:
     """First start with an empty database: create the "default" project and say its ids."""
     from sqlmodel import Session, select
 
-    from gatrix import models
-    from gatrix.projects import create_project
+    from gatrix.meta import models
+    from gatrix.meta.projects import create_project
 
     settings.data_path.mkdir(parents=True, exist_ok=True)
     engine = models.make_engine(settings.database_dsn)
@@ -99,10 +99,10 @@ def cmd_worker(settings: Settings) -> int:
     from gatrix.runtime import connect_redis
 
     async def run() -> None:
-        from gatrix.buffer import Buffer
-        from gatrix.flush import Flusher
-        from gatrix.store import Store
-        from gatrix.worker import make_queue, make_worker
+        from gatrix.buffer.flush import Flusher
+        from gatrix.buffer.queue import Buffer
+        from gatrix.buffer.worker import make_queue, make_worker
+        from gatrix.clickhouse.store import Store
 
         if settings.redis_embedded:
             raise SystemExit("gatrix worker needs REDIS_URL (or REDIS_HOST): it is for server mode")
@@ -129,8 +129,8 @@ def cmd_worker(settings: Settings) -> int:
 
 
 def cmd_projects_create(settings: Settings, args: argparse.Namespace) -> int:
-    from gatrix import models
-    from gatrix.projects import create_project
+    from gatrix.meta import models
+    from gatrix.meta.projects import create_project
 
     settings.data_path.mkdir(parents=True, exist_ok=True)
     engine = models.make_engine(settings.database_dsn)
@@ -160,8 +160,8 @@ def cmd_deadletters(settings: Settings, args: argparse.Namespace) -> int:
     from redis.asyncio import Redis
     from redis.exceptions import RedisError
 
-    from gatrix.buffer import Buffer
-    from gatrix.embedded_redis import EmbeddedRedis
+    from gatrix.buffer.embedded import EmbeddedRedis
+    from gatrix.buffer.queue import Buffer
 
     url = settings.redis_dsn or EmbeddedRedis(settings.data_path).locate()
 
@@ -186,7 +186,7 @@ def cmd_deadletters(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def cmd_admin_create(settings: Settings, args: argparse.Namespace) -> int:
-    from gatrix import accounts, models
+    from gatrix.meta import accounts, models
 
     settings.data_path.mkdir(parents=True, exist_ok=True)
     engine = models.make_engine(settings.database_dsn)
@@ -236,24 +236,6 @@ def build_parser() -> argparse.ArgumentParser:
     admin_create.add_argument("--password", required=True)
     common(admin_create)
 
-    bench = sub.add_parser("bench", help="benchmarks").add_subparsers(
-        dest="bench_command", required=True
-    )
-    ingest = bench.add_parser("ingest", help="load /track and measure throughput, latency, loss")
-    ingest.add_argument("--seconds", type=float, default=10.0)
-    ingest.add_argument("--connections", type=int, default=64)
-    ingest.add_argument("--batch-events", type=int, default=200_000)
-    ingest.add_argument("--output", default=None, help="write the JSON report here")
-    ingest.add_argument("--flush-events", dest="flush_events", type=int, default=200_000)
-    insights = bench.add_parser("insights", help="query latency of every report at scale")
-    insights.add_argument(
-        "--events", type=int, action="append", help="dataset size (repeatable; default 1M and 10M)"
-    )
-    insights.add_argument("--output", default=None, help="write the JSON report here")
-    common(insights)
-    dashboard = bench.add_parser("dashboard", help="first chart time and bytes, in Chromium")
-    dashboard.add_argument("--events", type=int, default=1_000_000)
-    dashboard.add_argument("--output", default=None, help="write the JSON report here")
     return parser
 
 
@@ -272,18 +254,6 @@ def main(argv: list[str] | None = None) -> int:
         return cmd_deadletters(settings, args)
     if args.command == "projects":
         return cmd_projects_create(settings, args)
-    if args.command == "bench" and args.bench_command == "dashboard":
-        from gatrix.bench.dashboard import run_dashboard_bench
-
-        return run_dashboard_bench(args)
-    if args.command == "bench" and args.bench_command == "insights":
-        from gatrix.bench.insights import run_insights_bench
-
-        return run_insights_bench(args)
-    if args.command == "bench":
-        from gatrix.bench import run_ingest_bench
-
-        return run_ingest_bench(args)
     return 2
 
 

@@ -21,25 +21,25 @@ from redis.asyncio import BlockingConnectionPool, Redis
 from sqlalchemy import text
 from sqlalchemy.engine import Engine
 
-from gatrix import models
-from gatrix.buffer import Buffer, BufferWriter
-from gatrix.embedded_redis import EmbeddedRedis
-from gatrix.flush import Flusher
+from gatrix.buffer.embedded import EmbeddedRedis
+from gatrix.buffer.flush import Flusher
+from gatrix.buffer.queue import Buffer, BufferWriter
+from gatrix.buffer.supervisor import Supervisor
+from gatrix.buffer.worker import enqueue_early_flush, make_queue, make_worker, stop_worker
+from gatrix.clickhouse.store import Store
 from gatrix.ingest.counters import IngestCounters
 from gatrix.ingest.enrich.geo import GeoLookup
 from gatrix.ingest.enrich.useragent import is_bot, parse_user_agent
 from gatrix.ingest.pipeline import Context
 from gatrix.ingest.routes import IngestApp, IngestConfig
+from gatrix.ingest.salts import SESSION_TIMEOUT_MS, SaltBook
+from gatrix.meta import models
+from gatrix.meta.projects import Directory, default_client_id
 from gatrix.metrics import RequestMetrics
-from gatrix.projects import Directory, default_client_id
-from gatrix.sessions import SESSION_TIMEOUT_MS, SaltBook
 from gatrix.settings import Settings
-from gatrix.store import Store
-from gatrix.supervisor import Supervisor
 from gatrix.web.auth import WebAuth
 from gatrix.web.tracker import bundle as tracker_bundle
 from gatrix.web.vendor import plotly_bundle
-from gatrix.worker import enqueue_early_flush, make_queue, make_worker, stop_worker
 
 log = logging.getLogger("gatrix")
 # Concurrent requests share one group-commit call, so few connections serve many requests;

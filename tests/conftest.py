@@ -27,12 +27,12 @@ import pytest
 import uvicorn
 from redis.asyncio import Redis
 
-from gatrix import models
 from gatrix.app import create_asgi
-from gatrix.embedded_redis import EmbeddedRedis
-from gatrix.projects import NewClient, create_project
+from gatrix.buffer.embedded import EmbeddedRedis
+from gatrix.clickhouse.store import Store
+from gatrix.meta import models
+from gatrix.meta.projects import NewClient, create_project
 from gatrix.settings import Settings
-from gatrix.store import Store
 
 CHROME_UA = (
     "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) "

@@ -8,8 +8,8 @@ import uuid
 from datetime import UTC, datetime
 from typing import Any
 
+from gatrix.clickhouse.store import Store
 from gatrix.ingest.pipeline import ch_time
-from gatrix.store import Store
 
 DEFAULTS: dict[str, Any] = {
     "name": "screen_view",

@@ -11,15 +11,15 @@ from typing import Any
 import pytest
 from redis.asyncio import Redis
 
-from gatrix.buffer import Buffer, BufferUnavailable, BufferWriter, Pending, resolve_ids
-from gatrix.flush import Flusher
+from gatrix.buffer.flush import Flusher
+from gatrix.buffer.queue import Buffer, BufferUnavailable, BufferWriter, Pending, resolve_ids
+from gatrix.clickhouse.store import Store
 from gatrix.ingest.enrich.geo import GeoLookup
 from gatrix.ingest.payloads import Hit
 from gatrix.ingest.pipeline import Context, Request, process_profile, process_track
+from gatrix.ingest.salts import SESSION_TIMEOUT_MS, SaltBook
 from gatrix.insights.profiles import get_profile
-from gatrix.projects import ClientInfo
-from gatrix.sessions import SESSION_TIMEOUT_MS, SaltBook
-from gatrix.store import Store
+from gatrix.meta.projects import ClientInfo
 
 from .conftest import CHROME_UA
 

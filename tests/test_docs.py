@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import argparse
 import re
 from pathlib import Path
 
 from gatrix.cli import build_parser
 from gatrix.settings import Settings, env_names
+from tools.bench.__main__ import build_parser as build_bench_parser
 
 ROOT = Path(__file__).resolve().parent.parent
 README = (ROOT / "README.md").read_text()
@@ -58,13 +60,24 @@ def test_url_forms_and_seed_names_resolve() -> None:
     assert embedded.redis_embedded and embedded.database_dsn == "sqlite:////srv/data/gatrix.db"
 
 
-def test_cli_commands_exist() -> None:
+def _subcommands(parser: argparse.ArgumentParser) -> set[str]:
+    actions = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+    return set(actions[0].choices)
+
+
+def test_cli_commands_parse_and_match_the_readme() -> None:
     parser = build_parser()
-    for argv in (
-        ["serve", "--host", "0.0.0.0", "--port", "1", "--data-dir", "d"],
-        ["worker"],
-        ["migrate"],
-        ["projects", "create", "--name", "n", "--origin", "o"],
-        ["bench", "ingest", "--seconds", "1"],
-    ):
-        parser.parse_args(argv)
+    serve = parser.parse_args(["serve", "--host", "0.0.0.0", "--port", "1", "--data-dir", "d"])
+    assert (serve.command, serve.host, serve.port, serve.data_dir) == ("serve", "0.0.0.0", 1, "d")
+    create = parser.parse_args(["projects", "create", "--name", "n", "--origin", "o"])
+    assert (create.name, create.origin) == ("n", ["o"])
+    dead = parser.parse_args(["deadletters", "--replay", "--limit", "5"])
+    assert (dead.replay, dead.limit) == (True, 5)
+    bench = build_bench_parser().parse_args(["ingest", "--seconds", "1", "--output", "f"])
+    assert (bench.seconds, bench.output) == (1.0, "f")
+    # every command the README's command-line section names exists, and the other way round
+    section = README.split("## Command line", 1)[1].split("\n## ", 1)[0]
+    named = set(re.findall(r"^gatrix (\w+)", section, re.M))
+    assert named == _subcommands(parser)
+    benches = set(re.findall(r"^python -m tools\.bench (\w+)", section, re.M))
+    assert benches == _subcommands(build_bench_parser())

@@ -20,11 +20,11 @@ import pytest
 from redis import Redis as SyncRedis
 from redis.asyncio import Redis
 
-from gatrix.buffer import Buffer
-from gatrix.embedded_redis import EmbeddedRedis, EmbeddedRedisError
-from gatrix.flush import Flusher
+from gatrix.buffer.embedded import EmbeddedRedis, EmbeddedRedisError
+from gatrix.buffer.flush import Flusher
+from gatrix.buffer.queue import Buffer
+from gatrix.clickhouse.store import Store
 from gatrix.ingest.pipeline import ch_time
-from gatrix.store import Store
 
 from .conftest import CHROME_UA, wait_for
 from .test_serve_process import ServeProcess, count_rows, server_env

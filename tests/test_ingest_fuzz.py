@@ -15,9 +15,9 @@ import httpx
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from gatrix.clickhouse.store import Store
 from gatrix.ingest.payloads import RESERVED
-from gatrix.projects import NewClient, create_project
-from gatrix.store import Store
+from gatrix.meta.projects import NewClient, create_project
 
 from .conftest import CHROME_UA, wait_for
 

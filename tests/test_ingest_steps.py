@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from gatrix.buffer import BufferKeys
+from gatrix.buffer.queue import BufferKeys
 from gatrix.ingest.enrich.geo import GeoLookup
 from gatrix.ingest.enrich.referrer import channel, parse_page, parse_referrer
 from gatrix.ingest.enrich.useragent import is_bot, parse_user_agent
@@ -24,8 +24,8 @@ from gatrix.ingest.pipeline import (
     step_timestamp,
 )
 from gatrix.ingest.routes import TrustedProxies
-from gatrix.projects import ClientInfo, hash_secret, origin_allowed, verify_secret
-from gatrix.sessions import SaltBook, visitor_id
+from gatrix.ingest.salts import SaltBook, visitor_id
+from gatrix.meta.projects import ClientInfo, hash_secret, origin_allowed, verify_secret
 
 UA = {
     "chrome_win": "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/131.0.0.0 Safari/537.36",

@@ -9,9 +9,9 @@ from typing import Any
 import httpx
 import pytest
 
+from gatrix.clickhouse.store import Store
 from gatrix.insights.profiles import get_profile
-from gatrix.projects import NewClient, create_client, create_project
-from gatrix.store import Store
+from gatrix.meta.projects import NewClient, create_client, create_project
 
 from .conftest import CHROME_UA, browser_headers, event_rows, wait_events, wait_for
 

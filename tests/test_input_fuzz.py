@@ -22,11 +22,11 @@ import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
+from gatrix.clickhouse.store import Store
 from gatrix.ingest.payloads import RESERVED
 from gatrix.insights.filters import ALIASES, EVENT_DIMENSIONS, OPERATORS, SESSION_DIMENSIONS
 from gatrix.insights.query import COMPARES, INTERVALS, RANGES
 from gatrix.insights.reports import SERIES_METRICS, SORTS
-from gatrix.store import Store
 from gatrix.web.view import METRICS, PANELS
 
 from .conftest import CHROME_UA, LiveServer

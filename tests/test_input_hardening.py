@@ -15,10 +15,10 @@ import httpx
 import pytest
 from sqlmodel import Session
 
+from gatrix.clickhouse.store import Store
 from gatrix.logs import JsonFormatter
-from gatrix.models import Project
-from gatrix.projects import create_project
-from gatrix.store import Store
+from gatrix.meta.models import Project
+from gatrix.meta.projects import create_project
 
 from .conftest import CHROME_UA, LiveServer, wait_events
 from .factory import events

@@ -9,8 +9,8 @@ from typing import Any
 import httpx
 import pytest
 
-from gatrix.projects import NewClient, create_client, create_project
-from gatrix.store import Store
+from gatrix.clickhouse.store import Store
+from gatrix.meta.projects import NewClient, create_client, create_project
 
 from .factory import events
 

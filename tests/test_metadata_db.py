@@ -12,9 +12,9 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine, make_url
 
-from gatrix import models
-from gatrix.projects import create_client, create_project, load_client, verify_secret
-from gatrix.sessions import SaltBook
+from gatrix.ingest.salts import SaltBook
+from gatrix.meta import models
+from gatrix.meta.projects import create_client, create_project, load_client, verify_secret
 
 BACKENDS = {
     "sqlite": "",

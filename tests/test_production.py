@@ -15,11 +15,11 @@ import httpx
 import pytest
 import yaml
 
-from gatrix.buffer import Buffer
+from gatrix.buffer.flush import Flusher
+from gatrix.buffer.queue import Buffer
 from gatrix.cli import build_parser
-from gatrix.flush import Flusher
+from gatrix.clickhouse.store import Store
 from gatrix.settings import env_names
-from gatrix.store import Store
 
 from .conftest import CHROME_UA, free_port, wait_for
 from .test_serve_process import ServeProcess, count_rows

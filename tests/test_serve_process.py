@@ -95,7 +95,7 @@ def graceful(returncode: int | None) -> bool:
 
 def count_rows(data_dir: Path, sql: str) -> Any:
     code = (
-        "import json, sys; from gatrix.store import Store; "
+        "import json, sys; from gatrix.clickhouse.store import Store; "
         f"s = Store('chdb://{data_dir / 'clickhouse'}'); "
         f"print(json.dumps(s.query_rows({sql!r})))"
     )

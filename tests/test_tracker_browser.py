@@ -16,8 +16,8 @@ from typing import Any
 import httpx
 import pytest
 
-from gatrix.projects import NewClient, create_project
-from gatrix.store import Store
+from gatrix.clickhouse.store import Store
+from gatrix.meta.projects import NewClient, create_project
 
 from .conftest import CHROME_UA, LiveServer, event_rows, free_port, needs_chromium, wait_for
 

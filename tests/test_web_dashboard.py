@@ -12,7 +12,7 @@ from typing import Any
 import httpx
 import pytest
 
-from gatrix.store import Store
+from gatrix.clickhouse.store import Store
 
 from .conftest import ARTIFACTS, CHROME_UA, LiveServer, needs_chromium, send_page_view, wait_for
 from .factory import events

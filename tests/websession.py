@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 import httpx
 
-from gatrix.projects import create_client
+from gatrix.meta.projects import create_client
 
 from .conftest import LiveServer
 

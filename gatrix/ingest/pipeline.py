@@ -15,7 +15,7 @@ from typing import Any
 
 import msgspec
 
-from gatrix.buffer import BufferKeys, Pending
+from gatrix.buffer.queue import BufferKeys, Pending
 from gatrix.ids import new_id
 from gatrix.ingest.enrich.geo import GeoLookup
 from gatrix.ingest.enrich.referrer import (
@@ -27,8 +27,8 @@ from gatrix.ingest.enrich.referrer import (
 )
 from gatrix.ingest.enrich.useragent import is_bot, parse_user_agent
 from gatrix.ingest.payloads import MAX_ID, Hit, property_value
-from gatrix.projects import ClientInfo
-from gatrix.sessions import SaltBook
+from gatrix.ingest.salts import SaltBook
+from gatrix.meta.projects import ClientInfo
 
 FUTURE_TOLERANCE_MS = 60_000
 DEFAULT_MAX_EVENT_AGE_MS = 31 * 86_400_000

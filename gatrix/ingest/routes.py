@@ -19,12 +19,12 @@ from typing import Any
 
 import msgspec
 
-from gatrix.buffer import BufferFull, BufferWriter, Pending
+from gatrix.buffer.queue import BufferFull, BufferWriter, Pending
 from gatrix.ingest.counters import IngestCounters
 from gatrix.ingest.payloads import InvalidPayload, decode_json, parse_envelope
 from gatrix.ingest.pipeline import Context, Dropped, Request, process_profile, process_track
 from gatrix.logs import request_id
-from gatrix.projects import ClientInfo, Directory, origin_allowed
+from gatrix.meta.projects import ClientInfo, Directory, origin_allowed
 
 log = logging.getLogger("gatrix.ingest")
 _encode = msgspec.json.Encoder().encode

@@ -18,12 +18,12 @@ from litestar.exceptions import HTTPException, ValidationException
 from litestar.openapi.datastructures import ResponseSpec
 from litestar.params import Parameter
 
-from gatrix import accounts
 from gatrix.insights import live as live_report
 from gatrix.insights import reports
 from gatrix.insights.filters import InvalidFilter
 from gatrix.insights.query import InvalidQuery, QueryParams, build_query
 from gatrix.logs import log_unexpected
+from gatrix.meta import accounts
 from gatrix.web.auth import SESSION_COOKIE
 
 

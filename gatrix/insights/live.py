@@ -6,9 +6,9 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from gatrix.clickhouse.store import Store
 from gatrix.insights.filters import PAGEVIEW_SQL
 from gatrix.insights.sql import DT
-from gatrix.store import Store
 
 LIVE_WINDOW = timedelta(minutes=5)
 SERIES_MINUTES = 30

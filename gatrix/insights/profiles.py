@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from gatrix.store import Store
+from gatrix.clickhouse.store import Store
 
 
 def get_profile(store: Store, project_id: str, profile_id: str) -> dict[str, Any] | None:

@@ -11,8 +11,8 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
-from gatrix import timezones
 from gatrix.insights.filters import Filter, parse_filter
+from gatrix.meta import timezones
 
 RANGES = (
     "30min",

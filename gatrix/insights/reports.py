@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import Any
 
+from gatrix.clickhouse.store import Store
 from gatrix.insights.filters import (
     PAGEVIEW_SQL,
     SESSION_DIMENSIONS,
@@ -24,7 +25,6 @@ from gatrix.insights.sql import (
     sessions_sql,
     uses_rollups,
 )
-from gatrix.store import Store
 
 METRICS = (
     "visitors",

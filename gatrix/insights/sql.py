@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import re
 
-from gatrix import timezones
 from gatrix.insights.filters import (
     PAGEVIEW_SQL,
     SESSION_DIMENSIONS,
@@ -18,6 +17,7 @@ from gatrix.insights.filters import (
     session_conditions,
 )
 from gatrix.insights.query import Query
+from gatrix.meta import timezones
 
 _TZ_SAFE = re.compile(r"^[A-Za-z0-9_+\-/]{1,64}$")
 DT = "DateTime64(3, 'UTC')"

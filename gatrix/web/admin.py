@@ -16,12 +16,12 @@ from litestar.datastructures import State
 from litestar.exceptions import HTTPException
 from litestar.response import Redirect, Template
 
-from gatrix import accounts
-from gatrix.accounts import AccountError, UserInfo
-from gatrix.projects import create_client, create_project
+from gatrix.ingest.health import first_event, project_health
+from gatrix.meta import accounts
+from gatrix.meta.accounts import AccountError, UserInfo
+from gatrix.meta.projects import create_client, create_project
 from gatrix.web import auth
 from gatrix.web.hosts import public_base_url
-from gatrix.web.ingest_health import first_event, project_health
 
 
 class PageError(HTTPException):

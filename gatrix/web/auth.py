@@ -29,10 +29,10 @@ from litestar.datastructures import Cookie
 from redis.asyncio import Redis
 from sqlalchemy.engine import Engine
 
-from gatrix import accounts
-from gatrix.accounts import UserInfo, normalize_email
 from gatrix.ingest.routes import TrustedProxies
-from gatrix.projects import verify_secret
+from gatrix.meta import accounts
+from gatrix.meta.accounts import UserInfo, normalize_email
+from gatrix.meta.projects import verify_secret
 from gatrix.settings import Settings
 from gatrix.web.throttle import Throttle, address_subject
 

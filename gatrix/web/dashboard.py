@@ -13,11 +13,11 @@ from litestar import Request, get
 from litestar.datastructures import State
 from litestar.response import Template
 
-from gatrix import accounts
 from gatrix.insights import reports
 from gatrix.insights.filters import InvalidFilter
 from gatrix.insights.live import live, live_visitors
 from gatrix.insights.query import InvalidQuery, Query, build_query
+from gatrix.meta import accounts
 from gatrix.web import charts
 from gatrix.web.admin import PageError, page, require_role
 from gatrix.web.vendor import PLOTLY_PATH

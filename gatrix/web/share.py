@@ -15,7 +15,7 @@ from litestar import Request, Response, get, post
 from litestar.datastructures import Cookie, State
 from litestar.response import Redirect, Template
 
-from gatrix import accounts
+from gatrix.meta import accounts
 from gatrix.web import auth
 from gatrix.web.admin import PageError, form_of, go, page
 from gatrix.web.dashboard import render_dashboard, render_fragment, render_realtime

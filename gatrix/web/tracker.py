@@ -9,13 +9,14 @@ from __future__ import annotations
 import gzip
 import hashlib
 from functools import lru_cache
-from pathlib import Path
 
 from calmjs.parse import es5
 from calmjs.parse.unparsers.es5 import minify_print
 from litestar import Request, Response, get
 
-SOURCE = Path(__file__).resolve().parent.parent.parent / "assets" / "tracker" / "op1.js"
+from gatrix.resources import tracker_source_path
+
+SOURCE = tracker_source_path()
 
 
 @lru_cache(maxsize=1)

@@ -3,7 +3,7 @@
 from alembic import context
 from sqlmodel import SQLModel
 
-from gatrix import models  # noqa: F401  (registers the tables on SQLModel.metadata)
+from gatrix.meta import models  # noqa: F401  (registers the tables on SQLModel.metadata)
 
 config = context.config
 target_metadata = SQLModel.metadata

@@ -17,7 +17,7 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, select
 
-from gatrix.models import Salt
+from gatrix.meta.models import Salt
 
 SESSION_TIMEOUT_MS = 30 * 60 * 1000
 

@@ -23,8 +23,8 @@ from functools import lru_cache
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, select
 
-from gatrix import timezones
-from gatrix.models import CLIENT_TYPES, PROJECT_KINDS, Client, Project
+from gatrix.meta import timezones
+from gatrix.meta.models import CLIENT_TYPES, PROJECT_KINDS, Client, Project
 
 CACHE_TTL = 10.0
 _SCRYPT = {"n": 2**14, "r": 8, "p": 1}

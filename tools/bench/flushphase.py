@@ -1,8 +1,8 @@
 """The flush phase: buffer → ClickHouse insert throughput alone, without HTTP or the pipeline.
 
-`gatrix bench ingest` runs this as `python -m gatrix.bench.flushphase N` rather than calling it,
-because it opens a chDB data path and a process may hold only one; the benchmark process itself
-never opens one. It fills a fresh embedded Redis with N realistic event rows (not timed), then
+`python -m tools.bench ingest` runs this as `python -m tools.bench.flushphase N` rather than
+calling it, because it opens a chDB data path and a process may hold only one; the benchmark
+process itself never opens one. It fills a fresh embedded Redis with N realistic event rows (not timed), then
 times one flusher draining them into a fresh embedded ClickHouse, the way the embedded server's
 worker does. The JSON result is the last line on stdout.
 """
@@ -23,11 +23,11 @@ from typing import Any
 
 import msgspec
 
-from gatrix.buffer import Buffer
-from gatrix.embedded_redis import EmbeddedRedis
-from gatrix.flush import Flusher
+from gatrix.buffer.embedded import EmbeddedRedis
+from gatrix.buffer.flush import Flusher
+from gatrix.buffer.queue import Buffer
+from gatrix.clickhouse.store import Store
 from gatrix.runtime import connect_redis
-from gatrix.store import Store
 
 DEFAULT_EVENTS = 200_000
 PUSH_CHUNK = 10_000

@@ -1,5 +1,5 @@
-"""`gatrix bench dashboard`: time to the first chart and bytes transferred, first and repeat
-load, of the dashboard over 1M synthetic events, in headless Chromium.
+"""`python -m tools.bench dashboard`: time to the first chart and bytes transferred, first and
+repeat load, of the dashboard over 1M synthetic events, in headless Chromium.
 
 The events are generated (as in `bench insights`) by a separate process into a fresh data
 dir, then `gatrix serve` runs on it; the benchmark never opens the chDB path itself.
@@ -20,7 +20,7 @@ from typing import Any
 
 import httpx
 
-from gatrix.bench.processes import embedded_env, free_port
+from tools.bench.processes import embedded_env, free_port
 
 UA = (
     "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) "
@@ -29,8 +29,8 @@ UA = (
 GENERATE = """
 import sys
 from datetime import UTC, datetime
-from gatrix.bench.insights import generate
-from gatrix.store import Store
+from tools.bench.insights import generate
+from gatrix.clickhouse.store import Store
 store = Store("chdb://" + sys.argv[1] + "/clickhouse", "gatrix")
 store.migrate()
 generate(store, int(sys.argv[2]), datetime.now(UTC).replace(microsecond=0))

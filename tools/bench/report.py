@@ -54,7 +54,7 @@ def summary(report: dict[str, Any]) -> str:
     m = report["machine"]
     lines = [
         "",
-        f"gatrix bench ingest — {report['generator']}, {report['connections']} connections, "
+        f"tools.bench ingest — {report['generator']}, {report['connections']} connections, "
         f"{report['seconds']:g}s per run, {m['cpu_count']} CPUs ({m['platform']})",
         "  (the generator shares the machine's CPUs with the server it loads)",
         f"  bare ASGI ceiling  : {fmt(b['rps'])} req/s   p50 {fmt(b['p50_ms'], '.2f')} ms   "

@@ -15,7 +15,7 @@ from sqlalchemy import delete
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, select
 
-from gatrix.models import (
+from gatrix.meta.models import (
     PROJECT_KINDS,
     ROLES,
     Client,
@@ -24,7 +24,7 @@ from gatrix.models import (
     ShareLink,
     User,
 )
-from gatrix.projects import hash_secret, normalize_origin, validate_timezone, verify_secret
+from gatrix.meta.projects import hash_secret, normalize_origin, validate_timezone, verify_secret
 
 EMAIL = re.compile(r"^[^@\s]{1,120}@[^@\s]{1,120}$")
 MIN_PASSWORD = 10

@@ -19,7 +19,7 @@ from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
 
-from gatrix.bench.payloads import HOST, ORIGIN, USER_AGENT, headers, track_bodies
+from tools.bench.payloads import HOST, ORIGIN, USER_AGENT, headers, track_bodies
 
 _WRK_LUA = """\
 wrk.method = "POST"

@@ -1,4 +1,4 @@
-"""`gatrix bench ingest`: the order of the phases, and the report they add up to.
+"""`python -m tools.bench ingest`: the order of the phases, and the report they add up to.
 
 Order: bare app, gatrix `/track`, gatrix `/track/batch`, stop gatrix and count its rows, then
 the flush phase alone. Each load runs while nothing else does, so the phases do not compete
@@ -17,10 +17,10 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from gatrix.bench.batch import batch_phase
-from gatrix.bench.load import run_load, write_wrk_script
-from gatrix.bench.payloads import HOST
-from gatrix.bench.processes import (
+from tools.bench.batch import batch_phase
+from tools.bench.load import run_load, write_wrk_script
+from tools.bench.payloads import HOST
+from tools.bench.processes import (
     DRAIN_TIMEOUT,
     STOP_TIMEOUT,
     Service,
@@ -34,7 +34,7 @@ from gatrix.bench.processes import (
     wait_drained,
     wait_ready,
 )
-from gatrix.bench.report import account_rows, summary
+from tools.bench.report import account_rows, summary
 
 DEFAULT_FLUSH_EVENTS = 200_000
 # The phase's own flusher budget is 600 s; the rest covers start-up and filling the buffer.
@@ -148,7 +148,7 @@ def run_ingest_bench(args: Any) -> int:
         [
             sys.executable,
             "-c",
-            "import uvicorn; uvicorn.run('gatrix.bench:bare_app', host='127.0.0.1', "
+            "import uvicorn; uvicorn.run('tools.bench:bare_app', host='127.0.0.1', "
             f"port={bport}, loop='uvloop', http='httptools', lifespan='on', access_log=False, "
             "log_level='warning', proxy_headers=False, backlog=2048)",
         ],

@@ -15,8 +15,8 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
-from gatrix.buffer import Buffer, BufferWriter
-from gatrix.embedded_redis import EmbeddedRedis
+from gatrix.buffer.embedded import EmbeddedRedis
+from gatrix.buffer.queue import Buffer, BufferWriter
 
 log = logging.getLogger("gatrix.supervisor")
 TICK_S = 0.5

@@ -11,8 +11,8 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from gatrix.bench.payloads import BATCH_SIZE, HOST, batch_body, headers
-from gatrix.bench.processes import wait_drained
+from tools.bench.payloads import BATCH_SIZE, HOST, batch_body, headers
+from tools.bench.processes import wait_drained
 
 BATCH_CLIENTS = 4
 

@@ -1,4 +1,4 @@
-"""`gatrix bench insights`: query latency of every insights report at 1M and 10M events.
+"""`python -m tools.bench insights`: query latency of every insights report at 1M and 10M events.
 
 Synthetic data is generated inside ClickHouse (INSERT … SELECT from numbers()), so the
 materialized views build the rollups exactly as live ingestion does: 90 days, sessions of
@@ -18,10 +18,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from gatrix.clickhouse.store import Store
 from gatrix.insights import reports
 from gatrix.insights.live import live
 from gatrix.insights.query import QueryParams, build_query
-from gatrix.store import Store
 
 PROJECT = "bench"
 RUNS = 7

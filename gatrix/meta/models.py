@@ -12,6 +12,8 @@ from sqlalchemy import Column, Text, event
 from sqlalchemy.engine import Engine
 from sqlmodel import Field, SQLModel, create_engine
 
+from gatrix.resources import sql_migrations_dir
+
 CLIENT_TYPES = ("write", "read", "root")
 PROJECT_KINDS = ("website", "app", "backend")
 
@@ -96,14 +98,11 @@ def make_engine(dsn: str) -> Engine:
 
 def migrate(engine: Engine) -> None:
     """Apply the Alembic migrations in migrations/sql (idempotent)."""
-    from pathlib import Path
 
     from alembic import command
     from alembic.config import Config
 
     config = Config()
-    config.set_main_option(
-        "script_location", str(Path(__file__).resolve().parent.parent / "migrations" / "sql")
-    )
+    config.set_main_option("script_location", str(sql_migrations_dir()))
     config.attributes["engine"] = engine
     command.upgrade(config, "head")

@@ -20,9 +20,10 @@ import clickhouse_connect
 from clickhouse_connect.driver.client import Client
 from clickhouse_connect.driver.exceptions import DatabaseError, OperationalError
 
-from gatrix.cluster import clusterize
+from gatrix.clickhouse.cluster import clusterize
+from gatrix.resources import clickhouse_migrations_dir
 
-MIGRATIONS_DIR = Path(__file__).resolve().parent.parent / "migrations" / "clickhouse"
+MIGRATIONS_DIR = clickhouse_migrations_dir()
 PROJECT_TABLES = (
     "events",
     "profiles",

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from gatrix.bench.payloads import HOST, ORIGIN
+from tools.bench.payloads import HOST, ORIGIN
 
 # Variables that would point the server at external Redis/ClickHouse/SQL; without them it runs
 # fully embedded inside the temp data dir, so the benchmark never touches a real deployment.
@@ -209,7 +209,7 @@ def create_project(data_dir: str, env: dict[str, str]) -> dict[str, str]:
 
 def count_rows(data_dir: str, env: dict[str, str]) -> tuple[int | None, str]:
     code = (
-        "from gatrix.store import Store; "
+        "from gatrix.clickhouse.store import Store; "
         f"s = Store('chdb://' + {data_dir!r} + '/clickhouse'); "
         "print(s.query_rows('SELECT count() FROM gatrix.events')[0][0])"
     )
@@ -228,12 +228,12 @@ def count_rows(data_dir: str, env: dict[str, str]) -> tuple[int | None, str]:
 
 
 def run_flush_phase(events: int, env: dict[str, str], timeout: float) -> tuple[dict | None, str]:
-    """Run `gatrix.bench.flushphase` in its own process: it opens a chDB path of its own.
+    """Run `tools.bench.flushphase` in its own process: it opens a chDB path of its own.
 
     Its own session too, so that on a timeout its embedded Redis goes down with it.
     """
     proc = subprocess.Popen(
-        [sys.executable, "-m", "gatrix.bench.flushphase", str(events)],
+        [sys.executable, "-m", "tools.bench.flushphase", str(events)],
         env=env,
         stdin=subprocess.DEVNULL,
         stdout=subprocess.PIPE,

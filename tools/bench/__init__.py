@@ -1,4 +1,4 @@
-"""`gatrix bench ingest`: throughput, latency and loss of `/track`, measured end to end.
+"""`python -m tools.bench ingest`: throughput, latency and loss of `/track`, measured end to end.
 
 The benchmark starts a real `gatrix serve` in embedded mode (chDB + embedded Redis) in its own
 temp data dir, and next to it a bare ASGI app (`bare`) served by the same uvicorn settings. The
@@ -20,7 +20,7 @@ Human-readable progress and the summary go to stderr; the JSON report is the one
 (and the `--output` file), like the other CLI commands meant for automation.
 """
 
-from gatrix.bench.bare import bare_app
-from gatrix.bench.ingest import run_ingest_bench
+from tools.bench.bare import bare_app
+from tools.bench.ingest import run_ingest_bench
 
 __all__ = ["bare_app", "run_ingest_bench"]

@@ -27,9 +27,9 @@ from dataclasses import dataclass, field
 
 import msgspec
 
-from gatrix.buffer import KIND_OF_TABLE, KINDS, Batch, Buffer
+from gatrix.buffer.queue import KIND_OF_TABLE, KINDS, Batch, Buffer
+from gatrix.clickhouse.store import RowsRejected, Store, StoreUnavailable
 from gatrix.metrics import Histogram
-from gatrix.store import RowsRejected, Store, StoreUnavailable
 
 log = logging.getLogger("gatrix.flush")
 CLAIM_LEASE_MS = 5_000

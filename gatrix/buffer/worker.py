@@ -16,7 +16,7 @@ from typing import Any
 
 from saq import Queue, Worker
 
-from gatrix.flush import Flusher
+from gatrix.buffer.flush import Flusher
 
 JOB_OPTIONS = {"timeout": 60, "ttl": 60, "retries": 1}
 

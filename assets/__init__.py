@@ -1,0 +1,1 @@
+"""Static files (CSS, scripts, the tracker source), shipped in the wheel as package data."""

@@ -1,0 +1,1 @@
+"""ClickHouse DDL and Alembic migrations, shipped in the wheel as package data."""

@@ -1,0 +1,50 @@
+"""`python -m tools.bench ingest | insights | dashboard` from the repository's root.
+
+Benchmarks are tools, not product: they live outside the installed package. Each prints a
+human summary on stderr and one JSON line on stdout (and in `--output`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m tools.bench", description=__doc__)
+    bench = parser.add_subparsers(dest="bench_command", required=True)
+    ingest = bench.add_parser("ingest", help="load /track and measure throughput, latency, loss")
+    ingest.add_argument("--seconds", type=float, default=10.0)
+    ingest.add_argument("--connections", type=int, default=64)
+    ingest.add_argument("--batch-events", type=int, default=200_000)
+    ingest.add_argument("--output", default=None, help="write the JSON report here")
+    ingest.add_argument("--flush-events", dest="flush_events", type=int, default=200_000)
+    insights = bench.add_parser("insights", help="query latency of every report at scale")
+    insights.add_argument(
+        "--events", type=int, action="append", help="dataset size (repeatable; default 1M and 10M)"
+    )
+    insights.add_argument("--output", default=None, help="write the JSON report here")
+    insights.add_argument("--data-dir", dest="data_dir", default=None)
+    dashboard = bench.add_parser("dashboard", help="first chart time and bytes, in Chromium")
+    dashboard.add_argument("--events", type=int, default=1_000_000)
+    dashboard.add_argument("--output", default=None, help="write the JSON report here")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if args.bench_command == "dashboard":
+        from tools.bench.dashboard import run_dashboard_bench
+
+        return run_dashboard_bench(args)
+    if args.bench_command == "insights":
+        from tools.bench.insights import run_insights_bench
+
+        return run_insights_bench(args)
+    from tools.bench.ingest import run_ingest_bench
+
+    return run_ingest_bench(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
