@@ -2,7 +2,8 @@
 
 `create_app(settings)` builds the Litestar app; `create_asgi(settings)` wraps it in
 `FrontDoor`, which hands `/track` straight to the lean ingest handler and everything else to
-Litestar. Both share one `Runtime`, started and stopped by Litestar's lifespan.
+Litestar. Both use the `Services` one `Runtime` starts and stops in Litestar's lifespan;
+handlers receive them by dependency injection (`services: Services`).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from jinja2 import Environment, FileSystemLoader
 from litestar import Litestar, Request, get
 from litestar.contrib.jinja import JinjaTemplateEngine
 from litestar.datastructures import State
+from litestar.di import Provide
 from litestar.exceptions import HTTPException, InternalServerException, NotAuthorizedException
 from litestar.openapi import OpenAPIConfig
 from litestar.response import Redirect, Response, Template
@@ -32,7 +34,7 @@ from gatrix.logs import configure as configure_logs
 from gatrix.logs import log_unexpected, request_id
 from gatrix.metrics import render as render_metrics
 from gatrix.resources import assets_dir, templates_dir
-from gatrix.runtime import Runtime
+from gatrix.services import Runtime, Services, health_report
 from gatrix.settings import Settings
 from gatrix.web.admin import ADMIN_ROUTES, PageError
 from gatrix.web.auth import metrics_authorized
@@ -46,17 +48,16 @@ INGEST_PATHS = frozenset({"/track", "/track/", "/track/batch", "/track/batch/"})
 
 
 @get("/metrics", include_in_schema=False, media_type="text/plain; version=0.0.4")
-async def metrics_endpoint(request: Request, state: State) -> str:
-    if not metrics_authorized(request.headers.get("authorization", ""), state.settings):
+async def metrics_endpoint(request: Request, services: Services) -> str:
+    if not metrics_authorized(request.headers.get("authorization", ""), services.settings):
         raise NotAuthorizedException(detail="send Authorization: Bearer <GATRIX_METRICS_TOKEN>")
-    if state.runtime.supervisor is not None:
-        await state.runtime.supervisor.observe()  # fresh buffer figures (Redis down: NaN)
-    return render_metrics(state.runtime)
+    await services.supervisor.observe()  # fresh buffer figures (Redis down: NaN)
+    return render_metrics(services)
 
 
 @get("/health", summary="Health of every part")
-async def health(request: Request, state: State) -> Response[dict[str, Any]]:
-    ok, report = await state.runtime.health()
+async def health(services: Services) -> Response[dict[str, Any]]:
+    ok, report = await health_report(services)
     return Response(report, status_code=200 if ok else 503)
 
 
@@ -116,12 +117,16 @@ def template_environment(settings: Settings) -> Environment:
     return env
 
 
+def _services(state: State) -> Services:
+    return state.services  # set by the lifespan before the first request
+
+
 def create_app(settings: Settings, runtime: Runtime | None = None) -> Litestar:
     runtime = runtime or Runtime(settings)
 
     @asynccontextmanager
-    async def lifespan(_app: Litestar) -> AsyncIterator[None]:
-        await runtime.start()
+    async def lifespan(app: Litestar) -> AsyncIterator[None]:
+        app.state.services = await runtime.start()
         try:
             yield
         finally:
@@ -160,6 +165,7 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> Litestar:
         before_send=[security_headers(settings)],
         logging_config=None,  # gatrix.logs owns the format (text or JSON, with request ids)
         state=State({"runtime": runtime, "settings": settings}),
+        dependencies={"services": Provide(_services, sync_to_thread=False)},
         openapi_config=OpenAPIConfig(title="Gatrix Analytics", version=__version__, path="/schema"),
         debug=False,
     )
@@ -175,6 +181,7 @@ class FrontDoor:
         self.log = logging.getLogger("gatrix.http")
         self.root = app.state.settings.root_path
         self.track_latency = self.runtime.request_metrics.histogram("track", 200)
+        self.ingest: Any = None  # the ingest handler, once the lifespan has started it
 
     async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
         if scope["type"] != "http":
@@ -187,7 +194,9 @@ class FrontDoor:
             path = path[len(root) :] or "/"
             scope = {**scope, "path": path, "raw_path": path.encode()}
         started = time.perf_counter()
-        ingest = self.runtime.ingest
+        ingest = self.ingest
+        if ingest is None and "services" in self.app.state:
+            ingest = self.ingest = self.app.state.services.ingest
         if path in INGEST_PATHS and ingest is not None:
             # the hot path: no request id, no wrapper around send (measured: they cost a
             # quarter of /track's throughput); only its latency is recorded

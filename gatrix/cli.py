@@ -96,28 +96,23 @@ def cmd_serve(settings: Settings) -> int:
 
 
 def cmd_worker(settings: Settings) -> int:
-    from gatrix.runtime import connect_redis
+    from gatrix.services import connect_redis, make_flusher, open_store
 
     async def run() -> None:
-        from gatrix.buffer.flush import Flusher
+        from gatrix.buffer.keys import RedisKeys
         from gatrix.buffer.queue import Buffer
         from gatrix.buffer.worker import make_queue, make_worker
-        from gatrix.clickhouse.store import Store
 
         if settings.redis_embedded:
             raise SystemExit("gatrix worker needs REDIS_URL (or REDIS_HOST): it is for server mode")
-        store = Store(
-            settings.clickhouse_dsn, settings.clickhouse_database, settings.clickhouse_cluster
-        )
+        store = open_store(settings)
         if settings.auto_migrate:
             await asyncio.to_thread(store.migrate)
         redis = connect_redis(settings.redis_dsn)
         buffer = Buffer(redis, settings.redis_prefix)
-        queue = make_queue(redis, settings.redis_prefix)
+        queue = make_queue(redis, RedisKeys(settings.redis_prefix).queue_name)
         await queue.connect()
-        flusher = Flusher(
-            buffer, store, settings.flush_batch_size, int(settings.flush_lease_seconds * 1000)
-        )
+        flusher = make_flusher(settings, buffer, store)
         worker = make_worker(queue, flusher, embedded=False, interval=settings.flush_interval)
         _say(f"gatrix worker flushing {settings.redis_dsn} → {store.dsn.split('@')[-1]}")
         await worker.start()

@@ -5,7 +5,10 @@ from __future__ import annotations
 
 import bisect
 from collections import defaultdict
-from typing import Any
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from gatrix.services import Services
 
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
 
@@ -57,7 +60,7 @@ def _number(value: float | None, empty: float | None = None) -> str:
     return str(value)
 
 
-def render(runtime: Any) -> str:
+def render(services: Services) -> str:
     lines: list[str] = []
 
     def metric(name: str, kind: str, help_text: str) -> None:
@@ -65,12 +68,12 @@ def render(runtime: Any) -> str:
         lines.append(f"# TYPE {name} {kind}")
 
     metric("gatrix_events_total", "counter", "Ingest outcomes by project and outcome.")
-    for (project, outcome), n in sorted(runtime.counters.totals.items()):
+    for (project, outcome), n in sorted(services.counters.totals.items()):
         lines.append(
             f'gatrix_events_total{{project="{_esc(project)}",outcome="{_esc(outcome)}"}} {n}'
         )
-    state = runtime.supervisor.state if runtime.supervisor else None
-    up = bool(state and state.redis_up)
+    state = services.supervisor.state
+    up = state.redis_up
     metric("gatrix_redis_up", "gauge", "1 when the buffer's Redis answered the last check.")
     lines.append(f"gatrix_redis_up {int(up)}")
     # while Redis is down its figures are unknown: NaN, never a reassuring 0
@@ -86,34 +89,34 @@ def render(runtime: Any) -> str:
     )
     for name, help_text, attr in gauges:
         metric(name, "gauge", help_text)
-        value = getattr(state, attr) if up and state else None
+        value = getattr(state, attr) if up else None
         lines.append(f"{name} {_number(value)}")
     metric("gatrix_buffer_oldest_event_age_seconds", "gauge", "Age of the oldest buffered item.")
-    age = state.oldest_age_s() if up and state else None
-    lines.append(f"gatrix_buffer_oldest_event_age_seconds {_number(age, empty=0)}")
+    # an empty buffer has no oldest event (0); a Redis we cannot read has an unknown one (NaN)
+    age = state.oldest_age_s() if up else None
+    lines.append(f"gatrix_buffer_oldest_event_age_seconds {_number(age, empty=0 if up else None)}")
     metric("gatrix_buffer_over_high_water", "gauge", "1 while /track refuses events (503).")
-    lines.append(f"gatrix_buffer_over_high_water {int(bool(state and state.over_high_water))}")
-    restarts = runtime.embedded_redis.restarts if runtime.embedded_redis else 0
+    lines.append(
+        f"gatrix_buffer_over_high_water {int(state.over_high_water or state.at_memory_cap)}"
+    )
+    restarts = services.embedded_redis.restarts if services.embedded_redis else 0
     metric("gatrix_redis_restarts_total", "counter", "Restarts of the embedded Redis.")
     lines.append(f"gatrix_redis_restarts_total {restarts}")
-    stats = runtime.flusher.stats if runtime.flusher else None
-    if stats is not None:
-        metric("gatrix_flush_batches_total", "counter", "Batches inserted by this process.")
-        lines.append(f"gatrix_flush_batches_total {stats.batches}")
-        metric("gatrix_flush_rows_total", "counter", "Rows inserted by this process.")
-        lines.append(f"gatrix_flush_rows_total {stats.rows}")
-        metric("gatrix_flush_errors_total", "counter", "Failed inserts (retried or split).")
-        lines.append(f"gatrix_flush_errors_total {stats.errors}")
-        metric("gatrix_flush_isolations_total", "counter", "Batches split to isolate bad rows.")
-        lines.append(f"gatrix_flush_isolations_total {stats.isolations}")
-        metric("gatrix_flush_duration_seconds", "histogram", "Time to insert one batch.")
-        lines += stats.histogram.lines("gatrix_flush_duration_seconds", "")
-    writer = runtime.writer
-    if writer is not None:
-        metric("gatrix_group_commits_total", "counter", "Redis round trips of the writer.")
-        lines.append(f"gatrix_group_commits_total {writer.round_trips}")
+    stats = services.flusher.stats
+    metric("gatrix_flush_batches_total", "counter", "Batches inserted by this process.")
+    lines.append(f"gatrix_flush_batches_total {stats.batches}")
+    metric("gatrix_flush_rows_total", "counter", "Rows inserted by this process.")
+    lines.append(f"gatrix_flush_rows_total {stats.rows}")
+    metric("gatrix_flush_errors_total", "counter", "Failed inserts (retried or split).")
+    lines.append(f"gatrix_flush_errors_total {stats.errors}")
+    metric("gatrix_flush_isolations_total", "counter", "Batches split to isolate bad rows.")
+    lines.append(f"gatrix_flush_isolations_total {stats.isolations}")
+    metric("gatrix_flush_duration_seconds", "histogram", "Time to insert one batch.")
+    lines += stats.histogram.lines("gatrix_flush_duration_seconds", "")
+    metric("gatrix_group_commits_total", "counter", "Redis round trips of the writer.")
+    lines.append(f"gatrix_group_commits_total {services.writer.round_trips}")
     metric("gatrix_request_duration_seconds", "histogram", "HTTP request latency.")
-    for (group, status), histogram in sorted(runtime.request_metrics.by_group.items()):
+    for (group, status), histogram in sorted(services.request_metrics.by_group.items()):
         lines += histogram.lines(
             "gatrix_request_duration_seconds", f'route="{group}",status="{status}"'
         )

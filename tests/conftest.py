@@ -122,8 +122,8 @@ class LiveServer:
         self.thread = threading.Thread(target=self._serve, daemon=True)
 
     @property
-    def runtime(self) -> Any:
-        return self.app.runtime
+    def services(self) -> Any:
+        return self.app.runtime.services
 
     @property
     def loop(self) -> asyncio.AbstractEventLoop:
@@ -176,7 +176,7 @@ def server(data_dir: Path) -> Iterator[LiveServer]:
 
 @pytest.fixture(scope="session")
 def engine(server: LiveServer) -> Any:
-    return server.runtime.engine
+    return server.services.engine
 
 
 @pytest.fixture

@@ -12,7 +12,9 @@ import pytest
 from redis.asyncio import Redis
 
 from gatrix.buffer.flush import Flusher
-from gatrix.buffer.queue import Buffer, BufferUnavailable, BufferWriter, Pending, resolve_ids
+from gatrix.buffer.queue import Buffer
+from gatrix.buffer.rows import Pending, resolve_ids
+from gatrix.buffer.writer import BufferUnavailable, BufferWriter
 from gatrix.clickhouse.store import Store
 from gatrix.ingest.enrich.geo import GeoLookup
 from gatrix.ingest.payloads import Hit

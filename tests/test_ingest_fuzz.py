@@ -120,7 +120,7 @@ def fire(http: httpx.Client, path: str, body: bytes, headers: dict[str, str], ta
 
 
 def test_random_input_never_5xx_and_stores_only_accepted(server: Any, store: Store) -> None:
-    project: NewClient = create_project(server.runtime.engine, "fuzz", origins=["fuzz.example"])
+    project: NewClient = create_project(server.services.engine, "fuzz", origins=["fuzz.example"])
     tally = Tally()
     with httpx.Client(base_url=server.url, timeout=30) as http:
 
@@ -161,7 +161,7 @@ def test_random_input_never_5xx_and_stores_only_accepted(server: Any, store: Sto
         )[0][0]
 
     wait_for(lambda: stored() >= tally.stored, timeout=20)
-    dead = server.runtime.redis and asyncio.run_coroutine_threadsafe(
-        server.runtime.buffer.dead_letters(), server.loop
+    dead = server.services.redis and asyncio.run_coroutine_threadsafe(
+        server.services.buffer.dead_letters(), server.loop
     ).result(10)
     assert stored() == tally.stored, dead

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from gatrix.buffer.queue import BufferKeys
+from gatrix.buffer.keys import RedisKeys
 from gatrix.ingest.enrich.geo import GeoLookup
 from gatrix.ingest.enrich.referrer import channel, parse_page, parse_referrer
 from gatrix.ingest.enrich.useragent import is_bot, parse_user_agent
@@ -298,7 +298,7 @@ def test_salts_rotate_daily_and_keep_yesterday(sql_engine: Any) -> None:
 
 
 def test_pipeline_drops_bots_with_a_reason(sql_engine: Any) -> None:
-    ctx = Context(salts=SaltBook(sql_engine), geo=GeoLookup(), keys=BufferKeys("x"))
+    ctx = Context(salts=SaltBook(sql_engine), geo=GeoLookup(), keys=RedisKeys("x"))
     hit = Hit(type="track", name="screen_view", reserved={"__path": "https://a.io/"})
     bot = Request(
         client=_client(),

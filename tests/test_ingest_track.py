@@ -99,8 +99,8 @@ def test_seed_quick_start_without_client_id_goes_to_default_project(
     server: Any, store: Store
 ) -> None:
     # The seed's curl has no client id: it lands in the configured default project.
-    defaults = create_project(server.runtime.engine, "seed default", origins=["*"])
-    server.runtime.ingest.config.default_client_id = defaults.client_id
+    defaults = create_project(server.services.engine, "seed default", origins=["*"])
+    server.services.ingest.config.default_client_id = defaults.client_id
     try:
         reply = httpx.post(
             f"{server.url}/track",
@@ -111,7 +111,7 @@ def test_seed_quick_start_without_client_id_goes_to_default_project(
         [row] = wait_events(store, defaults.project_id, 1)
         assert (row["name"], row["path"]) == ("page_view", "/dashboard")
     finally:
-        server.runtime.ingest.config.default_client_id = None
+        server.services.ingest.config.default_client_id = None
     reply = httpx.post(f"{server.url}/track", json={"type": "track", "payload": {"name": "x"}})
     assert reply.status_code == 401
     assert reply.json()["error"] == "missing_client_id"
@@ -267,7 +267,7 @@ def test_bots_get_202_and_are_counted_not_stored(
     }
     reply = http.post("/track", json=sdk_page_view("https://shop.example.com/"), headers=headers)
     assert reply.status_code == 202 and reply.json() == {"dropped": "bot"}
-    assert server.runtime.counters.totals[(project.project_id, "bot")] == 1
+    assert server.services.counters.totals[(project.project_id, "bot")] == 1
     ok = http.post(
         "/track",
         json=sdk_page_view("https://shop.example.com/x"),

@@ -190,7 +190,7 @@ def test_zones_outside_the_tz_database_are_refused_on_save(
     site: LiveServer, admin: httpx.Client, zone: str
 ) -> None:
     with pytest.raises(ValueError, match="unknown time zone"):
-        create_project(site.runtime.engine, "tz", timezone=zone)
+        create_project(site.services.engine, "tz", timezone=zone)
     created = post_form(
         admin, "/projects", "/projects", name="tz", origins="*", timezone=zone, kind="website"
     )
@@ -209,7 +209,7 @@ def test_a_project_stored_with_a_bad_zone_reads_as_utc(
     site: LiveServer, admin: httpx.Client, web: httpx.Client, zone: str
 ) -> None:
     proj = new_project(site, admin, f"oldtz {uuid.uuid4().hex[:6]}")
-    with Session(site.runtime.engine) as db:  # as a row saved before zones were checked
+    with Session(site.services.engine) as db:  # as a row saved before zones were checked
         row = db.get(Project, proj.id)
         row.timezone = zone
         db.add(row)

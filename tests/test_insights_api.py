@@ -47,7 +47,7 @@ class Api:
 def new_api(server: Any, http: httpx.Client, timezone: str = "UTC") -> Api:
     return Api(
         http,
-        create_project(server.runtime.engine, f"ins {uuid.uuid4().hex[:6]}", timezone=timezone),
+        create_project(server.services.engine, f"ins {uuid.uuid4().hex[:6]}", timezone=timezone),
     )
 
 
@@ -398,7 +398,7 @@ def test_bad_report_parameters_get_400(week: Api) -> None:
 
 
 def test_access_rules(server: Any, http: httpx.Client, week: Api) -> None:
-    engine = server.runtime.engine
+    engine = server.services.engine
     path = f"/insights/{week.project}/metrics"
     assert http.get(path).status_code == 401
     assert http.get(path).json()["error"] == "unauthenticated"

@@ -71,7 +71,7 @@ def context(browser: Any) -> Iterator[Any]:
 @pytest.fixture
 def project(server: LiveServer, website: Site) -> NewClient:
     return create_project(
-        server.runtime.engine, f"site {uuid.uuid4().hex[:6]}", origins=[website.origin]
+        server.services.engine, f"site {uuid.uuid4().hex[:6]}", origins=[website.origin]
     )
 
 

@@ -57,5 +57,5 @@ def new_project(
     settings = f"/projects/{project_id}/settings"
     shared = post_form(admin, settings, f"/projects/{project_id}/share-links")
     token = re.search(r'id="new-share">[^<]*/share/([^<]+)<', shared.text).group(1)
-    reader = create_client(site.runtime.engine, project_id, "read")
+    reader = create_client(site.services.engine, project_id, "read")
     return SiteProject(project_id, client_id, reader.client_id, reader.client_secret, token)

@@ -33,9 +33,10 @@ import tempfile
 import time
 from pathlib import Path
 
+from gatrix.buffer.keys import EMBEDDED_OWNER_KEY
+
 log = logging.getLogger("gatrix.redis")
 _MAX_SOCKET_PATH = 100  # sun_path is 108 bytes on Linux
-OWNER_KEY = "gatrix:embedded-owner"
 _PR_SET_PDEATHSIG = 1
 
 
@@ -118,7 +119,7 @@ def _exchange(path: Path, request: bytes, lines: int, timeout: float = 1.0) -> b
 def proves_ours(path: Path, password: str, owner: str) -> bool:
     """The server on `path` accepts our password and holds our owner token."""
     try:
-        reply = _exchange(path, _resp("AUTH", password) + _resp("GET", OWNER_KEY), 3, 0.5)
+        reply = _exchange(path, _resp("AUTH", password) + _resp("GET", EMBEDDED_OWNER_KEY), 3, 0.5)
     except OSError:
         return False
     expected = b"$%d\r\n%s\r\n" % (len(owner), owner.encode())
@@ -245,7 +246,9 @@ class EmbeddedRedis:
 
     def _claim_ownership(self) -> None:
         _exchange(
-            self.socket, _resp("AUTH", self._password) + _resp("SET", OWNER_KEY, self._owner), 2
+            self.socket,
+            _resp("AUTH", self._password) + _resp("SET", EMBEDDED_OWNER_KEY, self._owner),
+            2,
         )
 
     @property

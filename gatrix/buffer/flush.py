@@ -25,9 +25,8 @@ import time
 from collections import defaultdict
 from dataclasses import dataclass, field
 
-import msgspec
-
-from gatrix.buffer.queue import KIND_OF_TABLE, KINDS, Batch, Buffer
+from gatrix.buffer.queue import Batch, Buffer
+from gatrix.buffer.rows import KIND_OF_TABLE, project_of, split_by_table
 from gatrix.clickhouse.store import RowsRejected, Store, StoreUnavailable
 from gatrix.metrics import Histogram
 
@@ -39,20 +38,6 @@ MAX_UNAVAILABLE_ATTEMPTS = 3
 ISOLATION_FAILURE_BUDGET = 24
 # A holder stops renewing after this long, so a hung insert cannot keep a batch forever.
 MAX_HOLD_S = 120.0
-
-
-class _ProjectOf(msgspec.Struct):
-    project_id: str = ""
-
-
-_project_decoder = msgspec.json.Decoder(_ProjectOf)
-
-
-def project_of(line: bytes) -> str:
-    try:
-        return _project_decoder.decode(line).project_id
-    except (msgspec.DecodeError, msgspec.ValidationError):
-        return ""
 
 
 @dataclass
@@ -144,14 +129,10 @@ class Flusher:
 
     async def write(self, batch: Batch) -> int:
         started = time.perf_counter()
-        by_table: dict[str, list[bytes]] = defaultdict(list)
-        for item in batch.items:
-            table = KINDS.get(item[0]) if item else None
-            if table is None:
-                await self.buffer.dead_letter(item, "unknown buffer item kind")
-                self.stats.dead_letters += 1
-                continue
-            by_table[table].append(item[1:])
+        by_table, unknown = split_by_table(batch.items)
+        for item in unknown:
+            await self.buffer.dead_letter(item, "unknown buffer item kind")
+            self.stats.dead_letters += 1
         attempts = await self.buffer.attempts(batch)
         isolation = _Isolation(active=attempts >= MAX_UNAVAILABLE_ATTEMPTS)
         if isolation.active:

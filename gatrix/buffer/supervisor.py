@@ -16,10 +16,13 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from gatrix.buffer.embedded import EmbeddedRedis
-from gatrix.buffer.queue import Buffer, BufferWriter
+from gatrix.buffer.queue import Buffer
+from gatrix.buffer.writer import BufferWriter
 
 log = logging.getLogger("gatrix.supervisor")
 TICK_S = 0.5
+# Redis this full is treated as full: past it every write fails, the flush's claims included
+MEMORY_CAP_SHARE = 0.95
 
 
 @dataclass
@@ -32,8 +35,24 @@ class BufferState:
     dead_letters: int | None = None
     last_flush_ms: int | None = None
     oldest_ms: int | None = None
+    used_memory: int | None = None
+    max_memory: int | None = None
     over_high_water: bool = False
+    at_memory_cap: bool = False
     checked_at: float = 0.0
+
+    def buffer_problem(self) -> str:
+        """Why ingestion cannot take events now ("" when it can)."""
+        if not self.redis_up:
+            return "unknown while Redis is down"
+        if self.at_memory_cap:
+            return (
+                f"Redis is at its memory cap ({self.used_memory} of {self.max_memory} bytes): "
+                "/track answers 503 until the flush frees memory"
+            )
+        if self.over_high_water:
+            return "over the high-water mark: /track answers 503 until the flush catches up"
+        return ""
 
     def oldest_age_s(self, now_ms: int | None = None) -> float | None:
         if self.oldest_ms is None:
@@ -96,6 +115,7 @@ class Supervisor:
         state = BufferState(checked_at=time.monotonic())
         try:
             stats = await asyncio.wait_for(self.buffer.stats(), timeout=2)
+            memory = await asyncio.wait_for(self.buffer.redis.info("memory"), timeout=2)
         except Exception as exc:
             state.error = f"{type(exc).__name__}: {exc}"[:300]
         else:
@@ -106,17 +126,26 @@ class Supervisor:
             state.dead_letters = stats["dead_letters"]
             state.last_flush_ms = stats["last_flush_ms"]
             state.oldest_ms = stats["oldest_ms"]
+            state.used_memory = int(memory.get("used_memory", 0))
+            state.max_memory = int(memory.get("maxmemory", 0)) or None
             state.over_high_water = (state.bytes or 0) >= self.high_water_bytes
-        was_full = self.state.over_high_water
-        self.state = state
-        if state.over_high_water:
-            self.writer.refuse = (
-                f"buffer holds {state.bytes} bytes, over the high-water mark of "
-                f"{self.high_water_bytes}"
+            # sessions and claims live in the same Redis: a cap can be reached under the mark
+            state.at_memory_cap = bool(
+                state.max_memory and state.used_memory >= state.max_memory * MEMORY_CAP_SHARE
             )
-            if not was_full:
-                log.warning("buffer over its high-water mark: refusing events (503)")
-        elif self.writer.refuse:
+            if state.depth and state.bytes:
+                # lets the writer stop between two ticks (see BufferWriter.high_water_items)
+                self.writer.high_water_items = int(
+                    self.high_water_bytes / (state.bytes / state.depth)
+                )
+        was_refusing = bool(self.writer.refuse)
+        self.state = state
+        reason = state.buffer_problem() if state.redis_up else ""
+        if reason:
+            self.writer.refuse = reason
+            if not was_refusing:
+                log.warning("refusing events (503): %s", reason)
+        elif was_refusing:
             self.writer.refuse = ""
-            log.info("buffer back under its high-water mark: accepting events")
+            log.info("the buffer has room again: accepting events")
         return state

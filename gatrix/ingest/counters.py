@@ -14,11 +14,13 @@ from collections import Counter
 
 from redis.asyncio import Redis
 
+from gatrix.buffer.keys import INGEST_STATS_TTL_S, RedisKeys
+
 
 class IngestCounters:
-    def __init__(self, redis: Redis, prefix: str) -> None:
+    def __init__(self, redis: Redis, keys: RedisKeys) -> None:
         self.redis = redis
-        self.prefix = prefix
+        self.keys = keys
         self.totals: Counter[tuple[str, str]] = Counter()  # since start, for /metrics
         self._pending: Counter[tuple[str, str]] = Counter()
         self._task: asyncio.Task[None] | None = None
@@ -29,7 +31,7 @@ class IngestCounters:
         self._pending[key] += n
 
     def day_key(self, day: str) -> str:
-        return f"{self.prefix}:stats:{day}"
+        return self.keys.ingest_stats(day)
 
     async def flush(self) -> None:
         if not self._pending:
@@ -40,7 +42,7 @@ class IngestCounters:
             async with self.redis.pipeline(transaction=False) as pipe:
                 for (project, outcome), n in pending.items():
                     pipe.hincrby(key, f"{project}|{outcome}", n)
-                pipe.expire(key, 40 * 86400)
+                pipe.expire(key, INGEST_STATS_TTL_S)
                 await pipe.execute()
         except Exception:
             self._pending.update(pending)  # keep them for the next try

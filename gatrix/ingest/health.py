@@ -8,12 +8,11 @@ import time
 from datetime import UTC, datetime
 from typing import Any
 
-from gatrix.runtime import Runtime
+from gatrix.services import Services
 
 
-def _first_event(runtime: Runtime, project_id: str) -> dict[str, Any] | None:
-    store = runtime.store
-    assert store is not None
+def _first_event(services: Services, project_id: str) -> dict[str, Any] | None:
+    store = services.store
     rows = store.query_dicts(
         f"SELECT name, path, created_at FROM {store.db}.events "
         "WHERE project_id = {p:String} ORDER BY created_at ASC LIMIT 1",
@@ -26,13 +25,12 @@ def _first_event(runtime: Runtime, project_id: str) -> dict[str, Any] | None:
     return {"name": rows[0]["name"], "path": rows[0]["path"], "at": at.isoformat()}
 
 
-async def first_event(runtime: Runtime, project_id: str) -> dict[str, Any] | None:
-    return await asyncio.to_thread(_first_event, runtime, project_id)
+async def first_event(services: Services, project_id: str) -> dict[str, Any] | None:
+    return await asyncio.to_thread(_first_event, services, project_id)
 
 
-def _last_event_at(runtime: Runtime, project_id: str) -> str | None:
-    store = runtime.store
-    assert store is not None
+def _last_event_at(services: Services, project_id: str) -> str | None:
+    store = services.store
     value = store.query_rows(
         f"SELECT max(created_at) FROM {store.db}.events WHERE project_id = {{p:String}}",
         {"p": project_id},
@@ -42,20 +40,19 @@ def _last_event_at(runtime: Runtime, project_id: str) -> str | None:
     return (value.replace(tzinfo=UTC) if value.tzinfo is None else value).isoformat()
 
 
-async def project_health(runtime: Runtime, project_id: str) -> dict[str, Any]:
-    assert runtime.counters is not None and runtime.buffer is not None
-    await runtime.counters.flush()  # include this process's last seconds
+async def project_health(services: Services, project_id: str) -> dict[str, Any]:
+    await services.counters.flush()  # include this process's last seconds
     today = time.strftime("%Y-%m-%d", time.gmtime())
-    outcomes = await runtime.counters.read_day(today, project_id)
+    outcomes = await services.counters.read_day(today, project_id)
     accepted = outcomes.pop("accepted", 0)
     profile_updates = sum(outcomes.pop(kind, 0) for kind in ("identify", "increment", "decrement"))
-    buffer = await runtime.buffer.stats()
+    buffer = await services.buffer.stats()
     return {
         "day": today,
         "accepted": accepted,
         "profile_updates": profile_updates,
         "dropped": dict(sorted(outcomes.items())),
-        "last_event": await asyncio.to_thread(_last_event_at, runtime, project_id),
+        "last_event": await asyncio.to_thread(_last_event_at, services, project_id),
         "buffer_depth": buffer["depth"],
         "dead_letters": buffer["dead_letters"],
         "checked_at": datetime.now(UTC).isoformat(timespec="seconds"),

@@ -15,7 +15,8 @@ from typing import Any
 
 import msgspec
 
-from gatrix.buffer.queue import BufferKeys, Pending
+from gatrix.buffer.keys import RedisKeys
+from gatrix.buffer.rows import Pending, counter_item, event_item, profile_item
 from gatrix.ids import new_id
 from gatrix.ingest.enrich.geo import GeoLookup
 from gatrix.ingest.enrich.referrer import (
@@ -54,7 +55,7 @@ class Request:
 class Context:
     salts: SaltBook
     geo: GeoLookup
-    keys: BufferKeys
+    keys: RedisKeys
     # client times older than this are dropped: events spread over many months would make
     # every insert touch as many partitions (and the window keeps rollups of closed days final)
     max_event_age_ms: int = DEFAULT_MAX_EVENT_AGE_MS
@@ -255,15 +256,13 @@ def process_track(hit: Hit, req: Request, ctx: Context, steps=TRACK_STEPS) -> Pe
     row["profile_id"] = hit.profile_id
     row["properties"] = hit.properties
     row["sdk_name"], row["sdk_version"] = req.sdk_name[:64], req.sdk_version[:64]
-    # device_id and session_id are prepended by the buffer's Lua call, hence the tail.
-    tail = _encode(row)[1:]
-    return Pending(
-        payload_tail=tail,
-        ts_ms=d.ts_ms,
-        session_key=ctx.keys.session(req.client.project_id, d.device_id),
-        prev_session_key=ctx.keys.session(req.client.project_id, d.prev_device_id),
-        device_id=d.device_id,
-        prev_device_id=d.prev_device_id,
+    return event_item(
+        row,
+        d.ts_ms,
+        ctx.keys.session(req.client.project_id, d.device_id),
+        ctx.keys.session(req.client.project_id, d.prev_device_id),
+        d.device_id,
+        d.prev_device_id,
     )
 
 
@@ -281,11 +280,11 @@ def process_profile(hit: Hit, req: Request) -> Pending:
             "properties": hit.properties,
             "updated_at": ch_time(req.received_ms),
         }
-        return Pending(payload_tail=b"p" + _encode(row), session=False)
+        return profile_item(row)
     row = {
         "project_id": project,
         "profile_id": hit.profile_id,
         "property": hit.property,
         "value": hit.value,
     }
-    return Pending(payload_tail=b"c" + _encode(row), session=False)
+    return counter_item(row)

@@ -19,7 +19,8 @@ from typing import Any
 
 import msgspec
 
-from gatrix.buffer.queue import BufferFull, BufferWriter, Pending
+from gatrix.buffer.rows import Pending
+from gatrix.buffer.writer import BufferFull, BufferWriter
 from gatrix.ingest.counters import IngestCounters
 from gatrix.ingest.payloads import InvalidPayload, decode_json, parse_envelope
 from gatrix.ingest.pipeline import Context, Dropped, Request, process_profile, process_track

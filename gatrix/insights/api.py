@@ -13,7 +13,6 @@ from typing import Annotated, Any
 
 import msgspec
 from litestar import Controller, Request, Response, get
-from litestar.datastructures import State
 from litestar.exceptions import HTTPException, ValidationException
 from litestar.openapi.datastructures import ResponseSpec
 from litestar.params import Parameter
@@ -24,6 +23,7 @@ from gatrix.insights.filters import InvalidFilter
 from gatrix.insights.query import InvalidQuery, QueryParams, build_query
 from gatrix.logs import log_unexpected
 from gatrix.meta import accounts
+from gatrix.services import Services
 from gatrix.web.auth import SESSION_COOKIE
 
 
@@ -129,13 +129,13 @@ class Reader:
     timezone: str
 
 
-async def authorize(request: Request, state: State, project_id: str) -> Reader:
+async def authorize(request: Request, services: Services, project_id: str) -> Reader:
     """Who may read `project_id`: a read/root client by its headers, or a logged-in user with
     a role on the project. Anything else is 401/403 saying what is wrong."""
     client_id = request.headers.get("openpanel-client-id", "").strip()
     if not client_id and request.cookies.get(SESSION_COOKIE):
-        return await _authorize_user(request, state, project_id)
-    directory = state.runtime.ingest.directory
+        return await _authorize_user(request, services, project_id)
+    directory = services.directory
     secret = request.headers.get("openpanel-client-secret", "")
     if not client_id or not secret:
         raise ApiError(
@@ -153,9 +153,9 @@ async def authorize(request: Request, state: State, project_id: str) -> Reader:
     return Reader(project_id, client.timezone)
 
 
-async def _authorize_user(request: Request, state: State, project_id: str) -> Reader:
-    engine = state.runtime.engine
-    user_id = await state.runtime.web_auth.session_user_id(request)
+async def _authorize_user(request: Request, services: Services, project_id: str) -> Reader:
+    engine = services.engine
+    user_id = await services.web_auth.session_user_id(request)
     user = await asyncio.to_thread(accounts.get_user, engine, user_id) if user_id else None
     if user is None:
         raise ApiError(401, "unauthenticated", "your session has ended: log in again")
@@ -203,16 +203,16 @@ FilterParam = Annotated[
 
 async def _report(
     request: Request,
-    state: State,
+    services: Services,
     project_id: str,
     params: QueryParams,
     report: Any,
     *args: Any,
 ) -> Any:
     """Authorize, build the query in the project's time zone, run `report` off the loop."""
-    reader = await authorize(request, state, project_id)
+    reader = await authorize(request, services, project_id)
     query = await _run(build_query, project_id, reader.timezone, params, _now())
-    return await _run(report, state.runtime.store, query, *args)
+    return await _run(report, services.store, query, *args)
 
 
 class InsightsController(Controller):
@@ -223,7 +223,7 @@ class InsightsController(Controller):
     async def metrics(
         self,
         request: Request,
-        state: State,
+        services: Services,
         project_id: str,
         range_: RangeParam = "30d",
         start: str | None = None,
@@ -233,7 +233,7 @@ class InsightsController(Controller):
     ) -> MetricsOut:
         result = await _report(
             request,
-            state,
+            services,
             project_id,
             _params(range_, start, end, None, compare, filters),
             reports.metrics,
@@ -244,7 +244,7 @@ class InsightsController(Controller):
     async def timeseries(
         self,
         request: Request,
-        state: State,
+        services: Services,
         project_id: str,
         metric: str = "visitors",
         interval: str | None = None,
@@ -256,7 +256,7 @@ class InsightsController(Controller):
     ) -> TimeseriesOut:
         result = await _report(
             request,
-            state,
+            services,
             project_id,
             _params(range_, start, end, interval, compare, filters),
             reports.timeseries,
@@ -270,7 +270,7 @@ class InsightsController(Controller):
     async def breakdown(
         self,
         request: Request,
-        state: State,
+        services: Services,
         project_id: str,
         dimension: str,
         range_: RangeParam = "30d",
@@ -283,7 +283,7 @@ class InsightsController(Controller):
     ) -> BreakdownOut:
         result = await _report(
             request,
-            state,
+            services,
             project_id,
             _params(range_, start, end, None, None, filters),
             reports.breakdown,
@@ -302,7 +302,7 @@ class InsightsController(Controller):
     async def properties(
         self,
         request: Request,
-        state: State,
+        services: Services,
         project_id: str,
         event: str,
         key: str,
@@ -316,7 +316,7 @@ class InsightsController(Controller):
     ) -> BreakdownOut:
         result = await _report(
             request,
-            state,
+            services,
             project_id,
             _params(range_, start, end, None, None, filters),
             reports.property_breakdown,
@@ -329,9 +329,9 @@ class InsightsController(Controller):
         return msgspec.convert(result, BreakdownOut)
 
     @get("/live", summary="Visitors in the last 5 minutes", responses=ERROR_RESPONSES)
-    async def live(self, request: Request, state: State, project_id: str) -> LiveOut:
-        await authorize(request, state, project_id)
-        result = await _run(live_report.live, state.runtime.store, project_id, _now())
+    async def live(self, request: Request, services: Services, project_id: str) -> LiveOut:
+        await authorize(request, services, project_id)
+        result = await _run(live_report.live, services.store, project_id, _now())
         return msgspec.convert(result, LiveOut)
 
 

@@ -2,7 +2,7 @@
 grants, share links. Jinja2 templates in templates/admin; plain forms that work without
 JavaScript, HTMX only for the install check that polls.
 
-Every state-changing request checks the CSRF token; every project page checks the user's role
+Every services-changing request checks the CSRF token; every project page checks the user's role
 on that project and answers 404 when there is none (existence is not revealed).
 """
 
@@ -12,7 +12,6 @@ import asyncio
 from typing import Any
 
 from litestar import Request, Response, get, post
-from litestar.datastructures import State
 from litestar.exceptions import HTTPException
 from litestar.response import Redirect, Template
 
@@ -20,6 +19,7 @@ from gatrix.ingest.health import first_event, project_health
 from gatrix.meta import accounts
 from gatrix.meta.accounts import AccountError, UserInfo
 from gatrix.meta.projects import create_client, create_project
+from gatrix.services import Services
 from gatrix.web import auth
 from gatrix.web.hosts import public_base_url
 
@@ -49,29 +49,29 @@ async def form_of(request: Request) -> dict[str, Any]:
     return form
 
 
-def _web(state: State) -> auth.WebAuth:
-    return state.runtime.web_auth
+def _web(services: Services) -> auth.WebAuth:
+    return services.web_auth
 
 
-async def current_user(request: Request, state: State) -> UserInfo | None:
-    user_id = await _web(state).session_user_id(request)
+async def current_user(request: Request, services: Services) -> UserInfo | None:
+    user_id = await _web(services).session_user_id(request)
     if user_id is None:
         return None
-    return await asyncio.to_thread(accounts.get_user, state.runtime.engine, user_id)
+    return await asyncio.to_thread(accounts.get_user, services.engine, user_id)
 
 
-async def require_user(request: Request, state: State) -> UserInfo:
-    user = await current_user(request, state)
+async def require_user(request: Request, services: Services) -> UserInfo:
+    user = await current_user(request, services)
     if user is None:
         raise PageError(status_code=401, detail="Log in first.")
     return user
 
 
 async def require_role(
-    request: Request, state: State, project_id: str, admin: bool = False
+    request: Request, services: Services, project_id: str, admin: bool = False
 ) -> tuple[UserInfo, str]:
-    user = await require_user(request, state)
-    role = await asyncio.to_thread(accounts.role, state.runtime.engine, user, project_id)
+    user = await require_user(request, services)
+    role = await asyncio.to_thread(accounts.role, services.engine, user, project_id)
     if role is None:
         raise PageError(status_code=404, detail="No such project.")
     if admin and role != "admin":
@@ -84,33 +84,33 @@ def go(request: Request, path: str) -> str:
     return request.app.state.settings.root_path + path
 
 
-def base_url(request: Request, state: State) -> str:
-    return public_base_url(state.settings, request.url.scheme, request.headers.get("host", ""))
+def base_url(request: Request, services: Services) -> str:
+    return public_base_url(services.settings, request.url.scheme, request.headers.get("host", ""))
 
 
 # --- first run, login
 
 
 @get("/", include_in_schema=False)
-async def home(request: Request, state: State) -> Redirect:
-    engine = state.runtime.engine
+async def home(request: Request, services: Services) -> Redirect:
+    engine = services.engine
     if not await asyncio.to_thread(accounts.has_users, engine):
         return Redirect(go(request, "/setup"))
-    logged_in = await current_user(request, state) is not None
+    logged_in = await current_user(request, services) is not None
     return Redirect(go(request, "/projects" if logged_in else "/login"))
 
 
 @get("/setup", include_in_schema=False)
-async def setup_page(request: Request, state: State) -> Template:
-    if await asyncio.to_thread(accounts.has_users, state.runtime.engine):
+async def setup_page(request: Request, services: Services) -> Template:
+    if await asyncio.to_thread(accounts.has_users, services.engine):
         raise PageError(status_code=404, detail="Setup is done.")
     return page(request, "admin/setup.html.j2")
 
 
 @post("/setup", include_in_schema=False)
-async def setup_submit(request: Request, state: State) -> Response:
+async def setup_submit(request: Request, services: Services) -> Response:
     form = await form_of(request)
-    engine = state.runtime.engine
+    engine = services.engine
     if await asyncio.to_thread(accounts.has_users, engine):
         raise PageError(status_code=404, detail="Setup is done.")
     try:
@@ -121,27 +121,27 @@ async def setup_submit(request: Request, state: State) -> Response:
         return page(
             request, "admin/setup.html.j2", 400, error=str(exc), email=form.get("email", "")
         )
-    return await _logged_in(request, state, user)
+    return await _logged_in(request, services, user)
 
 
-async def _logged_in(request: Request, state: State, user: UserInfo) -> Response:
-    token = await _web(state).start_session(user.id)
+async def _logged_in(request: Request, services: Services, user: UserInfo) -> Response:
+    token = await _web(services).start_session(user.id)
     return Redirect(go(request, "/projects"), cookies=[auth.session_cookie(token, request)])
 
 
 @get("/login", include_in_schema=False)
-async def login_page(request: Request, state: State) -> Template:
+async def login_page(request: Request, services: Services) -> Template:
     return page(request, "admin/login.html.j2")
 
 
 @post("/login", include_in_schema=False)
-async def login_submit(request: Request, state: State) -> Response:
+async def login_submit(request: Request, services: Services) -> Response:
     form = await form_of(request)
     email = str(form.get("email", ""))[:240]
     password = str(form.get("password", ""))
     try:
-        user = await _web(state).log_in(
-            state.runtime.engine, email, password, auth.client_ip(request)
+        user = await _web(services).log_in(
+            services.engine, email, password, auth.client_ip(request)
         )
     except auth.Throttled:
         return page(
@@ -155,13 +155,13 @@ async def login_submit(request: Request, state: State) -> Response:
         return page(
             request, "admin/login.html.j2", 401, email=email, error="Wrong email or password."
         )
-    return await _logged_in(request, state, user)
+    return await _logged_in(request, services, user)
 
 
 @post("/logout", include_in_schema=False)
-async def logout(request: Request, state: State) -> Response:
+async def logout(request: Request, services: Services) -> Response:
     await form_of(request)
-    await _web(state).end_session(request)
+    await _web(services).end_session(request)
     return Redirect(go(request, "/login"), cookies=[auth.clear_session_cookie(request)])
 
 
@@ -169,15 +169,15 @@ async def logout(request: Request, state: State) -> Response:
 
 
 @get("/projects", include_in_schema=False)
-async def projects_page(request: Request, state: State) -> Template:
-    user = await require_user(request, state)
-    projects = await asyncio.to_thread(accounts.visible_projects, state.runtime.engine, user)
+async def projects_page(request: Request, services: Services) -> Template:
+    user = await require_user(request, services)
+    projects = await asyncio.to_thread(accounts.visible_projects, services.engine, user)
     return page(request, "admin/projects.html.j2", user=user, projects=projects)
 
 
 @post("/projects", include_in_schema=False)
-async def projects_create(request: Request, state: State) -> Response:
-    user = await require_user(request, state)
+async def projects_create(request: Request, services: Services) -> Response:
+    user = await require_user(request, services)
     form = await form_of(request)
     if not user.is_admin:
         raise PageError(status_code=403, detail="Only administrators create projects.")
@@ -185,57 +185,62 @@ async def projects_create(request: Request, state: State) -> Response:
         origins = accounts.parse_origins(str(form.get("origins", "")))
         created = await asyncio.to_thread(
             create_project,
-            state.runtime.engine,
+            services.engine,
             str(form.get("name", "")),
             origins,
             str(form.get("timezone") or "UTC"),
             str(form.get("kind") or "website"),
         )
     except (AccountError, ValueError) as exc:
-        projects = await asyncio.to_thread(accounts.visible_projects, state.runtime.engine, user)
+        projects = await asyncio.to_thread(accounts.visible_projects, services.engine, user)
         return page(
             request, "admin/projects.html.j2", 400, user=user, projects=projects, error=str(exc)
         )
     return await _settings(
-        request, state, user, created.project_id, new_client=created.__dict__, status=201
+        request, services, user, created.project_id, new_client=created.__dict__, status=201
     )
 
 
 async def _settings(
-    request: Request, state: State, user: UserInfo, project_id: str, status: int = 200, **extra: Any
+    request: Request,
+    services: Services,
+    user: UserInfo,
+    project_id: str,
+    status: int = 200,
+    **extra: Any,
 ) -> Template:
-    engine = state.runtime.engine
+    engine = services.engine
     project = await asyncio.to_thread(accounts.project_settings, engine, project_id)
     if project is None:
         raise PageError(status_code=404, detail="No such project.")
-    health = await project_health(state.runtime, project_id)
+    health = await project_health(services, project_id)
     return page(
         request,
         "admin/settings.html.j2",
         status,
         user=user,
         project=project,
-        base_url=base_url(request, state),
+        base_url=base_url(request, services),
         health=health,
         **extra,
     )
 
 
 @get("/projects/{project_id:str}/settings", include_in_schema=False)
-async def settings_page(request: Request, state: State, project_id: str) -> Template:
-    user, _ = await require_role(request, state, project_id, admin=True)
-    return await _settings(request, state, user, project_id)
+async def settings_page(request: Request, services: Services, project_id: str) -> Template:
+    user, _ = await require_role(request, services, project_id, admin=True)
+    return await _settings(request, services, user, project_id)
 
 
 @post("/projects/{project_id:str}/settings", include_in_schema=False)
-async def settings_submit(request: Request, state: State, project_id: str) -> Template:
-    user, _ = await require_role(request, state, project_id, admin=True)
+async def settings_submit(request: Request, services: Services, project_id: str) -> Template:
+    user, _ = await require_role(request, services, project_id, admin=True)
     form = await form_of(request)
     try:
         origins = accounts.parse_origins(str(form.get("origins", "")))
         await asyncio.to_thread(
             accounts.update_project,
-            state.runtime.engine,
+            services.engine,
             project_id,
             str(form.get("name", "")),
             origins,
@@ -243,68 +248,68 @@ async def settings_submit(request: Request, state: State, project_id: str) -> Te
             str(form.get("kind", "")),
         )
     except AccountError as exc:
-        return await _settings(request, state, user, project_id, status=400, error=str(exc))
-    state.runtime.ingest.directory.forget()  # new origins apply to this process at once
-    return await _settings(request, state, user, project_id, notice="Saved.")
+        return await _settings(request, services, user, project_id, status=400, error=str(exc))
+    services.directory.forget()  # new origins apply to this process at once
+    return await _settings(request, services, user, project_id, notice="Saved.")
 
 
 @post("/projects/{project_id:str}/delete", include_in_schema=False)
-async def project_delete(request: Request, state: State, project_id: str) -> Response:
-    user, _ = await require_role(request, state, project_id, admin=True)
+async def project_delete(request: Request, services: Services, project_id: str) -> Response:
+    user, _ = await require_role(request, services, project_id, admin=True)
     form = await form_of(request)
-    project = await asyncio.to_thread(accounts.project_settings, state.runtime.engine, project_id)
+    project = await asyncio.to_thread(accounts.project_settings, services.engine, project_id)
     if project is None or form.get("confirm", "") != project["name"]:
         return await _settings(
             request,
-            state,
+            services,
             user,
             project_id,
             status=400,
             error="Type the project's name to confirm deletion.",
         )
-    await asyncio.to_thread(state.runtime.store.delete_project, project_id)
-    await asyncio.to_thread(accounts.delete_project_rows, state.runtime.engine, project_id)
-    state.runtime.ingest.directory.forget()
+    await asyncio.to_thread(services.store.delete_project, project_id)
+    await asyncio.to_thread(accounts.delete_project_rows, services.engine, project_id)
+    services.directory.forget()
     return Redirect(go(request, "/projects"))
 
 
 @post("/projects/{project_id:str}/clients", include_in_schema=False)
-async def client_create(request: Request, state: State, project_id: str) -> Template:
-    user, _ = await require_role(request, state, project_id, admin=True)
+async def client_create(request: Request, services: Services, project_id: str) -> Template:
+    user, _ = await require_role(request, services, project_id, admin=True)
     form = await form_of(request)
     try:
         created = await asyncio.to_thread(
             create_client,
-            state.runtime.engine,
+            services.engine,
             project_id,
             str(form.get("type", "write")),
             str(form.get("name", ""))[:200],
         )
     except ValueError as exc:
-        return await _settings(request, state, user, project_id, status=400, error=str(exc))
+        return await _settings(request, services, user, project_id, status=400, error=str(exc))
     return await _settings(
-        request, state, user, project_id, status=201, new_client=created.__dict__
+        request, services, user, project_id, status=201, new_client=created.__dict__
     )
 
 
 @post("/projects/{project_id:str}/clients/{client_id:str}/revoke", include_in_schema=False)
 async def client_revoke(
-    request: Request, state: State, project_id: str, client_id: str
+    request: Request, services: Services, project_id: str, client_id: str
 ) -> Template:
-    user, _ = await require_role(request, state, project_id, admin=True)
+    user, _ = await require_role(request, services, project_id, admin=True)
     await form_of(request)
     try:
-        await asyncio.to_thread(accounts.revoke_client, state.runtime.engine, project_id, client_id)
+        await asyncio.to_thread(accounts.revoke_client, services.engine, project_id, client_id)
     except AccountError as exc:
-        return await _settings(request, state, user, project_id, status=404, error=str(exc))
-    state.runtime.ingest.directory.forget()
-    return await _settings(request, state, user, project_id, notice="Client revoked.")
+        return await _settings(request, services, user, project_id, status=404, error=str(exc))
+    services.directory.forget()
+    return await _settings(request, services, user, project_id, notice="Client revoked.")
 
 
 @get("/projects/{project_id:str}/install-check", include_in_schema=False)
-async def install_check(request: Request, state: State, project_id: str) -> Template:
-    await require_role(request, state, project_id)
-    first = await first_event(state.runtime, project_id)
+async def install_check(request: Request, services: Services, project_id: str) -> Template:
+    await require_role(request, services, project_id)
+    first = await first_event(services, project_id)
     return page(request, "fragments/install_check.html.j2", project_id=project_id, first=first)
 
 
@@ -312,49 +317,51 @@ async def install_check(request: Request, state: State, project_id: str) -> Temp
 
 
 @post("/projects/{project_id:str}/share-links", include_in_schema=False)
-async def share_create(request: Request, state: State, project_id: str) -> Template:
-    user, _ = await require_role(request, state, project_id, admin=True)
+async def share_create(request: Request, services: Services, project_id: str) -> Template:
+    user, _ = await require_role(request, services, project_id, admin=True)
     form = await form_of(request)
     token = await asyncio.to_thread(
         accounts.create_share_link,
-        state.runtime.engine,
+        services.engine,
         project_id,
         str(form.get("password", ""))[:200],
     )
-    return await _settings(request, state, user, project_id, status=201, new_share=token)
+    return await _settings(request, services, user, project_id, status=201, new_share=token)
 
 
 @post("/projects/{project_id:str}/share-links/{token:str}/revoke", include_in_schema=False)
-async def share_revoke(request: Request, state: State, project_id: str, token: str) -> Template:
-    user, _ = await require_role(request, state, project_id, admin=True)
+async def share_revoke(
+    request: Request, services: Services, project_id: str, token: str
+) -> Template:
+    user, _ = await require_role(request, services, project_id, admin=True)
     await form_of(request)
     try:
-        await asyncio.to_thread(accounts.revoke_share_link, state.runtime.engine, project_id, token)
+        await asyncio.to_thread(accounts.revoke_share_link, services.engine, project_id, token)
     except AccountError as exc:
-        return await _settings(request, state, user, project_id, status=404, error=str(exc))
-    return await _settings(request, state, user, project_id, notice="Share link revoked.")
+        return await _settings(request, services, user, project_id, status=404, error=str(exc))
+    return await _settings(request, services, user, project_id, notice="Share link revoked.")
 
 
 # --- users
 
 
 @get("/users", include_in_schema=False)
-async def users_page(request: Request, state: State) -> Template:
-    user = await _require_admin(request, state)
-    return await _users(request, state, user)
+async def users_page(request: Request, services: Services) -> Template:
+    user = await _require_admin(request, services)
+    return await _users(request, services, user)
 
 
-async def _require_admin(request: Request, state: State) -> UserInfo:
-    user = await require_user(request, state)
+async def _require_admin(request: Request, services: Services) -> UserInfo:
+    user = await require_user(request, services)
     if not user.is_admin:
         raise PageError(status_code=403, detail="Only administrators manage users.")
     return user
 
 
 async def _users(
-    request: Request, state: State, user: UserInfo, status: int = 200, **extra: Any
+    request: Request, services: Services, user: UserInfo, status: int = 200, **extra: Any
 ) -> Template:
-    engine = state.runtime.engine
+    engine = services.engine
     users = await asyncio.to_thread(accounts.list_users, engine)
     projects = await asyncio.to_thread(accounts.visible_projects, engine, user)
     return page(
@@ -363,45 +370,47 @@ async def _users(
 
 
 @post("/users", include_in_schema=False)
-async def users_create(request: Request, state: State) -> Template:
-    user = await _require_admin(request, state)
+async def users_create(request: Request, services: Services) -> Template:
+    user = await _require_admin(request, services)
     form = await form_of(request)
     try:
         await asyncio.to_thread(
             accounts.create_user,
-            state.runtime.engine,
+            services.engine,
             str(form.get("email", "")),
             str(form.get("password", "")),
             form.get("is_admin") == "on",
         )
     except AccountError as exc:
-        return await _users(request, state, user, 400, error=str(exc))
-    return await _users(request, state, user, 201, notice="User created.")
+        return await _users(request, services, user, 400, error=str(exc))
+    return await _users(request, services, user, 201, notice="User created.")
 
 
 @post("/users/{user_id:int}/grants", include_in_schema=False)
-async def grant_create(request: Request, state: State, user_id: int) -> Template:
-    user = await _require_admin(request, state)
+async def grant_create(request: Request, services: Services, user_id: int) -> Template:
+    user = await _require_admin(request, services)
     form = await form_of(request)
     try:
         await asyncio.to_thread(
             accounts.grant,
-            state.runtime.engine,
+            services.engine,
             user_id,
             str(form.get("project_id", "")),
             str(form.get("role", "")),
         )
     except AccountError as exc:
-        return await _users(request, state, user, 400, error=str(exc))
-    return await _users(request, state, user, notice="Access granted.")
+        return await _users(request, services, user, 400, error=str(exc))
+    return await _users(request, services, user, notice="Access granted.")
 
 
 @post("/users/{user_id:int}/grants/{project_id:str}/delete", include_in_schema=False)
-async def grant_delete(request: Request, state: State, user_id: int, project_id: str) -> Template:
-    user = await _require_admin(request, state)
+async def grant_delete(
+    request: Request, services: Services, user_id: int, project_id: str
+) -> Template:
+    user = await _require_admin(request, services)
     await form_of(request)
-    await asyncio.to_thread(accounts.revoke_grant, state.runtime.engine, user_id, project_id)
-    return await _users(request, state, user, notice="Access removed.")
+    await asyncio.to_thread(accounts.revoke_grant, services.engine, user_id, project_id)
+    return await _users(request, services, user, notice="Access removed.")
 
 
 ADMIN_ROUTES = [

@@ -29,6 +29,7 @@ from litestar.datastructures import Cookie
 from redis.asyncio import Redis
 from sqlalchemy.engine import Engine
 
+from gatrix.buffer.keys import THROTTLE_WINDOW_S, WEB_SESSION_TTL_S, RedisKeys
 from gatrix.ingest.routes import TrustedProxies
 from gatrix.meta import accounts
 from gatrix.meta.accounts import UserInfo, normalize_email
@@ -38,11 +39,8 @@ from gatrix.web.throttle import Throttle, address_subject
 
 SESSION_COOKIE = "gatrix_session"
 CSRF_COOKIE = "gatrix_csrf"
-SESSION_TTL_S = 14 * 86400
-THROTTLE_WINDOW_S = 15 * 60
 MAX_FAILURES_PER_ACCOUNT = 5
 MAX_FAILURES_PER_IP = 20
-SHARE_WINDOW_S = 15 * 60
 MAX_SHARE_FAILURES_PER_LINK = 10
 MAX_SHARE_FAILURES_PER_IP = 20
 _CSRF_LABEL = b"gatrix csrf v1"
@@ -55,47 +53,44 @@ class Throttled(Exception):
 @dataclass
 class WebAuth:
     redis: Redis
-    prefix: str
+    keys: RedisKeys
     logins: Throttle = field(init=False)
     share_unlocks: Throttle = field(init=False)
 
     def __post_init__(self) -> None:
         self.logins = Throttle(
             self.redis,
-            self.prefix,
+            self.keys,
             "login",
             {"acct": MAX_FAILURES_PER_ACCOUNT, "ip": MAX_FAILURES_PER_IP},
             THROTTLE_WINDOW_S,
         )
         self.share_unlocks = Throttle(
             self.redis,
-            self.prefix,
+            self.keys,
             "share",
             {"link": MAX_SHARE_FAILURES_PER_LINK, "ip": MAX_SHARE_FAILURES_PER_IP},
-            SHARE_WINDOW_S,
+            THROTTLE_WINDOW_S,
         )
-
-    def _key(self, kind: str, value: str) -> str:
-        return f"{self.prefix}:{kind}:{value}"
 
     # --- sessions
 
     async def start_session(self, user_id: int) -> str:
         token = secrets.token_urlsafe(32)
-        await self.redis.set(self._key("web", token), str(user_id), ex=SESSION_TTL_S)
+        await self.redis.set(self.keys.web_session(token), str(user_id), ex=WEB_SESSION_TTL_S)
         return token
 
     async def session_user_id(self, request: Request) -> int | None:
         token = request.cookies.get(SESSION_COOKIE, "")
         if not token or len(token) > 100:
             return None
-        value = await self.redis.get(self._key("web", token))
+        value = await self.redis.get(self.keys.web_session(token))
         return int(value) if value else None
 
     async def end_session(self, request: Request) -> None:
         token = request.cookies.get(SESSION_COOKIE, "")
         if token:
-            await self.redis.delete(self._key("web", token))
+            await self.redis.delete(self.keys.web_session(token))
 
     # --- logging in
 
@@ -203,7 +198,7 @@ def _cookie(key: str, value: str, request: Request, max_age: int, samesite: str)
 
 
 def session_cookie(token: str, request: Request) -> Cookie:
-    return _cookie(SESSION_COOKIE, token, request, SESSION_TTL_S, "lax")
+    return _cookie(SESSION_COOKIE, token, request, WEB_SESSION_TTL_S, "lax")
 
 
 def clear_session_cookie(request: Request) -> Cookie:
@@ -211,4 +206,4 @@ def clear_session_cookie(request: Request) -> Cookie:
 
 
 def csrf_cookie(token: str, request: Request) -> Cookie:
-    return _cookie(CSRF_COOKIE, token, request, SESSION_TTL_S, "strict")
+    return _cookie(CSRF_COOKIE, token, request, WEB_SESSION_TTL_S, "strict")

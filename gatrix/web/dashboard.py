@@ -10,7 +10,6 @@ from datetime import UTC, datetime
 from typing import Any
 
 from litestar import Request, get
-from litestar.datastructures import State
 from litestar.response import Template
 
 from gatrix.insights import reports
@@ -18,6 +17,7 @@ from gatrix.insights.filters import InvalidFilter
 from gatrix.insights.live import live, live_visitors
 from gatrix.insights.query import InvalidQuery, Query, build_query
 from gatrix.meta import accounts
+from gatrix.services import Services
 from gatrix.web import charts
 from gatrix.web.admin import PageError, page, require_role
 from gatrix.web.vendor import PLOTLY_PATH
@@ -45,8 +45,8 @@ def _query(project: dict[str, Any], view: View) -> Query:
         raise PageError(status_code=400, detail=f"Invalid view: {exc}") from None
 
 
-def kpis_context(state: State, q: Query) -> dict[str, Any]:
-    m = reports.metrics(state.runtime.store, q)
+def kpis_context(services: Services, q: Query) -> dict[str, Any]:
+    m = reports.metrics(services.store, q)
     cards = []
     for key in METRICS:
         now, before = m[key], m["previous"][key]
@@ -63,9 +63,9 @@ def kpis_context(state: State, q: Query) -> dict[str, Any]:
     return {"cards": cards, "has_data": any(m[k] for k in ("visitors", "events", "pageviews"))}
 
 
-def chart_context(state: State, q: Query, view: View) -> dict[str, Any]:
+def chart_context(services: Services, q: Query, view: View) -> dict[str, Any]:
     metric = SERIES_FOR.get(view.metric, view.metric)
-    series = reports.timeseries(state.runtime.store, q, metric)
+    series = reports.timeseries(services.store, q, metric)
     return {
         "figure": _figure_json(charts.timeseries_figure(series)),
         "points": len(series["points"]),
@@ -73,11 +73,11 @@ def chart_context(state: State, q: Query, view: View) -> dict[str, Any]:
     }
 
 
-def panel_context(state: State, q: Query, view: View, panel: str) -> dict[str, Any]:
+def panel_context(services: Services, q: Query, view: View, panel: str) -> dict[str, Any]:
     tab = view.tab(panel)
     dimension = next(d for key, d, _ in PANELS[panel] if key == tab)
     filter_dim = dimension
-    store = state.runtime.store
+    store = services.store
     # drill-down: with a browser/OS chosen, show its versions
     if tab in DRILL_DOWN and any(f.startswith(f"{DRILL_DOWN[tab][0]}:is:") for f in view.filters):
         dimension = filter_dim = DRILL_DOWN[tab][1]
@@ -114,18 +114,18 @@ def panel_context(state: State, q: Query, view: View, panel: str) -> dict[str, A
     return context
 
 
-def live_context(state: State, project_id: str) -> dict[str, Any]:
-    data = live(state.runtime.store, project_id, datetime.now(UTC))
+def live_context(services: Services, project_id: str) -> dict[str, Any]:
+    data = live(services.store, project_id, datetime.now(UTC))
     return {"live": data, "figure": _figure_json(charts.per_minute_figure(data["per_minute"]))}
 
 
-async def _project(request: Request, state: State, project_id: str) -> dict[str, Any]:
-    await require_role(request, state, project_id)
-    return await _settings(state, project_id)
+async def _project(request: Request, services: Services, project_id: str) -> dict[str, Any]:
+    await require_role(request, services, project_id)
+    return await _settings(services, project_id)
 
 
-async def _settings(state: State, project_id: str) -> dict[str, Any]:
-    project = await asyncio.to_thread(accounts.project_settings, state.runtime.engine, project_id)
+async def _settings(services: Services, project_id: str) -> dict[str, Any]:
+    project = await asyncio.to_thread(accounts.project_settings, services.engine, project_id)
     if project is None:
         raise PageError(status_code=404, detail="No such project.")
     return project
@@ -148,7 +148,7 @@ def _common(
 
 
 async def render_dashboard(
-    request: Request, state: State, project: dict[str, Any], dash: str, user: Any = None
+    request: Request, services: Services, project: dict[str, Any], dash: str, user: Any = None
 ) -> Template:
     """The overview; `dash` is where its links and fragments live (a login or a share link)."""
     view = View.from_request(request)
@@ -156,10 +156,10 @@ async def render_dashboard(
 
     def build() -> dict[str, Any]:
         return {
-            "kpis": kpis_context(state, q),
-            "chart": chart_context(state, q, view),
-            "panel_contexts": {p: panel_context(state, q, view, p) for p in PANELS},
-            "live_badge": live_visitors(state.runtime.store, project["id"], datetime.now(UTC)),
+            "kpis": kpis_context(services, q),
+            "chart": chart_context(services, q, view),
+            "panel_contexts": {p: panel_context(services, q, view, p) for p in PANELS},
+            "live_badge": live_visitors(services.store, project["id"], datetime.now(UTC)),
         }
 
     data = await asyncio.to_thread(build)
@@ -173,9 +173,9 @@ async def render_dashboard(
 
 
 async def render_realtime(
-    request: Request, state: State, project: dict[str, Any], dash: str, user: Any = None
+    request: Request, services: Services, project: dict[str, Any], dash: str, user: Any = None
 ) -> Template:
-    data = await asyncio.to_thread(live_context, state, project["id"])
+    data = await asyncio.to_thread(live_context, services, project["id"])
     return page(
         request,
         "pages/realtime.html.j2",
@@ -186,51 +186,53 @@ async def render_realtime(
 
 
 async def render_fragment(
-    request: Request, state: State, project: dict[str, Any], dash: str, name: str, panel: str
+    request: Request, services: Services, project: dict[str, Any], dash: str, name: str, panel: str
 ) -> Template:
     view = View.from_request(request)
     common = _common(request, project, view, dash, False)
     if name == "live-badge":
         count = await asyncio.to_thread(
-            live_visitors, state.runtime.store, project["id"], datetime.now(UTC)
+            live_visitors, services.store, project["id"], datetime.now(UTC)
         )
         return page(request, "fragments/live_badge.html.j2", **common, live_badge=count)
     if name == "realtime":
-        data = await asyncio.to_thread(live_context, state, project["id"])
+        data = await asyncio.to_thread(live_context, services, project["id"])
         return page(request, "fragments/realtime.html.j2", **common, **data)
     q = _query(project, view)
     if name == "kpis":
-        data = await asyncio.to_thread(kpis_context, state, q)
+        data = await asyncio.to_thread(kpis_context, services, q)
         return page(request, "fragments/kpis.html.j2", **common, kpis=data)
     if name == "chart":
-        data = await asyncio.to_thread(chart_context, state, q, view)
+        data = await asyncio.to_thread(chart_context, services, q, view)
         return page(request, "fragments/chart.html.j2", **common, chart=data)
     if name == "panel" and panel in PANELS:
-        data = await asyncio.to_thread(panel_context, state, q, view, panel)
+        data = await asyncio.to_thread(panel_context, services, q, view, panel)
         return page(request, "fragments/panel.html.j2", **common, p=data)
     raise PageError(status_code=404, detail="No such fragment.")
 
 
 @get("/dashboard/{project_id:str}", include_in_schema=False)
-async def dashboard_page(request: Request, state: State, project_id: str) -> Template:
-    user, _ = await require_role(request, state, project_id)
-    project = await _settings(state, project_id)
-    return await render_dashboard(request, state, project, f"/dashboard/{project_id}", user)
+async def dashboard_page(request: Request, services: Services, project_id: str) -> Template:
+    user, _ = await require_role(request, services, project_id)
+    project = await _settings(services, project_id)
+    return await render_dashboard(request, services, project, f"/dashboard/{project_id}", user)
 
 
 @get("/dashboard/{project_id:str}/realtime", include_in_schema=False)
-async def realtime_page(request: Request, state: State, project_id: str) -> Template:
-    user, _ = await require_role(request, state, project_id)
-    project = await _settings(state, project_id)
-    return await render_realtime(request, state, project, f"/dashboard/{project_id}", user)
+async def realtime_page(request: Request, services: Services, project_id: str) -> Template:
+    user, _ = await require_role(request, services, project_id)
+    project = await _settings(services, project_id)
+    return await render_realtime(request, services, project, f"/dashboard/{project_id}", user)
 
 
 @get("/dashboard/{project_id:str}/fragments/{name:str}", include_in_schema=False)
 async def fragment(
-    request: Request, state: State, project_id: str, name: str, panel: str = ""
+    request: Request, services: Services, project_id: str, name: str, panel: str = ""
 ) -> Template:
-    project = await _project(request, state, project_id)
-    return await render_fragment(request, state, project, f"/dashboard/{project_id}", name, panel)
+    project = await _project(request, services, project_id)
+    return await render_fragment(
+        request, services, project, f"/dashboard/{project_id}", name, panel
+    )
 
 
 PLOTLY_URL = PLOTLY_PATH

@@ -1,6 +1,6 @@
 """Public read-only share links: `/share/{token}` shows one project's numbers, nothing else.
 
-A password-protected link asks once; the unlocked state is a random cookie mapped to the
+A password-protected link asks once; the unlocked services is a random cookie mapped to the
 link's token in Redis, so a revoked link stops working at once. Password guesses are
 throttled per link and per client IP, like logins.
 """
@@ -12,42 +12,45 @@ import secrets
 from typing import Any
 
 from litestar import Request, Response, get, post
-from litestar.datastructures import Cookie, State
+from litestar.datastructures import Cookie
 from litestar.response import Redirect, Template
 
+from gatrix.buffer.keys import SHARE_UNLOCK_TTL_S
 from gatrix.meta import accounts
+from gatrix.services import Services
 from gatrix.web import auth
 from gatrix.web.admin import PageError, form_of, go, page
 from gatrix.web.dashboard import render_dashboard, render_fragment, render_realtime
 
 UNLOCK_COOKIE = "gatrix_share"
-UNLOCK_TTL_S = 7 * 86400
 
 
-async def _link(state: State, token: str) -> dict[str, Any]:
-    link = await asyncio.to_thread(accounts.share_link, state.runtime.engine, token)
+async def _link(services: Services, token: str) -> dict[str, Any]:
+    link = await asyncio.to_thread(accounts.share_link, services.engine, token)
     if link is None:
         raise PageError(status_code=404, detail="This share link does not exist or was revoked.")
     return link
 
 
-async def _unlocked(request: Request, state: State, link: dict[str, Any]) -> bool:
+async def _unlocked(request: Request, services: Services, link: dict[str, Any]) -> bool:
     if not link["password_hash"]:
         return True
     key = request.cookies.get(UNLOCK_COOKIE, "")
     if not key or len(key) > 100:
         return False
-    value = await state.runtime.redis.get(f"{state.settings.redis_prefix}:shareok:{key}")
+    value = await services.redis.get(services.keys.share_unlock(key))
     return value is not None and value.decode() == link["token"]
 
 
-async def _shared_project(request: Request, state: State, token: str) -> dict[str, Any] | None:
+async def _shared_project(
+    request: Request, services: Services, token: str
+) -> dict[str, Any] | None:
     """The project behind an unlocked link; None when the link still needs its password."""
-    link = await _link(state, token)
-    if not await _unlocked(request, state, link):
+    link = await _link(services, token)
+    if not await _unlocked(request, services, link):
         return None
     project = await asyncio.to_thread(
-        accounts.project_settings, state.runtime.engine, link["project_id"]
+        accounts.project_settings, services.engine, link["project_id"]
     )
     if project is None:
         raise PageError(status_code=404, detail="This share link does not exist or was revoked.")
@@ -55,39 +58,39 @@ async def _shared_project(request: Request, state: State, token: str) -> dict[st
 
 
 @get("/share/{token:str}", include_in_schema=False)
-async def share_page(request: Request, state: State, token: str) -> Template:
-    project = await _shared_project(request, state, token)
+async def share_page(request: Request, services: Services, token: str) -> Template:
+    project = await _shared_project(request, services, token)
     if project is None:
-        return page(request, "share_password.html.j2", 401, link=await _link(state, token))
-    return await render_dashboard(request, state, project, f"/share/{token}")
+        return page(request, "share_password.html.j2", 401, link=await _link(services, token))
+    return await render_dashboard(request, services, project, f"/share/{token}")
 
 
 @get("/share/{token:str}/realtime", include_in_schema=False)
-async def share_realtime(request: Request, state: State, token: str) -> Template:
-    project = await _shared_project(request, state, token)
+async def share_realtime(request: Request, services: Services, token: str) -> Template:
+    project = await _shared_project(request, services, token)
     if project is None:
         raise PageError(status_code=403, detail="This link needs its password.")
-    return await render_realtime(request, state, project, f"/share/{token}")
+    return await render_realtime(request, services, project, f"/share/{token}")
 
 
 @get("/share/{token:str}/fragments/{name:str}", include_in_schema=False)
 async def share_fragment(
-    request: Request, state: State, token: str, name: str, panel: str = ""
+    request: Request, services: Services, token: str, name: str, panel: str = ""
 ) -> Template:
-    project = await _shared_project(request, state, token)
+    project = await _shared_project(request, services, token)
     if project is None:
         raise PageError(status_code=403, detail="This link needs its password.")
-    return await render_fragment(request, state, project, f"/share/{token}", name, panel)
+    return await render_fragment(request, services, project, f"/share/{token}", name, panel)
 
 
 @post("/share/{token:str}", include_in_schema=False)
-async def share_unlock(request: Request, state: State, token: str) -> Response:
-    link = await _link(state, token)
+async def share_unlock(request: Request, services: Services, token: str) -> Response:
+    link = await _link(services, token)
     form = await form_of(request)
     if not link["password_hash"]:
         return Redirect(go(request, f"/share/{token}"))
     try:
-        ok = await state.runtime.web_auth.unlock_share(
+        ok = await services.web_auth.unlock_share(
             link["token"],
             link["password_hash"],
             str(form.get("password", "")),
@@ -104,15 +107,13 @@ async def share_unlock(request: Request, state: State, token: str) -> Response:
     if not ok:
         return page(request, "share_password.html.j2", 401, link=link, error="Wrong password.")
     key = secrets.token_urlsafe(24)
-    await state.runtime.redis.set(
-        f"{state.settings.redis_prefix}:shareok:{key}", token, ex=UNLOCK_TTL_S
-    )
+    await services.redis.set(services.keys.share_unlock(key), token, ex=SHARE_UNLOCK_TTL_S)
     cookie = Cookie(
         key=UNLOCK_COOKIE,
         value=key,
         httponly=True,
         samesite="lax",
-        max_age=UNLOCK_TTL_S,
+        max_age=SHARE_UNLOCK_TTL_S,
         path=f"/share/{token}",
     )
     return Redirect(go(request, f"/share/{token}"), cookies=[cookie])

@@ -9,6 +9,8 @@ from collections.abc import Iterable, Mapping
 
 from redis.asyncio import Redis
 
+from gatrix.buffer.keys import RedisKeys
+
 
 def address_subject(ip: str) -> str:
     """The throttle's unit for a client address: one IPv4 address, or an IPv6 /64, since one
@@ -26,16 +28,21 @@ def address_subject(ip: str) -> str:
 
 class Throttle:
     def __init__(
-        self, redis: Redis, prefix: str, action: str, limits: Mapping[str, int], window_s: int
+        self,
+        redis: Redis,
+        keys: RedisKeys,
+        action: str,
+        limits: Mapping[str, int],
+        window_s: int,
     ) -> None:
         self.redis = redis
-        self.prefix = prefix
+        self.keys = keys
         self.action = action
         self.limits = dict(limits)
         self.window_s = window_s
 
     def _key(self, scope: str, value: str) -> str:
-        return f"{self.prefix}:{self.action}fail:{scope}:{value}"
+        return self.keys.throttle(self.action, scope, value)
 
     async def attempt(self, subjects: Mapping[str, str]) -> bool:
         """Count one attempt for every subject; False when any is over its limit.

@@ -2,9 +2,9 @@
 
 `python -m tools.bench ingest` runs this as `python -m tools.bench.flushphase N` rather than
 calling it, because it opens a chDB data path and a process may hold only one; the benchmark
-process itself never opens one. It fills a fresh embedded Redis with N realistic event rows (not timed), then
-times one flusher draining them into a fresh embedded ClickHouse, the way the embedded server's
-worker does. The JSON result is the last line on stdout.
+process itself never opens one. It fills a fresh embedded Redis with N realistic event rows
+(not timed), then times one flusher draining them into a fresh embedded ClickHouse, the way
+the embedded server's worker does. The JSON result is the last line on stdout.
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ from gatrix.buffer.embedded import EmbeddedRedis
 from gatrix.buffer.flush import Flusher
 from gatrix.buffer.queue import Buffer
 from gatrix.clickhouse.store import Store
-from gatrix.runtime import connect_redis
+from gatrix.services import connect_redis
 
 DEFAULT_EVENTS = 200_000
 PUSH_CHUNK = 10_000

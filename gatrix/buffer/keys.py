@@ -1,0 +1,57 @@
+"""Every Redis key the product uses, and how long each lives: the keyspace in one place.
+
+All keys start with the configured prefix (`GATRIX_REDIS_PREFIX`), so several installations
+can share one Redis. The embedded server's owner token is the one fixed name.
+"""
+
+from __future__ import annotations
+
+import msgspec
+
+_json = msgspec.json.Encoder().encode
+
+EMBEDDED_OWNER_KEY = "gatrix:embedded-owner"
+WEB_SESSION_TTL_S = 14 * 86400
+SHARE_UNLOCK_TTL_S = 7 * 86400
+THROTTLE_WINDOW_S = 15 * 60
+INGEST_STATS_TTL_S = 40 * 86400
+# a visit's key outlives the session timeout a little, so a late event still finds it
+VISIT_KEY_GRACE_MS = 60_000
+
+
+class RedisKeys:
+    def __init__(self, prefix: str) -> None:
+        self.prefix = prefix
+        # the buffer and its flush
+        self.buffer = f"{prefix}:buffer"
+        self.claims = f"{prefix}:claims"
+        self.deadletter = f"{prefix}:deadletter"
+        self.last_flush = f"{prefix}:last_flush"
+        self.attempts = f"{prefix}:claim_attempts"
+        self.session_prefix = f"{prefix}:s:"
+        # the SAQ queue's own keys all start with this name
+        self.queue_name = prefix
+
+    def processing(self, batch_id: str) -> str:
+        return f"{self.buffer}:processing:{batch_id}"
+
+    def session(self, project_id: str, device_id: str) -> str:
+        """A visitor's live session (TTL: the session timeout + VISIT_KEY_GRACE_MS)."""
+        # JSON-encoded: a client-chosen device id cannot smuggle the push call's separators
+        return f"{self.session_prefix}{project_id}:{_json(device_id).decode()}"
+
+    def ingest_stats(self, day: str) -> str:
+        """Per-project outcome counts of one UTC day (TTL: INGEST_STATS_TTL_S)."""
+        return f"{self.prefix}:stats:{day}"
+
+    def web_session(self, token: str) -> str:
+        """A logged-in browser session → user id (TTL: WEB_SESSION_TTL_S)."""
+        return f"{self.prefix}:web:{token}"
+
+    def share_unlock(self, key: str) -> str:
+        """An unlocked password-protected share link → its token (TTL: SHARE_UNLOCK_TTL_S)."""
+        return f"{self.prefix}:shareok:{key}"
+
+    def throttle(self, action: str, scope: str, value: str) -> str:
+        """Failed attempts of an action per account/link/IP (TTL: THROTTLE_WINDOW_S)."""
+        return f"{self.prefix}:{action}fail:{scope}:{value}"

@@ -1,0 +1,317 @@
+"""The process's long-lived parts: built once, in order, by `Runtime.start`, and handed to
+request handlers as one typed `Services` (Litestar dependency injection), never looked up.
+
+Start: data dir → embedded Redis (if no URL) → metadata DB (+ migrations) → ClickHouse
+(+ migrations) → salts and geo table → buffer writer → flush worker (embedded mode) →
+supervisor. Stop runs backwards and drains: the writer sends what it holds, the worker
+finishes its job, and in embedded mode one last flush empties the buffer into ClickHouse.
+`gatrix worker` builds its flush parts with the same functions (`open_store`, `make_flusher`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import gc
+import ipaddress
+import logging
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from redis.asyncio import BlockingConnectionPool, Redis
+from saq import Queue, Worker
+from sqlalchemy import text
+from sqlalchemy.engine import Engine
+
+from gatrix.buffer.embedded import EmbeddedRedis
+from gatrix.buffer.flush import Flusher
+from gatrix.buffer.keys import RedisKeys
+from gatrix.buffer.queue import Buffer
+from gatrix.buffer.supervisor import Supervisor
+from gatrix.buffer.worker import enqueue_early_flush, make_queue, make_worker, stop_worker
+from gatrix.buffer.writer import BufferWriter
+from gatrix.clickhouse.store import Store
+from gatrix.ingest.counters import IngestCounters
+from gatrix.ingest.enrich.geo import GeoLookup
+from gatrix.ingest.enrich.useragent import is_bot, parse_user_agent
+from gatrix.ingest.pipeline import Context
+from gatrix.ingest.routes import IngestApp, IngestConfig
+from gatrix.ingest.salts import SESSION_TIMEOUT_MS, SaltBook
+from gatrix.meta import models
+from gatrix.meta.projects import Directory, default_client_id
+from gatrix.metrics import RequestMetrics
+from gatrix.settings import Settings
+from gatrix.web.auth import WebAuth
+from gatrix.web.tracker import bundle as tracker_bundle
+from gatrix.web.vendor import plotly_bundle
+
+log = logging.getLogger("gatrix")
+# Concurrent requests share one group-commit call, so few connections serve many requests;
+# the pool is still sized on purpose for health checks, the worker and bursts.
+REDIS_MAX_CONNECTIONS = 64
+
+
+def connect_redis(url: str) -> Redis:
+    pool = BlockingConnectionPool.from_url(
+        url,
+        max_connections=REDIS_MAX_CONNECTIONS,
+        timeout=5,
+        socket_timeout=10,
+        socket_connect_timeout=3,
+        health_check_interval=30,
+    )
+    return Redis(connection_pool=pool)
+
+
+def open_store(settings: Settings) -> Store:
+    return Store(settings.clickhouse_dsn, settings.clickhouse_database, settings.clickhouse_cluster)
+
+
+def make_flusher(settings: Settings, buffer: Buffer, store: Store) -> Flusher:
+    return Flusher(
+        buffer, store, settings.flush_batch_size, int(settings.flush_lease_seconds * 1000)
+    )
+
+
+@dataclass(frozen=True)
+class Services:
+    """Everything a request handler may use, all of it started."""
+
+    settings: Settings
+    engine: Engine
+    store: Store
+    redis: Redis
+    keys: RedisKeys
+    buffer: Buffer
+    directory: Directory  # client lookups with a short cache: ingest and the insights API
+    writer: BufferWriter
+    counters: IngestCounters
+    web_auth: WebAuth
+    ingest: IngestApp
+    flusher: Flusher
+    supervisor: Supervisor
+    request_metrics: RequestMetrics
+    embedded_redis: EmbeddedRedis | None  # None with a configured Redis: nothing to supervise
+    started_at: float
+
+
+class Runtime:
+    """Starts and stops the services, and owns the background tasks that keep them going."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        run_worker: bool | None = None,
+        request_metrics: RequestMetrics | None = None,
+    ) -> None:
+        self.settings = settings
+        self.run_worker = settings.embedded_worker if run_worker is None else run_worker
+        self.request_metrics = request_metrics or RequestMetrics()
+        self._services: Services | None = None
+        self._queue: Queue | None = None
+        self._worker: Worker | None = None
+        self._worker_task: asyncio.Task[None] | None = None
+        self._salt_task: asyncio.Task[None] | None = None
+
+    @property
+    def services(self) -> Services:
+        if self._services is None:
+            raise RuntimeError("the runtime has not started")
+        return self._services
+
+    async def start(self) -> Services:
+        s = self.settings
+        s.data_path.mkdir(parents=True, exist_ok=True)
+        embedded_redis = None
+        redis_url = s.redis_dsn
+        if not redis_url:
+            embedded_redis = EmbeddedRedis(s.data_path, s.buffer_max_mb)
+            # started on the event loop's thread, not a pool thread: see EmbeddedRedis.launch
+            redis_url = embedded_redis.start()
+        engine = models.make_engine(s.database_dsn)
+        store = open_store(s)
+        if s.auto_migrate:
+            await asyncio.to_thread(models.migrate, engine)
+            await asyncio.to_thread(store.migrate)
+        salts = SaltBook(engine)
+        await asyncio.to_thread(salts.ensure, datetime.now(UTC).date())
+        geo = GeoLookup(s.geoip_path)
+        await asyncio.to_thread(geo.load)
+
+        redis = connect_redis(redis_url)
+        keys = RedisKeys(s.redis_prefix)
+        buffer = Buffer(redis, s.redis_prefix)
+        self._queue = make_queue(redis, keys.queue_name)
+        flusher = make_flusher(s, buffer, store)
+        writer = BufferWriter(buffer, SESSION_TIMEOUT_MS, s.flush_batch_size, self._early_flush)
+        writer.start()
+        counters = IngestCounters(redis, keys)
+        counters.start()
+        directory = Directory(engine)
+        default_id = s.default_client_id or await asyncio.to_thread(default_client_id, engine)
+        ingest = IngestApp(
+            IngestConfig(
+                max_body_bytes=s.max_body_bytes,
+                trusted_proxies=tuple(
+                    ipaddress.ip_network(c, strict=False) for c in s.trusted_proxies
+                ),
+                default_client_id=default_id,
+            ),
+            directory,
+            writer,
+            Context(
+                salts=salts,
+                geo=geo,
+                keys=keys,
+                max_event_age_ms=s.max_event_age_days * 86_400_000,
+            ),
+            counters,
+        )
+        self._salt_task = asyncio.create_task(self._refresh_salts(salts))
+        if self.run_worker:
+            await self._start_worker(flusher)
+        supervisor = Supervisor(
+            buffer,
+            writer,
+            s.buffer_high_water_mb * 1024 * 1024,
+            embedded_redis,
+            self._revive_worker if self.run_worker else None,
+        )
+        self._services = Services(
+            settings=s,
+            engine=engine,
+            store=store,
+            redis=redis,
+            keys=keys,
+            buffer=buffer,
+            directory=directory,
+            writer=writer,
+            counters=counters,
+            web_auth=WebAuth(redis, keys),
+            ingest=ingest,
+            flusher=flusher,
+            supervisor=supervisor,
+            request_metrics=self.request_metrics,
+            embedded_redis=embedded_redis,
+            started_at=time.time(),
+        )
+        await supervisor.observe()
+        supervisor.start()
+        # Startup loaded large static tables (UA regexes, crawler list, geo ranges): move them
+        # out of the collector's sight, or every full collection rescans them (p99 spikes).
+        await asyncio.to_thread(_warm_up, geo)
+        gc.collect()
+        gc.freeze()
+        return self._services
+
+    async def _start_worker(self, flusher: Flusher) -> None:
+        assert self._queue is not None  # made before the worker, in start()
+        await self._queue.connect()
+        self._worker = make_worker(
+            self._queue, flusher, embedded=True, interval=self.settings.flush_interval
+        )
+        self._worker_task = asyncio.create_task(self._worker.start(), name="gatrix-flush-worker")
+
+    async def _revive_worker(self) -> bool:
+        """Start the embedded flush worker again if its task ended (e.g. Redis vanished)."""
+        if self._worker_task is None or not self._worker_task.done():
+            return False
+        with contextlib.suppress(BaseException):
+            self._worker_task.result()
+        await self._start_worker(self.services.flusher)
+        return True
+
+    async def _early_flush(self) -> None:
+        if self._queue is not None:
+            await enqueue_early_flush(self._queue)
+
+    async def _refresh_salts(self, salts: SaltBook) -> None:
+        # Create tomorrow's salt well before midnight so no request waits on the database.
+        while True:
+            await asyncio.sleep(600)
+            with contextlib.suppress(Exception):
+                await asyncio.to_thread(salts.ensure, datetime.now(UTC).date())
+
+    async def stop(self) -> None:
+        services = self._services
+        if services is None:
+            return
+        await services.supervisor.stop()
+        if self._salt_task is not None:
+            self._salt_task.cancel()
+        await services.writer.close()
+        await services.counters.stop()
+        if self._worker is not None and self._worker_task is not None:
+            await stop_worker(self._worker, self._worker_task)
+        if self.run_worker:
+            with contextlib.suppress(Exception):
+                await services.flusher.run(max_seconds=10.0)
+        with contextlib.suppress(Exception):
+            await services.redis.aclose()
+        services.store.close()
+        services.engine.dispose()
+        if services.embedded_redis is not None:
+            services.embedded_redis.stop()
+
+
+async def health_report(services: Services) -> tuple[bool, dict[str, Any]]:
+    checks: dict[str, Any] = {}
+    state = await services.supervisor.observe()
+    checks["redis"] = {"ok": True} if state.redis_up else {"ok": False, "error": state.error}
+    problem = state.buffer_problem()
+    checks["buffer"] = {"ok": False, "error": problem} if problem else {"ok": True}
+    try:
+        await asyncio.wait_for(asyncio.to_thread(services.store.command, "SELECT 1"), timeout=5)
+        checks["clickhouse"] = {"ok": True, "embedded": services.store.embedded}
+        if services.flusher.stats.unavailable:
+            checks["clickhouse"] = {"ok": False, "error": services.flusher.stats.unavailable}
+    except Exception as exc:
+        checks["clickhouse"] = {"ok": False, "error": _short(exc)}
+    try:
+        await asyncio.wait_for(asyncio.to_thread(_ping_sql, services.engine), timeout=5)
+        checks["database"] = {"ok": True, "dialect": services.engine.dialect.name}
+    except Exception as exc:
+        checks["database"] = {"ok": False, "error": _short(exc)}
+    last = state.last_flush_ms
+    ok = all(c["ok"] for c in checks.values())
+    return ok, {
+        "status": "ok" if ok else "degraded",
+        **checks,
+        "buffer": {
+            **checks["buffer"],
+            "depth": state.depth,
+            "bytes": state.bytes,
+            "high_water_bytes": services.settings.buffer_high_water_mb * 1024 * 1024,
+            "oldest_event_age_s": state.oldest_age_s(),
+            "claimed_batches": state.claimed_batches,
+            "dead_letters": state.dead_letters,
+        },
+        "last_flush": (datetime.fromtimestamp(last / 1000, UTC).isoformat() if last else None),
+        "ingest": {
+            "group_commits": services.writer.round_trips,
+            "items": services.writer.items_sent,
+        },
+        "redis_restarts": services.embedded_redis.restarts if services.embedded_redis else 0,
+        "uptime_s": round(time.time() - services.started_at, 1),
+    }
+
+
+def _warm_up(geo: GeoLookup) -> None:
+    """Load the lazily built parsers now, before the first visitor pays for them."""
+    ua = "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 Chrome/131.0 Safari/537.36"
+    parse_user_agent(ua)
+    is_bot(ua)
+    geo.lookup("8.8.8.8")
+    tracker_bundle()
+    plotly_bundle()
+
+
+def _ping_sql(engine: Engine) -> None:
+    with engine.connect() as conn:
+        conn.execute(text("SELECT 1"))
+
+
+def _short(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {exc}"[:300]
