@@ -11,6 +11,7 @@ from __future__ import annotations
 import errno
 import json
 import logging
+import re
 import time
 import uuid
 from collections.abc import AsyncIterator
@@ -27,6 +28,7 @@ from litestar.openapi import OpenAPIConfig
 from litestar.response import Redirect, Response, Template
 from litestar.static_files import create_static_files_router
 from litestar.template.config import TemplateConfig
+from redis.exceptions import RedisError
 
 from gatrix import __version__
 from gatrix.insights.api import InsightsController, api_error_handler, internal_error_response
@@ -95,6 +97,27 @@ def asset_error_handler(request: Request, exc: Exception) -> Response:
 PAGE_PREFIXES = ("/dashboard", "/share", "/projects", "/users", "/login", "/logout", "/setup")
 
 
+def redis_error_handler(request: Request, exc: RedisError) -> Response:
+    """Redis (sessions, throttles, the buffer's figures) is down or full: a 503 to retry, not
+    a 500; the log says which."""
+    logging.getLogger("gatrix.http").warning("Redis error on %s: %s", request.scope["path"], exc)
+    detail = "A part of the server (Redis) is unavailable right now; retry in a few seconds."
+    path = request.scope.get("path", "")
+    headers = {"retry-after": "5"}
+    if path != "/" and not path.startswith(PAGE_PREFIXES):
+        return Response(
+            {"error": "temporarily_unavailable", "detail": detail},
+            status_code=503,
+            headers=headers,
+        )
+    return Template(
+        template_name="error.html.j2",
+        status_code=503,
+        context={"status": 503, "detail": detail, "csrf": ""},
+        headers=headers,
+    )
+
+
 def internal_error_handler(request: Request, exc: Exception) -> Response:
     path = request.scope.get("path", "")
     if path != "/" and not path.startswith(PAGE_PREFIXES):
@@ -156,6 +179,7 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> Litestar:
         exception_handlers={
             PageError: page_error_handler,
             HTTPException: api_error_handler,
+            RedisError: redis_error_handler,
             Exception: internal_error_handler,
         },
         template_config=TemplateConfig(
@@ -182,6 +206,9 @@ class FrontDoor:
         self.root = app.state.settings.root_path
         self.track_latency = self.runtime.request_metrics.histogram("track", 200)
         self.ingest: Any = None  # the ingest handler, once the lifespan has started it
+        # replies FrontDoor writes itself (NUL in the URL, a bad Host, a crash) get the same
+        # security headers as Litestar's
+        self.secure = security_headers(app.state.settings)
 
     async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
         if scope["type"] != "http":
@@ -226,10 +253,17 @@ class FrontDoor:
                     *message.get("headers", []),
                     (b"x-request-id", rid.encode("latin-1")),
                 ]
+                await self.secure(message, scope)
             await send(message)
 
         try:
-            if "\x00" in path or b"%00" in scope.get("query_string", b""):
+            if not _valid_host(scope):
+                await _send_json(
+                    send_with_id,
+                    400,
+                    {"error": "invalid_host", "detail": "the Host header is not host[:port]"},
+                )
+            elif "\x00" in path or b"%00" in scope.get("query_string", b""):
                 # no route, file, parameter or database key contains NUL; PostgreSQL refuses
                 # it in text, so it must never reach a query
                 await _send_json(
@@ -270,6 +304,17 @@ class FrontDoor:
                 },
             )
             request_id.reset(token)
+
+
+_HOST = re.compile(rb"(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9._-]*)(:(\d{1,5}))?")
+
+
+def _valid_host(scope: dict) -> bool:
+    """A Host header that URL building can parse: a name or address and a port below 65536
+    (anything else made building `request.url` raise, i.e. a 500 a client could cause)."""
+    host = next((value for name, value in scope["headers"] if name == b"host"), b"")
+    match = _HOST.fullmatch(host)
+    return match is not None and (match.group(3) is None or int(match.group(3)) <= 65535)
 
 
 async def _send_json(send: Any, status: int, body: dict[str, str]) -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import sys
 from typing import Any
 
@@ -167,8 +168,10 @@ def cmd_deadletters(settings: Settings, args: argparse.Namespace) -> int:
                 moved = await buffer.replay_dead_letters(args.limit)
                 print(json.dumps({"replayed": moved}), flush=True)
             else:
-                for record in await buffer.dead_letters(args.limit):
+                records = await buffer.dead_letters(args.limit)
+                for record in records:
                     print(json.dumps(record), flush=True)
+                _say(f"{len(records)} dead letter(s) shown")
         finally:
             await buffer.redis.aclose()
         return 0
@@ -234,9 +237,27 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _env_name(loc: tuple[Any, ...]) -> str:
+    """The environment variable a settings error is about (the field name when unknown)."""
+    field = Settings.model_fields.get(str(loc[0])) if loc else None
+    alias = field.validation_alias if field is not None else None
+    choices = getattr(alias, "choices", None)
+    return str(choices[0]) if choices else ".".join(map(str, loc)) or "settings"
+
+
 def main(argv: list[str] | None = None) -> int:
+    from pydantic import ValidationError
+
     args = build_parser().parse_args(argv)
-    settings = load_settings(args)
+    # what we write (SQLite with password hashes and salts, chDB's files) is ours alone
+    os.umask(0o077)
+    try:
+        settings = load_settings(args)
+    except ValidationError as exc:
+        for problem in exc.errors():
+            _say(f"error: {_env_name(problem['loc'])}: {problem['msg']}")
+        _say("see the settings table in README.md")
+        return 2
     if args.command == "serve":
         return cmd_serve(settings)
     if args.command == "worker":

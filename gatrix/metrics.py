@@ -99,6 +99,8 @@ def render(services: Services) -> str:
     lines.append(
         f"gatrix_buffer_over_high_water {int(state.over_high_water or state.at_memory_cap)}"
     )
+    metric("gatrix_redis_evicted_keys_total", "counter", "Keys Redis evicted (visitor sessions).")
+    lines.append(f"gatrix_redis_evicted_keys_total {_number(state.evicted_keys if up else None)}")
     restarts = services.embedded_redis.restarts if services.embedded_redis else 0
     metric("gatrix_redis_restarts_total", "counter", "Restarts of the embedded Redis.")
     lines.append(f"gatrix_redis_restarts_total {restarts}")

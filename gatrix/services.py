@@ -15,9 +15,11 @@ import contextlib
 import gc
 import ipaddress
 import logging
+import os
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 from redis.asyncio import BlockingConnectionPool, Redis
@@ -124,6 +126,7 @@ class Runtime:
     async def start(self) -> Services:
         s = self.settings
         s.data_path.mkdir(parents=True, exist_ok=True)
+        _keep_private(s.data_path)
         embedded_redis = None
         redis_url = s.redis_dsn
         if not redis_url:
@@ -296,6 +299,16 @@ async def health_report(services: Services) -> tuple[bool, dict[str, Any]]:
         "redis_restarts": services.embedded_redis.restarts if services.embedded_redis else 0,
         "uptime_s": round(time.time() - services.started_at, 1),
     }
+
+
+def _keep_private(data_path: Path) -> None:
+    """The data dir holds password hashes, share tokens, visitor salts and raw events: only
+    its owner may enter it. A directory someone else owns is left as it is, with a warning."""
+    info = data_path.stat()
+    if info.st_uid != os.getuid():
+        log.warning("%s belongs to another user; its permissions are left as they are", data_path)
+    elif info.st_mode & 0o077:
+        data_path.chmod(0o700)
 
 
 def _warm_up(geo: GeoLookup) -> None:

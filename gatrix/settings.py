@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Annotated
 from urllib.parse import quote
 
-from pydantic import AliasChoices, Field, field_validator
+from pydantic import AliasChoices, Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 _FRAME_SOURCE = re.compile(r"\*|'self'|https?://(\*\.)?[A-Za-z0-9.-]+(:\d{1,5})?")
@@ -134,6 +134,15 @@ class Settings(BaseSettings):
         if value and not value.startswith("/"):
             value = "/" + value
         return value
+
+    @model_validator(mode="after")
+    def _buffer_bounds(self) -> Settings:
+        if self.redis_embedded and self.buffer_high_water_mb >= self.buffer_max_mb:
+            raise ValueError(
+                "GATRIX_BUFFER_HIGH_WATER_MB must be below GATRIX_BUFFER_MAX_MB, or the "
+                "embedded Redis fills before /track pushes back"
+            )
+        return self
 
     @property
     def data_path(self) -> Path:

@@ -22,7 +22,10 @@ from redis.asyncio import Redis
 
 from gatrix.buffer.embedded import EmbeddedRedis, EmbeddedRedisError
 from gatrix.buffer.flush import Flusher
+from gatrix.buffer.keys import RedisKeys
 from gatrix.buffer.queue import Buffer
+from gatrix.buffer.rows import Pending
+from gatrix.buffer.writer import BufferFull, BufferWriter
 from gatrix.clickhouse.store import Store
 from gatrix.ingest.pipeline import ch_time
 
@@ -84,6 +87,7 @@ async def test_rows_over_120_months_neither_stop_other_projects_nor_retry_foreve
     stats = await buffer.stats()
     assert stats["depth"] == 0 and stats["claimed_batches"] == 0
     assert flusher.stats.unavailable == ""
+    assert flusher.stats.isolations >= 1 and flusher.stats.dead_letters == 1
 
 
 async def test_a_dead_flushers_claim_is_retried_after_the_short_lease(
@@ -145,7 +149,7 @@ def test_embedded_redis_lives_in_a_private_dir_behind_a_password(tmp_path: Path)
             bare.set("k", "v")
         client = SyncRedis.from_url(url)
         assert client.config_get("maxmemory")["maxmemory"] == str(32 * 1024 * 1024)
-        assert client.config_get("maxmemory-policy")["maxmemory-policy"] == "noeviction"
+        assert client.config_get("maxmemory-policy")["maxmemory-policy"] == "volatile-lru"
     finally:
         server.stop()
 
@@ -325,8 +329,11 @@ def test_full_buffer_pushes_back_and_a_kill_9_with_a_claim_loses_nothing(tmp_pat
         health = httpx.get(f"{serve.url}/health")
         assert health.status_code == 503 and health.json()["buffer"]["ok"] is False
         assert "high-water" in health.json()["buffer"]["error"]
+        # the writer stops near the mark, not a supervisor tick (0.5 s of traffic) past it
+        assert health.json()["buffer"]["bytes"] < 2 * 1024 * 1024
         metrics = httpx.get(f"{serve.url}/metrics").text
         assert "gatrix_buffer_over_high_water 1" in metrics and "gatrix_redis_up 1" in metrics
+        assert 'outcome="buffer_full"' in metrics
         buffer, sync = _embedded_buffer(data)
         info = sync.info("memory")
         assert info["used_memory"] < info["maxmemory"] == 16 * 1024 * 1024
@@ -357,3 +364,79 @@ def test_full_buffer_pushes_back_and_a_kill_9_with_a_claim_loses_nothing(tmp_pat
     assert count_rows(data, "SELECT count(), uniqExact(path) FROM gatrix.events") == [
         [accepted, accepted]
     ]
+
+
+# --- a full Redis: visitor sessions give way, the buffer never does
+
+
+def test_a_full_redis_evicts_visitor_sessions_never_buffered_events(tmp_path: Path) -> None:
+    server = EmbeddedRedis(tmp_path / "data", max_memory_mb=8)
+    url = server.start()
+
+    async def flood() -> tuple[int, int]:
+        buffer = Buffer(Redis.from_url(url), "f")
+        kept = 0
+        for round_ in range(400):
+            # 500 new visitors a round, each with a long device id (a session key each)
+            items = [
+                Pending(
+                    payload_tail=b'"n":1}',
+                    ts_ms=1,
+                    session_key=buffer.keys.session("p", f"{round_}-{n}-" + "x" * 180),
+                    device_id=f"{round_}-{n}",
+                )
+                for n in range(500)
+            ]
+            await buffer.push(items, 30 * 60_000)
+            kept += int(await buffer.redis.llen(buffer.keys.buffer))
+            await buffer.redis.delete(buffer.keys.buffer)  # as a flush would
+            info = await buffer.redis.info()
+            if int(info["evicted_keys"]) > 1000:
+                break
+        await buffer.redis.aclose()
+        return kept, int(info["evicted_keys"])
+
+    try:
+        kept, evicted = asyncio.run(flood())
+        assert evicted > 1000  # the cap was reached and sessions made room...
+        assert kept % 500 == 0 and kept >= 1000  # ...and every pushed event was kept
+    finally:
+        server.stop()
+
+
+def test_redis_refusing_a_push_for_memory_is_buffer_full(tmp_path: Path) -> None:
+    server = EmbeddedRedis(tmp_path / "data", max_memory_mb=8)
+    url = server.start()
+
+    async def fill() -> Exception:
+        buffer = Buffer(Redis.from_url(url), "f")
+        writer = BufferWriter(buffer, 60_000, backlog_threshold=10**9)
+        writer.start()
+        blob = b"x" * 100_000
+        try:
+            for n in range(200):  # buffered items carry no TTL: nothing can be evicted
+                await buffer.push_raw([b"e" + blob + str(n).encode()])
+        except Exception:
+            pass
+        try:
+            await writer.submit(Pending(payload_tail=b'"n":1}', session_key="k", device_id="d"))
+        except Exception as exc:
+            return exc
+        finally:
+            await writer.close()
+            await buffer.redis.aclose()
+        raise AssertionError("Redis took a push past its cap")
+
+    try:
+        error = asyncio.run(fill())
+        assert isinstance(error, BufferFull), error
+    finally:
+        server.stop()
+
+
+def test_long_device_ids_cost_a_bounded_session_key() -> None:
+    keys = RedisKeys("gatrix")
+    long_one = keys.session("p", "d" * 2000)
+    assert len(long_one) < 80 and long_one == keys.session("p", "d" * 2000)
+    assert long_one != keys.session("p", "d" * 1999)
+    assert keys.session("p", "short") == 'gatrix:s:p:"short"'

@@ -454,3 +454,46 @@ def test_browser_request_headers_are_echoed_for_unknown_client(http: httpx.Clien
     )
     assert reply.status_code == 401
     assert reply.headers["access-control-allow-origin"] == "https://a.io"
+
+
+def test_wrong_secrets_are_checked_a_bounded_number_of_times(
+    http: httpx.Client, project: NewClient
+) -> None:
+    # each check is a deliberately slow scrypt: a batch of 1,000 wrong secrets must not cost
+    # 1,000 of them (40 CPU-seconds taken from every other project)
+    body = [
+        {
+            "type": "track",
+            "payload": {"name": "x"},
+            "clientId": project.client_id,
+            "clientSecret": f"wrong-{n}",
+        }
+        for n in range(200)
+    ]
+    reply = http.post("/track/batch", json=body)
+    statuses = [r["status"] for r in reply.json()["results"]]
+    assert statuses.count(401) <= 20 and statuses.count(429) >= 180
+    assert {r["error"] for r in reply.json()["results"] if r["status"] == 429} == {
+        "too_many_invalid_secrets"
+    }
+    single = http.post(
+        "/track",
+        json={"type": "track", "payload": {"name": "x"}},
+        headers={
+            "openpanel-client-id": project.client_id,
+            "openpanel-client-secret": project.client_secret,
+        },
+    )
+    assert single.status_code == 429  # from the same address, the right one waits too...
+    # ...but the budget is per sender: the project's backend elsewhere is not locked out
+    other_address = httpx.HTTPTransport(local_address="127.0.0.2")
+    with httpx.Client(base_url=str(http.base_url), transport=other_address) as backend:
+        elsewhere = backend.post(
+            "/track",
+            json={"type": "track", "payload": {"name": "x"}},
+            headers={
+                "openpanel-client-id": project.client_id,
+                "openpanel-client-secret": project.client_secret,
+            },
+        )
+    assert elsewhere.status_code == 200, elsewhere.text

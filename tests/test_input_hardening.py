@@ -350,3 +350,18 @@ def test_nul_in_a_query_string_or_a_form_field_is_a_400(
     page = f"/projects/{proj.id}/settings"
     form = post_form(admin, page, page, name="a\x00b", origins="*", timezone="UTC")
     assert form.status_code == 400 and "NUL" in form.text
+
+
+def test_a_host_header_url_building_cannot_parse_is_a_400(web: httpx.Client) -> None:
+    for host in ("localhost:99999", "local host", "a:b:c"):
+        reply = web.get("/login", headers={"host": host})
+        assert_error(reply, 400, "invalid_host")
+
+
+def test_replies_written_before_the_framework_carry_the_security_headers(
+    web: httpx.Client,
+) -> None:
+    reply = web.get("/dashboard/%00")
+    assert reply.status_code == 400
+    assert reply.headers["x-frame-options"] == "DENY"
+    assert "frame-ancestors 'none'" in reply.headers["content-security-policy"]

@@ -69,6 +69,9 @@ def test_an_installed_wheel_serves_everything_away_from_the_checkout(tmp_path: P
             check=True,
         )
         assert where.stdout.strip().startswith(str(target))
+        # password hashes, share tokens, salts and events: for the data dir's owner only
+        assert data.stat().st_mode & 0o777 == 0o700
+        assert (data / "gatrix.db").stat().st_mode & 0o077 == 0
     finally:
         proc.terminate()
         proc.wait(30)

@@ -204,6 +204,13 @@ def test_redis_down_gives_503_and_health_says_why(tmp_path: Path) -> None:
         assert health.status_code == 503
         assert health.json()["redis"]["ok"] is False and health.json()["redis"]["error"]
         assert health.json()["clickhouse"]["ok"] is True
+        with httpx.Client(base_url=serve.url, timeout=30) as browser:
+            page = browser.get("/login").text
+            token = page.split('name="_csrf" value="', 1)[1].split('"', 1)[0]
+            login = browser.post(
+                "/login", data={"_csrf": token, "email": "a@b.io", "password": "x" * 12}
+            )
+        assert login.status_code == 503 and login.headers["retry-after"] == "5"  # not a 500
         metrics = httpx.get(f"{serve.url}/metrics", timeout=30).text
         # unknown is not zero: the buffer's gauges must not look healthy while Redis is down
         assert "gatrix_redis_up 0" in metrics and "gatrix_buffer_depth NaN" in metrics
@@ -295,3 +302,24 @@ def test_sigterm_drains_into_clickhouse(tmp_path: Path) -> None:
     assert graceful(serve.proc.returncode), serve.stderr()[-2000:]
     time.sleep(0.2)
     assert count_rows(data, "SELECT count() FROM gatrix.events") == [[50]]
+
+
+def test_a_bad_setting_is_one_clear_line_not_a_traceback(tmp_path: Path) -> None:
+    out = subprocess.run(
+        [sys.executable, "-m", "gatrix.cli", "serve", "--data-dir", str(tmp_path / "d")],
+        env=server_env(GATRIX_BUFFER_MAX_MB="64", GATRIX_BUFFER_HIGH_WATER_MB="128"),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert out.returncode == 2
+    assert "GATRIX_BUFFER_HIGH_WATER_MB must be below" in out.stderr
+    assert "Traceback" not in out.stderr
+    small = subprocess.run(
+        [sys.executable, "-m", "gatrix.cli", "serve", "--data-dir", str(tmp_path / "d")],
+        env=server_env(GATRIX_BUFFER_MAX_MB="3"),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert small.returncode == 2 and "error: GATRIX_BUFFER_MAX_MB:" in small.stderr

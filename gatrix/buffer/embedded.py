@@ -192,9 +192,11 @@ class EmbeddedRedis:
             "aof-use-rdb-preamble": "yes",
             "save": '""',
             "requirepass": self._password,
-            # the buffer must never drop an accepted event: refuse writes when full instead
+            # Full, Redis evicts only keys with a TTL (visitor sessions, login sessions, job
+            # records), never the buffer, claims or dead letters, which have none; a visit
+            # whose key went is split in two, while no accepted event is ever dropped
             "maxmemory": f"{self.max_memory_mb}mb",
-            "maxmemory-policy": "noeviction",
+            "maxmemory-policy": "volatile-lru",
             "logfile": "valkey.log",
             "daemonize": "no",
         }

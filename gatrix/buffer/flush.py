@@ -158,7 +158,9 @@ class Flusher:
             await asyncio.to_thread(self.store.insert_json_rows, table, lines, token)
         except RowsRejected as exc:
             self.stats.errors += 1
-            isolation.active = True
+            if not isolation.active:
+                isolation.active = True
+                self.stats.isolations += 1
             return await self._isolate(table, lines, token, isolation, exc)
         except StoreUnavailable as exc:
             if not isolation.active:
@@ -197,6 +199,9 @@ class Flusher:
             raise StoreUnavailable(str(exc))
         await self.buffer.dead_letter(KIND_OF_TABLE[table] + line, f"{table}: {exc}")
         self.stats.dead_letters += 1
+        log.warning(
+            "dead-lettered a %s row of project %r: %s", table, project_of(line), str(exc)[:300]
+        )
         return 0
 
 

@@ -6,6 +6,8 @@ can share one Redis. The embedded server's owner token is the one fixed name.
 
 from __future__ import annotations
 
+import hashlib
+
 import msgspec
 
 _json = msgspec.json.Encoder().encode
@@ -37,7 +39,10 @@ class RedisKeys:
 
     def session(self, project_id: str, device_id: str) -> str:
         """A visitor's live session (TTL: the session timeout + VISIT_KEY_GRACE_MS)."""
-        # JSON-encoded: a client-chosen device id cannot smuggle the push call's separators
+        # JSON-encoded: a client-chosen device id cannot smuggle the push call's separators;
+        # long ones are hashed, so a sender cannot make each key cost hundreds of bytes
+        if len(device_id) > 64:
+            device_id = "#" + hashlib.blake2b(device_id.encode(), digest_size=16).hexdigest()
         return f"{self.session_prefix}{project_id}:{_json(device_id).decode()}"
 
     def ingest_stats(self, day: str) -> str:

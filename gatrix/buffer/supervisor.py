@@ -21,8 +21,8 @@ from gatrix.buffer.writer import BufferWriter
 
 log = logging.getLogger("gatrix.supervisor")
 TICK_S = 0.5
-# Redis this full is treated as full: past it every write fails, the flush's claims included
-MEMORY_CAP_SHARE = 0.95
+# how long after Redis refused a write for want of memory /health keeps saying so
+OOM_MEMORY_S = 10.0
 
 
 @dataclass
@@ -37,8 +37,9 @@ class BufferState:
     oldest_ms: int | None = None
     used_memory: int | None = None
     max_memory: int | None = None
+    evicted_keys: int | None = None
     over_high_water: bool = False
-    at_memory_cap: bool = False
+    at_memory_cap: bool = False  # Redis refused a write for want of memory, moments ago
     checked_at: float = 0.0
 
     def buffer_problem(self) -> str:
@@ -47,8 +48,8 @@ class BufferState:
             return "unknown while Redis is down"
         if self.at_memory_cap:
             return (
-                f"Redis is at its memory cap ({self.used_memory} of {self.max_memory} bytes): "
-                "/track answers 503 until the flush frees memory"
+                f"Redis is full ({self.used_memory} of {self.max_memory} bytes) and refuses "
+                "writes: /track answers 503 until memory is freed"
             )
         if self.over_high_water:
             return "over the high-water mark: /track answers 503 until the flush catches up"
@@ -115,7 +116,7 @@ class Supervisor:
         state = BufferState(checked_at=time.monotonic())
         try:
             stats = await asyncio.wait_for(self.buffer.stats(), timeout=2)
-            memory = await asyncio.wait_for(self.buffer.redis.info("memory"), timeout=2)
+            memory = await asyncio.wait_for(self.buffer.redis.info(), timeout=2)
         except Exception as exc:
             state.error = f"{type(exc).__name__}: {exc}"[:300]
         else:
@@ -128,19 +129,23 @@ class Supervisor:
             state.oldest_ms = stats["oldest_ms"]
             state.used_memory = int(memory.get("used_memory", 0))
             state.max_memory = int(memory.get("maxmemory", 0)) or None
-            state.over_high_water = (state.bytes or 0) >= self.high_water_bytes
-            # sessions and claims live in the same Redis: a cap can be reached under the mark
-            state.at_memory_cap = bool(
-                state.max_memory and state.used_memory >= state.max_memory * MEMORY_CAP_SHARE
-            )
+            state.evicted_keys = int(memory.get("evicted_keys", 0))
+            # A full Redis first evicts visitor session keys (they carry a TTL; the buffer
+            # does not), so being near the cap is no fault; refusing writes is.
+            state.at_memory_cap = time.monotonic() - self.writer.last_full_at < OOM_MEMORY_S
             if state.depth and state.bytes:
                 # lets the writer stop between two ticks (see BufferWriter.high_water_items)
                 self.writer.high_water_items = int(
                     self.high_water_bytes / (state.bytes / state.depth)
                 )
+            # the same rule as the writer's, so /health and /track never disagree
+            items_limit = self.writer.high_water_items
+            state.over_high_water = (state.bytes or 0) >= self.high_water_bytes or (
+                items_limit is not None and (state.depth or 0) >= items_limit
+            )
         was_refusing = bool(self.writer.refuse)
         self.state = state
-        reason = state.buffer_problem() if state.redis_up else ""
+        reason = "" if not state.redis_up or state.at_memory_cap else state.buffer_problem()
         if reason:
             self.writer.refuse = reason
             if not was_refusing:

@@ -12,6 +12,8 @@ import contextlib
 import time
 from collections.abc import Awaitable, Callable
 
+from redis.exceptions import OutOfMemoryError
+
 from gatrix.buffer.queue import Buffer
 from gatrix.buffer.rows import Pending, resolve_ids
 
@@ -26,8 +28,11 @@ class BufferFull(BufferUnavailable):
 
 def _push_error(exc: Exception) -> BufferUnavailable:
     text = f"{type(exc).__name__}: {exc}"
-    # noeviction at maxmemory: Redis refuses writes with an OOM error
-    return BufferFull(text) if "OOM" in str(exc) else BufferUnavailable(text)
+    # at maxmemory with nothing left to evict Redis refuses writes: "OOM command not allowed
+    # when used memory > 'maxmemory'" (redis-py strips the OOM prefix into the class name)
+    if isinstance(exc, OutOfMemoryError) or "maxmemory" in str(exc):
+        return BufferFull(text)
+    return BufferUnavailable(text)
 
 
 def _swallow(task: asyncio.Task[None]) -> None:
@@ -59,6 +64,7 @@ class BufferWriter:
         # the buffer length at which the high-water mark is reached, from the supervisor's
         # last reading of bytes per item: the writer stops there without waiting for a tick
         self.high_water_items: int | None = None
+        self.last_full_at = float("-inf")  # when Redis last refused a push for want of memory
         self.round_trips = 0
         self.items_sent = 0
 
@@ -107,6 +113,8 @@ class BufferWriter:
             ids, depth = await self.buffer.push(batch, self.session_timeout_ms)
         except Exception as exc:  # Redis down: every request in this call gets the error
             error = _push_error(exc)
+            if isinstance(error, BufferFull):
+                self.last_full_at = time.monotonic()
             for _, future in entries:
                 if not future.done():
                     future.set_exception(error)

@@ -25,7 +25,7 @@ from gatrix.ingest.counters import IngestCounters
 from gatrix.ingest.payloads import InvalidPayload, decode_json, parse_envelope
 from gatrix.ingest.pipeline import Context, Dropped, Request, process_profile, process_track
 from gatrix.logs import request_id
-from gatrix.meta.projects import ClientInfo, Directory, origin_allowed
+from gatrix.meta.projects import ClientInfo, Directory, SecretsThrottled, origin_allowed
 
 log = logging.getLogger("gatrix.ingest")
 _encode = msgspec.json.Encoder().encode
@@ -125,6 +125,8 @@ class IngestApp:
         self.ctx = ctx
         self.counters = counters
         self.proxies = TrustedProxies(config.trusted_proxies)
+        self._last_warning = float("-inf")
+        self._suppressed = 0
 
     # --- ASGI entry
 
@@ -167,9 +169,11 @@ class IngestApp:
             status, reply = exc.status, {"error": exc.code, "detail": exc.detail}
         except BufferFull as exc:
             status, reply = 503, {"error": "buffer_full", "detail": BUFFER_FULL_DETAIL}
-            log.warning("buffer full, refusing events: %s", exc)
+            self.counters.count("", "buffer_full")
+            self._warn("buffer full, refusing events: %s", exc)
         except (ConnectionError, OSError, TimeoutError) as exc:
-            log.warning("buffer unavailable: %s", exc)
+            self.counters.count("", "buffer_unavailable")
+            self._warn("buffer unavailable: %s", exc)
             status, reply = (
                 503,
                 {
@@ -183,6 +187,18 @@ class IngestApp:
             status, reply = 500, internal_error(headers)
         await self._reply(send, status, reply, origin)
         return status
+
+    def _warn(self, message: str, exc: BaseException) -> None:
+        """One warning per second at most: a Redis outage under load must not flood the log."""
+        now = time.monotonic()
+        if now - self._last_warning >= 1.0:
+            suppressed = (
+                f" ({self._suppressed} more since the last line)" if self._suppressed else ""
+            )
+            log.warning(message + suppressed, exc)
+            self._last_warning, self._suppressed = now, 0
+        else:
+            self._suppressed += 1
 
     async def _read_body(self, receive: Any, headers: dict, limit: int) -> bytes | None:
         declared = headers.get(b"content-length")
@@ -213,7 +229,9 @@ class IngestApp:
         self, scope: dict, headers: dict, origin: str, body: bytes
     ) -> tuple[int, dict]:
         hit, body_client, body_secret = parse_envelope(decode_json(body))
-        client, server_side = await self._authenticate(headers, origin, body_client, body_secret)
+        client, server_side = await self._authenticate(
+            scope, headers, origin, body_client, body_secret
+        )
         req = self._request(scope, headers, client, server_side, bool(origin))
         if hit.type == "track":
             outcome = process_track(hit, req, self.ctx)
@@ -247,7 +265,7 @@ class IngestApp:
                 req = requests.get((body_client, body_secret))
                 if req is None:
                     client, server_side = await self._authenticate(
-                        headers, origin, body_client, body_secret
+                        scope, headers, origin, body_client, body_secret
                     )
                     req = self._request(scope, headers, client, server_side, bool(origin))
                     requests[(body_client, body_secret)] = req
@@ -297,7 +315,7 @@ class IngestApp:
     # --- who is sending
 
     async def _authenticate(
-        self, headers: dict, origin: str, body_client: str, body_secret: str
+        self, scope: dict, headers: dict, origin: str, body_client: str, body_secret: str
     ) -> tuple[ClientInfo, bool]:
         client_id = headers.get(b"openpanel-client-id", b"").decode("latin-1").strip()
         client_id = client_id or body_client.strip()
@@ -322,8 +340,17 @@ class IngestApp:
         if not client.can_write:
             raise AuthError(403, "client_cannot_write", "this client may only read insights")
         if secret:
-            if await self.directory.secret_ok(client, secret):
-                return client, True
+            try:
+                if await self.directory.secret_ok(client, secret, self._address(scope, headers)):
+                    return client, True
+            except SecretsThrottled:
+                self.counters.count(client.project_id, "secrets_throttled")
+                raise AuthError(
+                    429,
+                    "too_many_invalid_secrets",
+                    "this client received too many wrong secrets in the last seconds; retry "
+                    "later with the right one",
+                ) from None
             self.counters.count(client.project_id, "invalid_secret")
             raise AuthError(401, "invalid_secret", "the client secret does not match this client")
         if origin:
@@ -344,15 +371,19 @@ class IngestApp:
             "requests without an Origin header (server-side) must send openpanel-client-secret",
         )
 
-    def _request(
-        self, scope: dict, headers: dict, client: ClientInfo, server_side: bool, browser: bool
-    ) -> Request:
+    def _address(self, scope: dict, headers: dict) -> str:
+        """The sender's address, through the trusted-proxy rule."""
         peer = (scope.get("client") or ("", 0))[0] or ""
-        ip = self.proxies.client_ip(
+        return self.proxies.client_ip(
             peer,
             headers.get(b"x-forwarded-for", b"").decode("latin-1"),
             headers.get(b"x-real-ip", b"").decode("latin-1"),
         )
+
+    def _request(
+        self, scope: dict, headers: dict, client: ClientInfo, server_side: bool, browser: bool
+    ) -> Request:
+        ip = self._address(scope, headers)
         return Request(
             client=client,
             server_side=server_side,

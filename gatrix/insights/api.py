@@ -23,6 +23,7 @@ from gatrix.insights.filters import InvalidFilter
 from gatrix.insights.query import InvalidQuery, QueryParams, build_query
 from gatrix.logs import log_unexpected
 from gatrix.meta import accounts
+from gatrix.meta.projects import SecretsThrottled
 from gatrix.services import Services
 from gatrix.web.auth import SESSION_COOKIE
 
@@ -144,7 +145,15 @@ async def authorize(request: Request, services: Services, project_id: str) -> Re
             "send openpanel-client-id and openpanel-client-secret of a read client, or log in",
         )
     client = await directory.client(client_id) if len(client_id) <= 64 else None
-    if client is None or not await directory.secret_ok(client, secret):
+    try:
+        verified = client is not None and await directory.secret_ok(
+            client, secret, request.client.host if request.client else ""
+        )
+    except SecretsThrottled:
+        raise ApiError(
+            429, "too_many_invalid_secrets", "too many wrong secrets for this client; retry later"
+        ) from None
+    if client is None or not verified:
         raise ApiError(401, "invalid_credentials", "unknown client or wrong secret")
     if client.project_id != project_id:
         raise ApiError(403, "forbidden", "this client belongs to another project")

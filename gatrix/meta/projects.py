@@ -214,6 +214,15 @@ def load_client(engine: Engine, client_id: str) -> ClientInfo | None:
         )
 
 
+# a client's wrong secrets allowed per window before checks stop (each costs ~40 ms of CPU)
+MAX_SECRET_FAILURES = 20
+SECRET_FAILURE_WINDOW_S = 10.0
+
+
+class SecretsThrottled(Exception):
+    """Too many wrong secrets for one client lately: answer 429 without checking."""
+
+
 class Directory:
     """The cache in front of `load_client` and `verify_secret`."""
 
@@ -222,7 +231,11 @@ class Directory:
         self.ttl = ttl
         self.max_entries = max_entries
         self._clients: dict[str, tuple[float, ClientInfo | None]] = {}
+        # verified secrets → when to check again (wrong ones are not remembered: a sender
+        # rotating wrong secrets is held back by the failure budget below instead)
         self._secrets: dict[tuple[str, bytes], float] = {}
+        # (client, sender address) → (window start, wrong secrets in it)
+        self._failures: dict[tuple[str, str], tuple[float, int]] = {}
         self._inflight: dict[str, asyncio.Future[ClientInfo | None]] = {}
 
     def cached(self, client_id: str, now: float) -> tuple[bool, ClientInfo | None]:
@@ -256,17 +269,31 @@ class Directory:
             return info
         return await asyncio.shield(pending)
 
-    async def secret_ok(self, info: ClientInfo, secret: str) -> bool:
+    async def secret_ok(self, info: ClientInfo, secret: str, sender: str = "") -> bool:
+        """Whether `secret` is this client's; raises SecretsThrottled when this sender (an
+        address) tried too many wrong ones for this client lately: each check costs a
+        deliberately slow scrypt. Counted per sender, so a stranger guessing from elsewhere
+        cannot lock the project's own backend out."""
         key = (info.client_id, hashlib.sha256(secret.encode()).digest())
         now = time.monotonic()
         expires = self._secrets.get(key)
         if expires is not None and expires > now:
             return True
+        budget = (info.client_id, sender)
+        started, failures = self._failures.get(budget, (now, 0))
+        if now - started > SECRET_FAILURE_WINDOW_S:
+            started, failures = now, 0
+        if failures >= MAX_SECRET_FAILURES:
+            raise SecretsThrottled(info.client_id)
         ok = await asyncio.to_thread(verify_secret, secret, info.secret_hash)
+        if len(self._secrets) >= self.max_entries:
+            self._secrets.clear()
         if ok:
-            if len(self._secrets) >= self.max_entries:
-                self._secrets.clear()
             self._secrets[key] = now + self.ttl
+        else:
+            if len(self._failures) >= self.max_entries:
+                self._failures.clear()
+            self._failures[budget] = (started, failures + 1)
         return ok
 
     def forget(self) -> None:

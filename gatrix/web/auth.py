@@ -182,7 +182,8 @@ def client_ip(request: Request) -> str:
 
 
 def is_https(request: Request) -> bool:
-    return request.url.scheme == "https"
+    # from the ASGI scope: building request.url parses the Host header, which a client controls
+    return request.scope.get("scheme") == "https"
 
 
 def _cookie(key: str, value: str, request: Request, max_age: int, samesite: str) -> Cookie:
