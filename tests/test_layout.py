@@ -75,3 +75,18 @@ def test_an_installed_wheel_serves_everything_away_from_the_checkout(tmp_path: P
     finally:
         proc.terminate()
         proc.wait(30)
+
+
+def test_one_definition_of_a_page_view_feeds_python_and_the_migrations() -> None:
+    from gatrix.clickhouse.store import Store
+    from gatrix.pageviews import PAGEVIEW_NAMES, PAGEVIEW_SQL
+
+    raw = "\n".join(p.read_text() for p in (ROOT / "migrations" / "clickhouse").glob("*.sql"))
+    assert not any(f"'{name}'" in raw for name in PAGEVIEW_NAMES), "a copied page-view rule"
+    rendered = [
+        statement
+        for _, _, statements in Store("chdb:///unused", "g").migration_statements()
+        for statement in statements
+    ]
+    uses = sum(statement.count(PAGEVIEW_SQL) for statement in rendered)
+    assert uses == 8 and all("${" not in statement for statement in rendered)

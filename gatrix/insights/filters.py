@@ -14,9 +14,9 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from gatrix.pageviews import PAGEVIEW_SQL
+
 OPERATORS = ("is", "is_not", "contains", "not_contains", "starts_with")
-PAGEVIEW_NAMES = ("screen_view", "page_view", "pageview")
-PAGEVIEW_SQL = "name IN ('screen_view', 'page_view', 'pageview')"
 
 # breakdown/filter name → column of the aggregated session (alias in session subqueries)
 SESSION_DIMENSIONS: dict[str, str] = {

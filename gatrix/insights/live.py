@@ -7,8 +7,8 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from gatrix.clickhouse.store import Store
-from gatrix.insights.filters import PAGEVIEW_SQL
 from gatrix.insights.sql import DT
+from gatrix.pageviews import PAGEVIEW_SQL
 
 LIVE_WINDOW = timedelta(minutes=5)
 SERIES_MINUTES = 30

@@ -12,7 +12,6 @@ from typing import Any
 
 from gatrix.clickhouse.store import Store
 from gatrix.insights.filters import (
-    PAGEVIEW_SQL,
     SESSION_DIMENSIONS,
     canonical_dimension,
 )
@@ -25,6 +24,7 @@ from gatrix.insights.sql import (
     sessions_sql,
     uses_rollups,
 )
+from gatrix.pageviews import PAGEVIEW_SQL
 
 METRICS = (
     "visitors",

@@ -10,7 +10,6 @@ from __future__ import annotations
 import re
 
 from gatrix.insights.filters import (
-    PAGEVIEW_SQL,
     SESSION_DIMENSIONS,
     Params,
     event_conditions,
@@ -18,6 +17,7 @@ from gatrix.insights.filters import (
 )
 from gatrix.insights.query import Query
 from gatrix.meta import timezones
+from gatrix.pageviews import PAGEVIEW_SQL
 
 _TZ_SAFE = re.compile(r"^[A-Za-z0-9_+\-/]{1,64}$")
 DT = "DateTime64(3, 'UTC')"

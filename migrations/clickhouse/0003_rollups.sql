@@ -1,6 +1,6 @@
 -- Read-side rollups, filled by materialized views on every insert into events.
--- A page view is an event named screen_view (OpenPanel), page_view (the Gatrix frontend) or
--- pageview (Plausible); every other name is a custom event.
+-- What a page view is comes from gatrix/pageviews.py as ${is_pageview} (one definition for
+-- Python and SQL); every other event is a custom event.
 
 -- One row per session (after merges): keyed by the session's start, which every event of
 -- the session carries, so the partial aggregates of one session always share a key and a
@@ -50,11 +50,11 @@ SELECT
     max(profile_id) AS profile_id,
     min(created_at) AS first_at,
     max(created_at) AS last_at,
-    countIf(name IN ('screen_view', 'page_view', 'pageview')) AS pageviews,
-    countIf(name NOT IN ('screen_view', 'page_view', 'pageview')) AS custom_events,
-    argMinState(path, if(name IN ('screen_view', 'page_view', 'pageview'), created_at,
+    countIf(${is_pageview}) AS pageviews,
+    countIf(NOT (${is_pageview})) AS custom_events,
+    argMinState(path, if(${is_pageview}, created_at,
                          toDateTime64('2299-12-31 00:00:00', 3, 'UTC'))) AS entry_path,
-    argMaxState(path, if(name IN ('screen_view', 'page_view', 'pageview'), created_at,
+    argMaxState(path, if(${is_pageview}, created_at,
                          toDateTime64('1970-01-01 00:00:00', 3, 'UTC'))) AS exit_path,
     max(referrer) AS referrer,
     max(referrer_name) AS referrer_name,
@@ -94,8 +94,8 @@ SELECT
     project_id,
     toStartOfHour(created_at) AS hour,
     uniqState(device_id) AS visitors,
-    countIf(name IN ('screen_view', 'page_view', 'pageview')) AS pageviews,
-    countIf(name NOT IN ('screen_view', 'page_view', 'pageview')) AS custom_events
+    countIf(${is_pageview}) AS pageviews,
+    countIf(NOT (${is_pageview})) AS custom_events
 FROM $db.events
 GROUP BY project_id, hour;
 
@@ -121,7 +121,7 @@ SELECT
     uniqState(device_id) AS visitors,
     count() AS pageviews
 FROM $db.events
-WHERE name IN ('screen_view', 'page_view', 'pageview')
+WHERE ${is_pageview}
 GROUP BY project_id, hour, path;
 
 -- Custom events per name per hour: the unfiltered events breakdown.
@@ -146,5 +146,5 @@ SELECT
     uniqState(device_id) AS visitors,
     count() AS events
 FROM $db.events
-WHERE name NOT IN ('screen_view', 'page_view', 'pageview')
+WHERE NOT (${is_pageview})
 GROUP BY project_id, hour, name;
