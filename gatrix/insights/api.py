@@ -175,8 +175,8 @@ async def _authorize_user(request: Request, services: Services, project_id: str)
 
 
 def _project_timezone(engine: Any, project_id: str) -> str:
-    settings = accounts.project_settings(engine, project_id)
-    return settings["timezone"] if settings else "UTC"
+    project = accounts.project_summary(engine, project_id)
+    return project["timezone"] if project else "UTC"
 
 
 def _params(

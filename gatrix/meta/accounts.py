@@ -187,7 +187,23 @@ def visible_projects(engine: Engine, user: UserInfo) -> list[dict]:
     ]
 
 
-def project_settings(engine: Engine, project_id: str) -> dict | None:
+def project_summary(engine: Engine, project_id: str) -> dict | None:
+    """What the dashboard needs of a project (no clients, no share links)."""
+    with Session(engine) as db:
+        project = db.get(Project, project_id)
+        if project is None:
+            return None
+        return {
+            "id": project.id,
+            "name": project.name,
+            "kind": project.kind,
+            "timezone": project.timezone,
+            "origins": project.origins,
+        }
+
+
+def project_admin_view(engine: Engine, project_id: str) -> dict | None:
+    """A project with its clients and live share links, for its admin page."""
     with Session(engine) as db:
         project = db.get(Project, project_id)
         if project is None:

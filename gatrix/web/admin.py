@@ -1,8 +1,8 @@
 """Admin pages: first-run setup, login, projects and their clients, install check, users and
 grants, share links. Jinja2 templates in templates/admin; plain forms that work without
-JavaScript, HTMX only for the install check that polls.
+JavaScript; only the install check polls (with the small fragment script in assets/js).
 
-Every services-changing request checks the CSRF token; every project page checks the user's role
+Every state-changing request checks the CSRF token; every project page checks the user's role
 on that project and answers 404 when there is none (existence is not revealed).
 """
 
@@ -198,12 +198,12 @@ async def projects_create(request: Request, services: Services) -> Response:
         return page(
             request, "admin/projects.html.j2", 400, user=user, projects=projects, error=str(exc)
         )
-    return await _settings(
+    return await _admin_page(
         request, services, user, created.project_id, new_client=created.__dict__, status=201
     )
 
 
-async def _settings(
+async def _admin_page(
     request: Request,
     services: Services,
     user: UserInfo,
@@ -212,7 +212,7 @@ async def _settings(
     **extra: Any,
 ) -> Template:
     engine = services.engine
-    project = await asyncio.to_thread(accounts.project_settings, engine, project_id)
+    project = await asyncio.to_thread(accounts.project_admin_view, engine, project_id)
     if project is None:
         raise PageError(status_code=404, detail="No such project.")
     health = await project_health(services, project_id)
@@ -231,7 +231,7 @@ async def _settings(
 @get("/projects/{project_id:str}/settings", include_in_schema=False)
 async def settings_page(request: Request, services: Services, project_id: str) -> Template:
     user, _ = await require_role(request, services, project_id, admin=True)
-    return await _settings(request, services, user, project_id)
+    return await _admin_page(request, services, user, project_id)
 
 
 @post("/projects/{project_id:str}/settings", include_in_schema=False)
@@ -250,18 +250,18 @@ async def settings_submit(request: Request, services: Services, project_id: str)
             str(form.get("kind", "")),
         )
     except AccountError as exc:
-        return await _settings(request, services, user, project_id, status=400, error=str(exc))
+        return await _admin_page(request, services, user, project_id, status=400, error=str(exc))
     services.directory.forget()  # new origins apply to this process at once
-    return await _settings(request, services, user, project_id, notice="Saved.")
+    return await _admin_page(request, services, user, project_id, notice="Saved.")
 
 
 @post("/projects/{project_id:str}/delete", include_in_schema=False)
 async def project_delete(request: Request, services: Services, project_id: str) -> Response:
     user, _ = await require_role(request, services, project_id, admin=True)
     form = await form_of(request)
-    project = await asyncio.to_thread(accounts.project_settings, services.engine, project_id)
+    project = await asyncio.to_thread(accounts.project_admin_view, services.engine, project_id)
     if project is None or form.get("confirm", "") != project["name"]:
-        return await _settings(
+        return await _admin_page(
             request,
             services,
             user,
@@ -288,8 +288,8 @@ async def client_create(request: Request, services: Services, project_id: str) -
             str(form.get("name", ""))[:200],
         )
     except ValueError as exc:
-        return await _settings(request, services, user, project_id, status=400, error=str(exc))
-    return await _settings(
+        return await _admin_page(request, services, user, project_id, status=400, error=str(exc))
+    return await _admin_page(
         request, services, user, project_id, status=201, new_client=created.__dict__
     )
 
@@ -303,9 +303,9 @@ async def client_revoke(
     try:
         await asyncio.to_thread(accounts.revoke_client, services.engine, project_id, client_id)
     except AccountError as exc:
-        return await _settings(request, services, user, project_id, status=404, error=str(exc))
+        return await _admin_page(request, services, user, project_id, status=404, error=str(exc))
     services.directory.forget()
-    return await _settings(request, services, user, project_id, notice="Client revoked.")
+    return await _admin_page(request, services, user, project_id, notice="Client revoked.")
 
 
 @get("/projects/{project_id:str}/install-check", include_in_schema=False)
@@ -328,7 +328,7 @@ async def share_create(request: Request, services: Services, project_id: str) ->
         project_id,
         str(form.get("password", ""))[:200],
     )
-    return await _settings(request, services, user, project_id, status=201, new_share=token)
+    return await _admin_page(request, services, user, project_id, status=201, new_share=token)
 
 
 @post("/projects/{project_id:str}/share-links/{token:str}/revoke", include_in_schema=False)
@@ -340,8 +340,8 @@ async def share_revoke(
     try:
         await asyncio.to_thread(accounts.revoke_share_link, services.engine, project_id, token)
     except AccountError as exc:
-        return await _settings(request, services, user, project_id, status=404, error=str(exc))
-    return await _settings(request, services, user, project_id, notice="Share link revoked.")
+        return await _admin_page(request, services, user, project_id, status=404, error=str(exc))
+    return await _admin_page(request, services, user, project_id, notice="Share link revoked.")
 
 
 # --- users

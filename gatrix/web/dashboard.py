@@ -22,7 +22,7 @@ from gatrix.web import charts
 from gatrix.web.admin import PageError, page, require_role
 from gatrix.web.vendor import PLOTLY_PATH
 from gatrix.web.view import (
-    METRICS,
+    KPI_CARDS,
     PANEL_TITLES,
     PANELS,
     RANGE_LABELS,
@@ -48,7 +48,7 @@ def _query(project: dict[str, Any], view: View) -> Query:
 def kpis_context(services: Services, q: Query) -> dict[str, Any]:
     m = reports.metrics(services.store, q)
     cards = []
-    for key in METRICS:
+    for key in KPI_CARDS:
         now, before = m[key], m["previous"][key]
         change = None if not before else round(100 * (now - before) / before, 1)
         cards.append(
@@ -121,11 +121,11 @@ def live_context(services: Services, project_id: str) -> dict[str, Any]:
 
 async def _project(request: Request, services: Services, project_id: str) -> dict[str, Any]:
     await require_role(request, services, project_id)
-    return await _settings(services, project_id)
+    return await _project_summary(services, project_id)
 
 
-async def _settings(services: Services, project_id: str) -> dict[str, Any]:
-    project = await asyncio.to_thread(accounts.project_settings, services.engine, project_id)
+async def _project_summary(services: Services, project_id: str) -> dict[str, Any]:
+    project = await asyncio.to_thread(accounts.project_summary, services.engine, project_id)
     if project is None:
         raise PageError(status_code=404, detail="No such project.")
     return project
@@ -137,7 +137,7 @@ def _common(
     return {
         "project": project,
         "view": view,
-        "metrics": METRICS,
+        "metrics": KPI_CARDS,
         "labels": charts.LABELS,
         "ranges": RANGE_LABELS,
         "panels": list(PANELS),
@@ -214,14 +214,14 @@ async def render_fragment(
 @get("/dashboard/{project_id:str}", include_in_schema=False)
 async def dashboard_page(request: Request, services: Services, project_id: str) -> Template:
     user, _ = await require_role(request, services, project_id)
-    project = await _settings(services, project_id)
+    project = await _project_summary(services, project_id)
     return await render_dashboard(request, services, project, f"/dashboard/{project_id}", user)
 
 
 @get("/dashboard/{project_id:str}/realtime", include_in_schema=False)
 async def realtime_page(request: Request, services: Services, project_id: str) -> Template:
     user, _ = await require_role(request, services, project_id)
-    project = await _settings(services, project_id)
+    project = await _project_summary(services, project_id)
     return await render_realtime(request, services, project, f"/dashboard/{project_id}", user)
 
 

@@ -1,6 +1,6 @@
 """Public read-only share links: `/share/{token}` shows one project's numbers, nothing else.
 
-A password-protected link asks once; the unlocked services is a random cookie mapped to the
+A password-protected link asks once; the unlocked state is a random cookie mapped to the
 link's token in Redis, so a revoked link stops working at once. Password guesses are
 throttled per link and per client IP, like logins.
 """
@@ -49,9 +49,7 @@ async def _shared_project(
     link = await _link(services, token)
     if not await _unlocked(request, services, link):
         return None
-    project = await asyncio.to_thread(
-        accounts.project_settings, services.engine, link["project_id"]
-    )
+    project = await asyncio.to_thread(accounts.project_summary, services.engine, link["project_id"])
     if project is None:
         raise PageError(status_code=404, detail="This share link does not exist or was revoked.")
     return project

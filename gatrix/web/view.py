@@ -10,7 +10,7 @@ from litestar import Request
 
 from gatrix.insights.query import INTERVALS, RANGES, QueryParams
 
-METRICS = (
+KPI_CARDS = (
     "visitors",
     "sessions",
     "pageviews",
@@ -91,7 +91,7 @@ class View:
             end=(q.get("end") or "")[:32],
             interval=q.get("interval") if q.get("interval") in INTERVALS else "",
             compare="off" if q.get("compare") == "off" else "previous",
-            metric=q.get("metric") if q.get("metric") in METRICS else "visitors",
+            metric=q.get("metric") if q.get("metric") in KPI_CARDS else "visitors",
             filters=tuple(f for f in q.getall("filter", []) if f)[:20],
             tabs={k: v for k, v in tabs.items() if v},
         )
