@@ -2,7 +2,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: install run test lint bench clean
+.PHONY: install run test test-fast lint bench clean
 
 install: $(VENV)/.installed
 
@@ -18,6 +18,10 @@ run: install
 
 test: install
 	$(BIN)/python -m pytest -q -p no:cacheprovider
+
+# pure functions only (no server, engine or browser): seconds
+test-fast: install
+	$(BIN)/python -m pytest -q -p no:cacheprovider -m fast
 
 lint: install
 	$(BIN)/ruff check gatrix tests tools

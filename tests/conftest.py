@@ -60,13 +60,15 @@ def embedded_redis_url(data_dir: Path) -> Iterator[str]:
     server.stop()
 
 
-@pytest.fixture(scope="session", params=["embedded", "external"])
+# The buffer's contract tests (the only users of `redis`) run once per Redis we have: the
+# embedded valkey always, and the server at REDIS_URL when one is given (CI gives one). The
+# test ids say which ([embedded] / [external]); nothing is skipped.
+REDIS_BACKENDS = ["embedded", "external"] if EXTERNAL_REDIS else ["embedded"]
+
+
+@pytest.fixture(scope="session", params=REDIS_BACKENDS)
 def redis_url(request: pytest.FixtureRequest, embedded_redis_url: str) -> str:
-    if request.param == "embedded":
-        return embedded_redis_url
-    if not EXTERNAL_REDIS:
-        pytest.skip("REDIS_URL not set: the machine's Redis is not part of this run")
-    return EXTERNAL_REDIS
+    return embedded_redis_url if request.param == "embedded" else EXTERNAL_REDIS
 
 
 @pytest.fixture
@@ -175,14 +177,18 @@ def server(data_dir: Path) -> Iterator[LiveServer]:
 
 
 @pytest.fixture(scope="session")
-def engine(server: LiveServer) -> Any:
+def server_engine(server: LiveServer) -> Any:
+    """The shared live server's metadata database (starts that server)."""
     return server.services.engine
 
 
 @pytest.fixture
-def project(engine: Any) -> NewClient:
+def server_project(server_engine: Any) -> NewClient:
+    """A fresh project in the shared live server's database (starts that server)."""
     return create_project(
-        engine, f"test {uuid.uuid4().hex[:6]}", origins=["https://shop.example.com", "*.app.test"]
+        server_engine,
+        f"test {uuid.uuid4().hex[:6]}",
+        origins=["https://shop.example.com", "*.app.test"],
     )
 
 
@@ -282,3 +288,30 @@ def browser() -> Iterator[Any]:
         )
         yield chromium
         chromium.close()
+
+
+# Tests that ask for nothing but these are pure functions of their arguments: `make
+# test-fast` runs just them (`-m fast`), in seconds, with no server, engine or browser.
+PURE_FIXTURES = {
+    "request",
+    "monkeypatch",
+    "capsys",
+    "caplog",
+    "anyio_backend",
+    # autouse ones that plugins add to every test (asyncio policy, hypothesis faker)
+    "event_loop_policy",
+    "_session_faker",
+}
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "fast: a pure test (no server, engine or browser)")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        callspec = getattr(item, "callspec", None)
+        parametrized = set(callspec.params) if callspec else set()
+        used = set(getattr(item, "fixturenames", ())) - parametrized
+        if used <= PURE_FIXTURES:
+            item.add_marker(pytest.mark.fast)

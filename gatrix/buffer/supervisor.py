@@ -23,6 +23,7 @@ log = logging.getLogger("gatrix.supervisor")
 TICK_S = 0.5
 # how long after Redis refused a write for want of memory /health keeps saying so
 OOM_MEMORY_S = 10.0
+RESUME_SHARE = 0.9
 
 
 @dataclass
@@ -133,15 +134,19 @@ class Supervisor:
             # A full Redis first evicts visitor session keys (they carry a TTL; the buffer
             # does not), so being near the cap is no fault; refusing writes is.
             state.at_memory_cap = time.monotonic() - self.writer.last_full_at < OOM_MEMORY_S
-            if state.depth and state.bytes:
-                # lets the writer stop between two ticks (see BufferWriter.high_water_items)
+            refusing = bool(self.writer.refuse)
+            if state.depth and state.bytes and not refusing:
+                # lets the writer stop between two ticks (see BufferWriter.high_water_items);
+                # frozen while refusing, so a new size estimate cannot flip the decision
                 self.writer.high_water_items = int(
                     self.high_water_bytes / (state.bytes / state.depth)
                 )
-            # the same rule as the writer's, so /health and /track never disagree
+            # the writer's rule too, so /health and /track never disagree; once refusing,
+            # accept again only below 90% of the mark, or each tick would flap
+            share = RESUME_SHARE if refusing else 1.0
             items_limit = self.writer.high_water_items
-            state.over_high_water = (state.bytes or 0) >= self.high_water_bytes or (
-                items_limit is not None and (state.depth or 0) >= items_limit
+            state.over_high_water = (state.bytes or 0) >= self.high_water_bytes * share or (
+                items_limit is not None and (state.depth or 0) >= items_limit * share
             )
         was_refusing = bool(self.writer.refuse)
         self.state = state

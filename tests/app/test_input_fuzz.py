@@ -27,11 +27,11 @@ from gatrix.ingest.payloads import RESERVED
 from gatrix.insights.filters import ALIASES, EVENT_DIMENSIONS, OPERATORS, SESSION_DIMENSIONS
 from gatrix.insights.query import COMPARES, INTERVALS, RANGES
 from gatrix.insights.reports import SERIES_METRICS, SORTS
-from gatrix.web.view import METRICS, PANELS
+from gatrix.web.view import KPI_CARDS, PANELS
 
-from .conftest import CHROME_UA, LiveServer
-from .factory import events
-from .websession import SiteProject, admin_session, csrf_of, new_project
+from ..conftest import CHROME_UA, LiveServer
+from ..factory import events
+from ..websession import SiteProject, admin_session, csrf_of, new_project
 
 
 def bounded(examples: int) -> settings:
@@ -147,7 +147,7 @@ query_params = st.fixed_dictionaries(
         "end": mostly(dates.map(str), range_bounds),
         "interval": mostly(st.sampled_from(INTERVALS), hostile_text),
         "compare": mostly(st.sampled_from([*COMPARES, "off"]), hostile_text),
-        "metric": mostly(st.sampled_from([*SERIES_METRICS, *METRICS]), hostile_text),
+        "metric": mostly(st.sampled_from([*SERIES_METRICS, *KPI_CARDS]), hostile_text),
         "limit": mostly(st.integers(1, 1000).map(str), big_ints | hostile_text),
         "page": mostly(st.integers(1, 10_000).map(str), big_ints | hostile_text),
         "sort": mostly(

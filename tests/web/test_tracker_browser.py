@@ -19,7 +19,7 @@ import pytest
 from gatrix.clickhouse.store import Store
 from gatrix.meta.projects import NewClient, create_project
 
-from .conftest import CHROME_UA, LiveServer, event_rows, free_port, needs_chromium, wait_for
+from ..conftest import CHROME_UA, LiveServer, event_rows, free_port, needs_chromium, wait_for
 
 SDK_DIR = os.environ.get("GATRIX_TEST_OPENPANEL_WEB", "")  # a folder holding node_modules/
 pytestmark = needs_chromium
@@ -69,7 +69,8 @@ def context(browser: Any) -> Iterator[Any]:
 
 
 @pytest.fixture
-def project(server: LiveServer, website: Site) -> NewClient:
+def website_project(server: LiveServer, website: Site) -> NewClient:
+    """A project of the shared live server whose allowed origin is the test website's."""
     return create_project(
         server.services.engine, f"site {uuid.uuid4().hex[:6]}", origins=[website.origin]
     )
@@ -120,14 +121,14 @@ def test_tracker_is_small_cached_and_versioned(server: LiveServer) -> None:
 
 
 def test_our_tracker_end_to_end(
-    server: LiveServer, website: Site, context: Any, project: NewClient, store: Store
+    server: LiveServer, website: Site, context: Any, website_project: NewClient, store: Store
 ) -> None:
     url = website.page(
         "shop.html",
         f"""<!doctype html><title>Shop</title>
 <a id="out" href="https://external.example/partner">Partner site</a>
 <button id="cta" data-track="cta_click" data-plan="pro" data-button-color="red">Buy</button>
-<script src="{server.url}/op1.js" data-client-id="{project.client_id}" defer></script>""",
+<script src="{server.url}/op1.js" data-client-id="{website_project.client_id}" defer></script>""",
     )
     page = context.new_page()
     sent = TrackRequests(page)
@@ -147,7 +148,7 @@ def test_our_tracker_end_to_end(
     page.evaluate("op('increment', 'logins', 2)")
     page.click("#out")
     page.wait_for_url("https://external.example/partner")
-    events = rows_named(store, project.project_id, 6)
+    events = rows_named(store, website_project.project_id, 6)
     assert errors == []
     views = sorted(events["screen_view"], key=lambda r: r["created_at"])
     assert [v["path"] for v in views] == ["/shop.html", "/spa/next"]
@@ -174,7 +175,7 @@ def test_our_tracker_end_to_end(
 
 
 def test_queue_form_and_opt_out(
-    server: LiveServer, website: Site, context: Any, project: NewClient, store: Store
+    server: LiveServer, website: Site, context: Any, website_project: NewClient, store: Store
 ) -> None:
     queued = website.page(
         "queued.html",
@@ -182,13 +183,13 @@ def test_queue_form_and_opt_out(
 <script>
 window.op = window.op || function () {{ (window.op.q = window.op.q || []).push(arguments); }};
 op('track', 'before_init', {{n: 1}});
-op('init', {{clientId: '{project.client_id}', apiUrl: '{server.url}', trackScreenViews: true}});
+op('init', {{clientId: '{website_project.client_id}', apiUrl: '{server.url}', trackScreenViews: true}});
 </script>
 <script src="{server.url}/op1.js" defer></script>""",
     )
     page = context.new_page()
     page.goto(queued)
-    events = rows_named(store, project.project_id, 2)
+    events = rows_named(store, website_project.project_id, 2)
     assert set(events) == {"before_init", "screen_view"}
     # opted out: nothing leaves the page
     page.evaluate("localStorage.setItem('op_disabled', '1')")
@@ -198,12 +199,14 @@ op('init', {{clientId: '{project.client_id}', apiUrl: '{server.url}', trackScree
     page.evaluate("op('track', 'should_not_send')")
     page.wait_for_timeout(1500)
     assert sent.bodies == []
-    assert "should_not_send" not in {r["name"] for r in event_rows(store, project.project_id)}
+    assert "should_not_send" not in {
+        r["name"] for r in event_rows(store, website_project.project_id)
+    }
 
 
 @pytest.mark.skipif(not SDK_DIR, reason="GATRIX_TEST_OPENPANEL_WEB (npm @openpanel/web) not set")
 def test_openpanel_web_sdk_unmodified(
-    server: LiveServer, website: Site, context: Any, project: NewClient, store: Store
+    server: LiveServer, website: Site, context: Any, website_project: NewClient, store: Store
 ) -> None:
     url = website.page(
         "sdk.html",
@@ -212,7 +215,7 @@ def test_openpanel_web_sdk_unmodified(
   "@openpanel/sdk": "/node_modules/@openpanel/sdk/dist/index.js"}}}}</script>
 <script type="module">
 import {{ OpenPanel }} from '/node_modules/@openpanel/web/dist/index.js';
-const op = new OpenPanel({{clientId: '{project.client_id}', apiUrl: '{server.url}',
+const op = new OpenPanel({{clientId: '{website_project.client_id}', apiUrl: '{server.url}',
                           trackScreenViews: true, trackOutgoingLinks: true}});
 window.sdk = op;
 </script>""",
@@ -225,7 +228,7 @@ window.sdk = op;
     page.evaluate("sdk.identify({profileId: 'sdk-user', firstName: 'Grace'})")
     page.evaluate("sdk.track('sdk_after_identify')")
     page.evaluate("sdk.increment({profileId: 'sdk-user', property: 'visits', value: 2})")
-    events = rows_named(store, project.project_id, 3)
+    events = rows_named(store, website_project.project_id, 3)
     assert {"screen_view", "sdk_custom", "sdk_after_identify"} <= set(events)
     view = events["screen_view"][0]
     assert view["path"] == "/sdk.html" and view["sdk_name"] == "web"
@@ -236,7 +239,7 @@ window.sdk = op;
     def counters() -> Any:
         rows = store.query_rows(
             "SELECT sum(value) FROM gatrix.profile_counters WHERE project_id = {p:String}",
-            {"p": project.project_id},
+            {"p": website_project.project_id},
         )
         return rows[0][0] == 2 or None
 

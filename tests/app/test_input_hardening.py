@@ -20,9 +20,9 @@ from gatrix.logs import JsonFormatter
 from gatrix.meta.models import Project
 from gatrix.meta.projects import create_project
 
-from .conftest import CHROME_UA, LiveServer, wait_events
-from .factory import events
-from .websession import SiteProject, admin_session, new_project, post_form
+from ..conftest import CHROME_UA, LiveServer, wait_events
+from ..factory import events
+from ..websession import SiteProject, admin_session, new_project, post_form
 
 ORIGIN = "https://shop.example"
 NESTED = b"[" * 1000 + b"]" * 1000

@@ -13,7 +13,7 @@ from gatrix.clickhouse.store import Store
 from gatrix.insights.profiles import get_profile
 from gatrix.meta.projects import NewClient, create_client, create_project
 
-from .conftest import CHROME_UA, browser_headers, event_rows, wait_events, wait_for
+from ..conftest import CHROME_UA, browser_headers, event_rows, wait_events, wait_for
 
 IPHONE_UA = (
     "Mozilla/5.0 (iPhone; CPU iPhone OS 17_4 like Mac OS X) AppleWebKit/605.1.15 "
@@ -33,9 +33,9 @@ def sdk_page_view(path: str, referrer: str = "", title: str = "Products") -> dic
 
 
 def test_sdk_page_view_is_enriched_into_clickhouse(
-    http: httpx.Client, project: NewClient, store: Store
+    http: httpx.Client, server_project: NewClient, store: Store
 ) -> None:
-    headers = browser_headers(project.client_id) | {"user-agent": IPHONE_UA}
+    headers = browser_headers(server_project.client_id) | {"user-agent": IPHONE_UA}
     body = sdk_page_view(
         "https://shop.example.com/products?utm_source=newsletter&utm_medium=email"
         "&utm_campaign=launch",
@@ -64,7 +64,7 @@ def test_sdk_page_view_is_enriched_into_clickhouse(
     }
     assert http.post("/track", json=custom, headers=headers).json() == ids  # same session
 
-    rows = wait_events(store, project.project_id, 2)
+    rows = wait_events(store, server_project.project_id, 2)
     view, cart = rows[0], rows[1]
     assert view["name"] == "screen_view" and cart["name"] == "add_to_cart"
     assert (view["path"], view["origin"], view["title"]) == (
@@ -119,9 +119,9 @@ def test_seed_quick_start_without_client_id_goes_to_default_project(
 
 
 def test_identify_and_increment_update_the_profile(
-    http: httpx.Client, project: NewClient, store: Store
+    http: httpx.Client, server_project: NewClient, store: Store
 ) -> None:
-    headers = browser_headers(project.client_id)
+    headers = browser_headers(server_project.client_id)
     calls = [
         {
             "type": "identify",
@@ -147,11 +147,11 @@ def test_identify_and_increment_update_the_profile(
     for call in calls:
         reply = http.post("/track", json=call, headers=headers)
         assert reply.status_code == 200, reply.text
-    [event] = wait_events(store, project.project_id, 1)
+    [event] = wait_events(store, server_project.project_id, 1)
     assert event["profile_id"] == "user-7" and event["device_id"] == "user-7"
     profile = wait_for(
         lambda: (
-            (p := get_profile(store, project.project_id, "user-7"))
+            (p := get_profile(store, server_project.project_id, "user-7"))
             and p["counters"].get("visits") == 3.0
             and p
         )
@@ -177,25 +177,25 @@ def test_preflight_and_cors_headers(http: httpx.Client) -> None:
 
 
 def test_auth_failures_say_which(
-    http: httpx.Client, project: NewClient, engine: Any, store: Store
+    http: httpx.Client, server_project: NewClient, server_engine: Any, store: Store
 ) -> None:
     body = sdk_page_view("https://shop.example.com/")
     cases = [
         (browser_headers(str(uuid.uuid4())), 401, "unknown_client"),
         (
-            browser_headers(project.client_id, origin="https://evil.example"),
+            browser_headers(server_project.client_id, origin="https://evil.example"),
             401,
             "origin_not_allowed",
         ),
         (
-            {"content-type": "application/json", "openpanel-client-id": project.client_id},
+            {"content-type": "application/json", "openpanel-client-id": server_project.client_id},
             401,
             "missing_secret",
         ),
         (
             {
                 "content-type": "application/json",
-                "openpanel-client-id": project.client_id,
+                "openpanel-client-id": server_project.client_id,
                 "openpanel-client-secret": "sec_wrong",
             },
             401,
@@ -207,26 +207,28 @@ def test_auth_failures_say_which(
         assert (reply.status_code, reply.json()["error"]) == (status, code), code
         assert reply.json()["detail"]
         assert reply.headers["access-control-allow-origin"]
-    reader = create_client(engine, project.project_id, "read")
+    reader = create_client(server_engine, server_project.project_id, "read")
     reply = http.post("/track", json=body, headers=browser_headers(reader.client_id))
     assert (reply.status_code, reply.json()["error"]) == (403, "client_cannot_write")
     # wildcard origin rule from the project's settings
     reply = http.post(
-        "/track", json=body, headers=browser_headers(project.client_id, origin="https://x.app.test")
+        "/track",
+        json=body,
+        headers=browser_headers(server_project.client_id, origin="https://x.app.test"),
     )
     assert reply.status_code == 200
-    wait_events(store, project.project_id, 1)
-    assert len(event_rows(store, project.project_id)) == 1
+    wait_events(store, server_project.project_id, 1)
+    assert len(event_rows(store, server_project.project_id)) == 1
 
 
 def test_server_side_sender_with_secret(
-    http: httpx.Client, project: NewClient, store: Store
+    http: httpx.Client, server_project: NewClient, store: Store
 ) -> None:
     headers = {
         "content-type": "application/json",
         "user-agent": "node-fetch/3",
-        "openpanel-client-id": project.client_id,
-        "openpanel-client-secret": project.client_secret,
+        "openpanel-client-id": server_project.client_id,
+        "openpanel-client-secret": server_project.client_secret,
     }
     body = {
         "type": "track",
@@ -238,43 +240,47 @@ def test_server_side_sender_with_secret(
     }
     assert http.post("/track", json=body, headers=headers).status_code == 200
     # clientId/clientSecret in the body work too
-    in_body = {**body, "clientId": project.client_id, "clientSecret": project.client_secret}
+    in_body = {
+        **body,
+        "clientId": server_project.client_id,
+        "clientSecret": server_project.client_secret,
+    }
     reply = http.post(
         "/track", json=in_body, headers={"content-type": "application/json", "user-agent": "curl/8"}
     )
     assert reply.status_code == 200
-    rows = wait_events(store, project.project_id, 2)
+    rows = wait_events(store, server_project.project_id, 2)
     assert rows[0]["country"] == "GB"  # __ip trusted from an authenticated backend
     assert rows[0]["revenue"] == 49.5
 
 
 def test_spoofed_ip_from_browser_is_ignored(
-    http: httpx.Client, project: NewClient, store: Store
+    http: httpx.Client, server_project: NewClient, store: Store
 ) -> None:
-    headers = browser_headers(project.client_id) | {"x-forwarded-for": "81.2.69.142"}
+    headers = browser_headers(server_project.client_id) | {"x-forwarded-for": "81.2.69.142"}
     body = sdk_page_view("https://shop.example.com/")
     body["payload"]["properties"]["__ip"] = "8.8.8.8"
     assert http.post("/track", json=body, headers=headers).status_code == 200
-    [row] = wait_events(store, project.project_id, 1)
+    [row] = wait_events(store, server_project.project_id, 1)
     assert row["country"] == ""  # loopback peer; neither header nor __ip is trusted
 
 
 def test_bots_get_202_and_are_counted_not_stored(
-    http: httpx.Client, project: NewClient, store: Store, server: Any
+    http: httpx.Client, server_project: NewClient, store: Store, server: Any
 ) -> None:
-    headers = browser_headers(project.client_id) | {
+    headers = browser_headers(server_project.client_id) | {
         "user-agent": "Mozilla/5.0 (compatible; Googlebot/2.1; +http://www.google.com/bot.html)"
     }
     reply = http.post("/track", json=sdk_page_view("https://shop.example.com/"), headers=headers)
     assert reply.status_code == 202 and reply.json() == {"dropped": "bot"}
-    assert server.services.counters.totals[(project.project_id, "bot")] == 1
+    assert server.services.counters.totals[(server_project.project_id, "bot")] == 1
     ok = http.post(
         "/track",
         json=sdk_page_view("https://shop.example.com/x"),
-        headers=browser_headers(project.client_id),
+        headers=browser_headers(server_project.client_id),
     )
     assert ok.status_code == 200
-    rows = wait_events(store, project.project_id, 1)
+    rows = wait_events(store, server_project.project_id, 1)
     assert [r["path"] for r in rows] == ["/x"]
 
 
@@ -369,31 +375,31 @@ BAD_BODIES: list[tuple[str, bytes, int, str]] = [
     ("label", "body", "status", "code"), BAD_BODIES, ids=[b[0] for b in BAD_BODIES]
 )
 def test_bad_input_gets_a_clear_4xx(
-    http: httpx.Client, project: NewClient, label: str, body: bytes, status: int, code: str
+    http: httpx.Client, server_project: NewClient, label: str, body: bytes, status: int, code: str
 ) -> None:
-    reply = http.post("/track", content=body, headers=browser_headers(project.client_id))
+    reply = http.post("/track", content=body, headers=browser_headers(server_project.client_id))
     assert reply.status_code == status, reply.text
     assert reply.json()["error"] == code
     assert isinstance(reply.json()["detail"], str) and reply.json()["detail"]
 
 
 def test_bad_input_never_reaches_clickhouse(
-    http: httpx.Client, project: NewClient, store: Store
+    http: httpx.Client, server_project: NewClient, store: Store
 ) -> None:
     for _label, body, _status, _code in BAD_BODIES:
-        http.post("/track", content=body, headers=browser_headers(project.client_id))
+        http.post("/track", content=body, headers=browser_headers(server_project.client_id))
     marker = http.post(
         "/track",
         json=sdk_page_view("https://shop.example.com/marker"),
-        headers=browser_headers(project.client_id),
+        headers=browser_headers(server_project.client_id),
     )
     assert marker.status_code == 200
-    rows = wait_events(store, project.project_id, 1)
+    rows = wait_events(store, server_project.project_id, 1)
     assert [r["path"] for r in rows] == ["/marker"]
 
 
 def test_batch_endpoint_per_item_results(
-    http: httpx.Client, project: NewClient, store: Store
+    http: httpx.Client, server_project: NewClient, store: Store
 ) -> None:
     good = [sdk_page_view(f"https://shop.example.com/b{i}") for i in range(5)]
     batch = [
@@ -402,19 +408,19 @@ def test_batch_endpoint_per_item_results(
         {"type": "track", "payload": {}},
         {"type": "identify", "payload": {"profileId": "u-b"}},
     ]
-    reply = http.post("/track/batch", json=batch, headers=browser_headers(project.client_id))
+    reply = http.post("/track/batch", json=batch, headers=browser_headers(server_project.client_id))
     assert reply.status_code == 200
     out = reply.json()
     assert (out["accepted"], out["rejected"], out["dropped"]) == (6, 2, 0)
     assert [r["status"] for r in out["results"]] == [200] * 5 + [400, 400, 200]
     assert out["results"][5]["error"] == "not_supported"
     assert all(r["sessionId"] for r in out["results"][:5])
-    rows = wait_events(store, project.project_id, 5)
+    rows = wait_events(store, server_project.project_id, 5)
     assert sorted(r["path"] for r in rows) == [f"/b{i}" for i in range(5)]
 
 
-def test_batch_limits(http: httpx.Client, project: NewClient) -> None:
-    headers = browser_headers(project.client_id)
+def test_batch_limits(http: httpx.Client, server_project: NewClient) -> None:
+    headers = browser_headers(server_project.client_id)
     too_many = [sdk_page_view("https://shop.example.com/")] * 1001
     reply = http.post("/track/batch", json=too_many, headers=headers)
     assert (reply.status_code, reply.json()["error"]) == (400, "batch_too_large")
@@ -457,7 +463,7 @@ def test_browser_request_headers_are_echoed_for_unknown_client(http: httpx.Clien
 
 
 def test_wrong_secrets_are_checked_a_bounded_number_of_times(
-    http: httpx.Client, project: NewClient
+    http: httpx.Client, server_project: NewClient
 ) -> None:
     # each check is a deliberately slow scrypt: a batch of 1,000 wrong secrets must not cost
     # 1,000 of them (40 CPU-seconds taken from every other project)
@@ -465,7 +471,7 @@ def test_wrong_secrets_are_checked_a_bounded_number_of_times(
         {
             "type": "track",
             "payload": {"name": "x"},
-            "clientId": project.client_id,
+            "clientId": server_project.client_id,
             "clientSecret": f"wrong-{n}",
         }
         for n in range(200)
@@ -480,8 +486,8 @@ def test_wrong_secrets_are_checked_a_bounded_number_of_times(
         "/track",
         json={"type": "track", "payload": {"name": "x"}},
         headers={
-            "openpanel-client-id": project.client_id,
-            "openpanel-client-secret": project.client_secret,
+            "openpanel-client-id": server_project.client_id,
+            "openpanel-client-secret": server_project.client_secret,
         },
     )
     assert single.status_code == 429  # from the same address, the right one waits too...
@@ -492,8 +498,8 @@ def test_wrong_secrets_are_checked_a_bounded_number_of_times(
             "/track",
             json={"type": "track", "payload": {"name": "x"}},
             headers={
-                "openpanel-client-id": project.client_id,
-                "openpanel-client-secret": project.client_secret,
+                "openpanel-client-id": server_project.client_id,
+                "openpanel-client-secret": server_project.client_secret,
             },
         )
     assert elsewhere.status_code == 200, elsewhere.text

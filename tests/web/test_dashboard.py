@@ -14,8 +14,8 @@ import pytest
 
 from gatrix.clickhouse.store import Store
 
-from .conftest import ARTIFACTS, CHROME_UA, LiveServer, needs_chromium, send_page_view, wait_for
-from .factory import events
+from ..conftest import ARTIFACTS, CHROME_UA, LiveServer, needs_chromium, send_page_view, wait_for
+from ..factory import events
 
 pytestmark = needs_chromium
 PASSWORD = "correct horse battery"

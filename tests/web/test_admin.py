@@ -10,7 +10,7 @@ from typing import Any
 import httpx
 import pytest
 
-from .conftest import LiveServer, send_page_view, wait_for
+from ..conftest import LiveServer, send_page_view, wait_for
 
 PASSWORD = "correct horse battery"
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from .conftest import ARTIFACTS, LiveServer, needs_chromium, send_page_view
+from ..conftest import ARTIFACTS, LiveServer, needs_chromium, send_page_view
 
 pytestmark = needs_chromium
 

@@ -12,7 +12,7 @@ import pytest
 from gatrix.clickhouse.store import Store
 from gatrix.meta.projects import NewClient, create_client, create_project
 
-from .factory import events
+from ..factory import events
 
 UTC_ = UTC
 

@@ -11,9 +11,9 @@ from pathlib import Path
 
 import httpx
 
-from .conftest import free_port, wait_for
+from ..conftest import free_port, wait_for
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_every_subpackage_is_listed_for_the_wheel() -> None:

@@ -19,7 +19,7 @@ from gatrix.clickhouse.store import Store
 from gatrix.ingest.payloads import RESERVED
 from gatrix.meta.projects import NewClient, create_project
 
-from .conftest import CHROME_UA, wait_for
+from ..conftest import CHROME_UA, wait_for
 
 json_scalars = st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=30)
 json_values = st.recursive(

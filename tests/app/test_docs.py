@@ -10,7 +10,7 @@ from gatrix.cli import build_parser
 from gatrix.settings import Settings, env_names
 from tools.bench.__main__ import build_parser as build_bench_parser
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 README = (ROOT / "README.md").read_text()
 
 

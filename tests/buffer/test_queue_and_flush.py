@@ -23,7 +23,7 @@ from gatrix.ingest.salts import SESSION_TIMEOUT_MS, SaltBook
 from gatrix.insights.profiles import get_profile
 from gatrix.meta.projects import ClientInfo
 
-from .conftest import CHROME_UA
+from ..conftest import CHROME_UA
 
 T0 = datetime(2026, 4, 10, 9, 0, tzinfo=UTC)
 MIN = 60_000

@@ -29,8 +29,8 @@ from gatrix.buffer.writer import BufferFull, BufferWriter
 from gatrix.clickhouse.store import Store
 from gatrix.ingest.pipeline import ch_time
 
-from .conftest import CHROME_UA, wait_for
-from .test_serve_process import ServeProcess, count_rows, server_env
+from ..conftest import CHROME_UA, wait_for
+from ..processes import ServeProcess, count_rows, server_env
 
 NOW = datetime.now(UTC).replace(microsecond=0)
 
@@ -116,10 +116,12 @@ async def test_a_live_flusher_renews_its_lease_while_inserting(redis: Redis, pre
     assert (await buffer.stats())["claimed_batches"] == 0
 
 
-def test_ingestion_drops_client_times_outside_the_window(http: httpx.Client, project) -> None:
+def test_ingestion_drops_client_times_outside_the_window(
+    http: httpx.Client, server_project
+) -> None:
     headers = {
-        "openpanel-client-id": project.client_id,
-        "openpanel-client-secret": project.client_secret,
+        "openpanel-client-id": server_project.client_id,
+        "openpanel-client-secret": server_project.client_secret,
     }
     old = [
         {

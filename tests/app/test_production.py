@@ -21,10 +21,10 @@ from gatrix.cli import build_parser
 from gatrix.clickhouse.store import Store
 from gatrix.settings import env_names
 
-from .conftest import CHROME_UA, free_port, wait_for
-from .test_serve_process import ServeProcess, count_rows
+from ..conftest import CHROME_UA, free_port, wait_for
+from ..processes import ServeProcess, count_rows
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 PREFIX = "/api/v1/analytics"
 
 
@@ -130,16 +130,19 @@ def test_behind_a_reverse_proxy_under_a_prefix(tmp_path: Path) -> None:
     assert any(entry.get("path") == "/setup" and entry.get("status") == 200 for entry in http_logs)
 
 
-def test_metrics_endpoint(http: httpx.Client, project: Any) -> None:
-    from .conftest import browser_headers
+def test_metrics_endpoint(http: httpx.Client, server_project: Any) -> None:
+    from ..conftest import browser_headers
 
     http.post(
         "/track",
         json={"type": "track", "payload": {"name": "metric_probe"}},
-        headers=browser_headers(project.client_id),
+        headers=browser_headers(server_project.client_id),
     )
     text = http.get("/metrics").text
-    assert f'gatrix_events_total{{project="{project.project_id}",outcome="accepted"}} 1' in text
+    assert (
+        f'gatrix_events_total{{project="{server_project.project_id}",outcome="accepted"}} 1'
+        in text
+    )
     for name in (
         "gatrix_buffer_depth",
         "gatrix_dead_letters",

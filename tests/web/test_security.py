@@ -17,7 +17,7 @@ import pytest
 
 from gatrix.settings import Settings
 
-from .conftest import (
+from ..conftest import (
     LiveServer,
     free_port,
     make_settings,
