@@ -187,19 +187,21 @@ def visible_projects(engine: Engine, user: UserInfo) -> list[dict]:
     ]
 
 
+def _summary(project: Project) -> dict:
+    return {
+        "id": project.id,
+        "name": project.name,
+        "kind": project.kind,
+        "timezone": project.timezone,
+        "origins": project.origins,
+    }
+
+
 def project_summary(engine: Engine, project_id: str) -> dict | None:
     """What the dashboard needs of a project (no clients, no share links)."""
     with Session(engine) as db:
         project = db.get(Project, project_id)
-        if project is None:
-            return None
-        return {
-            "id": project.id,
-            "name": project.name,
-            "kind": project.kind,
-            "timezone": project.timezone,
-            "origins": project.origins,
-        }
+        return _summary(project) if project is not None else None
 
 
 def project_admin_view(engine: Engine, project_id: str) -> dict | None:
@@ -216,12 +218,9 @@ def project_admin_view(engine: Engine, project_id: str) -> dict | None:
             .where(ShareLink.project_id == project_id, ShareLink.revoked == False)  # noqa: E712
             .order_by(ShareLink.created_at)
         ).all()
+        summary = _summary(project)
     return {
-        "id": project.id,
-        "name": project.name,
-        "kind": project.kind,
-        "timezone": project.timezone,
-        "origins": project.origins,
+        **summary,
         "clients": [
             {"id": c.id, "name": c.name, "type": c.type, "revoked": c.revoked} for c in clients
         ],
