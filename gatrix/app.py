@@ -38,10 +38,11 @@ from gatrix.metrics import render as render_metrics
 from gatrix.resources import assets_dir, templates_dir
 from gatrix.services import Runtime, Services, health_report
 from gatrix.settings import Settings
-from gatrix.web.admin import ADMIN_ROUTES, PageError
+from gatrix.web.admin import ADMIN_ROUTES
 from gatrix.web.auth import metrics_authorized
 from gatrix.web.dashboard import DASHBOARD_ROUTES
 from gatrix.web.headers import security_headers
+from gatrix.web.kit import PageError
 from gatrix.web.share import SHARE_ROUTES
 from gatrix.web.tracker import tracker_script
 from gatrix.web.vendor import plotly_js

@@ -12,7 +12,6 @@ import asyncio
 from typing import Any
 
 from litestar import Request, Response, get, post
-from litestar.exceptions import HTTPException
 from litestar.response import Redirect, Template
 
 from gatrix.ingest.health import first_event, project_health
@@ -21,74 +20,16 @@ from gatrix.meta.accounts import AccountError, UserInfo
 from gatrix.meta.projects import create_client, create_project
 from gatrix.services import Services
 from gatrix.web import auth
-from gatrix.web.hosts import public_base_url
-
-
-class PageError(HTTPException):
-    """Rendered as an HTML error page for the browser."""
-
-
-def page(request: Request, template: str, status: int = 200, **context: Any) -> Template:
-    token = auth.csrf_token(request)
-    cookies = [auth.csrf_cookie(new, request)] if (new := auth.new_csrf_cookie(request)) else []
-    return Template(
-        template_name=template,
-        context={"csrf": token, **context},
-        status_code=status,
-        cookies=cookies,
-    )
-
-
-async def form_of(request: Request) -> dict[str, Any]:
-    form = dict(await request.form())
-    if any("\x00" in str(value) for value in form.values()):
-        # PostgreSQL refuses NUL in text: refuse it here, as the bad input it is
-        raise PageError(status_code=400, detail="A form field contains a NUL character.")
-    if not auth.csrf_ok(request, form):
-        raise PageError(status_code=403, detail="Missing or wrong CSRF token: reload the page.")
-    return form
-
-
-def _web(services: Services) -> auth.WebAuth:
-    return services.web_auth
-
-
-async def current_user(request: Request, services: Services) -> UserInfo | None:
-    user_id = await _web(services).session_user_id(request)
-    if user_id is None:
-        return None
-    return await asyncio.to_thread(accounts.get_user, services.engine, user_id)
-
-
-async def require_user(request: Request, services: Services) -> UserInfo:
-    user = await current_user(request, services)
-    if user is None:
-        raise PageError(status_code=401, detail="Log in first.")
-    return user
-
-
-async def require_role(
-    request: Request, services: Services, project_id: str, admin: bool = False
-) -> tuple[UserInfo, str]:
-    user = await require_user(request, services)
-    role = await asyncio.to_thread(accounts.role, services.engine, user, project_id)
-    if role is None:
-        raise PageError(status_code=404, detail="No such project.")
-    if admin and role != "admin":
-        raise PageError(status_code=403, detail="Only project admins can do this.")
-    return user, role
-
-
-def go(request: Request, path: str) -> str:
-    """An app path as the browser must see it (under GATRIX_ROOT_PATH when set)."""
-    return request.app.state.settings.root_path + path
-
-
-def base_url(request: Request, services: Services) -> str:
-    return public_base_url(
-        services.settings, request.scope.get("scheme", "http"), request.headers.get("host", "")
-    )
-
+from gatrix.web.kit import (
+    PageError,
+    base_url,
+    current_user,
+    form_of,
+    go,
+    page,
+    require_role,
+    require_user,
+)
 
 # --- first run, login
 
@@ -127,7 +68,7 @@ async def setup_submit(request: Request, services: Services) -> Response:
 
 
 async def _logged_in(request: Request, services: Services, user: UserInfo) -> Response:
-    token = await _web(services).start_session(user.id)
+    token = await services.web_auth.start_session(user.id)
     return Redirect(go(request, "/projects"), cookies=[auth.session_cookie(token, request)])
 
 
@@ -142,7 +83,7 @@ async def login_submit(request: Request, services: Services) -> Response:
     email = str(form.get("email", ""))[:240]
     password = str(form.get("password", ""))
     try:
-        user = await _web(services).log_in(
+        user = await services.web_auth.log_in(
             services.engine, email, password, auth.client_ip(request)
         )
     except auth.Throttled:
@@ -163,7 +104,7 @@ async def login_submit(request: Request, services: Services) -> Response:
 @post("/logout", include_in_schema=False)
 async def logout(request: Request, services: Services) -> Response:
     await form_of(request)
-    await _web(services).end_session(request)
+    await services.web_auth.end_session(request)
     return Redirect(go(request, "/login"), cookies=[auth.clear_session_cookie(request)])
 
 

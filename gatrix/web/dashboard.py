@@ -19,7 +19,7 @@ from gatrix.insights.query import InvalidQuery, Query, build_query
 from gatrix.meta import accounts
 from gatrix.services import Services
 from gatrix.web import charts
-from gatrix.web.admin import PageError, page, require_role
+from gatrix.web.kit import PageError, page, require_role
 from gatrix.web.vendor import PLOTLY_PATH
 from gatrix.web.view import (
     KPI_CARDS,

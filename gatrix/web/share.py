@@ -19,8 +19,8 @@ from gatrix.buffer.keys import SHARE_UNLOCK_TTL_S
 from gatrix.meta import accounts
 from gatrix.services import Services
 from gatrix.web import auth
-from gatrix.web.admin import PageError, form_of, go, page
 from gatrix.web.dashboard import render_dashboard, render_fragment, render_realtime
+from gatrix.web.kit import PageError, form_of, go, page
 
 UNLOCK_COOKIE = "gatrix_share"
 
