@@ -160,11 +160,12 @@ class Buffer:
             pipe.zrange(self.keys.claims, 0, 4)
             depth, claims, dead, last, size, head, claimed = await pipe.execute()
         oldest = received_ms(head) if head else None
+        claimed_size = 0
         for batch_id in claimed:
             key = self.keys.processing(batch_id.decode())
             first = await self.redis.lindex(key, 0)
             when = received_ms(first) if first else None
-            size = (size or 0) + int(await self.redis.memory_usage(key) or 0)
+            claimed_size += int(await self.redis.memory_usage(key) or 0)
             if when is not None and (oldest is None or when < oldest):
                 oldest = when
         return {
@@ -172,6 +173,8 @@ class Buffer:
             "claimed_batches": int(claims),
             "dead_letters": int(dead),
             "last_flush_ms": int(last) if last else None,
-            "bytes": int(size or 0),
+            "bytes": int(size or 0) + claimed_size,
+            # the waiting list alone: with `depth` it gives the size of one item
+            "list_bytes": int(size or 0),
             "oldest_ms": oldest,
         }

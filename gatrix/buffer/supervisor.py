@@ -24,6 +24,8 @@ TICK_S = 0.5
 # how long after Redis refused a write for want of memory /health keeps saying so
 OOM_MEMORY_S = 10.0
 RESUME_SHARE = 0.9
+# fewer buffered items than this say too little about the size of one
+MIN_ITEMS_FOR_ESTIMATE = 100
 
 
 @dataclass
@@ -135,11 +137,19 @@ class Supervisor:
             # does not), so being near the cap is no fault; refusing writes is.
             state.at_memory_cap = time.monotonic() - self.writer.last_full_at < OOM_MEMORY_S
             refusing = bool(self.writer.refuse)
-            if state.depth and state.bytes and not refusing:
+            self.writer.known_depth = state.depth or 0  # the flush drains it meanwhile
+            list_bytes = stats["list_bytes"]
+            if (
+                state.depth
+                and list_bytes
+                and state.depth >= MIN_ITEMS_FOR_ESTIMATE
+                and not refusing
+            ):
                 # lets the writer stop between two ticks (see BufferWriter.high_water_items);
-                # frozen while refusing, so a new size estimate cannot flip the decision
-                self.writer.high_water_items = int(
-                    self.high_water_bytes / (state.bytes / state.depth)
+                # from the waiting list alone (claimed batches are not in `depth`), frozen
+                # while refusing, so a new size estimate cannot flip the decision
+                self.writer.high_water_items = max(
+                    MIN_ITEMS_FOR_ESTIMATE, int(self.high_water_bytes / (list_bytes / state.depth))
                 )
             # the writer's rule too, so /health and /track never disagree; once refusing,
             # accept again only below 90% of the mark, or each tick would flap

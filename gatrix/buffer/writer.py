@@ -65,6 +65,8 @@ class BufferWriter:
         # last reading of bytes per item: the writer stops there without waiting for a tick
         self.high_water_items: int | None = None
         self.last_full_at = float("-inf")  # when Redis last refused a push for want of memory
+        # the buffer's length as last seen (after our push, or by the supervisor's reading)
+        self.known_depth = 0
         self.round_trips = 0
         self.items_sent = 0
 
@@ -107,6 +109,16 @@ class BufferWriter:
 
     async def _send(self, entries: list[tuple[list[Pending], asyncio.Future]]) -> None:
         batch = [item for items, _ in entries for item in items]
+        limit = self.high_water_items
+        if limit is not None and self.known_depth + len(batch) > limit and self.known_depth:
+            # concurrent large requests would all pass the check at their door: the mark is
+            # enforced here too, so the buffer overshoots it by one group commit at most
+            self.refuse = self.refuse or f"buffer near {self.known_depth} items, at the mark"
+            error = BufferFull(self.refuse)
+            for _, future in entries:
+                if not future.done():
+                    future.set_exception(error)
+            return
         self.round_trips += 1
         self.items_sent += len(batch)
         try:
@@ -125,6 +137,7 @@ class BufferWriter:
             offset += len(items)
             if not future.done():
                 future.set_result(results)
+        self.known_depth = depth
         if self.high_water_items is not None and depth >= self.high_water_items:
             self.refuse = self.refuse or f"buffer holds {depth} items, over the high-water mark"
         if depth >= self.backlog_threshold and self.on_backlog is not None:

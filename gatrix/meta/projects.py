@@ -237,6 +237,7 @@ class Directory:
         # (client, sender address) → (window start, wrong secrets in it)
         self._failures: dict[tuple[str, str], tuple[float, int]] = {}
         self._inflight: dict[str, asyncio.Future[ClientInfo | None]] = {}
+        self._checking = asyncio.Semaphore(1)
 
     def cached(self, client_id: str, now: float) -> tuple[bool, ClientInfo | None]:
         hit = self._clients.get(client_id)
@@ -285,15 +286,19 @@ class Directory:
             started, failures = now, 0
         if failures >= MAX_SECRET_FAILURES:
             raise SecretsThrottled(info.client_id)
-        ok = await asyncio.to_thread(verify_secret, secret, info.secret_hash)
-        if len(self._secrets) >= self.max_entries:
-            self._secrets.clear()
+        # counted before the check, as a failure until it proves right: concurrent requests
+        # must see each other's attempts, or they all pass the budget together
+        if len(self._failures) >= self.max_entries:
+            self._failures.clear()
+        self._failures[budget] = (started, failures + 1)
+        async with self._checking:  # one scrypt at a time: a core stays free for the rest
+            ok = await asyncio.to_thread(verify_secret, secret, info.secret_hash)
         if ok:
+            if len(self._secrets) >= self.max_entries:
+                self._secrets.clear()
             self._secrets[key] = now + self.ttl
-        else:
-            if len(self._failures) >= self.max_entries:
-                self._failures.clear()
-            self._failures[budget] = (started, failures + 1)
+            started, failures = self._failures.get(budget, (started, 1))
+            self._failures[budget] = (started, max(0, failures - 1))
         return ok
 
     def forget(self) -> None:

@@ -140,8 +140,7 @@ def test_metrics_endpoint(http: httpx.Client, server_project: Any) -> None:
     )
     text = http.get("/metrics").text
     assert (
-        f'gatrix_events_total{{project="{server_project.project_id}",outcome="accepted"}} 1'
-        in text
+        f'gatrix_events_total{{project="{server_project.project_id}",outcome="accepted"}} 1' in text
     )
     for name in (
         "gatrix_buffer_depth",

@@ -25,6 +25,7 @@ from gatrix.buffer.flush import Flusher
 from gatrix.buffer.keys import RedisKeys
 from gatrix.buffer.queue import Buffer
 from gatrix.buffer.rows import Pending
+from gatrix.buffer.supervisor import Supervisor
 from gatrix.buffer.writer import BufferFull, BufferWriter
 from gatrix.clickhouse.store import Store
 from gatrix.ingest.pipeline import ch_time
@@ -442,3 +443,48 @@ def test_long_device_ids_cost_a_bounded_session_key() -> None:
     assert len(long_one) < 80 and long_one == keys.session("p", "d" * 2000)
     assert long_one != keys.session("p", "d" * 1999)
     assert keys.session("p", "short") == 'gatrix:s:p:"short"'
+
+
+async def test_a_big_claimed_batch_does_not_shrink_the_high_water_estimate(
+    redis: Redis, prefix: str
+) -> None:
+    buffer = Buffer(redis, prefix)
+    writer = BufferWriter(buffer, 60_000, backlog_threshold=10**9)
+    writer.start()
+    supervisor = Supervisor(buffer, writer, high_water_bytes=2 * 1024 * 1024)
+    row = raw_event("claims", NOW, 1)
+    await buffer.push_raw([row] * 3000)
+    assert await buffer.claim(2995)  # a flusher holds most of it; 5 items wait
+    state = await supervisor.observe()
+    assert state.depth == 5 and not state.over_high_water
+    # the per-item size comes from the waiting list alone, never from claimed batches
+    assert writer.high_water_items is None or writer.high_water_items >= 100
+    for n in range(20):
+        await writer.submit(Pending(payload_tail=b'"n":1}', session_key=f"k{n}", device_id="d"))
+    assert not writer.refuse
+    await writer.close()
+
+
+async def test_the_writer_stops_concurrent_requests_at_the_mark(redis: Redis, prefix: str) -> None:
+    buffer = Buffer(redis, prefix)
+    writer = BufferWriter(buffer, 60_000, backlog_threshold=10**9)
+    writer.start()
+    writer.high_water_items = 1_000  # as the supervisor sets it from the item size
+    writer.known_depth = 900
+
+    async def request(n: int) -> str:
+        items = [
+            Pending(payload_tail=b'"n":1}', session_key=f"k{n}-{i}", device_id="d")
+            for i in range(200)
+        ]
+        try:
+            await writer.submit_many(items)
+            return "ok"
+        except BufferFull:
+            return "full"
+
+    outcomes = await asyncio.gather(*(request(n) for n in range(10)))
+    await writer.close()
+    # 10 requests of 200 items arrived together over a mark of 1,000 items: none may pass
+    assert outcomes == ["full"] * 10
+    assert await buffer.depth() == 0

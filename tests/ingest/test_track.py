@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import httpx
@@ -503,3 +504,21 @@ def test_wrong_secrets_are_checked_a_bounded_number_of_times(
             },
         )
     assert elsewhere.status_code == 200, elsewhere.text
+
+
+def test_concurrent_wrong_secrets_share_one_budget(server: Any, server_project: NewClient) -> None:
+    def wrong(n: int) -> int:
+        return httpx.post(
+            f"{server.url}/track",
+            json={"type": "track", "payload": {"name": "x"}},
+            headers={
+                "openpanel-client-id": server_project.client_id,
+                "openpanel-client-secret": f"guess-{n}",
+            },
+            timeout=60,
+        ).status_code
+
+    with ThreadPoolExecutor(max_workers=40) as pool:
+        statuses = list(pool.map(wrong, range(60)))
+    # all sent at once, they still get 20 checks between them, not one each
+    assert statuses.count(401) <= 20 and statuses.count(429) >= 40, statuses
