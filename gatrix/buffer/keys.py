@@ -17,6 +17,7 @@ WEB_SESSION_TTL_S = 14 * 86400
 SHARE_UNLOCK_TTL_S = 7 * 86400
 THROTTLE_WINDOW_S = 15 * 60
 INGEST_STATS_TTL_S = 40 * 86400
+FLASH_TTL_S = 300
 # a visit's key outlives the session timeout a little, so a late event still finds it
 VISIT_KEY_GRACE_MS = 60_000
 
@@ -56,6 +57,10 @@ class RedisKeys:
     def share_unlock(self, key: str) -> str:
         """An unlocked password-protected share link → its token (TTL: SHARE_UNLOCK_TTL_S)."""
         return f"{self.prefix}:shareok:{key}"
+
+    def flash(self, token: str) -> str:
+        """What a form's result page shows once after its redirect (TTL: FLASH_TTL_S)."""
+        return f"{self.prefix}:flash:{token}"
 
     def throttle(self, action: str, scope: str, value: str) -> str:
         """Failed attempts of an action per account/link/IP (TTL: THROTTLE_WINDOW_S)."""

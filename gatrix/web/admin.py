@@ -24,11 +24,13 @@ from gatrix.web.kit import (
     PageError,
     base_url,
     current_user,
+    done,
     form_of,
     go,
     page,
     require_role,
     require_user,
+    take_flash,
 )
 
 # --- first run, login
@@ -139,9 +141,17 @@ async def projects_create(request: Request, services: Services) -> Response:
         return page(
             request, "admin/projects.html.j2", 400, user=user, projects=projects, error=str(exc)
         )
-    return await _admin_page(
-        request, services, user, created.project_id, new_client=created.__dict__, status=201
+    return await done(
+        request,
+        services,
+        user,
+        f"/projects/{created.project_id}/settings",
+        new_client=created.__dict__,
     )
+
+
+def _settings_path(project_id: str) -> str:
+    return f"/projects/{project_id}/settings"
 
 
 async def _admin_page(
@@ -151,7 +161,7 @@ async def _admin_page(
     project_id: str,
     status: int = 200,
     **extra: Any,
-) -> Template:
+) -> Response:
     engine = services.engine
     project = await asyncio.to_thread(accounts.project_admin_view, engine, project_id)
     if project is None:
@@ -172,11 +182,12 @@ async def _admin_page(
 @get("/projects/{project_id:str}/settings", include_in_schema=False)
 async def settings_page(request: Request, services: Services, project_id: str) -> Template:
     user, _ = await require_role(request, services, project_id, admin=True)
-    return await _admin_page(request, services, user, project_id)
+    flash = await take_flash(request, services, user)
+    return await _admin_page(request, services, user, project_id, **flash)
 
 
 @post("/projects/{project_id:str}/settings", include_in_schema=False)
-async def settings_submit(request: Request, services: Services, project_id: str) -> Template:
+async def settings_submit(request: Request, services: Services, project_id: str) -> Response:
     user, _ = await require_role(request, services, project_id, admin=True)
     form = await form_of(request)
     try:
@@ -193,7 +204,7 @@ async def settings_submit(request: Request, services: Services, project_id: str)
     except AccountError as exc:
         return await _admin_page(request, services, user, project_id, status=400, error=str(exc))
     services.directory.forget()  # new origins apply to this process at once
-    return await _admin_page(request, services, user, project_id, notice="Saved.")
+    return await done(request, services, user, _settings_path(project_id), notice="Saved.")
 
 
 @post("/projects/{project_id:str}/delete", include_in_schema=False)
@@ -217,7 +228,7 @@ async def project_delete(request: Request, services: Services, project_id: str) 
 
 
 @post("/projects/{project_id:str}/clients", include_in_schema=False)
-async def client_create(request: Request, services: Services, project_id: str) -> Template:
+async def client_create(request: Request, services: Services, project_id: str) -> Response:
     user, _ = await require_role(request, services, project_id, admin=True)
     form = await form_of(request)
     try:
@@ -230,15 +241,15 @@ async def client_create(request: Request, services: Services, project_id: str) -
         )
     except ValueError as exc:
         return await _admin_page(request, services, user, project_id, status=400, error=str(exc))
-    return await _admin_page(
-        request, services, user, project_id, status=201, new_client=created.__dict__
+    return await done(
+        request, services, user, _settings_path(project_id), new_client=created.__dict__
     )
 
 
 @post("/projects/{project_id:str}/clients/{client_id:str}/revoke", include_in_schema=False)
 async def client_revoke(
     request: Request, services: Services, project_id: str, client_id: str
-) -> Template:
+) -> Response:
     user, _ = await require_role(request, services, project_id, admin=True)
     await form_of(request)
     try:
@@ -246,7 +257,7 @@ async def client_revoke(
     except AccountError as exc:
         return await _admin_page(request, services, user, project_id, status=404, error=str(exc))
     services.directory.forget()
-    return await _admin_page(request, services, user, project_id, notice="Client revoked.")
+    return await done(request, services, user, _settings_path(project_id), notice="Client revoked.")
 
 
 @get("/projects/{project_id:str}/install-check", include_in_schema=False)
@@ -260,7 +271,7 @@ async def install_check(request: Request, services: Services, project_id: str) -
 
 
 @post("/projects/{project_id:str}/share-links", include_in_schema=False)
-async def share_create(request: Request, services: Services, project_id: str) -> Template:
+async def share_create(request: Request, services: Services, project_id: str) -> Response:
     user, _ = await require_role(request, services, project_id, admin=True)
     form = await form_of(request)
     token = await asyncio.to_thread(
@@ -269,20 +280,22 @@ async def share_create(request: Request, services: Services, project_id: str) ->
         project_id,
         str(form.get("password", ""))[:200],
     )
-    return await _admin_page(request, services, user, project_id, status=201, new_share=token)
+    return await done(request, services, user, _settings_path(project_id), new_share=token)
 
 
 @post("/projects/{project_id:str}/share-links/{token:str}/revoke", include_in_schema=False)
 async def share_revoke(
     request: Request, services: Services, project_id: str, token: str
-) -> Template:
+) -> Response:
     user, _ = await require_role(request, services, project_id, admin=True)
     await form_of(request)
     try:
         await asyncio.to_thread(accounts.revoke_share_link, services.engine, project_id, token)
     except AccountError as exc:
         return await _admin_page(request, services, user, project_id, status=404, error=str(exc))
-    return await _admin_page(request, services, user, project_id, notice="Share link revoked.")
+    return await done(
+        request, services, user, _settings_path(project_id), notice="Share link revoked."
+    )
 
 
 # --- users
@@ -291,7 +304,7 @@ async def share_revoke(
 @get("/users", include_in_schema=False)
 async def users_page(request: Request, services: Services) -> Template:
     user = await _require_admin(request, services)
-    return await _users(request, services, user)
+    return await _users(request, services, user, **await take_flash(request, services, user))
 
 
 async def _require_admin(request: Request, services: Services) -> UserInfo:
@@ -313,7 +326,7 @@ async def _users(
 
 
 @post("/users", include_in_schema=False)
-async def users_create(request: Request, services: Services) -> Template:
+async def users_create(request: Request, services: Services) -> Response:
     user = await _require_admin(request, services)
     form = await form_of(request)
     try:
@@ -326,11 +339,11 @@ async def users_create(request: Request, services: Services) -> Template:
         )
     except AccountError as exc:
         return await _users(request, services, user, 400, error=str(exc))
-    return await _users(request, services, user, 201, notice="User created.")
+    return await done(request, services, user, "/users", notice="User created.")
 
 
 @post("/users/{user_id:int}/grants", include_in_schema=False)
-async def grant_create(request: Request, services: Services, user_id: int) -> Template:
+async def grant_create(request: Request, services: Services, user_id: int) -> Response:
     user = await _require_admin(request, services)
     form = await form_of(request)
     try:
@@ -343,17 +356,17 @@ async def grant_create(request: Request, services: Services, user_id: int) -> Te
         )
     except AccountError as exc:
         return await _users(request, services, user, 400, error=str(exc))
-    return await _users(request, services, user, notice="Access granted.")
+    return await done(request, services, user, "/users", notice="Access granted.")
 
 
 @post("/users/{user_id:int}/grants/{project_id:str}/delete", include_in_schema=False)
 async def grant_delete(
     request: Request, services: Services, user_id: int, project_id: str
-) -> Template:
+) -> Response:
     user = await _require_admin(request, services)
     await form_of(request)
     await asyncio.to_thread(accounts.revoke_grant, services.engine, user_id, project_id)
-    return await _users(request, services, user, notice="Access removed.")
+    return await done(request, services, user, "/users", notice="Access removed.")
 
 
 ADMIN_ROUTES = [

@@ -4,12 +4,15 @@ the login and role guards, the error a page raises, and app paths under the path
 from __future__ import annotations
 
 import asyncio
+import json
+import secrets
 from typing import Any
 
 from litestar import Request
 from litestar.exceptions import HTTPException
-from litestar.response import Template
+from litestar.response import Redirect, Template
 
+from gatrix.buffer.keys import FLASH_TTL_S
 from gatrix.meta import accounts
 from gatrix.meta.accounts import UserInfo
 from gatrix.services import Services
@@ -77,3 +80,27 @@ def base_url(request: Request, services: Services) -> str:
     return public_base_url(
         services.settings, request.scope.get("scheme", "http"), request.headers.get("host", "")
     )
+
+
+async def done(
+    request: Request, services: Services, user: UserInfo, path: str, **flash: Any
+) -> Redirect:
+    """Post/Redirect/Get: a form that changed something answers with a redirect, so a refresh
+    never sends it again. What the next page must show once (a notice, a secret shown only
+    this time) waits in Redis under a random token, for this user only."""
+    if not flash:
+        return Redirect(go(request, path), status_code=303)
+    token = secrets.token_urlsafe(16)
+    record = json.dumps({"user": user.id, **flash})
+    await services.redis.set(services.keys.flash(token), record, ex=FLASH_TTL_S)
+    return Redirect(go(request, f"{path}?flash={token}"), status_code=303)
+
+
+async def take_flash(request: Request, services: Services, user: UserInfo) -> dict[str, Any]:
+    """The redirected form's result, once (a refresh shows the page without it)."""
+    token = request.query_params.get("flash", "")
+    if not token or len(token) > 64:
+        return {}
+    raw = await services.redis.getdel(services.keys.flash(token))
+    record = json.loads(raw) if raw else {}
+    return record if record.pop("user", None) == user.id else {}

@@ -11,6 +11,7 @@ import httpx
 import pytest
 
 from ..conftest import LiveServer, send_page_view, wait_for
+from ..websession import post_form
 
 PASSWORD = "correct horse battery"
 
@@ -23,11 +24,6 @@ def csrf_of(html: str) -> str:
 
 def browser(site: LiveServer) -> httpx.Client:
     return httpx.Client(base_url=site.url, timeout=30, follow_redirects=False)
-
-
-def post_form(client: httpx.Client, page: str, action: str, **fields: str) -> httpx.Response:
-    token = csrf_of(client.get(page).text)
-    return client.post(action, data={"_csrf": token, **fields})
 
 
 def login(site: LiveServer, email: str, password: str = PASSWORD) -> httpx.Client:
@@ -66,7 +62,7 @@ def create_project(admin: httpx.Client, name: str, origins: str = "shop.example.
         timezone="Asia/Seoul",
         kind="website",
     )
-    assert reply.status_code == 201, reply.text
+    assert reply.status_code == 200, reply.text
     project_id = re.search(r'action="/projects/([^/"]+)/settings"', reply.text).group(1)
     return {
         "id": project_id,
@@ -137,7 +133,7 @@ def test_isolation_matrix(site: LiveServer, admin: httpx.Client) -> None:
     a = create_project(admin, "Project A")
     b = create_project(admin, "Project B")
     email = f"viewer-{uuid.uuid4().hex[:6]}@gatrix.test"
-    assert post_form(admin, "/users", "/users", email=email, password=PASSWORD).status_code == 201
+    assert post_form(admin, "/users", "/users", email=email, password=PASSWORD).status_code == 200
     user_id = re.search(
         rf"{re.escape(email)}.*?/users/(\d+)/grants", admin.get("/users").text, re.S
     ).group(1)
@@ -288,3 +284,30 @@ def test_delete_project_removes_its_data(site: LiveServer, admin: httpx.Client, 
     assert done.status_code in (302, 303)
     assert stored() == 0
     assert admin.get(settings_url).status_code == 404
+
+
+def test_forms_redirect_after_post_so_a_refresh_changes_nothing(
+    site: LiveServer, admin: httpx.Client
+) -> None:
+    token = csrf_of(admin.get("/projects").text)
+    form = {"_csrf": token, "name": "Refresh Me", "origins": "*", "timezone": "UTC"}
+    created = admin.post("/projects", data=form)
+    assert created.status_code == 303  # Post/Redirect/Get: the browser lands on a GET
+    landing = created.headers["location"]
+    first = admin.get(landing)
+    secret = re.search(r'id="new-client-secret">([^<]+)<', first.text).group(1)
+    assert secret.startswith("sec_")
+    # a refresh repeats the GET, not the POST: no second project, and the secret is gone
+    again = admin.get(landing)
+    assert again.status_code == 200 and secret not in again.text
+    listed = admin.get("/projects").text
+    assert listed.count(">Refresh Me<") == 1
+    # the one-time result belongs to whoever submitted the form
+    created = admin.post("/projects", data={**form, "name": "Mine Only"})
+    stranger = browser(site)
+    assert secret not in stranger.get(created.headers["location"]).text
+    saved = admin.post(
+        created.headers["location"].split("?")[0],
+        data={**form, "name": "Mine Only", "kind": "website"},
+    )
+    assert saved.status_code == 303 and "Saved." in admin.get(saved.headers["location"]).text

@@ -47,6 +47,7 @@ def owner(site: LiveServer, store: Store) -> dict[str, Any]:
             "timezone": "UTC",
         },
     )
+    created = web.get(created.headers["location"])  # Post/Redirect/Get
     project_id = re.search(r'action="/projects/([^/"]+)/settings"', created.text).group(1)
     client_id = re.search(r'id="new-client-id">([^<]+)<', created.text).group(1)
     today = datetime.now(UTC).replace(hour=10, minute=0, second=0, microsecond=0)
@@ -197,6 +198,7 @@ def test_empty_project_says_how_to_install(
         "/projects",
         data={"_csrf": _csrf(web.get("/projects").text), "name": "Empty", "origins": "*"},
     )
+    created = web.get(created.headers["location"])  # Post/Redirect/Get
     project_id = re.search(r'action="/projects/([^/"]+)/settings"', created.text).group(1)
     page.goto(f"{site.url}/dashboard/{project_id}")
     assert "No data in this range yet" in page.inner_text("main")
