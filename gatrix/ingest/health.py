@@ -7,11 +7,19 @@ import asyncio
 import time
 from datetime import UTC, datetime
 from typing import Any
+from zoneinfo import ZoneInfo
 
+from gatrix.meta.timezones import usable
 from gatrix.services import Services
 
 
-def _first_event(services: Services, project_id: str) -> dict[str, Any] | None:
+def for_people(moment: datetime, timezone: str) -> str:
+    """A moment as a person reads it, in the project's zone: `Nov 27, 14:05:09`."""
+    local = moment.astimezone(ZoneInfo(usable(timezone)))
+    return f"{local:%b} {local.day}, {local:%H:%M:%S}"
+
+
+def _first_event(services: Services, project_id: str, timezone: str) -> dict[str, Any] | None:
     store = services.store
     rows = store.query_dicts(
         f"SELECT name, path, created_at FROM {store.db}.events "
@@ -22,14 +30,19 @@ def _first_event(services: Services, project_id: str) -> dict[str, Any] | None:
         return None
     at = rows[0]["created_at"]
     at = at.replace(tzinfo=UTC) if at.tzinfo is None else at
-    return {"name": rows[0]["name"], "path": rows[0]["path"], "at": at.isoformat()}
+    return {
+        "name": rows[0]["name"],
+        "path": rows[0]["path"],
+        "at": at.isoformat(),
+        "shown": for_people(at, timezone),
+    }
 
 
-async def first_event(services: Services, project_id: str) -> dict[str, Any] | None:
-    return await asyncio.to_thread(_first_event, services, project_id)
+async def first_event(services: Services, project_id: str, timezone: str) -> dict[str, Any] | None:
+    return await asyncio.to_thread(_first_event, services, project_id, timezone)
 
 
-def _last_event_at(services: Services, project_id: str) -> str | None:
+def _last_event_at(services: Services, project_id: str, timezone: str) -> str | None:
     store = services.store
     value = store.query_rows(
         f"SELECT max(created_at) FROM {store.db}.events WHERE project_id = {{p:String}}",
@@ -37,10 +50,10 @@ def _last_event_at(services: Services, project_id: str) -> str | None:
     )[0][0]
     if value is None or value.year < 2000:
         return None
-    return (value.replace(tzinfo=UTC) if value.tzinfo is None else value).isoformat()
+    return for_people(value.replace(tzinfo=UTC) if value.tzinfo is None else value, timezone)
 
 
-async def project_health(services: Services, project_id: str) -> dict[str, Any]:
+async def project_health(services: Services, project_id: str, timezone: str) -> dict[str, Any]:
     await services.counters.flush()  # include this process's last seconds
     today = time.strftime("%Y-%m-%d", time.gmtime())
     outcomes = await services.counters.read_day(today, project_id)
@@ -52,7 +65,7 @@ async def project_health(services: Services, project_id: str) -> dict[str, Any]:
         "accepted": accepted,
         "profile_updates": profile_updates,
         "dropped": dict(sorted(outcomes.items())),
-        "last_event": await asyncio.to_thread(_last_event_at, services, project_id),
+        "last_event": await asyncio.to_thread(_last_event_at, services, project_id, timezone),
         "buffer_depth": buffer["depth"],
         "dead_letters": buffer["dead_letters"],
         "checked_at": datetime.now(UTC).isoformat(timespec="seconds"),

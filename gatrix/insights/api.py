@@ -339,8 +339,8 @@ class InsightsController(Controller):
 
     @get("/live", summary="Visitors in the last 5 minutes", responses=ERROR_RESPONSES)
     async def live(self, request: Request, services: Services, project_id: str) -> LiveOut:
-        await authorize(request, services, project_id)
-        result = await _run(live_report.live, services.store, project_id, _now())
+        reader = await authorize(request, services, project_id)
+        result = await _run(live_report.live, services.store, project_id, _now(), reader.timezone)
         return msgspec.convert(result, LiveOut)
 
 

@@ -5,16 +5,20 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from gatrix.clickhouse.store import Store
 from gatrix.insights.sql import DT
+from gatrix.meta.timezones import usable
 from gatrix.pageviews import PAGEVIEW_SQL
 
 LIVE_WINDOW = timedelta(minutes=5)
 SERIES_MINUTES = 30
 
 
-def live(store: Store, project_id: str, now: datetime) -> dict[str, Any]:
+def live(store: Store, project_id: str, now: datetime, timezone: str = "UTC") -> dict[str, Any]:
+    """The last minutes, with every time given in the project's zone (ISO 8601 with offset)."""
+    zone = ZoneInfo(usable(timezone))
     db = store.db
     now = now.astimezone(UTC)
     since = now - LIVE_WINDOW
@@ -62,7 +66,7 @@ def live(store: Store, project_id: str, now: datetime) -> dict[str, Any]:
         row = by_minute.get(minute, {})
         per_minute.append(
             {
-                "minute": minute.isoformat(),
+                "minute": minute.astimezone(zone).isoformat(),
                 "visitors": int(row.get("visitors", 0)),
                 "pageviews": int(row.get("pageviews", 0)),
             }
@@ -76,7 +80,7 @@ def live(store: Store, project_id: str, now: datetime) -> dict[str, Any]:
                 "path": r["path"],
                 "country": r["country"],
                 "browser": r["browser"],
-                "time": _utc(r["created_at"]).isoformat(),
+                "time": _utc(r["created_at"]).astimezone(zone).isoformat(),
             }
             for r in recent
         ],

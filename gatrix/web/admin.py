@@ -166,7 +166,8 @@ async def _admin_page(
     project = await asyncio.to_thread(accounts.project_admin_view, engine, project_id)
     if project is None:
         raise PageError(status_code=404, detail="No such project.")
-    health = await project_health(services, project_id)
+    health = await project_health(services, project_id, project["timezone"])
+    first = await first_event(services, project_id, project["timezone"])
     return page(
         request,
         "admin/settings.html.j2",
@@ -175,6 +176,7 @@ async def _admin_page(
         project=project,
         base_url=base_url(request, services),
         health=health,
+        first_event=first,  # green at once when events exist; it polls only while waiting
         **extra,
     )
 
@@ -263,7 +265,9 @@ async def client_revoke(
 @get("/projects/{project_id:str}/install-check", include_in_schema=False)
 async def install_check(request: Request, services: Services, project_id: str) -> Template:
     await require_role(request, services, project_id)
-    first = await first_event(services, project_id)
+    project = await asyncio.to_thread(accounts.project_summary, services.engine, project_id)
+    timezone = project["timezone"] if project else "UTC"
+    first = await first_event(services, project_id, timezone)
     return page(request, "fragments/install_check.html.j2", project_id=project_id, first=first)
 
 

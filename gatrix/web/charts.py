@@ -74,7 +74,9 @@ def per_minute_figure(per_minute: list[dict[str, Any]]) -> dict[str, Any]:
             {
                 "type": "bar",
                 "name": "Page views",
-                "x": [m["minute"] for m in per_minute],
+                # wall-clock time in the project's zone: plotly.js would shift a time with an
+                # offset into the viewer's zone, so the offset is left out
+                "x": [m["minute"][:19] for m in per_minute],
                 "y": [m["pageviews"] for m in per_minute],
             }
         ],

@@ -114,8 +114,8 @@ def panel_context(services: Services, q: Query, view: View, panel: str) -> dict[
     return context
 
 
-def live_context(services: Services, project_id: str) -> dict[str, Any]:
-    data = live(services.store, project_id, datetime.now(UTC))
+def live_context(services: Services, project: dict[str, Any]) -> dict[str, Any]:
+    data = live(services.store, project["id"], datetime.now(UTC), project["timezone"])
     return {"live": data, "figure": _figure_json(charts.per_minute_figure(data["per_minute"]))}
 
 
@@ -175,7 +175,7 @@ async def render_dashboard(
 async def render_realtime(
     request: Request, services: Services, project: dict[str, Any], dash: str, user: Any = None
 ) -> Template:
-    data = await asyncio.to_thread(live_context, services, project["id"])
+    data = await asyncio.to_thread(live_context, services, project)
     return page(
         request,
         "pages/realtime.html.j2",
@@ -196,7 +196,7 @@ async def render_fragment(
         )
         return page(request, "fragments/live_badge.html.j2", **common, live_badge=count)
     if name == "realtime":
-        data = await asyncio.to_thread(live_context, services, project["id"])
+        data = await asyncio.to_thread(live_context, services, project)
         return page(request, "fragments/realtime.html.j2", **common, **data)
     q = _query(project, view)
     if name == "kpis":

@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import re
 import uuid
+from datetime import datetime
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import httpx
 import pytest
@@ -311,3 +313,24 @@ def test_forms_redirect_after_post_so_a_refresh_changes_nothing(
         data={**form, "name": "Mine Only", "kind": "website"},
     )
     assert saved.status_code == 303 and "Saved." in admin.get(saved.headers["location"]).text
+
+
+def test_times_are_shown_in_the_projects_zone(site: LiveServer, admin: httpx.Client) -> None:
+    project = create_project(admin, "Seoul Shop")  # Asia/Seoul, UTC+9 all year
+    sent = send_page_view(site.url, project["client_id"], "https://shop.example.com/kr")
+    assert sent.status_code == 200
+    settings = f"/projects/{project['id']}/settings"
+    assert wait_for(lambda: "Receiving events" in admin.get(settings).text, timeout=20)
+    page = admin.get(settings).text
+    # the install check is green on the page's first render, not only after its first poll
+    assert "Waiting for the first event" not in page
+    shown = re.search(r'<time datetime="([^"]+)">([^<]+)</time>', page)
+    assert shown, page
+    local = datetime.fromisoformat(shown.group(1)).astimezone(ZoneInfo("Asia/Seoul"))
+    assert shown.group(2) == f"{local:%b} {local.day}, {local:%H:%M:%S}"  # not UTC, not ISO
+    live = admin.get(f"/insights/{project['id']}/live").json()
+    assert live["per_minute"][-1]["minute"].endswith("+09:00")
+    assert live["recent"][0]["time"].endswith("+09:00")
+    feed = admin.get(f"/dashboard/{project['id']}/fragments/realtime").text
+    clock = re.search(r'<time datetime="([^"]+\+09:00)">(\d\d:\d\d:\d\d)</time>', feed)
+    assert clock and clock.group(2) == clock.group(1)[11:19]
