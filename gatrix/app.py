@@ -73,11 +73,21 @@ def page_error_handler(request: Request, exc: PageError) -> Response:
     """Browser errors as pages; a missing login sends the browser to the login form."""
     if exc.status_code == 401 and request.method == "GET":
         return Redirect(request.app.state.settings.root_path + "/login")
+    return _error_page(exc.status_code, exc.detail)
+
+
+def _error_page(status: int, detail: str, headers: dict[str, str] | None = None) -> Template:
     return Template(
         template_name="error.html.j2",
-        status_code=exc.status_code,
-        context={"status": exc.status_code, "detail": exc.detail, "csrf": ""},
+        status_code=status,
+        context={"status": status, "detail": detail, "csrf": ""},
+        headers=headers,
     )
+
+
+def _is_page(request: Request) -> bool:
+    path = request.scope.get("path", "")
+    return path == "/" or path.startswith(PAGE_PREFIXES)
 
 
 # what the file system says about a name that cannot exist under assets/: a 404, not a fault
@@ -103,36 +113,19 @@ def redis_error_handler(request: Request, exc: RedisError) -> Response:
     a 500; the log says which."""
     logging.getLogger("gatrix.http").warning("Redis error on %s: %s", request.scope["path"], exc)
     detail = "A part of the server (Redis) is unavailable right now; retry in a few seconds."
-    path = request.scope.get("path", "")
     headers = {"retry-after": "5"}
-    if path != "/" and not path.startswith(PAGE_PREFIXES):
-        return Response(
-            {"error": "temporarily_unavailable", "detail": detail},
-            status_code=503,
-            headers=headers,
-        )
-    return Template(
-        template_name="error.html.j2",
-        status_code=503,
-        context={"status": 503, "detail": detail, "csrf": ""},
-        headers=headers,
+    if _is_page(request):
+        return _error_page(503, detail, headers)
+    return Response(
+        {"error": "temporarily_unavailable", "detail": detail}, status_code=503, headers=headers
     )
 
 
 def internal_error_handler(request: Request, exc: Exception) -> Response:
-    path = request.scope.get("path", "")
-    if path != "/" and not path.startswith(PAGE_PREFIXES):
+    if not _is_page(request):
         return internal_error_response(request, exc)
-    rid = log_unexpected(exc, f"{request.method} {path}")
-    return Template(
-        template_name="error.html.j2",
-        status_code=500,
-        context={
-            "status": 500,
-            "detail": f"Something went wrong on our side (request id {rid}).",
-            "csrf": "",
-        },
-    )
+    rid = log_unexpected(exc, f"{request.method} {request.scope.get('path', '')}")
+    return _error_page(500, f"Something went wrong on our side (request id {rid}).")
 
 
 def template_environment(settings: Settings) -> Environment:

@@ -133,7 +133,8 @@ class Flusher:
         for item in unknown:
             await self.buffer.dead_letter(item, "unknown buffer item kind")
             self.stats.dead_letters += 1
-        attempts = await self.buffer.attempts(batch)
+        # only a batch seen before can have failed before: fresh claims skip the round trip
+        attempts = await self.buffer.attempts(batch) if batch.retried else 0
         isolation = _Isolation(active=attempts >= MAX_UNAVAILABLE_ATTEMPTS)
         if isolation.active:
             self.stats.isolations += 1

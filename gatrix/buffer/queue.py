@@ -49,6 +49,7 @@ return ids[1]
 class Batch:
     id: str
     items: list[bytes]
+    retried: bool = False  # taken over from a claim that was released or whose flusher died
 
 
 class Buffer:
@@ -100,7 +101,7 @@ class Buffer:
         if not items:  # acked by a slow owner meanwhile
             await self.redis.zrem(self.keys.claims, batch_id)
             return None
-        return Batch(batch_id, list(items))
+        return Batch(batch_id, list(items), retried=True)
 
     async def ack(self, batch: Batch, now_ms: int | None = None) -> None:
         now_ms = now_ms if now_ms is not None else int(time.time() * 1000)
@@ -161,13 +162,18 @@ class Buffer:
             depth, claims, dead, last, size, head, claimed = await pipe.execute()
         oldest = received_ms(head) if head else None
         claimed_size = 0
-        for batch_id in claimed:
-            key = self.keys.processing(batch_id.decode())
-            first = await self.redis.lindex(key, 0)
-            when = received_ms(first) if first else None
-            claimed_size += int(await self.redis.memory_usage(key) or 0)
-            if when is not None and (oldest is None or when < oldest):
-                oldest = when
+        if claimed:  # the oldest items are in claimed batches, if any: one more round trip
+            async with self.redis.pipeline(transaction=False) as pipe:
+                for batch_id in claimed:
+                    key = self.keys.processing(batch_id.decode())
+                    pipe.lindex(key, 0)
+                    pipe.memory_usage(key)
+                replies = await pipe.execute()
+            for first, size_of in zip(replies[::2], replies[1::2], strict=True):
+                claimed_size += int(size_of or 0)
+                when = received_ms(first) if first else None
+                if when is not None and (oldest is None or when < oldest):
+                    oldest = when
         return {
             "depth": int(depth),
             "claimed_batches": int(claims),

@@ -43,7 +43,6 @@ class BufferState:
     evicted_keys: int | None = None
     over_high_water: bool = False
     at_memory_cap: bool = False  # Redis refused a write for want of memory, moments ago
-    checked_at: float = 0.0
 
     def buffer_problem(self) -> str:
         """Why ingestion cannot take events now ("" when it can)."""
@@ -116,7 +115,7 @@ class Supervisor:
 
     async def observe(self) -> BufferState:
         """Read the buffer's figures; decide whether ingestion must push back."""
-        state = BufferState(checked_at=time.monotonic())
+        state = BufferState()
         try:
             stats = await asyncio.wait_for(self.buffer.stats(), timeout=2)
             memory = await asyncio.wait_for(self.buffer.redis.info(), timeout=2)

@@ -35,6 +35,12 @@ def _push_error(exc: Exception) -> BufferUnavailable:
     return BufferUnavailable(text)
 
 
+def _fail(entries: list[tuple[list[Pending], asyncio.Future]], error: Exception) -> None:
+    for _, future in entries:
+        if not future.done():
+            future.set_exception(error)
+
+
 def _swallow(task: asyncio.Task[None]) -> None:
     if not task.cancelled():
         task.exception()
@@ -114,10 +120,7 @@ class BufferWriter:
             # concurrent large requests would all pass the check at their door: the mark is
             # enforced here too, so the buffer overshoots it by one group commit at most
             self.refuse = self.refuse or f"buffer near {self.known_depth} items, at the mark"
-            error = BufferFull(self.refuse)
-            for _, future in entries:
-                if not future.done():
-                    future.set_exception(error)
+            _fail(entries, BufferFull(self.refuse))
             return
         self.round_trips += 1
         self.items_sent += len(batch)
@@ -127,9 +130,7 @@ class BufferWriter:
             error = _push_error(exc)
             if isinstance(error, BufferFull):
                 self.last_full_at = time.monotonic()
-            for _, future in entries:
-                if not future.done():
-                    future.set_exception(error)
+            _fail(entries, error)
             return
         offset = 0
         for items, future in entries:

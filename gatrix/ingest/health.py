@@ -59,14 +59,14 @@ async def project_health(services: Services, project_id: str, timezone: str) -> 
     outcomes = await services.counters.read_day(today, project_id)
     accepted = outcomes.pop("accepted", 0)
     profile_updates = sum(outcomes.pop(kind, 0) for kind in ("identify", "increment", "decrement"))
-    buffer = await services.buffer.stats()
+    buffer = services.supervisor.state  # read every half second; no extra round trip
     return {
         "day": today,
         "accepted": accepted,
         "profile_updates": profile_updates,
         "dropped": dict(sorted(outcomes.items())),
         "last_event": await asyncio.to_thread(_last_event_at, services, project_id, timezone),
-        "buffer_depth": buffer["depth"],
-        "dead_letters": buffer["dead_letters"],
+        "buffer_depth": buffer.depth,
+        "dead_letters": buffer.dead_letters,
         "checked_at": datetime.now(UTC).isoformat(timespec="seconds"),
     }

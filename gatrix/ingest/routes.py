@@ -229,10 +229,11 @@ class IngestApp:
         self, scope: dict, headers: dict, origin: str, body: bytes
     ) -> tuple[int, dict]:
         hit, body_client, body_secret = parse_envelope(decode_json(body))
+        sender = self._address(scope, headers)
         client, server_side = await self._authenticate(
-            scope, headers, origin, body_client, body_secret
+            sender, headers, origin, body_client, body_secret
         )
-        req = self._request(scope, headers, client, server_side, bool(origin))
+        req = self._request(sender, headers, client, server_side, bool(origin))
         if hit.type == "track":
             outcome = process_track(hit, req, self.ctx)
             if isinstance(outcome, Dropped):
@@ -259,15 +260,16 @@ class IngestApp:
         pending: list[tuple[int, Pending, ClientInfo, str]] = []
         # envelopes of one batch usually share their credentials: authenticate each set once
         requests: dict[tuple[str, str], Request] = {}
+        sender = self._address(scope, headers)
         for n, envelope in enumerate(doc):
             try:
                 hit, body_client, body_secret = parse_envelope(envelope)
                 req = requests.get((body_client, body_secret))
                 if req is None:
                     client, server_side = await self._authenticate(
-                        scope, headers, origin, body_client, body_secret
+                        sender, headers, origin, body_client, body_secret
                     )
-                    req = self._request(scope, headers, client, server_side, bool(origin))
+                    req = self._request(sender, headers, client, server_side, bool(origin))
                     requests[(body_client, body_secret)] = req
             except InvalidPayload as exc:
                 status, reply = self._rejected(exc)
@@ -315,7 +317,7 @@ class IngestApp:
     # --- who is sending
 
     async def _authenticate(
-        self, scope: dict, headers: dict, origin: str, body_client: str, body_secret: str
+        self, sender: str, headers: dict, origin: str, body_client: str, body_secret: str
     ) -> tuple[ClientInfo, bool]:
         client_id = headers.get(b"openpanel-client-id", b"").decode("latin-1").strip()
         client_id = client_id or body_client.strip()
@@ -341,7 +343,7 @@ class IngestApp:
             raise AuthError(403, "client_cannot_write", "this client may only read insights")
         if secret:
             try:
-                if await self.directory.secret_ok(client, secret, self._address(scope, headers)):
+                if await self.directory.secret_ok(client, secret, sender):
                     return client, True
             except SecretsThrottled:
                 self.counters.count(client.project_id, "secrets_throttled")
@@ -381,14 +383,13 @@ class IngestApp:
         )
 
     def _request(
-        self, scope: dict, headers: dict, client: ClientInfo, server_side: bool, browser: bool
+        self, sender: str, headers: dict, client: ClientInfo, server_side: bool, browser: bool
     ) -> Request:
-        ip = self._address(scope, headers)
         return Request(
             client=client,
             server_side=server_side,
             browser=browser,
-            ip=ip,
+            ip=sender,
             user_agent=headers.get(b"user-agent", b"").decode("utf-8", "replace"),
             sdk_name=headers.get(b"openpanel-sdk-name", b"").decode("latin-1"),
             sdk_version=headers.get(b"openpanel-sdk-version", b"").decode("latin-1"),
