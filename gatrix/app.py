@@ -331,6 +331,6 @@ def _route_group(path: str) -> str:
     return "pages"
 
 
-def create_asgi(settings: Settings) -> FrontDoor:
+def create_asgi(settings: Settings, owns_process: bool = False) -> FrontDoor:
     configure_logs(settings.log_level, settings.log_format)
-    return FrontDoor(create_app(settings))
+    return FrontDoor(create_app(settings, Runtime(settings, owns_process=owns_process)))

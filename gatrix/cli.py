@@ -81,7 +81,7 @@ def cmd_serve(settings: Settings) -> int:
         f"Gatrix Analytics on http://{settings.host}:{settings.port} (data in {settings.data_path})"
     )
     uvicorn.run(
-        create_asgi(settings),
+        create_asgi(settings, owns_process=True),
         host=settings.host,
         port=settings.port,
         loop="uvloop",

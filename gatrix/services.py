@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import faulthandler
 import gc
 import ipaddress
 import logging
@@ -53,6 +54,8 @@ log = logging.getLogger("gatrix")
 # Concurrent requests share one group-commit call, so few connections serve many requests;
 # the pool is still sized on purpose for health checks, the worker and bursts.
 REDIS_MAX_CONNECTIONS = 64
+# `gatrix serve` exits this long after a stop began if it has not ended by itself
+STOP_WATCHDOG_S = 50
 
 
 def connect_redis(url: str) -> Redis:
@@ -107,8 +110,11 @@ class Runtime:
         settings: Settings,
         run_worker: bool | None = None,
         request_metrics: RequestMetrics | None = None,
+        owns_process: bool = False,
     ) -> None:
         self.settings = settings
+        # True under `gatrix serve`: a stop that hangs may end the process (see stop)
+        self.owns_process = owns_process
         self.run_worker = settings.embedded_worker if run_worker is None else run_worker
         self.request_metrics = request_metrics or RequestMetrics()
         self._services: Services | None = None
@@ -241,22 +247,41 @@ class Runtime:
         services = self._services
         if services is None:
             return
+        # A stop that hangs loses nothing (the buffer is on disk), but it would keep a
+        # deploy waiting with no word of why: after the watchdog's delay every thread's
+        # stack goes to stderr and the process exits.
+        if self.owns_process:
+            faulthandler.dump_traceback_later(STOP_WATCHDOG_S, exit=True)
+        started = time.monotonic()
+        log.info("stopping: draining the buffer")
         await services.supervisor.stop()
         if self._salt_task is not None:
             self._salt_task.cancel()
-        await services.writer.close()
-        await services.counters.stop()
+        await _bounded("writer", services.writer.close(), 10)
+        await _bounded("counters", services.counters.stop(), 5)
         if self._worker is not None and self._worker_task is not None:
-            await stop_worker(self._worker, self._worker_task)
+            await _bounded("worker", stop_worker(self._worker, self._worker_task), 15)
         if self.run_worker:
-            with contextlib.suppress(Exception):
-                await services.flusher.run(max_seconds=10.0)
-        with contextlib.suppress(Exception):
-            await services.redis.aclose()
+            await _bounded("last flush", services.flusher.run(max_seconds=10.0), 15)
+        await _bounded("redis client", services.redis.aclose(), 5)
         services.store.close()
         services.engine.dispose()
         if services.embedded_redis is not None:
             services.embedded_redis.stop()
+        log.info("stopped in %.1f s", time.monotonic() - started)
+
+
+async def _bounded(step: str, work: Any, seconds: float) -> None:
+    """One shutdown step, logged and never allowed to stop the ones after it."""
+    began = time.monotonic()
+    try:
+        await asyncio.wait_for(work, timeout=seconds)
+    except TimeoutError:
+        log.error("stopping: %s did not finish in %.0f s; going on", step, seconds)
+    except Exception as exc:
+        log.error("stopping: %s failed: %s", step, _short(exc))
+    else:
+        log.info("stopping: %s done in %.2f s", step, time.monotonic() - began)
 
 
 async def health_report(services: Services) -> tuple[bool, dict[str, Any]]:

@@ -73,7 +73,7 @@ class ServeProcess:
             # SIGTERM to the server only (as `docker stop` does); it stops its own Redis
             os.kill(self.proc.pid, signal.SIGTERM)
             try:
-                self.proc.wait(30)
+                self.proc.wait(60)  # beyond the server's own stop watchdog (50 s)
             except subprocess.TimeoutExpired:
                 os.killpg(self.proc.pid, signal.SIGKILL)
                 self.proc.wait(10)
