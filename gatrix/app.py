@@ -25,6 +25,7 @@ from litestar.datastructures import State
 from litestar.di import Provide
 from litestar.exceptions import HTTPException, InternalServerException, NotAuthorizedException
 from litestar.openapi import OpenAPIConfig
+from litestar.plugins.htmx import HTMXPlugin
 from litestar.response import Redirect, Response, Template
 from litestar.static_files import create_static_files_router
 from litestar.template.config import TemplateConfig
@@ -38,6 +39,7 @@ from gatrix.metrics import render as render_metrics
 from gatrix.resources import assets_dir, templates_dir
 from gatrix.services import Runtime, Services, health_report
 from gatrix.settings import Settings
+from gatrix.web import humane
 from gatrix.web.admin import ADMIN_ROUTES
 from gatrix.web.auth import metrics_authorized
 from gatrix.web.dashboard import DASHBOARD_ROUTES
@@ -45,7 +47,7 @@ from gatrix.web.headers import security_headers
 from gatrix.web.kit import PageError
 from gatrix.web.share import SHARE_ROUTES
 from gatrix.web.tracker import tracker_script
-from gatrix.web.vendor import plotly_js
+from gatrix.web.vendor import HTMX_PATH, PLOTLY_PATH, VENDOR_ROUTES
 
 INGEST_PATHS = frozenset({"/track", "/track/", "/track/batch", "/track/batch/"})
 
@@ -131,6 +133,10 @@ def internal_error_handler(request: Request, exc: Exception) -> Response:
 def template_environment(settings: Settings) -> Environment:
     env = Environment(loader=FileSystemLoader(templates_dir()), autoescape=True)
     env.globals["root"] = settings.root_path  # every link, form and asset URL starts with it
+    env.globals["htmx_js"] = HTMX_PATH
+    env.globals["plotly_js"] = PLOTLY_PATH
+    env.globals["humane"] = humane  # wording for people: durations, countries, "Direct / None"
+    env.filters["country"] = humane.country
     return env
 
 
@@ -156,7 +162,7 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> Litestar:
             favicon,
             tracker_script,
             InsightsController,
-            plotly_js,
+            *VENDOR_ROUTES,
             *DASHBOARD_ROUTES,
             *ADMIN_ROUTES,
             *SHARE_ROUTES,
@@ -180,6 +186,7 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> Litestar:
             instance=JinjaTemplateEngine.from_environment(template_environment(settings))
         ),
         lifespan=[lifespan],
+        plugins=[HTMXPlugin()],  # request.htmx: which requests htmx sent, and why
         before_send=[security_headers(settings)],
         logging_config=None,  # gatrix.logs owns the format (text or JSON, with request ids)
         state=State({"runtime": runtime, "settings": settings}),

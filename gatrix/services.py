@@ -48,7 +48,7 @@ from gatrix.metrics import RequestMetrics
 from gatrix.settings import Settings
 from gatrix.web.auth import WebAuth
 from gatrix.web.tracker import bundle as tracker_bundle
-from gatrix.web.vendor import plotly_bundle
+from gatrix.web.vendor import HTMX, PLOTLY, read_bundle
 
 log = logging.getLogger("gatrix")
 # Concurrent requests share one group-commit call, so few connections serve many requests;
@@ -343,7 +343,8 @@ def _warm_up(geo: GeoLookup) -> None:
     is_bot(ua)
     geo.lookup("8.8.8.8")
     tracker_bundle()
-    plotly_bundle()
+    read_bundle(PLOTLY)
+    read_bundle(HTMX)
 
 
 def _ping_sql(engine: Engine) -> None:

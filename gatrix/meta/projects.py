@@ -163,11 +163,19 @@ def create_client(engine: Engine, project_id: str, type_: str, name: str = "") -
 def default_client_id(engine: Engine) -> str | None:
     with Session(engine) as db:
         project = db.exec(select(Project).where(Project.is_default == True)).first()  # noqa: E712
-        if project is None:
-            return None
+    return tracking_client_id(engine, project.id) if project is not None else None
+
+
+def tracking_client_id(engine: Engine, project_id: str) -> str | None:
+    """The project's oldest live write client: the one a snippet should carry."""
+    with Session(engine) as db:
         client = db.exec(
             select(Client)
-            .where(Client.project_id == project.id, Client.revoked == False)  # noqa: E712
+            .where(
+                Client.project_id == project_id,
+                Client.revoked == False,  # noqa: E712
+                Client.type == "write",
+            )
             .order_by(Client.created_at)
         ).first()
         return client.id if client else None

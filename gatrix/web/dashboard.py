@@ -6,28 +6,33 @@ from __future__ import annotations
 
 import asyncio
 import json
-from datetime import UTC, datetime
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from litestar import Request, get
+from litestar.plugins.htmx import HTMXRequest
 from litestar.response import Template
 
 from gatrix.insights import reports
 from gatrix.insights.filters import InvalidFilter
 from gatrix.insights.live import live, live_visitors
 from gatrix.insights.query import InvalidQuery, Query, build_query
-from gatrix.meta import accounts
+from gatrix.meta import accounts, projects
 from gatrix.services import Services
-from gatrix.web import charts
-from gatrix.web.kit import PageError, page, require_role
-from gatrix.web.vendor import PLOTLY_PATH
+from gatrix.web import charts, humane
+from gatrix.web.kit import PageError, base_url, page, require_role
 from gatrix.web.view import (
+    COLUMN_LABELS,
+    DIMENSION_LABELS,
     KPI_CARDS,
+    KPI_LABELS,
+    PAGE_DIMENSIONS,
     PANEL_TITLES,
     PANELS,
     RANGE_LABELS,
-    SERIES_FOR,
     View,
+    show_metric,
 )
 
 DRILL_DOWN = {"browsers": ("browsers", "browser_versions"), "os": ("os", "os_versions")}
@@ -45,18 +50,42 @@ def _query(project: dict[str, Any], view: View) -> Query:
         raise PageError(status_code=400, detail=f"Invalid view: {exc}") from None
 
 
+def settle_dates(project: dict[str, Any], view: View) -> View:
+    """Dates typed into From/To mean a custom range even when the range box still names
+    another one; dates that only repeat what the named range already shows mean that range
+    (the boxes always show the period in view)."""
+    if view.range == "custom" or not (view.start or view.end):
+        return view
+    named = _query(project, replace(view, start="", end=""))
+    if view.shown_range and view.shown_range != view.range:
+        return replace(view, start="", end="")  # a new range was chosen: it wins
+    if period_of(named) == (view.start or period_of(named)[0], view.end or period_of(named)[1]):
+        return replace(view, start="", end="")
+    return replace(view, range="custom")
+
+
+def period_of(q: Query) -> tuple[str, str]:
+    """The first and last day in view, in the project's zone (the range's end is exclusive)."""
+    tz = q.range.tz
+    last = q.range.end.astimezone(tz) - timedelta(microseconds=1)
+    return q.range.start.astimezone(tz).date().isoformat(), last.date().isoformat()
+
+
 def kpis_context(services: Services, q: Query) -> dict[str, Any]:
     m = reports.metrics(services.store, q)
+    previous = m.get("previous") or {}
     cards = []
     for key in KPI_CARDS:
-        now, before = m[key], m["previous"][key]
-        change = None if not before else round(100 * (now - before) / before, 1)
+        now, before = m[key], previous.get(key)
+        change = None if not before or now is None else round(100 * (now - before) / before, 1)
         cards.append(
             {
                 "key": key,
-                "label": charts.LABELS[key],
+                "label": KPI_LABELS[key],
                 "value": now,
-                "change": change,
+                "shown": show_metric(key, now),
+                "before_shown": show_metric(key, before),
+                "change": change if q.compare else None,
                 "better_when_lower": key == "bounce_rate",
             }
         )
@@ -64,7 +93,7 @@ def kpis_context(services: Services, q: Query) -> dict[str, Any]:
 
 
 def chart_context(services: Services, q: Query, view: View) -> dict[str, Any]:
-    metric = SERIES_FOR.get(view.metric, view.metric)
+    metric = view.metric
     series = reports.timeseries(services.store, q, metric)
     return {
         "figure": _figure_json(charts.timeseries_figure(series)),
@@ -91,27 +120,67 @@ def panel_context(services: Services, q: Query, view: View, panel: str) -> dict[
         rows = reports.property_breakdown(store, q, chosen_event, key)["rows"] if key else []
         extra = {"event": chosen_event, "keys": keys, "key": key}
         filter_dim = f"property.{key}"
+        heading = key or "property"
     else:
         rows = reports.breakdown(store, q, dimension, limit=10)["rows"]
         if panel == "events":
             filter_dim = "name"
-    value_key = (
-        "pageviews" if dimension == "pages" else ("events" if panel == "events" else "visitors")
-    )
+        heading = DIMENSION_LABELS.get(dimension, dimension.replace("_", " ").capitalize())
+    columns = panel_columns(panel, dimension, rows)
     context = {
         "panel": panel,
         "title": PANEL_TITLES[panel],
         "tabs": PANELS[panel],
         "tab": tab,
-        "rows": rows,
+        "rows": shown_rows(rows, dimension, columns),
+        "columns": columns,
+        "heading": heading,
         "filter_dim": filter_dim,
         "dimension": dimension,
-        "value_key": value_key,
+        "hint": panel_hint(services, dimension, rows),
         **extra,
     }
     if panel == "locations" and rows:
         context["figure"] = _figure_json(charts.bars_figure(rows))
     return context
+
+
+def panel_columns(panel: str, dimension: str, rows: list[dict[str, Any]]) -> list[dict[str, str]]:
+    """The numbers a panel shows, the one it is sorted by first."""
+    if panel == "events":
+        keys = ["events", "visitors"]
+    elif dimension in PAGE_DIMENSIONS:
+        keys = ["pageviews", "visitors"]
+    else:
+        keys = ["visitors"]
+    if any(row.get("revenue") for row in rows):
+        keys.append("revenue")
+    return [{"key": k, "label": COLUMN_LABELS[k]} for k in keys]
+
+
+def shown_rows(
+    rows: list[dict[str, Any]], dimension: str, columns: list[dict[str, str]]
+) -> list[dict[str, Any]]:
+    first = columns[0]["key"]
+    top = max((row.get(first) or 0 for row in rows), default=0)
+    return [
+        {
+            "value": row["value"],
+            "label": humane.dimension_value(dimension, row["value"]),
+            "share": round(100 * (row.get(first) or 0) / top) if top else 0,
+            "cells": [show_metric(c["key"], row.get(c["key"])) for c in columns],
+        }
+        for row in rows
+    ]
+
+
+def panel_hint(services: Services, dimension: str, rows: list[dict[str, Any]]) -> str:
+    if dimension in ("regions", "cities") and not services.settings.geoip_path:
+        return (
+            "Regions and cities need a city database: set GATRIX_GEOIP_PATH to a "
+            "MaxMind-format .mmdb file (GeoLite2 City or DB-IP City Lite) and restart."
+        )
+    return ""
 
 
 def live_context(services: Services, project: dict[str, Any]) -> dict[str, Any]:
@@ -137,39 +206,68 @@ def _common(
     return {
         "project": project,
         "view": view,
-        "metrics": KPI_CARDS,
-        "labels": charts.LABELS,
+        "labels": KPI_LABELS,
+        "dim_labels": DIMENSION_LABELS,
         "ranges": RANGE_LABELS,
         "panels": list(PANELS),
-        "plotly": PLOTLY_URL,
         "dash": request.app.state.settings.root_path + dash,
         "shared": shared,
     }
 
 
+def _swap(request: Request, template: str, context: dict[str, Any], push: str) -> Template:
+    """A fragment for htmx. A change of view (a control said so) also moves the address bar
+    to the view's canonical URL, so back, reload and bookmarks show the same thing."""
+    response = page(request, template, **context)
+    if request.headers.get("x-view-change"):
+        response.headers["HX-Push-Url"] = push
+    return response
+
+
+def _wants_fragment(request: Request) -> bool:
+    # a history restore wants the whole page (htmx swaps it in as the new body)
+    htmx = request.htmx if isinstance(request, HTMXRequest) else None
+    return bool(htmx) and not htmx.history_restore_request
+
+
 async def render_dashboard(
-    request: Request, services: Services, project: dict[str, Any], dash: str, user: Any = None
+    request: Request,
+    services: Services,
+    project: dict[str, Any],
+    dash: str,
+    user: Any = None,
 ) -> Template:
     """The overview; `dash` is where its links and fragments live (a login or a share link)."""
-    view = View.from_request(request)
+    view = settle_dates(project, View.from_request(request))
     q = _query(project, view)
+    fragment_only = _wants_fragment(request)
 
     def build() -> dict[str, Any]:
-        return {
+        data = {
             "kpis": kpis_context(services, q),
             "chart": chart_context(services, q, view),
             "panel_contexts": {p: panel_context(services, q, view, p) for p in PANELS},
-            "live_badge": live_visitors(services.store, project["id"], datetime.now(UTC)),
         }
+        if not fragment_only:
+            data["live_badge"] = live_visitors(services.store, project["id"], datetime.now(UTC))
+        if user is not None and not data["kpis"]["has_data"] and not view.filters:
+            data["snippet"] = _snippet(request, services, project["id"])
+        return data
 
     data = await asyncio.to_thread(build)
-    return page(
-        request,
-        "pages/dashboard.html.j2",
-        user=user,
-        **_common(request, project, view, dash, user is None),
-        **data,
-    )
+    common = _common(request, project, view, dash, user is None)
+    context = {**common, **data, "period": dict(zip(("start", "end"), period_of(q), strict=True))}
+    if fragment_only:
+        push = f"{common['dash']}?{view.query_string()}"
+        return _swap(request, "fragments/dash.html.j2", context, push)
+    return page(request, "pages/dashboard.html.j2", user=user, **context)
+
+
+def _snippet(request: Request, services: Services, project_id: str) -> str:
+    """The tag to paste, with this server's address and the project's tracking client."""
+    client_id = projects.tracking_client_id(services.engine, project_id) or "YOUR_CLIENT_ID"
+    src = f"{base_url(request, services)}/op1.js"
+    return f'<script src="{src}" data-client-id="{client_id}" defer></script>'
 
 
 async def render_realtime(
@@ -188,7 +286,7 @@ async def render_realtime(
 async def render_fragment(
     request: Request, services: Services, project: dict[str, Any], dash: str, name: str, panel: str
 ) -> Template:
-    view = View.from_request(request)
+    view = settle_dates(project, View.from_request(request))
     common = _common(request, project, view, dash, False)
     if name == "live-badge":
         count = await asyncio.to_thread(
@@ -207,7 +305,8 @@ async def render_fragment(
         return page(request, "fragments/chart.html.j2", **common, chart=data)
     if name == "panel" and panel in PANELS:
         data = await asyncio.to_thread(panel_context, services, q, view, panel)
-        return page(request, "fragments/panel.html.j2", **common, p=data)
+        push = f"{common['dash']}?{view.query_string()}"
+        return _swap(request, "fragments/panel.html.j2", {**common, "p": data}, push)
     raise PageError(status_code=404, detail="No such fragment.")
 
 
@@ -235,5 +334,4 @@ async def fragment(
     )
 
 
-PLOTLY_URL = PLOTLY_PATH
 DASHBOARD_ROUTES = [dashboard_page, realtime_page, fragment]

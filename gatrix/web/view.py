@@ -9,6 +9,7 @@ from urllib.parse import urlencode
 from litestar import Request
 
 from gatrix.insights.query import INTERVALS, RANGES, QueryParams
+from gatrix.web import humane
 
 KPI_CARDS = (
     "visitors",
@@ -18,7 +19,63 @@ KPI_CARDS = (
     "bounce_rate",
     "avg_session_duration",
 )
-SERIES_FOR = {"views_per_session": "pageviews"}  # no series of its own: closest one
+KPI_LABELS = {
+    "visitors": "Unique visitors",
+    "sessions": "Visits",
+    "pageviews": "Page views",
+    "views_per_session": "Views per visit",
+    "bounce_rate": "Bounce rate",
+    "avg_session_duration": "Visit duration",
+    "revenue": "Revenue",
+}
+COLUMN_LABELS = {
+    "visitors": "Visitors",
+    "pageviews": "Views",
+    "events": "Events",
+    "revenue": "Revenue",
+}
+PAGE_DIMENSIONS = ("pages", "entry_pages", "exit_pages")
+# a breakdown's column heading and a filter chip's name, in words
+DIMENSION_LABELS = {
+    "pages": "Page",
+    "entry_pages": "Entry page",
+    "exit_pages": "Exit page",
+    "path": "Page",
+    "referrer_types": "Channel",
+    "referrers": "Referrer",
+    "utm_source": "UTM source",
+    "utm_medium": "UTM medium",
+    "utm_campaign": "UTM campaign",
+    "countries": "Country",
+    "regions": "Region",
+    "cities": "City",
+    "browsers": "Browser",
+    "browser_versions": "Browser version",
+    "os": "OS",
+    "os_versions": "OS version",
+    "devices": "Device",
+    "screens": "Screen size",
+    "languages": "Language",
+    "events": "Event",
+    "name": "Event",
+}
+
+
+def show_metric(key: str, value: float | None) -> str:
+    """A number as the dashboard prints it: units once, durations in minutes and seconds."""
+    if value is None:
+        return "—"
+    if key == "bounce_rate":
+        return f"{value:g}%"
+    if key == "avg_session_duration":
+        return humane.duration(value)
+    if key == "views_per_session":
+        return f"{value:.2f}"
+    if key == "revenue":
+        return f"{value:,.2f}"
+    return humane.number(value)
+
+
 # panel → tabs: (tab key, breakdown dimension, label, filter dimension)
 PANELS: dict[str, list[tuple[str, str, str]]] = {
     "pages": [
@@ -80,11 +137,12 @@ class View:
     metric: str = "visitors"
     filters: tuple[str, ...] = ()
     tabs: dict[str, str] = field(default_factory=dict)
+    shown_range: str = ""  # the range the submitted form was showing (to tell which changed)
 
     @classmethod
     def from_request(cls, request: Request) -> View:
         q = request.query_params
-        tabs = {panel: q.get(f"tab_{panel}", "") for panel in PANELS}
+        tabs = {panel: q.get(f"tab_{panel}", "")[:200] for panel in (*PANELS, "prop")}
         return cls(
             range=q.get("range") if q.get("range") in RANGES else "30d",
             start=(q.get("start") or "")[:32],
@@ -94,6 +152,7 @@ class View:
             metric=q.get("metric") if q.get("metric") in KPI_CARDS else "visitors",
             filters=tuple(f for f in q.getall("filter", []) if f)[:20],
             tabs={k: v for k, v in tabs.items() if v},
+            shown_range=q.get("shown_range") or "",
         )
 
     def params(self) -> QueryParams:
@@ -133,6 +192,12 @@ class View:
 
     def without_filter(self, text: str) -> str:
         return self.query_string(filters=tuple(f for f in self.filters if f != text))
+
+    @staticmethod
+    def filter_parts(text: str) -> tuple[str, str]:
+        """`countries:is:DE` → ("countries", "DE")."""
+        dimension, _, rest = text.partition(":")
+        return dimension, rest.partition(":")[2]
 
     def with_tab(self, panel: str, tab: str) -> str:
         return self.query_string(tabs={**self.tabs, panel: tab})

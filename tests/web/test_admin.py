@@ -85,7 +85,7 @@ def test_setup_login_project_snippet_event_install_check(
     assert "@openpanel/web" in html and "openpanel-client-secret" in html
     settings_url = f"/projects/{project['id']}/settings"
     check = admin.get(f"/projects/{project['id']}/install-check")
-    assert "Waiting for the first event" in check.text and "data-poll-url" in check.text
+    assert "Waiting for the first event" in check.text and 'hx-trigger="every 2s' in check.text
     reply = send_page_view(site.url, project["client_id"], "https://shop.example.com/welcome")
     assert reply.status_code == 200
 
@@ -94,7 +94,7 @@ def test_setup_login_project_snippet_event_install_check(
         return text if "Receiving events" in text else None
 
     text = wait_for(green, timeout=15)
-    assert text and "/welcome" in text and "data-poll-url" not in text
+    assert text and "/welcome" in text and "hx-trigger" not in text
     health = admin.get(settings_url).text
     assert re.search(r'id="health-accepted">1<', health)
 
@@ -206,7 +206,7 @@ def test_share_links(site: LiveServer, admin: httpx.Client) -> None:
     page = anonymous.get(f"/share/{token}")
     assert page.status_code == 200 and "Shared" in page.text and "Visitors" in page.text
     assert "Log out" not in page.text and "/settings" not in page.text  # read-only, no admin
-    assert f'data-poll-url="/share/{token}/fragments/kpis' in page.text
+    assert f'hx-get="/share/{token}/fragments/kpis' in page.text
     assert anonymous.get(f"/share/{token}/fragments/kpis").status_code == 200
     assert anonymous.get(f"/share/{token}/realtime").status_code == 200
     assert anonymous.get(f"/dashboard/{project['id']}").status_code in (302, 303, 307)
