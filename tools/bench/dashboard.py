@@ -86,8 +86,54 @@ def _measure(url: str, email: str, password: str, project: str) -> dict[str, Any
                     "requests": len(received),
                 }
             )
+        swaps = _swaps(page, f"{url}/dashboard/{project}?range=30d")
         browser.close()
-    return {"loads": loads}
+    return {"loads": loads, "swaps": swaps}
+
+
+SETTLED = ".htmx-request, .htmx-swapping, .htmx-settling"
+
+
+def _swaps(page: Any, start_url: str) -> list[dict[str, Any]]:
+    """htmx swaps, timed from the user's action to the new numbers settled in the page."""
+    import re
+
+    def timed(action: Any, url_pattern: str) -> float:
+        started = time.perf_counter()
+        action()
+        page.wait_for_url(re.compile(url_pattern))
+        page.wait_for_selector(SETTLED, state="detached")
+        return time.perf_counter() - started
+
+    steps = [
+        ("range 30d → 7d", lambda: page.select_option("#range", "7d"), r"range=7d"),
+        ("range 7d → 30d", lambda: page.select_option("#range", "30d"), r"range=30d"),
+        (
+            "filter: first referrer row",
+            lambda: page.click("#panel-sources a.row-filter >> nth=0"),
+            r"filter=",
+        ),
+        ("remove the filter", lambda: page.click(".chips a.chip"), r"^(?!.*filter=)"),
+        (
+            "tab: entry pages",
+            lambda: page.click("#panel-pages a[role=tab] >> nth=1"),
+            r"tab_pages=entry",
+        ),
+        ("KPI card: page views", lambda: page.click("[data-kpi='pageviews']"), r"metric="),
+    ]
+    results = []
+    for _ in range(3):
+        page.goto(start_url)
+        page.wait_for_selector("#main-chart .main-svg", timeout=60_000)
+        for label, action, pattern in steps:
+            results.append({"swap": label, "s": timed(action, pattern)})
+    by_label: dict[str, list[float]] = {}
+    for r in results:
+        by_label.setdefault(r["swap"], []).append(r["s"])
+    return [
+        {"swap": label, "median_ms": round(sorted(times)[1] * 1000), "runs": len(times)}
+        for label, times in by_label.items()
+    ]
 
 
 def run_dashboard_bench(args: Any) -> int:
@@ -150,6 +196,8 @@ def run_dashboard_bench(args: Any) -> int:
             f"{load['bytes']:,} bytes in {load['requests']} responses",
             file=sys.stderr,
         )
+    for swap in report["swaps"]:
+        print(f"swap {swap['swap']:>28}: {swap['median_ms']} ms (median of 3)", file=sys.stderr)
     print(json.dumps(report))
     if getattr(args, "output", None):
         Path(args.output).write_text(json.dumps(report, indent=2) + "\n")
