@@ -210,6 +210,7 @@ def _common(
         "dim_labels": DIMENSION_LABELS,
         "ranges": RANGE_LABELS,
         "panels": list(PANELS),
+        "panel_titles": PANEL_TITLES,
         "dash": request.app.state.settings.root_path + dash,
         "shared": shared,
     }
@@ -246,7 +247,6 @@ async def render_dashboard(
         data = {
             "kpis": kpis_context(services, q),
             "chart": chart_context(services, q, view),
-            "panel_contexts": {p: panel_context(services, q, view, p) for p in PANELS},
         }
         if not fragment_only:
             data["live_badge"] = live_visitors(services.store, project["id"], datetime.now(UTC))

@@ -58,10 +58,11 @@ def test_overview_matches_the_api_and_filters_on_click(
 
 def test_event_data_is_shown_escaped(page: Any, site: LiveServer, owner: dict[str, Any]) -> None:
     page.goto(f"{site.url}/dashboard/{owner['project_id']}?range=7d")
-    page.wait_for_selector("#panel-events")
+    page.wait_for_selector("#panel-events:not(.loading)")
     assert EVIL in page.inner_text("#panel-events")
     assert page.locator("#panel-events img").count() == 0
     page.goto(f"{site.url}/dashboard/{owner['project_id']}?range=7d&tab_pages=top")
+    page.wait_for_selector("#panel-pages:not(.loading)")
     assert f"/{EVIL}" in page.inner_text("#panel-pages")
     assert page.errors == []
 
