@@ -130,3 +130,25 @@ def test_htmx_comes_from_the_package_gzipped_and_immutable(site: LiveServer) -> 
     wire = b"".join(raw.iter_raw())
     assert gzip.decompress(wire) == plain.content and len(wire) < 25_000
     assert httpx.get(f"{site.url}/assets/js/poll.js").status_code == 404
+
+
+def test_no_dashboard_page_is_wider_than_a_phone(
+    browser: Any, site: LiveServer, owner: dict[str, Any]
+) -> None:
+    context = browser.new_context(viewport={"width": 390, "height": 844})
+    context.add_cookies([{"name": "gatrix_session", "value": owner["cookie"], "url": site.url}])
+    tab = context.new_page()
+    base = f"{site.url}/dashboard/{owner['project_id']}"
+    wide = []
+    for url in (
+        f"{base}?range=7d",
+        f"{base}?range=7d&filter=countries:is:KR&tab_sources=referrers",
+        f"{base}/realtime",
+    ):
+        tab.goto(url)
+        tab.wait_for_selector(".htmx-request, .panel.loading", state="detached")
+        width = tab.evaluate("[document.documentElement.scrollWidth, window.innerWidth]")
+        if width[0] > width[1]:
+            wide.append((url, width))
+    context.close()
+    assert wide == []
