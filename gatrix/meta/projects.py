@@ -167,18 +167,20 @@ def default_client_id(engine: Engine) -> str | None:
 
 
 def tracking_client_id(engine: Engine, project_id: str) -> str | None:
-    """The project's oldest live write client: the one a snippet should carry."""
+    """The client a snippet should carry: the oldest live write client, else the oldest live
+    root client (a new default project has only that one); never a read-only one."""
     with Session(engine) as db:
-        client = db.exec(
+        clients = db.exec(
             select(Client)
             .where(
                 Client.project_id == project_id,
                 Client.revoked == False,  # noqa: E712
-                Client.type == "write",
+                Client.type != "read",
             )
             .order_by(Client.created_at)
-        ).first()
-        return client.id if client else None
+        ).all()
+    writers = [c for c in clients if c.type == "write"] or list(clients)
+    return writers[0].id if writers else None
 
 
 # --- lookup

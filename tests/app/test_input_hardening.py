@@ -329,10 +329,19 @@ def test_clicking_an_event_row_shows_its_properties(
         ],
     )
     query = "filter=name:is:purchase"
+    # the pages render and ask for the events panel (panels load after the page)
     for client, url in (
         (admin, f"/dashboard/{proj.id}?{query}"),
-        (admin, f"/dashboard/{proj.id}/fragments/panel?panel=events&{query}"),
         (web, f"/share/{proj.share_token}?{query}"),
+    ):
+        reply = client.get(url)
+        assert reply.status_code == 200, (url, reply.text[:300])
+        assert (
+            "fragments/panel?panel=events&amp;range=30d&amp;filter=name%3Ais%3Apurchase"
+            in reply.text
+        )
+    for client, url in (
+        (admin, f"/dashboard/{proj.id}/fragments/panel?panel=events&{query}"),
         (web, f"/share/{proj.share_token}/fragments/panel?panel=events&{query}"),
     ):
         reply = client.get(url)
