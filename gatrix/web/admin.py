@@ -71,7 +71,9 @@ async def setup_submit(request: Request, services: Services) -> Response:
 
 async def _logged_in(request: Request, services: Services, user: UserInfo) -> Response:
     token = await services.web_auth.start_session(user.id)
-    return Redirect(go(request, "/projects"), cookies=[auth.session_cookie(token, request)])
+    return Redirect(
+        go(request, "/projects"), cookies=[auth.session_cookie(token, request)], status_code=303
+    )
 
 
 @get("/login", include_in_schema=False)
@@ -107,7 +109,9 @@ async def login_submit(request: Request, services: Services) -> Response:
 async def logout(request: Request, services: Services) -> Response:
     await form_of(request)
     await services.web_auth.end_session(request)
-    return Redirect(go(request, "/login"), cookies=[auth.clear_session_cookie(request)])
+    return Redirect(
+        go(request, "/login"), cookies=[auth.clear_session_cookie(request)], status_code=303
+    )
 
 
 # --- projects
@@ -226,7 +230,7 @@ async def project_delete(request: Request, services: Services, project_id: str) 
     await asyncio.to_thread(services.store.delete_project, project_id)
     await asyncio.to_thread(accounts.delete_project_rows, services.engine, project_id)
     services.directory.forget()
-    return Redirect(go(request, "/projects"))
+    return Redirect(go(request, "/projects"), status_code=303)
 
 
 @post("/projects/{project_id:str}/clients", include_in_schema=False)

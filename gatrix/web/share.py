@@ -86,7 +86,7 @@ async def share_unlock(request: Request, services: Services, token: str) -> Resp
     link = await _link(services, token)
     form = await form_of(request)
     if not link["password_hash"]:
-        return Redirect(go(request, f"/share/{token}"))
+        return Redirect(go(request, f"/share/{token}"), status_code=303)
     try:
         ok = await services.web_auth.unlock_share(
             link["token"],
@@ -114,7 +114,7 @@ async def share_unlock(request: Request, services: Services, token: str) -> Resp
         max_age=SHARE_UNLOCK_TTL_S,
         path=f"/share/{token}",
     )
-    return Redirect(go(request, f"/share/{token}"), cookies=[cookie])
+    return Redirect(go(request, f"/share/{token}"), cookies=[cookie], status_code=303)
 
 
 SHARE_ROUTES = [share_page, share_realtime, share_fragment, share_unlock]
