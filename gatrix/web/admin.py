@@ -14,7 +14,7 @@ from typing import Any
 from litestar import Request, Response, get, post
 from litestar.response import Redirect, Template
 
-from gatrix.ingest.health import first_event, project_health
+from gatrix.ingest import health as ingest_health
 from gatrix.meta import accounts
 from gatrix.meta.accounts import AccountError, UserInfo
 from gatrix.meta.projects import create_client, create_project
@@ -170,8 +170,8 @@ async def _admin_page(
     project = await asyncio.to_thread(accounts.project_admin_view, engine, project_id)
     if project is None:
         raise PageError(status_code=404, detail="No such project.")
-    health = await project_health(services, project_id, project["timezone"])
-    first = await first_event(services, project_id, project["timezone"])
+    # the install check comes with the figures, from the same reads: they cannot disagree
+    health = await ingest_health.project_health(services, project_id, project["timezone"])
     return page(
         request,
         "admin/settings.html.j2",
@@ -180,7 +180,6 @@ async def _admin_page(
         project=project,
         base_url=base_url(request, services),
         health=health,
-        first_event=first,  # green at once when events exist; it polls only while waiting
         **extra,
     )
 
@@ -271,8 +270,8 @@ async def install_check(request: Request, services: Services, project_id: str) -
     await require_role(request, services, project_id)
     project = await asyncio.to_thread(accounts.project_summary, services.engine, project_id)
     timezone = project["timezone"] if project else "UTC"
-    first = await first_event(services, project_id, timezone)
-    return page(request, "fragments/install_check.html.j2", project_id=project_id, first=first)
+    check = await ingest_health.install_check(services, project_id, timezone)
+    return page(request, "fragments/install_check.html.j2", project_id=project_id, check=check)
 
 
 # --- share links
