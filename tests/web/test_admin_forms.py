@@ -1,8 +1,10 @@
 """Every admin form answers its success with 303 See Other (Post/Redirect/Get), so the page a
-browser lands on is a GET and a refresh of it changes nothing."""
+browser lands on is a GET and a refresh of it changes nothing; and the page a new project
+lands on leads to that project's dashboard."""
 
 from __future__ import annotations
 
+import re
 import uuid
 from collections.abc import Callable
 from pathlib import Path
@@ -128,3 +130,23 @@ def test_setup_redirects_with_303(tmp_path_factory: pytest.TempPathFactory, data
         assert landing.url.path == "/projects" and len(accounts.list_users(engine)) == 1
     finally:
         live.stop()
+
+
+def test_a_new_project_leads_to_its_dashboard(site: LiveServer, admin: httpx.Client) -> None:
+    name = f"Dash {uuid.uuid4().hex[:6]}"
+    token = csrf_of(admin.get("/projects").text)
+    created = admin.post(
+        "/projects", data={"_csrf": token, "name": name, "origins": "*", "timezone": "UTC"}
+    )
+    landing = admin.get(created.headers["location"])
+    project_id = re.search(r'action="/projects/([^/"]+)/settings"', landing.text).group(1)
+    link = re.search(
+        r'<a class="button" id="open-dashboard" href="([^"]+)">Open dashboard</a>', landing.text
+    )
+    assert link and link.group(1) == f"/dashboard/{project_id}"
+    dashboard = admin.get(link.group(1))
+    assert dashboard.status_code == 200 and name in dashboard.text
+    # the projects list leads there too, by name and by an explicit link
+    listed = admin.get("/projects").text
+    assert f'<a href="/dashboard/{project_id}">{name}</a>' in listed
+    assert f'<a href="/dashboard/{project_id}">Open dashboard</a>' in listed
