@@ -69,6 +69,20 @@ class IngestCounters:
         score = await self.redis.zscore(self.keys.last_accepted, project_id)
         return None if score is None else int(score)
 
+    async def forget(self, project_id: str) -> None:
+        """A deleted project's figures: a new project may be given the same id (its slug)."""
+        for key in [k for k in self._pending if k[0] == project_id]:
+            del self._pending[key]
+        today = self.day_key(time.strftime("%Y-%m-%d", time.gmtime()))
+        fields = [
+            f for f in await self.redis.hkeys(today) if f.startswith(f"{project_id}|".encode())
+        ]
+        async with self.redis.pipeline(transaction=False) as pipe:
+            if fields:
+                pipe.hdel(today, *fields)
+            pipe.zrem(self.keys.last_accepted, project_id)
+            await pipe.execute()
+
     def start(self, every: float = 2.0) -> None:
         async def loop() -> None:
             while True:

@@ -228,6 +228,7 @@ async def project_delete(request: Request, services: Services, project_id: str) 
         )
     await asyncio.to_thread(services.store.delete_project, project_id)
     await asyncio.to_thread(accounts.delete_project_rows, services.engine, project_id)
+    await services.counters.forget(project_id)
     services.directory.forget()
     return Redirect(go(request, "/projects"), status_code=303)
 

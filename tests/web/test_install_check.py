@@ -36,6 +36,11 @@ def unflushed(tmp_path_factory: pytest.TempPathFactory, data_dir: Path) -> Itera
     live.stop()
 
 
+@pytest.fixture(scope="module")
+def admin(unflushed: LiveServer) -> httpx.Client:
+    return admin_session(unflushed)
+
+
 def minutes_between(start: datetime, end: datetime) -> set[str]:
     """Every `Nov 27, 14:05` the zone's clock showed from start to end."""
     shown, moment = set(), start.replace(second=0, microsecond=0)
@@ -58,8 +63,9 @@ def check_of(page: str) -> str:
     return match.group(0)
 
 
-def test_accepted_events_are_reported_before_they_are_written(unflushed: LiveServer) -> None:
-    admin: httpx.Client = admin_session(unflushed)
+def test_accepted_events_are_reported_before_they_are_written(
+    unflushed: LiveServer, admin: httpx.Client
+) -> None:
     created = post_form(
         admin, "/projects", "/projects", name="Unflushed", origins="*", timezone=ZONE
     )
@@ -98,3 +104,28 @@ def test_accepted_events_are_reported_before_they_are_written(unflushed: LiveSer
     assert "Receiving events" in stored and re.search(r"on <code>/p[012]</code>", stored)
     times = re.findall(r'<time datetime="[^"]+">([^<]+)</time>', stored)
     assert len(times) == 2 and all(t in minutes_between(sent_at, seen_at) for t in times)
+
+
+def test_a_project_made_again_after_deletion_starts_waiting(
+    unflushed: LiveServer, admin: httpx.Client
+) -> None:
+    """Project ids are slugs of their names: a project deleted and made again under the same
+    name gets the same id, and must not inherit the old one's arrivals."""
+
+    def make() -> tuple[str, str]:
+        created = post_form(admin, "/projects", "/projects", name="Again", origins="*")
+        project_id = re.search(r'action="/projects/([^/"]+)/settings"', created.text).group(1)
+        return project_id, re.search(r'id="new-client-id">([^<]+)<', created.text).group(1)
+
+    project_id, client_id = make()
+    settings = f"/projects/{project_id}/settings"
+    assert send_page_view(unflushed.url, client_id, "https://shop.example.com/").status_code == 200
+    assert 'data-state="arriving"' in check_of(admin.get(settings).text)
+    drain(unflushed)
+    deleted = post_form(admin, settings, f"/projects/{project_id}/delete", confirm="Again")
+    assert deleted.url.path == "/projects"
+    again, _ = make()
+    assert again == project_id
+    page = admin.get(settings).text
+    assert "Waiting for the first event" in check_of(page)
+    assert 'id="health-accepted">0<' in page and "Last event: none yet" in page
