@@ -276,9 +276,11 @@ ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
 needs_chromium = pytest.mark.skipif(CHROMIUM is None, reason="Chromium is not installed")
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
-    """Debian's Chromium driven by Playwright (no browser download), shared by the session."""
+    """Debian's Chromium driven by Playwright (no browser download), shared by a module.
+    Not by the session: Playwright's sync API holds an event loop on the main thread while
+    it runs, and async tests collected after the browser tests could not start theirs."""
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as pw:

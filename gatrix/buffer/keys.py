@@ -31,6 +31,9 @@ class RedisKeys:
         self.deadletter = f"{prefix}:deadletter"
         self.last_flush = f"{prefix}:last_flush"
         self.attempts = f"{prefix}:claim_attempts"
+        # project id → when its last event was accepted (ms), a sorted set written with GT so
+        # processes only move it forward (TTL: INGEST_STATS_TTL_S, renewed on each write)
+        self.last_accepted = f"{prefix}:stats:last-accepted"
         self.session_prefix = f"{prefix}:s:"
         # the SAQ queue's own keys all start with this name
         self.queue_name = prefix

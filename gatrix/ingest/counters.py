@@ -2,7 +2,9 @@
 
 Counting is a dict increment on the request path; a background task adds the deltas to a
 Redis hash per UTC day every couple of seconds, so all processes' counts meet in one place
-(the admin page and /metrics read them) without an extra round trip per request.
+(the admin page and /metrics read them) without an extra round trip per request. The same
+write records when each project last had an event accepted (to within that interval), so the
+install check can say so before the events reach ClickHouse.
 """
 
 from __future__ import annotations
@@ -37,12 +39,18 @@ class IngestCounters:
         if not self._pending:
             return
         pending, self._pending = self._pending, Counter()
-        key = self.day_key(time.strftime("%Y-%m-%d", time.gmtime()))
+        now = time.time()
+        key = self.day_key(time.strftime("%Y-%m-%d", time.gmtime(now)))
+        accepted = {p for (p, outcome) in pending if outcome == "accepted" and p != "-"}
         try:
             async with self.redis.pipeline(transaction=False) as pipe:
                 for (project, outcome), n in pending.items():
                     pipe.hincrby(key, f"{project}|{outcome}", n)
                 pipe.expire(key, INGEST_STATS_TTL_S)
+                if accepted:
+                    last = self.keys.last_accepted
+                    pipe.zadd(last, dict.fromkeys(accepted, int(now * 1000)), gt=True)
+                    pipe.expire(last, INGEST_STATS_TTL_S)
                 await pipe.execute()
         except Exception:
             self._pending.update(pending)  # keep them for the next try
@@ -55,6 +63,25 @@ class IngestCounters:
             if project_id is None or project == project_id:
                 out[outcome] = out.get(outcome, 0) + int(value)
         return out
+
+    async def last_accepted_ms(self, project_id: str) -> int | None:
+        """When the project last had an event accepted (ms since the epoch), if ever recorded."""
+        score = await self.redis.zscore(self.keys.last_accepted, project_id)
+        return None if score is None else int(score)
+
+    async def forget(self, project_id: str) -> None:
+        """A deleted project's figures: a new project may be given the same id (its slug)."""
+        for key in [k for k in self._pending if k[0] == project_id]:
+            del self._pending[key]
+        today = self.day_key(time.strftime("%Y-%m-%d", time.gmtime()))
+        fields = [
+            f for f in await self.redis.hkeys(today) if f.startswith(f"{project_id}|".encode())
+        ]
+        async with self.redis.pipeline(transaction=False) as pipe:
+            if fields:
+                pipe.hdel(today, *fields)
+            pipe.zrem(self.keys.last_accepted, project_id)
+            await pipe.execute()
 
     def start(self, every: float = 2.0) -> None:
         async def loop() -> None:

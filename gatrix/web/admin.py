@@ -14,7 +14,7 @@ from typing import Any
 from litestar import Request, Response, get, post
 from litestar.response import Redirect, Template
 
-from gatrix.ingest.health import first_event, project_health
+from gatrix.ingest import health as ingest_health
 from gatrix.meta import accounts
 from gatrix.meta.accounts import AccountError, UserInfo
 from gatrix.meta.projects import create_client, create_project
@@ -71,7 +71,9 @@ async def setup_submit(request: Request, services: Services) -> Response:
 
 async def _logged_in(request: Request, services: Services, user: UserInfo) -> Response:
     token = await services.web_auth.start_session(user.id)
-    return Redirect(go(request, "/projects"), cookies=[auth.session_cookie(token, request)])
+    return Redirect(
+        go(request, "/projects"), cookies=[auth.session_cookie(token, request)], status_code=303
+    )
 
 
 @get("/login", include_in_schema=False)
@@ -107,7 +109,9 @@ async def login_submit(request: Request, services: Services) -> Response:
 async def logout(request: Request, services: Services) -> Response:
     await form_of(request)
     await services.web_auth.end_session(request)
-    return Redirect(go(request, "/login"), cookies=[auth.clear_session_cookie(request)])
+    return Redirect(
+        go(request, "/login"), cookies=[auth.clear_session_cookie(request)], status_code=303
+    )
 
 
 # --- projects
@@ -166,8 +170,8 @@ async def _admin_page(
     project = await asyncio.to_thread(accounts.project_admin_view, engine, project_id)
     if project is None:
         raise PageError(status_code=404, detail="No such project.")
-    health = await project_health(services, project_id, project["timezone"])
-    first = await first_event(services, project_id, project["timezone"])
+    # the install check comes with the figures, from the same reads: they cannot disagree
+    health = await ingest_health.project_health(services, project_id, project["timezone"])
     return page(
         request,
         "admin/settings.html.j2",
@@ -176,7 +180,6 @@ async def _admin_page(
         project=project,
         base_url=base_url(request, services),
         health=health,
-        first_event=first,  # green at once when events exist; it polls only while waiting
         **extra,
     )
 
@@ -225,8 +228,9 @@ async def project_delete(request: Request, services: Services, project_id: str) 
         )
     await asyncio.to_thread(services.store.delete_project, project_id)
     await asyncio.to_thread(accounts.delete_project_rows, services.engine, project_id)
+    await services.counters.forget(project_id)
     services.directory.forget()
-    return Redirect(go(request, "/projects"))
+    return Redirect(go(request, "/projects"), status_code=303)
 
 
 @post("/projects/{project_id:str}/clients", include_in_schema=False)
@@ -267,8 +271,8 @@ async def install_check(request: Request, services: Services, project_id: str) -
     await require_role(request, services, project_id)
     project = await asyncio.to_thread(accounts.project_summary, services.engine, project_id)
     timezone = project["timezone"] if project else "UTC"
-    first = await first_event(services, project_id, timezone)
-    return page(request, "fragments/install_check.html.j2", project_id=project_id, first=first)
+    check = await ingest_health.install_check(services, project_id, timezone)
+    return page(request, "fragments/install_check.html.j2", project_id=project_id, check=check)
 
 
 # --- share links

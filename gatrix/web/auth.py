@@ -1,7 +1,10 @@
 """Browser sessions, CSRF protection, login throttling and the client's address.
 
-- Sessions are random tokens in an HttpOnly, SameSite=Lax cookie (Secure over https), mapped
-  to a user id in Redis for 14 days; logging out deletes the mapping.
+- Sessions are random tokens in an HttpOnly, SameSite=Lax cookie, mapped to a user id in Redis
+  for 14 days; logging out deletes the mapping.
+- Every cookie is built here: Secure when the browser reached us over https (directly, per a
+  trusted proxy's X-Forwarded-Proto, or always when GATRIX_PUBLIC_URL is https), and scoped
+  to GATRIX_ROOT_PATH, so under a prefix our cookies never reach the rest of the site.
 - CSRF: with a session, the token is an HMAC keyed by the session token, so it is worthless
   in any other session and a token planted before login stops working at login. The session
   token is 256 random bits that never leave the HttpOnly cookie: a server-wide key would add
@@ -29,7 +32,12 @@ from litestar.datastructures import Cookie
 from redis.asyncio import Redis
 from sqlalchemy.engine import Engine
 
-from gatrix.buffer.keys import THROTTLE_WINDOW_S, WEB_SESSION_TTL_S, RedisKeys
+from gatrix.buffer.keys import (
+    SHARE_UNLOCK_TTL_S,
+    THROTTLE_WINDOW_S,
+    WEB_SESSION_TTL_S,
+    RedisKeys,
+)
 from gatrix.ingest.routes import TrustedProxies
 from gatrix.meta import accounts
 from gatrix.meta.accounts import UserInfo, normalize_email
@@ -182,11 +190,31 @@ def client_ip(request: Request) -> str:
 
 
 def is_https(request: Request) -> bool:
+    """Whether the browser reached us over https: the public URL says so, or the connection
+    does, or a trusted proxy's X-Forwarded-Proto does (anyone else's is ignored)."""
+    settings = request.app.state.settings
+    if settings.public_url.lower().startswith("https://"):
+        return True
     # from the ASGI scope: building request.url parses the Host header, which a client controls
-    return request.scope.get("scheme") == "https"
+    if request.scope.get("scheme") == "https":
+        return True
+    peer = request.client.host if request.client else ""
+    proxies = _proxies(tuple(settings.trusted_proxies))
+    if not proxies.cidrs or not proxies.trusted(peer):
+        return False
+    # a chain of proxies may list one scheme per hop; any https hop means the browser's leg
+    # may carry a Secure cookie (a wrong "https" only keeps the cookie from plain http)
+    sent = ",".join(request.headers.getall("x-forwarded-proto", []))
+    return "https" in {part.strip().lower() for part in sent.split(",")}
 
 
-def _cookie(key: str, value: str, request: Request, max_age: int, samesite: str) -> Cookie:
+def scheme(request: Request) -> str:
+    return "https" if is_https(request) else "http"
+
+
+def _cookie(
+    key: str, value: str, request: Request, max_age: int, samesite: str, path: str = "/"
+) -> Cookie:
     return Cookie(
         key=key,
         value=value,
@@ -194,7 +222,9 @@ def _cookie(key: str, value: str, request: Request, max_age: int, samesite: str)
         samesite=samesite,  # type: ignore[arg-type]
         secure=is_https(request),
         max_age=max_age,
-        path="/",
+        # the browser sees our paths under the prefix (the Gatrix platform proxies us under
+        # /api/v1/analytics): a cookie for "/" would go to every app on that host
+        path=request.app.state.settings.root_path + path,
     )
 
 
@@ -208,3 +238,8 @@ def clear_session_cookie(request: Request) -> Cookie:
 
 def csrf_cookie(token: str, request: Request) -> Cookie:
     return _cookie(CSRF_COOKIE, token, request, WEB_SESSION_TTL_S, "strict")
+
+
+def share_cookie(name: str, key: str, token: str, request: Request) -> Cookie:
+    """A share link's unlock cookie, sent back only under that link's own path."""
+    return _cookie(name, key, request, SHARE_UNLOCK_TTL_S, "lax", f"/share/{token}")

@@ -77,9 +77,7 @@ def go(request: Request, path: str) -> str:
 
 
 def base_url(request: Request, services: Services) -> str:
-    return public_base_url(
-        services.settings, request.scope.get("scheme", "http"), request.headers.get("host", "")
-    )
+    return public_base_url(services.settings, auth.scheme(request), request.headers.get("host", ""))
 
 
 async def done(

@@ -12,7 +12,6 @@ import secrets
 from typing import Any
 
 from litestar import Request, Response, get, post
-from litestar.datastructures import Cookie
 from litestar.response import Redirect, Template
 
 from gatrix.buffer.keys import SHARE_UNLOCK_TTL_S
@@ -86,7 +85,7 @@ async def share_unlock(request: Request, services: Services, token: str) -> Resp
     link = await _link(services, token)
     form = await form_of(request)
     if not link["password_hash"]:
-        return Redirect(go(request, f"/share/{token}"))
+        return Redirect(go(request, f"/share/{token}"), status_code=303)
     try:
         ok = await services.web_auth.unlock_share(
             link["token"],
@@ -106,15 +105,8 @@ async def share_unlock(request: Request, services: Services, token: str) -> Resp
         return page(request, "share_password.html.j2", 401, link=link, error="Wrong password.")
     key = secrets.token_urlsafe(24)
     await services.redis.set(services.keys.share_unlock(key), token, ex=SHARE_UNLOCK_TTL_S)
-    cookie = Cookie(
-        key=UNLOCK_COOKIE,
-        value=key,
-        httponly=True,
-        samesite="lax",
-        max_age=SHARE_UNLOCK_TTL_S,
-        path=f"/share/{token}",
-    )
-    return Redirect(go(request, f"/share/{token}"), cookies=[cookie])
+    cookie = auth.share_cookie(UNLOCK_COOKIE, key, token, request)
+    return Redirect(go(request, f"/share/{token}"), cookies=[cookie], status_code=303)
 
 
 SHARE_ROUTES = [share_page, share_realtime, share_fragment, share_unlock]
