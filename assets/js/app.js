@@ -4,7 +4,8 @@
 //    so a tab switched a minute ago is never lost by a link rendered before it. The server
 //    answers with the canonical URL of the new view (HX-Push-Url), so back and bookmarks work.
 // 2. Polling (data-poll) pauses while the browser tab is hidden, and catches up when shown.
-// 3. A poll that fails keeps what is shown, marks it stale and retries on the next tick.
+// 3. A poll that fails keeps what is shown, marks it stale and retries on the next tick;
+//    any other request that fails says so above the page.
 // 4. Copy buttons (data-copy) copy their target's text.
 (function () {
   "use strict";
@@ -73,9 +74,28 @@
     if (!document.hidden) document.dispatchEvent(new Event("gatrix:visible"));
   });
 
+  // a change the server refused (or a lost connection) says so, instead of doing nothing
+  function refused(event) {
+    var main = document.querySelector("main");
+    var note = document.getElementById("swap-error") || document.createElement("p");
+    var xhr = event.detail.xhr;
+    note.id = "swap-error";
+    note.className = "error";
+    note.setAttribute("role", "alert");
+    note.textContent = xhr && xhr.status
+      ? "This view could not be shown (" + xhr.status + "). Change it or reload the page."
+      : "The server could not be reached. Check the connection and try again.";
+    if (main && !note.parentNode) main.insertBefore(note, main.firstChild);
+  }
+  document.addEventListener("htmx:afterSwap", function (event) {
+    var note = document.getElementById("swap-error");
+    var id = (event.detail.target && event.detail.target.id) || "";
+    if (note && (id === "dash" || id.indexOf("panel-") === 0)) note.remove();
+  });
+
   function stale(event) {
     var elt = event.detail.elt;
-    if (!elt.hasAttribute || !elt.hasAttribute("data-poll")) return;
+    if (!elt.hasAttribute || !elt.hasAttribute("data-poll")) return refused(event);
     elt.classList.add("stale");
     if (!elt.querySelector(".inline-error")) {
       var note = document.createElement("p");

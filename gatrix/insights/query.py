@@ -249,7 +249,7 @@ def build_query(project_id: str, timezone: str, params: QueryParams, now: dateti
     interval = params.interval or DEFAULT_INTERVAL.get(params.range) or _auto_interval(rng)
     if interval not in INTERVALS:
         raise InvalidQuery(f"unknown interval {interval!r}; use one of {', '.join(INTERVALS)}")
-    if (rng.end - rng.start) / _SHORTEST_BUCKET[interval] > MAX_BUCKETS:
+    if not interval_fits(rng, interval):
         # refused here, before any report runs, so every caller answers 400 alike
         raise InvalidQuery(
             f"more than {MAX_BUCKETS} {interval} buckets: pick a larger interval or a shorter range"
@@ -260,6 +260,11 @@ def build_query(project_id: str, timezone: str, params: QueryParams, now: dateti
     if len(filters) > 20:
         raise InvalidQuery("at most 20 filters")
     return Query(project_id, rng, interval, filters, params.compare or None)
+
+
+def interval_fits(rng: TimeRange, interval: str) -> bool:
+    """Whether the range cut in this interval stays within MAX_BUCKETS."""
+    return (rng.end - rng.start) / _SHORTEST_BUCKET[interval] <= MAX_BUCKETS
 
 
 def _auto_interval(rng: TimeRange) -> str:

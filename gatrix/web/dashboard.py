@@ -17,7 +17,7 @@ from litestar.response import Template
 from gatrix.insights import reports
 from gatrix.insights.filters import InvalidFilter
 from gatrix.insights.live import live, live_visitors
-from gatrix.insights.query import InvalidQuery, Query, build_query
+from gatrix.insights.query import INTERVALS, InvalidQuery, Query, build_query, interval_fits
 from gatrix.meta import accounts, projects
 from gatrix.services import Services
 from gatrix.web import charts, humane
@@ -48,6 +48,22 @@ def _query(project: dict[str, Any], view: View) -> Query:
         return build_query(project["id"], project["timezone"], view.params(), datetime.now(UTC))
     except (InvalidQuery, InvalidFilter) as exc:
         raise PageError(status_code=400, detail=f"Invalid view: {exc}") from None
+
+
+def settle(project: dict[str, Any], view: View) -> View:
+    """The view the controls meant: typed dates (see settle_dates), and an interval kept from
+    a shorter range that would cut this one into too many buckets falls back to automatic
+    (the API refuses it with a 400; a dashboard user only changed the range)."""
+    view = settle_dates(project, view)
+    if view.interval:
+        q = _query(project, replace(view, interval=""))
+        if not interval_fits(q.range, view.interval):
+            return replace(view, interval="")
+    return view
+
+
+def usable_intervals(q: Query) -> list[str]:
+    return [i for i in INTERVALS if interval_fits(q.range, i)]
 
 
 def settle_dates(project: dict[str, Any], view: View) -> View:
@@ -239,7 +255,7 @@ async def render_dashboard(
     user: Any = None,
 ) -> Template:
     """The overview; `dash` is where its links and fragments live (a login or a share link)."""
-    view = settle_dates(project, View.from_request(request))
+    view = settle(project, View.from_request(request))
     q = _query(project, view)
     fragment_only = _wants_fragment(request)
 
@@ -256,7 +272,12 @@ async def render_dashboard(
 
     data = await asyncio.to_thread(build)
     common = _common(request, project, view, dash, user is None)
-    context = {**common, **data, "period": dict(zip(("start", "end"), period_of(q), strict=True))}
+    context = {
+        **common,
+        **data,
+        "period": dict(zip(("start", "end"), period_of(q), strict=True)),
+        "intervals": usable_intervals(q),
+    }
     if fragment_only:
         push = f"{common['dash']}?{view.query_string()}"
         return _swap(request, "fragments/dash.html.j2", context, push)
@@ -286,7 +307,7 @@ async def render_realtime(
 async def render_fragment(
     request: Request, services: Services, project: dict[str, Any], dash: str, name: str, panel: str
 ) -> Template:
-    view = settle_dates(project, View.from_request(request))
+    view = settle(project, View.from_request(request))
     common = _common(request, project, view, dash, False)
     if name == "live-badge":
         count = await asyncio.to_thread(
