@@ -121,7 +121,9 @@ def kpi(page: Any, key: str) -> str:
 def swapped(page: Any, url: str) -> None:
     """Wait until the address bar matches and htmx has finished swapping and settling."""
     page.wait_for_url(re.compile(url))
-    page.wait_for_selector(".htmx-request, .htmx-swapping, .htmx-settling", state="detached")
+    page.wait_for_selector(
+        ".htmx-request, .htmx-swapping, .htmx-settling, .panel.loading", state="detached"
+    )
 
 
 def api(owner: dict[str, Any], path: str, **params: Any) -> Any:

@@ -91,7 +91,7 @@ def _measure(url: str, email: str, password: str, project: str) -> dict[str, Any
     return {"loads": loads, "swaps": swaps}
 
 
-SETTLED = ".htmx-request, .htmx-swapping, .htmx-settling"
+SETTLED = ".htmx-request, .htmx-swapping, .htmx-settling, .panel.loading"
 
 
 def _swaps(page: Any, start_url: str) -> list[dict[str, Any]]:
