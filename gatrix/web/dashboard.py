@@ -93,7 +93,7 @@ def kpis_context(services: Services, q: Query) -> dict[str, Any]:
     cards = []
     for key in KPI_CARDS:
         now, before = m[key], previous.get(key)
-        change = None if not before or now is None else round(100 * (now - before) / before, 1)
+        change = _change(now, before)
         cards.append(
             {
                 "key": key,
@@ -105,7 +105,25 @@ def kpis_context(services: Services, q: Query) -> dict[str, Any]:
                 "better_when_lower": key == "bounce_rate",
             }
         )
+    if m.get("revenue") is not None:  # only when some event in range carries __revenue
+        before = previous.get("revenue")
+        cards.append(
+            {
+                "key": "revenue",
+                "label": KPI_LABELS["revenue"],
+                "value": m["revenue"],
+                "shown": show_metric("revenue", m["revenue"]),
+                "before_shown": show_metric("revenue", before),
+                "change": _change(m["revenue"], before) if q.compare else None,
+                "better_when_lower": False,
+                "static": True,  # no series of its own to chart
+            }
+        )
     return {"cards": cards, "has_data": any(m[k] for k in ("visitors", "events", "pageviews"))}
+
+
+def _change(now: float | None, before: float | None) -> float | None:
+    return None if not before or now is None else round(100 * (now - before) / before, 1)
 
 
 def chart_context(services: Services, q: Query, view: View) -> dict[str, Any]:

@@ -99,6 +99,8 @@ PANELS: dict[str, list[tuple[str, str, str]]] = {
         ("browsers", "browsers", "Browsers"),
         ("os", "os", "OS"),
         ("devices", "devices", "Devices"),
+        ("screens", "screens", "Screen sizes"),
+        ("languages", "languages", "Languages"),
     ],
     "events": [("events", "events", "Events")],
 }

@@ -609,8 +609,8 @@ def crawl_overview(
     shot(tab, name)
     if controls:
         for key in [
-            tab.locator("[data-kpi]").nth(i).get_attribute("data-kpi") or ""
-            for i in range(tab.locator("[data-kpi]").count())
+            tab.locator("a[data-kpi]").nth(i).get_attribute("data-kpi") or ""
+            for i in range(tab.locator("a[data-kpi]").count())
         ]:
             c.swap(tab, "kpi", f"[data-kpi='{key}']", "#dash", f"KPI card {key}")
         c.visit(tab, "back to the overview", base)
