@@ -136,7 +136,7 @@ def template_environment(settings: Settings) -> Environment:
     env.globals["htmx_js"] = HTMX_PATH
     env.globals["plotly_js"] = PLOTLY_PATH
     env.globals["humane"] = humane  # wording for people: durations, countries, "Direct / None"
-    env.filters["country"] = humane.country
+    env.filters.update(humane.FILTERS)  # duration, country, dimension_value, number, percent
     return env
 
 
