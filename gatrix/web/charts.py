@@ -4,23 +4,38 @@ follow the light/dark preference without being rebuilt."""
 
 from __future__ import annotations
 
+from datetime import datetime, timedelta
 from typing import Any
+
+from gatrix.web import humane
 
 LABELS = {
     "visitors": "Visitors",
     "sessions": "Sessions",
     "pageviews": "Page views",
     "events": "Custom events",
-    "bounce_rate": "Bounce rate (%)",
-    "avg_session_duration": "Visit duration (s)",
+    "bounce_rate": "Bounce rate",
+    "avg_session_duration": "Visit duration",
     "views_per_session": "Views per session",
+    "revenue": "Revenue",
 }
+COUNT_METRICS = ("visitors", "sessions", "pageviews", "events")
+MAX_TICKS = 8
+HALF_BUCKET = {
+    "minute": timedelta(seconds=30),
+    "hour": timedelta(minutes=30),
+    "day": timedelta(hours=12),
+    "week": timedelta(days=3, hours=12),
+    "month": timedelta(days=15),
+}
+# steps for a duration axis, in seconds: the first that keeps the ticks few is used
+DURATION_STEPS = (5, 10, 15, 30, 60, 120, 300, 600, 900, 1800, 3600, 7200, 10800, 21600)
 
 
 def _layout(height: int) -> dict[str, Any]:
     return {
         "height": height,
-        "margin": {"l": 48, "r": 16, "t": 8, "b": 36},
+        "margin": {"l": 56, "r": 16, "t": 8, "b": 36},
         "paper_bgcolor": "rgba(0,0,0,0)",
         "plot_bgcolor": "rgba(0,0,0,0)",
         "showlegend": True,
@@ -31,52 +46,143 @@ def _layout(height: int) -> dict[str, Any]:
     }
 
 
+def _wall_clock(bucket: str) -> str:
+    # plotly.js reads the wall-clock part of an ISO time and ignores its offset; leaving the
+    # offset out says so, and every bucket stays at the project's local time
+    return bucket[:19]
+
+
+def _tick_label(bucket: str, interval: str) -> str:
+    """ "14:00", "Mar 5" or "Mar 2026": the bucket's wall-clock time in the project's zone."""
+    moment = datetime.fromisoformat(_wall_clock(bucket))
+    if interval in ("minute", "hour"):
+        return f"{moment:%H:%M}"
+    if interval == "month":
+        return f"{moment:%b %Y}"
+    return f"{moment:%b} {moment.day}"
+
+
+def _ticks(axis: list[str], interval: str) -> tuple[list[str], list[str]]:
+    """At most MAX_TICKS evenly spaced buckets, counted back from the last one, so the last
+    bucket always has its label (plotly's own choice may leave it out)."""
+    step = max(1, -(-len(axis) // MAX_TICKS))
+    picked = axis[::-1][::step][::-1]
+    return [_wall_clock(b) for b in picked], [_tick_label(b, interval) for b in picked]
+
+
+def _value_label(metric: str, value: float | None) -> str:
+    if value is None:
+        return humane.MISSING
+    if metric == "avg_session_duration":
+        return humane.duration(value)
+    if metric == "bounce_rate":
+        return humane.percent(value)
+    return humane.number(value)
+
+
+def _duration_ticks(top: float) -> tuple[list[float], list[str]]:
+    step = next((s for s in DURATION_STEPS if top / s <= 5), DURATION_STEPS[-1])
+    count = max(1, -(-int(top) // step))
+    values = [float(i * step) for i in range(count + 1)]
+    return values, [humane.duration(v) for v in values]
+
+
+def _yaxis(metric: str, values: list[float]) -> dict[str, Any]:
+    top = max(values, default=0.0)
+    axis: dict[str, Any] = {"title": {"text": LABELS.get(metric, metric)}}
+    if metric in COUNT_METRICS:
+        # whole numbers only: never a 0.5 visitor tick
+        axis["tickformat"] = ",d"
+        if top < 10:
+            axis.update(dtick=1, tick0=0, range=[0, max(top, 1) * 1.05])
+    elif metric == "bounce_rate":
+        axis.update(range=[0, 100], ticksuffix="%", dtick=25)
+    elif metric == "avg_session_duration":
+        tickvals, ticktext = _duration_ticks(top)
+        axis.update(tickvals=tickvals, ticktext=ticktext, range=[0, tickvals[-1] * 1.05])
+    return axis
+
+
 def timeseries_figure(series: dict[str, Any]) -> dict[str, Any]:
-    metric = series["metric"]
-    x = [p["bucket"] for p in series["points"]]
+    """The range's buckets up to now against the whole previous period (dotted), on an axis
+    spanning the whole range; None values (a ratio without sessions) are gaps."""
+    metric, interval = series["metric"], series["interval"]
+    points = series["points"]
+    axis = series.get("axis") or [p["bucket"] for p in points]
+    x = [_wall_clock(p["bucket"]) for p in points]
+    y = [p["value"] for p in points]
     data: list[dict[str, Any]] = [
         {
             "type": "scatter",
+            # markers too: a value between two gaps is a single point, drawn only as a marker
             "mode": "lines+markers",
             "name": "This period",
             "x": x,
-            "y": [p["value"] for p in series["points"]],
+            "y": y,
+            "connectgaps": False,
             "line": {"width": 2.5},
-            "fill": "tozeroy",
-            "fillcolor": "rgba(37,99,235,0.08)",
+            "customdata": [
+                [_tick_label(p["bucket"], interval), _value_label(metric, p["value"])]
+                for p in points
+            ],
+            "hovertemplate": "%{customdata[0]}: %{customdata[1]}<extra>this period</extra>",
         }
     ]
-    previous = series.get("previous")
+    if None not in y:
+        # plotly fills one area across gaps, which would draw values that are not there
+        data[0].update(fill="tozeroy", fillcolor="rgba(37,99,235,0.08)")
+    previous = (series.get("previous") or [])[: len(axis)]
     if previous:
-        # drawn against the current period's buckets so the two lines overlay
+        # drawn at the current period's buckets so the two lines overlay
         data.append(
             {
                 "type": "scatter",
                 "mode": "lines",
                 "name": "Previous period",
-                "x": x[: len(previous)],
-                "y": [p["value"] for p in previous][: len(x)],
+                "x": [_wall_clock(b) for b in axis[: len(previous)]],
+                "y": [p["value"] for p in previous],
+                "connectgaps": False,
                 "line": {"width": 1.5, "dash": "dot"},
-                "customdata": [p["bucket"] for p in previous][: len(x)],
-                "hovertemplate": "%{customdata}: %{y}<extra>previous</extra>",
+                "customdata": [
+                    [_tick_label(p["bucket"], interval), _value_label(metric, p["value"])]
+                    for p in previous
+                ],
+                "hovertemplate": "%{customdata[0]}: %{customdata[1]}<extra>previous</extra>",
             }
         )
     layout = _layout(300)
-    layout["yaxis"]["title"] = {"text": LABELS.get(metric, metric)}
+    if axis:
+        tickvals, ticktext = _ticks(axis, interval)
+        layout["xaxis"].update(
+            type="date",
+            tickmode="array",
+            tickvals=tickvals,
+            ticktext=ticktext,
+            # half a bucket of room on both sides, so the first and last labels fit
+            range=_padded(axis, interval),
+        )
+    shown = [v for trace in data for v in trace["y"] if v is not None]
+    layout["yaxis"].update(_yaxis(metric, shown))
     return {"data": data, "layout": layout}
+
+
+def _padded(axis: list[str], interval: str) -> list[str]:
+    first = datetime.fromisoformat(_wall_clock(axis[0]))
+    last = datetime.fromisoformat(_wall_clock(axis[-1]))
+    half = HALF_BUCKET[interval]
+    return [(first - half).isoformat(), (last + half).isoformat()]
 
 
 def per_minute_figure(per_minute: list[dict[str, Any]]) -> dict[str, Any]:
     layout = _layout(220)
     layout["showlegend"] = False
+    layout["yaxis"].update(_yaxis("pageviews", [m["pageviews"] for m in per_minute]))
     return {
         "data": [
             {
                 "type": "bar",
                 "name": "Page views",
-                # wall-clock time in the project's zone: plotly.js would shift a time with an
-                # offset into the viewer's zone, so the offset is left out
-                "x": [m["minute"][:19] for m in per_minute],
+                "x": [_wall_clock(m["minute"]) for m in per_minute],
                 "y": [m["pageviews"] for m in per_minute],
             }
         ],
@@ -84,19 +190,30 @@ def per_minute_figure(per_minute: list[dict[str, Any]]) -> dict[str, Any]:
     }
 
 
-def bars_figure(rows: list[dict[str, Any]], value_key: str = "visitors") -> dict[str, Any]:
-    """Horizontal bars for the top rows of a breakdown (the Locations panel's chart)."""
+def bars_figure(
+    rows: list[dict[str, Any]], value_key: str = "visitors", dimension: str = ""
+) -> dict[str, Any]:
+    """Horizontal bars for the top rows of a breakdown (the Locations panel's chart); with
+    the `dimension`, values are labelled as the tables show them ("Germany")."""
     top = list(reversed(rows[:10]))
     layout = _layout(max(160, 28 * len(top) + 40))
     layout["showlegend"] = False
     layout["margin"]["l"] = 90
+    layout["xaxis"].update(tickformat=",d")
+    if max((r[value_key] for r in top), default=0) < 10:
+        layout["xaxis"].update(dtick=1, tick0=0)
     return {
         "data": [
             {
                 "type": "bar",
                 "orientation": "h",
                 "x": [r[value_key] for r in top],
-                "y": [r["value"] or "(unknown)" for r in top],
+                "y": [
+                    humane.dimension_value(dimension, r["value"])
+                    if dimension
+                    else r["value"] or "(unknown)"
+                    for r in top
+                ],
             }
         ],
         "layout": layout,
