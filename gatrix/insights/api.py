@@ -39,13 +39,26 @@ class KPIs(msgspec.Struct):
     range: dict[str, str]
 
 
+class PreviousKPIs(msgspec.Struct):
+    """The comparison period; every value is None when no comparison was asked for."""
+
+    visitors: int | None
+    sessions: int | None
+    pageviews: int | None
+    events: int | None
+    views_per_session: float | None
+    bounce_rate: float | None
+    avg_session_duration: float | None
+    range: dict[str, str] | None
+
+
 class MetricsOut(KPIs):
-    previous: KPIs
+    previous: PreviousKPIs | None = None
 
 
 class Point(msgspec.Struct):
     bucket: str
-    value: int | float
+    value: int | float | None  # None: a ratio in a bucket without sessions
 
 
 class TimeseriesOut(msgspec.Struct):
@@ -53,6 +66,7 @@ class TimeseriesOut(msgspec.Struct):
     interval: str
     range: dict[str, str]
     points: list[Point]
+    axis: list[str]
     previous: list[Point] | None = None
 
 
@@ -228,7 +242,7 @@ class InsightsController(Controller):
     path = "/insights/{project_id:str}"
     tags = ["insights"]
 
-    @get("/metrics", summary="KPIs with the previous period", responses=ERROR_RESPONSES)
+    @get("/metrics", summary="KPIs (with compare, a previous period's)", responses=ERROR_RESPONSES)
     async def metrics(
         self,
         request: Request,
@@ -249,7 +263,7 @@ class InsightsController(Controller):
         )
         return msgspec.convert(result, MetricsOut)
 
-    @get("/timeseries", summary="One metric per bucket, zero-filled", responses=ERROR_RESPONSES)
+    @get("/timeseries", summary="One metric per bucket, up to now", responses=ERROR_RESPONSES)
     async def timeseries(
         self,
         request: Request,

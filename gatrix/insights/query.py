@@ -87,6 +87,8 @@ class Query:
     interval: str
     filters: tuple[Filter, ...] = ()
     compare: str | None = None
+    # when the question is asked (UTC): no time series bucket starts after it
+    now: datetime | None = None
 
     def comparison(self) -> Query | None:
         if self.compare is None:
@@ -158,6 +160,18 @@ def resolve_range(
     if name == "all":
         return TimeRange(EARLIEST, tomorrow, name, timezone)
     return _custom(start, end, tz, timezone)
+
+
+def starting_at_first_event(q: Query, first: datetime | None) -> Query:
+    """`range=all` begins at midnight (project's zone) of the day of the project's first event
+    (`first`; None when it has none: today), not in the year 2000."""
+    if q.range.name != "all" or q.range.start != EARLIEST:
+        return q
+    tz = q.range.tz
+    now = q.now or q.range.end - timedelta(seconds=1)
+    today = _midnight(now.astimezone(tz).date(), tz)
+    start = _midnight(first.astimezone(tz).date(), tz) if first is not None else today
+    return replace(q, range=replace(q.range, start=min(start, today)))
 
 
 def _parse_moment(text: str, tz: ZoneInfo, is_end: bool) -> datetime:
@@ -259,7 +273,7 @@ def build_query(project_id: str, timezone: str, params: QueryParams, now: dateti
     filters = tuple(parse_filter(text) for text in params.filters)
     if len(filters) > 20:
         raise InvalidQuery("at most 20 filters")
-    return Query(project_id, rng, interval, filters, params.compare or None)
+    return Query(project_id, rng, interval, filters, params.compare or None, now.astimezone(UTC))
 
 
 def interval_fits(rng: TimeRange, interval: str) -> bool:

@@ -7,20 +7,28 @@ page view and no custom event; duration = last - first event of the session.
 
 from __future__ import annotations
 
-from dataclasses import replace
+from datetime import datetime
 from typing import Any
 
 from gatrix.clickhouse.store import Store
 from gatrix.insights.filters import (
     SESSION_DIMENSIONS,
+    Params,
     canonical_dimension,
 )
 from gatrix.insights.query import InvalidQuery, Query, bucket_starts
 from gatrix.insights.sql import (
+    CURRENT,
     DT,
+    PREVIOUS,
+    RATIO_METRICS,
+    SESSION_AGGREGATES,
+    Period,
     base_params,
     bucket_sql,
     events_where,
+    from_first_event,
+    session_kpis,
     sessions_sql,
     uses_rollups,
 )
@@ -40,108 +48,110 @@ SERIES_METRICS = (
     "pageviews",
     "sessions",
     "events",
+    "views_per_session",
     "bounce_rate",
     "avg_session_duration",
 )
-SESSION_AGGREGATES = (
-    "count() AS sessions, sum(pageviews) AS session_pageviews, "
-    "countIf(pageviews <= 1 AND custom_events = 0) AS bounces, "
-    "avg(dateDiff('millisecond', first_at, last_at)) AS avg_ms"
-)
-
-
-def _num(value: Any) -> float:
-    return float(value) if value is not None and value == value else 0.0  # NaN → 0
-
-
-def _session_kpis(row: dict[str, Any]) -> dict[str, float]:
-    sessions = int(row.get("sessions") or 0)
-    return {
-        "sessions": sessions,
-        "views_per_session": round(_num(row.get("session_pageviews")) / sessions, 2)
-        if sessions
-        else 0.0,
-        "bounce_rate": round(100 * _num(row.get("bounces")) / sessions, 1) if sessions else 0.0,
-        "avg_session_duration": round(_num(row.get("avg_ms")) / 1000, 1) if sessions else 0.0,
-    }
+# --- KPIs
 
 
 def metrics(store: Store, q: Query) -> dict[str, Any]:
-    current = _metrics_once(store, q)
-    previous_query = q.comparison() or replace(q, compare="previous").comparison()
-    assert previous_query is not None
-    out = {**current, "range": q.range.as_dict()}
-    out["previous"] = {
-        **_metrics_once(store, previous_query),
-        "range": previous_query.range.as_dict(),
-    }
+    """The KPIs of the range and, with `compare`, of the comparison period, in one statement.
+    Without `compare` the previous period is not read and `previous` holds only None."""
+    q = from_first_event(store, q)
+    comparison = q.comparison()
+    periods: list[tuple[Period, Query]] = [(CURRENT, q)]
+    if comparison is not None:
+        periods.append((PREVIOUS, comparison))
+    db = store.db
+    params = Params({"project": q.project_id})
+    sql = " UNION ALL ".join(
+        f"SELECT {i} AS period, e.*, s.* FROM ({_event_totals_sql(db, pq, params, period)}) AS e "
+        f"CROSS JOIN (SELECT {SESSION_AGGREGATES} "
+        f"FROM ({sessions_sql(db, pq, params, period=period)})) AS s"
+        for i, (period, pq) in enumerate(periods)
+    )
+    rows = {int(r["period"]): r for r in store.query_dicts(sql, params.values)}
+    out = {**_kpis(rows[0]), "range": q.range.as_dict()}
+    if comparison is not None:
+        out["previous"] = {**_kpis(rows[1]), "range": comparison.range.as_dict()}
+    else:
+        out["previous"] = {**dict.fromkeys(METRICS), "range": None}
     return out
 
 
-def _metrics_once(store: Store, q: Query) -> dict[str, Any]:
-    db = store.db
-    params = base_params(q)
-    if uses_rollups(q):
-        event_sql = (
-            f"SELECT uniqMerge(visitors) AS visitors, sum(pageviews) AS pageviews, "
-            f"sum(custom_events) AS events FROM {db}.hourly WHERE project_id = {{project:String}}"
-            f" AND hour >= {{start:{DT}}} AND hour < {{end:{DT}}}"
-        )
-    else:
-        event_sql = (
-            f"SELECT uniq(device_id) AS visitors, countIf({PAGEVIEW_SQL}) AS pageviews, "
-            f"countIf(NOT {PAGEVIEW_SQL}) AS events FROM {db}.events "
-            f"WHERE {events_where(db, q, params)}"
-        )
-    events = store.query_dicts(event_sql, params.values)[0]
-    sessions = store.query_dicts(
-        f"SELECT {SESSION_AGGREGATES} FROM ({sessions_sql(db, q, params)})", params.values
-    )[0]
+def _kpis(row: dict[str, Any]) -> dict[str, Any]:
     return {
-        "visitors": int(events["visitors"] or 0),
-        "pageviews": int(events["pageviews"] or 0),
-        "events": int(events["events"] or 0),
-        **_session_kpis(sessions),
+        "visitors": int(row["visitors"] or 0),
+        "pageviews": int(row["pageviews"] or 0),
+        "events": int(row["events"] or 0),
+        **session_kpis(row),
     }
 
 
+def _event_totals_sql(db: str, q: Query, params: Params, period: Period) -> str:
+    """One row: visitors, pageviews and events of the period."""
+    period.bind(params, q)
+    if uses_rollups(q):
+        return (
+            f"SELECT uniqMerge(visitors) AS visitors, sum(pageviews) AS pageviews, "
+            f"sum(custom_events) AS events FROM {db}.hourly WHERE project_id = {{project:String}}"
+            f" AND hour >= {period.start} AND hour < {period.end}"
+        )
+    return (
+        f"SELECT uniq(device_id) AS visitors, countIf({PAGEVIEW_SQL}) AS pageviews, "
+        f"countIf(NOT {PAGEVIEW_SQL}) AS events FROM {db}.events "
+        f"WHERE {events_where(db, q, params, period=period)}"
+    )
+
+
+# --- time series
+
+
 def timeseries(store: Store, q: Query, metric: str) -> dict[str, Any]:
+    """`points` up to now (no bucket that has not begun); `axis` every bucket of the range,
+    so a chart can span the whole period; `previous` the whole comparison period."""
     if metric not in SERIES_METRICS:
         raise InvalidQuery(f"unknown metric {metric!r}; use one of {', '.join(SERIES_METRICS)}")
-    buckets = bucket_starts(q.range, q.interval)
-    values = _series_values(store, q, metric)
-    points = [
-        {"bucket": b.isoformat(), "value": values.get(b.strftime("%Y-%m-%d %H:%M"), 0)}
-        for b in buckets
-    ]
+    q = from_first_event(store, q)
+    axis = bucket_starts(q.range, q.interval)
+    begun = [b for b in axis if q.now is None or b <= q.now]
     out: dict[str, Any] = {
         "metric": metric,
         "interval": q.interval,
         "range": q.range.as_dict(),
-        "points": points,
+        "points": _points(begun, _series_values(store, q, metric), metric),
+        "axis": [b.isoformat() for b in axis],
     }
     comparison = q.comparison()
     if comparison is not None:
-        previous = _series_values(store, comparison, metric)
-        previous_buckets = bucket_starts(comparison.range, q.interval)
-        out["previous"] = [
-            {"bucket": b.isoformat(), "value": previous.get(b.strftime("%Y-%m-%d %H:%M"), 0)}
-            for b in previous_buckets
-        ]
+        out["previous"] = _points(
+            bucket_starts(comparison.range, q.interval),
+            _series_values(store, comparison, metric),
+            metric,
+        )
     return out
 
 
-def _series_values(store: Store, q: Query, metric: str) -> dict[str, float]:
+def _points(buckets: list[datetime], values: dict[str, Any], metric: str) -> list[dict[str, Any]]:
+    empty = None if metric in RATIO_METRICS else 0
+    return [
+        {"bucket": b.isoformat(), "value": values.get(b.strftime("%Y-%m-%d %H:%M"), empty)}
+        for b in buckets
+    ]
+
+
+def _series_values(store: Store, q: Query, metric: str) -> dict[str, Any]:
     db, tz = store.db, q.range.timezone
     params = base_params(q)
-    if metric in ("sessions", "bounce_rate", "avg_session_duration"):
+    if metric in ("sessions", *RATIO_METRICS):
         bucket = bucket_sql("first_at", q.interval, tz)
         rows = store.query_dicts(
             f"SELECT {bucket} AS bucket, {SESSION_AGGREGATES} "
             f"FROM ({sessions_sql(db, q, params)}) GROUP BY bucket",
             params.values,
         )
-        return {r["bucket"]: _session_kpis(r)[metric] for r in rows}
+        return {r["bucket"]: session_kpis(r)[metric] for r in rows}
     column = {"visitors": "visitors", "pageviews": "pageviews", "events": "events"}[metric]
     if uses_rollups(q) and q.interval != "minute":
         bucket = bucket_sql("hour", q.interval, tz)
@@ -221,7 +231,7 @@ def _session_breakdown(
             "value": r["value"],
             "visitors": int(r["visitors"]),
             "pageviews": int(r["session_pageviews"] or 0),
-            **_session_kpis(r),
+            **session_kpis(r),
         }
         for r in rows
     ]

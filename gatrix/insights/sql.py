@@ -8,19 +8,25 @@ to whole UTC hours; anything else reads `events` / `sessions` directly.
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime, timedelta
+from typing import Any
 
+from gatrix.clickhouse.store import Store
 from gatrix.insights.filters import (
     SESSION_DIMENSIONS,
     Params,
     event_conditions,
     session_conditions,
 )
-from gatrix.insights.query import Query
+from gatrix.insights.query import EARLIEST, Query, starting_at_first_event
 from gatrix.meta import timezones
 from gatrix.pageviews import PAGEVIEW_SQL
 
 _TZ_SAFE = re.compile(r"^[A-Za-z0-9_+\-/]{1,64}$")
 DT = "DateTime64(3, 'UTC')"
+# a session that has events in the range may have begun up to this long before it
+SESSION_LEAD = timedelta(days=1)
 # session columns a subquery can expose, with their merge expression
 SESSION_COLUMNS = {
     "device_id": "max(device_id)",
@@ -37,6 +43,43 @@ SESSION_COLUMNS = {
     },
 }
 BASE_SESSION_COLUMNS = ("device_id", "pageviews", "custom_events", "first_at", "last_at")
+# over a sessions_sql subquery; `session_kpis` turns a row of them into numbers
+SESSION_AGGREGATES = (
+    "count() AS sessions, sum(pageviews) AS session_pageviews, "
+    "countIf(pageviews <= 1 AND custom_events = 0) AS bounces, "
+    "avg(dateDiff('millisecond', first_at, last_at)) AS avg_ms"
+)
+# undefined without sessions: in a time series such buckets are None (a gap), never 0
+RATIO_METRICS = ("views_per_session", "bounce_rate", "avg_session_duration")
+
+
+@dataclass(frozen=True)
+class Period:
+    """The names of the bound parameters holding one time range. A statement that reads the
+    current and the previous period at once (metrics) gives each period its own names."""
+
+    prefix: str = ""
+
+    def bind(self, params: Params, q: Query) -> None:
+        params.values[f"{self.prefix}start"] = q.range.start
+        params.values[f"{self.prefix}end"] = q.range.end
+        params.values[f"{self.prefix}lead"] = q.range.start.replace(microsecond=0) - SESSION_LEAD
+
+    @property
+    def start(self) -> str:
+        return f"{{{self.prefix}start:{DT}}}"
+
+    @property
+    def end(self) -> str:
+        return f"{{{self.prefix}end:{DT}}}"
+
+    @property
+    def lead(self) -> str:
+        return f"{{{self.prefix}lead:{DT}}}"
+
+
+CURRENT = Period()
+PREVIOUS = Period("prev_")
 
 
 def tz_literal(timezone: str) -> str:
@@ -46,15 +89,17 @@ def tz_literal(timezone: str) -> str:
     return f"'{timezone}'"
 
 
-def base_params(q: Query) -> Params:
-    return Params({"project": q.project_id, "start": q.range.start, "end": q.range.end})
+def base_params(q: Query, period: Period = CURRENT) -> Params:
+    params = Params({"project": q.project_id})
+    period.bind(params, q)
+    return params
 
 
 def uses_rollups(q: Query) -> bool:
     return not q.filters and q.range.hour_aligned()
 
 
-def matching_sessions_sql(db: str, q: Query, params: Params) -> str:
+def matching_sessions_sql(db: str, q: Query, params: Params, period: Period = CURRENT) -> str:
     """Ids of sessions that contain an event matching every event-level filter."""
     conds = event_conditions(q.filters, params)
     if not conds:
@@ -62,15 +107,22 @@ def matching_sessions_sql(db: str, q: Query, params: Params) -> str:
     where = " AND ".join(conds)
     return (
         f"session_id IN (SELECT session_id FROM {db}.events WHERE project_id = {{project:String}}"
-        f" AND created_at >= {{start:{DT}}} AND session_start >= {{start:{DT}}}"
-        f" AND session_start < {{end:{DT}}} AND {where})"
+        f" AND created_at >= {period.start} AND session_start >= {period.start}"
+        f" AND session_start < {period.end} AND {where})"
     )
 
 
 def sessions_sql(
-    db: str, q: Query, params: Params, extra: tuple[str, ...] = (), start_param: str = "start"
+    db: str,
+    q: Query,
+    params: Params,
+    extra: tuple[str, ...] = (),
+    period: Period = CURRENT,
+    lead: bool = False,
 ) -> str:
-    """Aggregated sessions that began in the range and pass every filter."""
+    """Aggregated sessions that began in the range (or up to a day before it, with `lead`)
+    and pass every filter."""
+    period.bind(params, q)
     session_filters = session_conditions(q.filters, params)
     wanted = dict.fromkeys((*BASE_SESSION_COLUMNS, *extra))
     for f in q.filters:
@@ -79,10 +131,10 @@ def sessions_sql(
     columns = ", ".join(f"{SESSION_COLUMNS[c]} AS {c}" for c in wanted)
     where = [
         "project_id = {project:String}",
-        f"session_start >= {{{start_param}:{DT}}}",
-        f"session_start < {{end:{DT}}}",
+        f"session_start >= {period.lead if lead else period.start}",
+        f"session_start < {period.end}",
     ]
-    matching = matching_sessions_sql(db, q, params)
+    matching = matching_sessions_sql(db, q, params, period)
     if matching:
         where.append(matching)
     having = f" HAVING {' AND '.join(session_filters)}" if session_filters else ""
@@ -92,13 +144,20 @@ def sessions_sql(
     )
 
 
-def events_where(db: str, q: Query, params: Params, pageviews_only: bool | None = None) -> str:
+def events_where(
+    db: str,
+    q: Query,
+    params: Params,
+    pageviews_only: bool | None = None,
+    period: Period = CURRENT,
+) -> str:
     """WHERE clause of the events in range passing every filter (session filters through the
     sessions they belong to, which may have begun up to a day before the range)."""
+    period.bind(params, q)
     where = [
         "project_id = {project:String}",
-        f"created_at >= {{start:{DT}}}",
-        f"created_at < {{end:{DT}}}",
+        f"created_at >= {period.start}",
+        f"created_at < {period.end}",
     ]
     if pageviews_only is True:
         where.append(PAGEVIEW_SQL)
@@ -106,11 +165,8 @@ def events_where(db: str, q: Query, params: Params, pageviews_only: bool | None 
         where.append(f"NOT {PAGEVIEW_SQL}")
     where += event_conditions(q.filters, params)
     if any(f.level == "session" for f in q.filters):
-        params.values["session_from"] = q.range.start.replace(microsecond=0) - _ONE_DAY
-        no_event_filters = type(q)(
-            q.project_id, q.range, q.interval, tuple(f for f in q.filters if f.level == "session")
-        )
-        inner = sessions_sql(db, no_event_filters, params, start_param="session_from")
+        only_sessions = replace(q, filters=tuple(f for f in q.filters if f.level == "session"))
+        inner = sessions_sql(db, only_sessions, params, period=period, lead=True)
         where.append(f"session_id IN (SELECT session_id FROM ({inner}))")
     return " AND ".join(where)
 
@@ -128,6 +184,34 @@ def bucket_sql(column: str, interval: str, timezone: str) -> str:
     return f"formatDateTime({fn}, '%Y-%m-%d %H:%i', {tz})"
 
 
-from datetime import timedelta  # noqa: E402  (kept beside its only use)
+def _num(value: Any) -> float:
+    return float(value) if value is not None and value == value else 0.0  # NaN → 0
 
-_ONE_DAY = timedelta(days=1)
+
+def session_kpis(row: dict[str, Any], empty: float | None = 0.0) -> dict[str, Any]:
+    """Sessions and the ratios over them; `empty` stands for a ratio when there are none."""
+    sessions = int(row.get("sessions") or 0)
+    if not sessions:
+        return {"sessions": 0, **dict.fromkeys(RATIO_METRICS, empty)}
+    return {
+        "sessions": sessions,
+        "views_per_session": round(_num(row.get("session_pageviews")) / sessions, 2),
+        "bounce_rate": round(100 * _num(row.get("bounces")) / sessions, 1),
+        "avg_session_duration": round(_num(row.get("avg_ms")) / 1000, 1),
+    }
+
+
+def from_first_event(store: Store, q: Query) -> Query:
+    """`range=all` from the project's first event: one read of the hourly rollup, in key
+    order. Any other query is returned as it is, without a read."""
+    if q.range.name != "all" or q.range.start != EARLIEST:
+        return q
+    rows = store.query_rows(
+        f"SELECT hour FROM {store.db}.hourly WHERE project_id = {{project:String}} "
+        "ORDER BY hour LIMIT 1",
+        {"project": q.project_id},
+    )
+    first: datetime | None = rows[0][0] if rows else None
+    if first is not None and first.tzinfo is None:
+        first = first.replace(tzinfo=UTC)
+    return starting_at_first_event(q, first)

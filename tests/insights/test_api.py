@@ -136,7 +136,7 @@ def week(server: Any, http: httpx.Client, store: Store) -> Api:
 
 
 def test_metrics_exact(week: Api) -> None:
-    m = week.get("metrics", **WEEK)
+    m = week.get("metrics", **WEEK, compare="previous")
     assert {
         k: m[k]
         for k in (
@@ -170,6 +170,10 @@ def test_metrics_exact(week: Api) -> None:
         100.0,
     )
     assert prev["range"]["start"] == "2026-02-22T00:00:00+00:00"
+    # without compare the previous period is not read: same keys, no values
+    alone = week.get("metrics", **WEEK)
+    assert alone["visitors"] == 3 and set(alone["previous"]) == set(prev)
+    assert set(alone["previous"].values()) == {None}
 
 
 def test_rollups_and_raw_events_agree(week: Api) -> None:
@@ -233,19 +237,26 @@ def test_breakdown_paging_and_sort(week: Api) -> None:
     assert not {r["value"] for r in first["rows"]} & {r["value"] for r in second["rows"]}
 
 
-def test_timeseries_zero_filled(week: Api) -> None:
+def test_timeseries_zero_filled_and_gaps(week: Api) -> None:
     series = week.get("timeseries", metric="pageviews", interval="day", **WEEK)
     assert [p["value"] for p in series["points"]] == [0, 2, 1, 2, 0, 0, 0]
     assert series["points"][0]["bucket"] == "2026-03-01T00:00:00+00:00"
     sessions = week.get("timeseries", metric="sessions", interval="day", **WEEK)
     assert [p["value"] for p in sessions["points"]] == [0, 1, 1, 1, 1, 0, 0]
     bounce = week.get("timeseries", metric="bounce_rate", interval="day", **WEEK)
-    assert [p["value"] for p in bounce["points"]] == [0, 0, 100.0, 0, 0, 0, 0]
+    # a day without sessions has no bounce rate (a gap in the chart), not 0 %
+    assert [p["value"] for p in bounce["points"]] == [None, 0.0, 100.0, 0.0, 0.0, None, None]
     hourly = week.get("timeseries", metric="visitors", interval="hour", **WEEK)
     assert len(hourly["points"]) == 7 * 24 and sum(p["value"] for p in hourly["points"]) == 4
     weekly = week.get("timeseries", metric="events", interval="week", **WEEK)
     assert [p["bucket"][:10] for p in weekly["points"]] == ["2026-02-23", "2026-03-02"]
     assert [p["value"] for p in weekly["points"]] == [0, 2]
+
+
+def test_views_per_session_series_over_http(week: Api) -> None:
+    vps = week.get("timeseries", metric="views_per_session", interval="day", **WEEK)
+    assert [p["value"] for p in vps["points"]] == [None, 2.0, 1.0, 2.0, 0.0, None, None]
+    assert len(vps["axis"]) == 7
 
 
 def test_compare_previous_and_year(week: Api) -> None:

@@ -130,10 +130,11 @@ def measure(store: Store, now: datetime) -> dict[str, float]:
         return build_query(PROJECT, "UTC", QueryParams(**params), now)
 
     q30 = query(range="30d")
+    compared = query(range="30d", compare="previous")
     filtered = query(range="30d", filters=["countries:is:KR"])
     page_filtered = query(range="30d", filters=["pages:is:/p1"])
     out = {
-        "metrics": _median_ms(reports.metrics, store, q30),
+        "metrics": _median_ms(reports.metrics, store, compared),
         "timeseries_day": _median_ms(reports.timeseries, store, q30, "visitors"),
         "timeseries_sessions": _median_ms(reports.timeseries, store, q30, "sessions"),
         "live": _median_ms(live, store, PROJECT, now),

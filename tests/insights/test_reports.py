@@ -1,0 +1,195 @@
+"""The report functions against chDB with hand-built events and a fixed `now`: how many
+statements the KPIs cost, series that stop at now and leave gaps."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+
+from gatrix.clickhouse.store import Store
+from gatrix.insights import reports
+from gatrix.insights.query import Query, QueryParams, build_query
+
+from ..factory import events
+
+NOW = datetime(2026, 3, 4, 14, 37, tzinfo=UTC)
+MARCH = {"range": "custom", "start": "2026-03-01", "end": "2026-03-07"}
+
+
+def at(text: str) -> datetime:
+    return datetime.fromisoformat(text).replace(tzinfo=UTC)
+
+
+def query(project: str, tz: str = "UTC", now: datetime = NOW, **params: Any) -> Query:
+    if "filters" in params and isinstance(params["filters"], str):
+        params["filters"] = [params["filters"]]
+    return build_query(project, tz, QueryParams(**params), now)
+
+
+class CountingStore(Store):
+    """The real store, recording every statement it sends with its bound parameters."""
+
+    def __init__(self, store: Store) -> None:
+        super().__init__(store.dsn, store.db)
+        self.sent: list[tuple[str, dict[str, Any]]] = []
+
+    def query_dicts(self, sql: str, parameters: dict[str, Any] | None = None) -> list[dict]:
+        self.sent.append((sql, dict(parameters or {})))
+        return super().query_dicts(sql, parameters)
+
+    def query_rows(self, sql: str, parameters: dict[str, Any] | None = None) -> list[tuple]:
+        self.sent.append((sql, dict(parameters or {})))
+        return super().query_rows(sql, parameters)
+
+    def command(self, sql: str, parameters: dict[str, Any] | None = None) -> Any:
+        self.sent.append((sql, dict(parameters or {})))
+        return super().command(sql, parameters)
+
+    def earliest_bound_time(self) -> datetime:
+        return min(v for _, params in self.sent for v in params.values() if isinstance(v, datetime))
+
+
+def new_project() -> str:
+    return f"rep-{uuid.uuid4().hex[:8]}"
+
+
+@pytest.fixture
+def shop(store: Store) -> str:
+    """Three visitors in the first week of March 2026, two of whom buy something.
+
+    P (DE, 1920x1080, de-DE): /, /product, /checkout, purchase 30.00 — 12 minutes
+    Q (KR, 390x844, ko-KR):   /, /product, purchase 20.50 — 5 minutes
+    R (KR, 390x844, ko-KR):   / only — a bounce
+    and one visit in the last week of February (the previous period of the first week).
+    """
+    project = new_project()
+    p = {"device_id": "P", "session_id": "p1", "country": "DE", "screen": "1920x1080"}
+    p["language"] = "de-DE"
+    q = {"device_id": "Q", "session_id": "q1", "country": "KR", "screen": "390x844"}
+    q["language"] = "ko-KR"
+    r = {"device_id": "R", "session_id": "r1", "country": "KR", "screen": "390x844"}
+    r["language"] = "ko-KR"
+    events(
+        store,
+        project,
+        [
+            {**p, "at": at("2026-03-02T10:00:00"), "path": "/", "referrer_name": "Google"},
+            {**p, "at": at("2026-03-02T10:04:00"), "path": "/product"},
+            {**p, "at": at("2026-03-02T10:10:00"), "path": "/checkout"},
+            {
+                **p,
+                "at": at("2026-03-02T10:12:00"),
+                "name": "purchase",
+                "path": "/checkout",
+                "revenue": 30.0,
+                "properties": {"plan": "pro"},
+            },
+            {**q, "at": at("2026-03-03T09:00:00"), "path": "/"},
+            {**q, "at": at("2026-03-03T09:03:00"), "path": "/product"},
+            {
+                **q,
+                "at": at("2026-03-03T09:05:00"),
+                "name": "purchase",
+                "path": "/product",
+                "revenue": 20.5,
+                "properties": {"plan": "team"},
+            },
+            {**r, "at": at("2026-03-04T08:00:00"), "path": "/"},
+            {"at": at("2026-02-25T08:00:00"), "device_id": "S", "session_id": "s0", "path": "/"},
+        ],
+    )
+    return project
+
+
+# --- 1. KPI statements
+
+
+def test_metrics_read_both_periods_in_at_most_two_statements(store: Store, shop: str) -> None:
+    counting = CountingStore(store)
+    q = query(shop, **MARCH, compare="previous")
+    m = reports.metrics(counting, q)
+    assert len(counting.sent) <= 2
+    assert (m["visitors"], m["sessions"], m["pageviews"], m["events"]) == (3, 3, 6, 2)
+    assert (m["previous"]["visitors"], m["previous"]["pageviews"]) == (1, 1)
+    assert m["previous"]["range"]["start"] == "2026-02-22T00:00:00+00:00"
+    # the same numbers as asking for the previous period on its own
+    alone = reports.metrics(
+        store, query(shop, range="custom", start="2026-02-22", end="2026-02-28")
+    )
+    assert {k: v for k, v in m["previous"].items() if k != "range"} == {
+        k: v for k, v in alone.items() if k not in ("range", "previous")
+    }
+
+
+@pytest.mark.parametrize("filters", [[], ["countries:is:KR"], ["name:is:purchase"]])
+def test_without_compare_the_previous_period_is_not_read(
+    store: Store, shop: str, filters: list[str]
+) -> None:
+    counting = CountingStore(store)
+    q = query(shop, **MARCH, filters=filters)
+    m = reports.metrics(counting, q)
+    assert len(counting.sent) <= 2
+    # nothing was bound before the range (less the day a session may have begun earlier)
+    assert counting.earliest_bound_time() >= q.range.start - timedelta(days=1)
+    assert m["previous"] == dict.fromkeys(m["previous"], None)
+    assert set(m["previous"]) == set(m) - {"previous"}
+    counting.sent.clear()
+    reports.metrics(counting, query(shop, **MARCH, filters=filters, compare="year"))
+    assert len(counting.sent) <= 2
+    assert counting.earliest_bound_time() < datetime(2025, 3, 2, tzinfo=UTC)
+
+
+def test_compare_year_across_overlapping_periods(store: Store, shop: str) -> None:
+    # two years against the two years before, shifted by one: the periods overlap
+    q = query(shop, range="custom", start="2025-03-01", end="2027-02-28", compare="year")
+    m = reports.metrics(store, q)
+    assert (m["visitors"], m["previous"]["visitors"]) == (4, 1)  # S (2026-02-25) in both
+
+
+# --- 2. series that tell the truth
+
+
+def test_range_all_begins_at_the_first_event(store: Store, shop: str) -> None:
+    counting = CountingStore(store)
+    q = query(shop, range="all", now=datetime(2026, 5, 20, 9, 0, tzinfo=UTC))
+    series = reports.timeseries(counting, q, "visitors")
+    assert [p["bucket"][:10] for p in series["points"]] == [
+        "2026-02-01",
+        "2026-03-01",
+        "2026-04-01",
+        "2026-05-01",
+    ]
+    assert [p["value"] for p in series["points"]] == [1, 3, 0, 0]
+    assert series["range"]["start"] == "2026-02-25T00:00:00+00:00"
+    counting.sent.clear()
+    m = reports.metrics(counting, q)
+    assert m["range"]["start"] == "2026-02-25T00:00:00+00:00" and m["visitors"] == 4
+    assert len(counting.sent) == 2  # the first event, then the KPIs
+    empty = reports.metrics(store, query(new_project(), "Asia/Seoul", range="all"))
+    assert empty["range"]["start"] == "2026-03-04T00:00:00+09:00"  # today, in Seoul
+
+
+def test_buckets_after_now_are_absent(store: Store, shop: str) -> None:
+    series = reports.timeseries(store, query(shop, range="today"), "visitors")
+    buckets = [p["bucket"][11:16] for p in series["points"]]
+    assert buckets[0] == "00:00" and buckets[-1] == "14:00" and len(buckets) == 15
+    assert [p["value"] for p in series["points"]][8] == 1  # R at 08:00
+    assert len(series["axis"]) == 24 and series["axis"][-1].startswith("2026-03-04T23:00")
+    compared = reports.timeseries(store, query(shop, range="today", compare="previous"), "events")
+    assert len(compared["points"]) == 15 and len(compared["previous"]) == 24
+    assert compared["previous"][9]["value"] == 1  # Q's purchase, yesterday 09:05
+
+
+def test_ratios_are_none_in_buckets_without_sessions(store: Store, shop: str) -> None:
+    def series(metric: str) -> list[Any]:
+        q = query(shop, **MARCH, interval="day", now=datetime(2026, 4, 1, tzinfo=UTC))
+        return [p["value"] for p in reports.timeseries(store, q, metric)["points"]]
+
+    assert series("bounce_rate") == [None, 0.0, 0.0, 100.0, None, None, None]
+    assert series("avg_session_duration") == [None, 720.0, 300.0, 0.0, None, None, None]
+    assert series("views_per_session") == [None, 3.0, 2.0, 1.0, None, None, None]
+    assert series("sessions") == [0, 1, 1, 1, 0, 0, 0]  # counts stay zero-filled
+    assert series("pageviews") == [0, 3, 2, 1, 0, 0, 0]
