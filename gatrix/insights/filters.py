@@ -7,6 +7,12 @@ Two levels, because the data has two grains:
   read from the `sessions` rollup;
 - event dimensions (page path, event name, event properties) belong to single events; a
   session matches such a filter when it contains a matching event.
+
+Event filters come in two kinds, because page views and custom events answer different
+questions. A page filter (`pages`) picks page views; every other event filter picks custom
+events. Each kind also picks sessions (those containing a match), and the other kind is then
+counted within those sessions: with `name:is:purchase`, the page views counted are those of
+sessions with a purchase, so page views and views per session describe the same sessions.
 """
 
 from __future__ import annotations
@@ -80,7 +86,10 @@ class Filter:
 
     @property
     def level(self) -> str:
-        return "session" if self.dimension in SESSION_DIMENSIONS else "event"
+        """`session`, `page` (picks page views) or `event` (picks custom events)."""
+        if self.dimension in SESSION_DIMENSIONS:
+            return "session"
+        return "page" if self.dimension == "pages" else "event"
 
 
 def canonical_dimension(name: str) -> str:
@@ -145,15 +154,20 @@ class Params:
         return name
 
 
+def page_conditions(filters: tuple[Filter, ...], params: Params) -> list[str]:
+    """What a page view must be to pass the page filters (empty: there are none)."""
+    conds = [condition("path", f, params.add(f.value)) for f in filters if f.level == "page"]
+    return [PAGEVIEW_SQL, *conds] if conds else []
+
+
 def event_conditions(filters: tuple[Filter, ...], params: Params) -> list[str]:
+    """What an event must be to pass the other event filters (names, properties, ...)."""
     out = []
     for f in filters:
         if f.level != "event":
             continue
         key_param = params.add(f.key) if f.dimension == "property" else ""
         out.append(condition(event_column(f, key_param), f, params.add(f.value)))
-        if f.dimension == "pages":
-            out.append(PAGEVIEW_SQL)  # a page filter means page views of that path
     return out
 
 

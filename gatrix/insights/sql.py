@@ -3,6 +3,11 @@ set, and the choice between rollups and raw events.
 
 Rollups (hourly, page_hourly, event_hourly) answer unfiltered questions over ranges aligned
 to whole UTC hours; anything else reads `events` / `sessions` directly.
+
+Which events count under event filters (README "Filters"): a page view counts when it passes
+the page filters and its session has an event passing the other event filters; a custom event
+counts when it passes the other event filters and its session has a page view passing the page
+filters. So `name:is:purchase` counts the purchases and the page views of sessions with one.
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ from gatrix.insights.filters import (
     SESSION_DIMENSIONS,
     Params,
     event_conditions,
+    page_conditions,
     session_conditions,
 )
 from gatrix.insights.query import EARLIEST, Query, starting_at_first_event
@@ -100,16 +106,25 @@ def uses_rollups(q: Query) -> bool:
 
 
 def matching_sessions_sql(db: str, q: Query, params: Params, period: Period = CURRENT) -> str:
-    """Ids of sessions that contain an event matching every event-level filter."""
-    conds = event_conditions(q.filters, params)
-    if not conds:
+    """Ids of sessions that began in the range and contain a page view passing the page
+    filters and an event passing the other event filters (each kind when there is one)."""
+    pages = " AND ".join(page_conditions(q.filters, params))
+    events = " AND ".join(event_conditions(q.filters, params))
+    if not pages and not events:
         return ""
-    where = " AND ".join(conds)
-    return (
-        f"session_id IN (SELECT session_id FROM {db}.events WHERE project_id = {{project:String}}"
+    base = (
+        f"SELECT session_id FROM {db}.events WHERE project_id = {{project:String}}"
         f" AND created_at >= {period.start} AND session_start >= {period.start}"
-        f" AND session_start < {period.end} AND {where})"
+        f" AND session_start < {period.end}"
     )
+    if pages and events:
+        inner = (
+            f"{base} AND (({pages}) OR ({events})) GROUP BY session_id"
+            f" HAVING countIf({pages}) > 0 AND countIf({events}) > 0"
+        )
+    else:
+        inner = f"{base} AND {pages or events}"
+    return f"session_id IN ({inner})"
 
 
 def sessions_sql(
@@ -144,6 +159,16 @@ def sessions_sql(
     )
 
 
+def _sessions_with(db: str, conds: list[str], period: Period) -> str:
+    # sessions with a matching event in the range, or in the day before it for a session
+    # that began then
+    return (
+        f"session_id IN (SELECT session_id FROM {db}.events WHERE project_id = {{project:String}}"
+        f" AND created_at >= {period.lead} AND created_at < {period.end}"
+        f" AND {' AND '.join(conds)})"
+    )
+
+
 def events_where(
     db: str,
     q: Query,
@@ -151,19 +176,29 @@ def events_where(
     pageviews_only: bool | None = None,
     period: Period = CURRENT,
 ) -> str:
-    """WHERE clause of the events in range passing every filter (session filters through the
-    sessions they belong to, which may have begun up to a day before the range)."""
+    """WHERE clause of the events in range that count under the filters (see the module's
+    rule): page views only, custom events only, or both (`pageviews_only` None). Session
+    filters apply through the sessions the events belong to."""
     period.bind(params, q)
     where = [
         "project_id = {project:String}",
         f"created_at >= {period.start}",
         f"created_at < {period.end}",
     ]
+    pages = page_conditions(q.filters, params)
+    events = event_conditions(q.filters, params)
+    page_views = pages or [PAGEVIEW_SQL]
+    if events:
+        page_views = [*page_views, _sessions_with(db, events, period)]
+    custom = [f"NOT {PAGEVIEW_SQL}", *events]
+    if pages:
+        custom.append(_sessions_with(db, pages, period))
     if pageviews_only is True:
-        where.append(PAGEVIEW_SQL)
+        where += page_views
     elif pageviews_only is False:
-        where.append(f"NOT {PAGEVIEW_SQL}")
-    where += event_conditions(q.filters, params)
+        where += custom
+    elif pages or events:
+        where.append(f"(({' AND '.join(page_views)}) OR ({' AND '.join(custom)}))")
     if any(f.level == "session" for f in q.filters):
         only_sessions = replace(q, filters=tuple(f for f in q.filters if f.level == "session"))
         inner = sessions_sql(db, only_sessions, params, period=period, lead=True)

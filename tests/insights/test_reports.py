@@ -1,5 +1,6 @@
 """The report functions against chDB with hand-built events and a fixed `now`: how many
-statements the KPIs cost, series that stop at now and leave gaps."""
+statements the KPIs cost, series that stop at now and leave gaps, KPIs that agree under an
+event filter."""
 
 from __future__ import annotations
 
@@ -193,3 +194,45 @@ def test_ratios_are_none_in_buckets_without_sessions(store: Store, shop: str) ->
     assert series("views_per_session") == [None, 3.0, 2.0, 1.0, None, None, None]
     assert series("sessions") == [0, 1, 1, 1, 0, 0, 0]  # counts stay zero-filled
     assert series("pageviews") == [0, 3, 2, 1, 0, 0, 0]
+
+
+# --- 3. KPIs that agree under an event filter
+
+
+def test_an_event_name_filter_counts_the_page_views_of_its_sessions(
+    store: Store, shop: str
+) -> None:
+    m = reports.metrics(store, query(shop, **MARCH, filters="name:is:purchase"))
+    assert (m["visitors"], m["sessions"], m["events"]) == (2, 2, 2)
+    assert m["pageviews"] == 5 and m["views_per_session"] == 2.5
+    assert m["pageviews"] == round(m["views_per_session"] * m["sessions"])
+    filtered = query(shop, **MARCH, interval="day", filters="name:is:purchase")
+    per_day = reports.timeseries(store, filtered, "pageviews")["points"]
+    assert sum(p["value"] for p in per_day) == m["pageviews"]
+    pages = reports.breakdown(store, filtered, "pages")["rows"]
+    assert [(r["value"], r["pageviews"]) for r in pages] == [
+        ("/", 2),
+        ("/product", 2),
+        ("/checkout", 1),
+    ]
+    plan = reports.metrics(store, query(shop, **MARCH, filters="property.plan:is:team"))
+    assert (plan["sessions"], plan["pageviews"], plan["events"]) == (1, 2, 1)
+    assert plan["views_per_session"] == 2.0
+
+
+def test_a_page_filter_counts_that_page_and_the_events_of_its_sessions(
+    store: Store, shop: str
+) -> None:
+    m = reports.metrics(store, query(shop, **MARCH, filters="pages:is:/checkout"))
+    assert (m["visitors"], m["sessions"], m["pageviews"], m["events"]) == (1, 1, 1, 1)
+    both = query(shop, **MARCH, filters=["pages:is:/product", "name:is:purchase"])
+    m = reports.metrics(store, both)
+    assert (m["sessions"], m["pageviews"], m["events"]) == (2, 2, 2)
+
+
+def test_a_filter_that_matches_everything_changes_nothing(store: Store, shop: str) -> None:
+    plain = reports.metrics(store, query(shop, **MARCH))  # rollups
+    everything = reports.metrics(store, query(shop, **MARCH, filters="name:is_not:zzz"))  # raw
+    assert {k: v for k, v in plain.items() if k != "previous"} == {
+        k: v for k, v in everything.items() if k != "previous"
+    }

@@ -133,6 +133,7 @@ def measure(store: Store, now: datetime) -> dict[str, float]:
     compared = query(range="30d", compare="previous")
     filtered = query(range="30d", filters=["countries:is:KR"])
     page_filtered = query(range="30d", filters=["pages:is:/p1"])
+    event_filtered = query(range="30d", filters=["name:is:purchase"])
     out = {
         "metrics": _median_ms(reports.metrics, store, compared),
         "timeseries_day": _median_ms(reports.timeseries, store, q30, "visitors"),
@@ -140,6 +141,7 @@ def measure(store: Store, now: datetime) -> dict[str, float]:
         "live": _median_ms(live, store, PROJECT, now),
         "metrics_filtered_country": _median_ms(reports.metrics, store, filtered),
         "metrics_filtered_page": _median_ms(reports.metrics, store, page_filtered),
+        "metrics_filtered_event": _median_ms(reports.metrics, store, event_filtered),
         "timeseries_filtered": _median_ms(reports.timeseries, store, filtered, "pageviews"),
         "breakdown_pages_filtered": _median_ms(reports.breakdown, store, filtered, "pages"),
     }
