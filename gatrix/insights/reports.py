@@ -173,11 +173,15 @@ def _series_values(store: Store, q: Query, metric: str) -> dict[str, Any]:
 
 # --- breakdowns
 
+# the sorts each kind of dimension offers, the default first: the column a table shows first
+# (page views for the page dimensions, events for custom events, visitors otherwise)
 SORTS = {
     "session": ("visitors", "sessions", "pageviews", "bounce_rate", "avg_session_duration"),
-    "pages": ("visitors", "pageviews"),
-    "events": ("visitors", "events"),
+    "session_pages": ("pageviews", "visitors", "sessions", "bounce_rate", "avg_session_duration"),
+    "pages": ("pageviews", "visitors"),
+    "events": ("events", "visitors"),
 }
+PAGE_DIMENSIONS = ("pages", "entry_pages", "exit_pages")
 
 
 def breakdown(
@@ -193,12 +197,14 @@ def breakdown(
         raise InvalidQuery(str(exc)) from exc
     if dimension == "name":
         dimension = "events"
-    kind = "session" if dimension in SESSION_DIMENSIONS else dimension
+    kind = dimension
+    if dimension in SESSION_DIMENSIONS:
+        kind = "session_pages" if dimension in PAGE_DIMENSIONS else "session"
     sort = sort or SORTS[kind][0]
     if sort not in SORTS[kind]:
         raise InvalidQuery(f"sort for {dimension} must be one of {', '.join(SORTS[kind])}")
     offset = (page - 1) * limit
-    if kind == "session":
+    if kind.startswith("session"):
         rows = _session_breakdown(store, q, SESSION_DIMENSIONS[dimension], sort, limit + 1, offset)
     else:
         rows = _event_breakdown(store, q, kind, sort, limit + 1, offset)
@@ -223,7 +229,8 @@ def _session_breakdown(
         f"countIf(pageviews <= 1 AND custom_events = 0) / count() * 100 AS bounce_rate, "
         f"avg(dateDiff('millisecond', first_at, last_at)) / 1000 AS avg_session_duration "
         f"FROM ({inner}) GROUP BY value "
-        f"ORDER BY {sort} DESC, value ASC LIMIT {int(limit)} OFFSET {int(offset)}",
+        f"ORDER BY {'session_pageviews' if sort == 'pageviews' else sort} DESC, value ASC "
+        f"LIMIT {int(limit)} OFFSET {int(offset)}",
         params.values,
     )
     return [

@@ -1,6 +1,6 @@
 """The report functions against chDB with hand-built events and a fixed `now`: how many
 statements the KPIs cost, series that stop at now and leave gaps, KPIs that agree under an
-event filter."""
+event filter, breakdown order."""
 
 from __future__ import annotations
 
@@ -236,3 +236,50 @@ def test_a_filter_that_matches_everything_changes_nothing(store: Store, shop: st
     assert {k: v for k, v in plain.items() if k != "previous"} == {
         k: v for k, v in everything.items() if k != "previous"
     }
+
+
+# --- 5. breakdowns: order
+
+
+@pytest.fixture
+def popular(store: Store) -> str:
+    """/a: 30 page views by 2 visitors; /b: 29 page views by 3 visitors; signup 5 times by
+    one visitor, download once each by 3 visitors."""
+    project = new_project()
+    specs: list[dict[str, Any]] = []
+    start = at("2026-03-02T08:00:00")
+    for i in range(30):
+        specs.append({"at": start + timedelta(minutes=i), "device_id": f"a{i % 2}", "path": "/a"})
+    for i in range(29):
+        at_ = start + timedelta(hours=2, minutes=i)
+        specs.append({"at": at_, "device_id": f"b{i % 3}", "path": "/b"})
+    for i in range(5):
+        specs.append({"at": start + timedelta(hours=5, minutes=i), "name": "signup"})
+    for i in range(3):
+        specs.append({"at": start + timedelta(hours=6), "device_id": f"d{i}", "name": "download"})
+    for spec in specs:
+        spec["session_id"] = f"{spec.get('device_id', 'v1')}-{spec['at'].hour}"
+    events(store, project, specs)
+    return project
+
+
+def test_breakdowns_sort_by_the_column_shown_first(store: Store, popular: str) -> None:
+    q = query(popular, **MARCH)
+    pages = reports.breakdown(store, q, "pages")
+    assert pages["sort"] == "pageviews"
+    assert [(r["value"], r["pageviews"], r["visitors"]) for r in pages["rows"]] == [
+        ("/a", 30, 2),
+        ("/b", 29, 3),
+    ]
+    entries = reports.breakdown(store, q, "entry_pages")["rows"]
+    assert [r["value"] for r in entries][:2] == ["/a", "/b"]
+    evs = reports.breakdown(store, q, "events")
+    assert evs["sort"] == "events"
+    assert [(r["value"], r["events"]) for r in evs["rows"]] == [("signup", 5), ("download", 3)]
+    by_visitors = reports.breakdown(store, q, "events", sort="visitors")["rows"]
+    assert [r["value"] for r in by_visitors] == ["download", "signup"]
+    browsers = reports.breakdown(store, q, "browsers")
+    assert browsers["sort"] == "visitors"
+    # raw events (a filter) sort the same way
+    raw = reports.breakdown(store, query(popular, **MARCH, filters="name:is_not:zzz"), "pages")
+    assert [r["value"] for r in raw["rows"]] == ["/a", "/b"]
