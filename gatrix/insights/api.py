@@ -37,6 +37,7 @@ class KPIs(msgspec.Struct):
     bounce_rate: float
     avg_session_duration: float
     range: dict[str, str]
+    revenue: float | None = None  # None: no event in the range carries revenue
 
 
 class PreviousKPIs(msgspec.Struct):
@@ -50,6 +51,7 @@ class PreviousKPIs(msgspec.Struct):
     bounce_rate: float | None
     avg_session_duration: float | None
     range: dict[str, str] | None
+    revenue: float | None = None
 
 
 class MetricsOut(KPIs):
@@ -78,6 +80,7 @@ class BreakdownOut(msgspec.Struct):
     sort: str
     has_more: bool
     rows: list[dict[str, Any]]
+    has_revenue: bool = False
 
 
 class LivePage(msgspec.Struct):

@@ -5,8 +5,8 @@ are ever written into SQL text.
 Two levels, because the data has two grains:
 - session dimensions (source, geo, device, entry/exit page) are attributes of a session,
   read from the `sessions` rollup;
-- event dimensions (page path, event name, event properties) belong to single events; a
-  session matches such a filter when it contains a matching event.
+- event dimensions (page path, event name, event properties, screen size, language) belong
+  to single events; a session matches such a filter when it contains a matching event.
 
 Event filters come in two kinds, because page views and custom events answer different
 questions. A page filter (`pages`) picks page views; every other event filter picks custom
@@ -50,6 +50,9 @@ EVENT_DIMENSIONS: dict[str, str] = {
     "pages": "path",
     "events": "name",
     "name": "name",
+    # sent with every event by the tracker (`__screen`, `__language`), so not session columns
+    "screens": "screen",
+    "languages": "language",
 }
 # singular spellings people type in filters
 ALIASES = {
@@ -69,6 +72,8 @@ ALIASES = {
     "os_version": "os_versions",
     "device": "devices",
     "event": "events",
+    "screen": "screens",
+    "language": "languages",
 }
 PROPERTY_KEY = re.compile(r"^[^\x00-\x1f]{1,200}$")
 

@@ -1,4 +1,5 @@
-"""The numbers the product shows: KPIs, time series and breakdowns, for one `Query`.
+"""The numbers the product shows: KPIs and time series for one `Query`; breakdowns live in
+`breakdowns` and are re-exported here, so callers read every report from this module.
 
 Definitions (README repeats them): visitors = distinct visitor ids with an event in the
 range; a session counts in the range where it starts; bounce = a session with at most one
@@ -11,11 +12,8 @@ from datetime import datetime
 from typing import Any
 
 from gatrix.clickhouse.store import Store
-from gatrix.insights.filters import (
-    SESSION_DIMENSIONS,
-    Params,
-    canonical_dimension,
-)
+from gatrix.insights.breakdowns import SORTS, breakdown, property_breakdown, property_keys
+from gatrix.insights.filters import Params
 from gatrix.insights.query import InvalidQuery, Query, bucket_starts
 from gatrix.insights.sql import (
     CURRENT,
@@ -28,6 +26,7 @@ from gatrix.insights.sql import (
     bucket_sql,
     events_where,
     from_first_event,
+    revenue_total,
     session_kpis,
     sessions_sql,
     uses_rollups,
@@ -42,6 +41,7 @@ METRICS = (
     "views_per_session",
     "bounce_rate",
     "avg_session_duration",
+    "revenue",
 )
 SERIES_METRICS = (
     "visitors",
@@ -86,21 +86,29 @@ def _kpis(row: dict[str, Any]) -> dict[str, Any]:
         "pageviews": int(row["pageviews"] or 0),
         "events": int(row["events"] or 0),
         **session_kpis(row),
+        "revenue": revenue_total(row["revenue_total"], row["revenue_events"]),
     }
 
 
 def _event_totals_sql(db: str, q: Query, params: Params, period: Period) -> str:
-    """One row: visitors, pageviews and events of the period."""
+    """One row: visitors, pageviews, events, revenue_total, revenue_events of the period."""
     period.bind(params, q)
     if uses_rollups(q):
+        # the rollup has no revenue: the events that carry some are few, read them directly
         return (
-            f"SELECT uniqMerge(visitors) AS visitors, sum(pageviews) AS pageviews, "
+            f"SELECT h.visitors AS visitors, h.pageviews AS pageviews, h.events AS events, "
+            f"r.revenue_total AS revenue_total, r.revenue_events AS revenue_events FROM "
+            f"(SELECT uniqMerge(visitors) AS visitors, sum(pageviews) AS pageviews, "
             f"sum(custom_events) AS events FROM {db}.hourly WHERE project_id = {{project:String}}"
-            f" AND hour >= {period.start} AND hour < {period.end}"
+            f" AND hour >= {period.start} AND hour < {period.end}) AS h CROSS JOIN "
+            f"(SELECT sum(revenue) AS revenue_total, count() AS revenue_events FROM {db}.events "
+            f"WHERE project_id = {{project:String}} AND created_at >= {period.start} "
+            f"AND created_at < {period.end} AND revenue != 0) AS r"
         )
     return (
         f"SELECT uniq(device_id) AS visitors, countIf({PAGEVIEW_SQL}) AS pageviews, "
-        f"countIf(NOT {PAGEVIEW_SQL}) AS events FROM {db}.events "
+        f"countIf(NOT {PAGEVIEW_SQL}) AS events, sum(revenue) AS revenue_total, "
+        f"countIf(revenue != 0) AS revenue_events FROM {db}.events "
         f"WHERE {events_where(db, q, params, period=period)}"
     )
 
@@ -171,157 +179,14 @@ def _series_values(store: Store, q: Query, metric: str) -> dict[str, Any]:
     return {r["bucket"]: int(r[column] or 0) for r in store.query_dicts(sql, params.values)}
 
 
-# --- breakdowns
-
-# the sorts each kind of dimension offers, the default first: the column a table shows first
-# (page views for the page dimensions, events for custom events, visitors otherwise)
-SORTS = {
-    "session": ("visitors", "sessions", "pageviews", "bounce_rate", "avg_session_duration"),
-    "session_pages": ("pageviews", "visitors", "sessions", "bounce_rate", "avg_session_duration"),
-    "pages": ("pageviews", "visitors"),
-    "events": ("events", "visitors"),
-}
-PAGE_DIMENSIONS = ("pages", "entry_pages", "exit_pages")
-
-
-def breakdown(
-    store: Store, q: Query, dimension: str, limit: int = 10, page: int = 1, sort: str | None = None
-) -> dict[str, Any]:
-    if not 1 <= limit <= 1000:
-        raise InvalidQuery("limit must be between 1 and 1000")
-    if not 1 <= page <= 10_000:
-        raise InvalidQuery("page must be between 1 and 10000")
-    try:
-        dimension = canonical_dimension(dimension)
-    except ValueError as exc:
-        raise InvalidQuery(str(exc)) from exc
-    if dimension == "name":
-        dimension = "events"
-    kind = dimension
-    if dimension in SESSION_DIMENSIONS:
-        kind = "session_pages" if dimension in PAGE_DIMENSIONS else "session"
-    sort = sort or SORTS[kind][0]
-    if sort not in SORTS[kind]:
-        raise InvalidQuery(f"sort for {dimension} must be one of {', '.join(SORTS[kind])}")
-    offset = (page - 1) * limit
-    if kind.startswith("session"):
-        rows = _session_breakdown(store, q, SESSION_DIMENSIONS[dimension], sort, limit + 1, offset)
-    else:
-        rows = _event_breakdown(store, q, kind, sort, limit + 1, offset)
-    return {
-        "dimension": dimension,
-        "range": q.range.as_dict(),
-        "page": page,
-        "limit": limit,
-        "sort": sort,
-        "has_more": len(rows) > limit,
-        "rows": rows[:limit],
-    }
-
-
-def _session_breakdown(
-    store: Store, q: Query, column: str, sort: str, limit: int, offset: int
-) -> list[dict[str, Any]]:
-    params = base_params(q)
-    inner = sessions_sql(store.db, q, params, extra=(column,))
-    rows = store.query_dicts(
-        f"SELECT {column} AS value, uniq(device_id) AS visitors, {SESSION_AGGREGATES}, "
-        f"countIf(pageviews <= 1 AND custom_events = 0) / count() * 100 AS bounce_rate, "
-        f"avg(dateDiff('millisecond', first_at, last_at)) / 1000 AS avg_session_duration "
-        f"FROM ({inner}) GROUP BY value "
-        f"ORDER BY {'session_pageviews' if sort == 'pageviews' else sort} DESC, value ASC "
-        f"LIMIT {int(limit)} OFFSET {int(offset)}",
-        params.values,
-    )
-    return [
-        {
-            "value": r["value"],
-            "visitors": int(r["visitors"]),
-            "pageviews": int(r["session_pageviews"] or 0),
-            **session_kpis(r),
-        }
-        for r in rows
-    ]
-
-
-# event-level breakdowns: (column, rollup table, rollup count column, count name, page views?)
-EVENT_BREAKDOWNS = {
-    "pages": ("path", "page_hourly", "pageviews", "pageviews", True),
-    "events": ("name", "event_hourly", "events", "events", False),
-}
-
-
-def _event_breakdown(
-    store: Store, q: Query, kind: str, sort: str, limit: int, offset: int
-) -> list[dict[str, Any]]:
-    column, rollup, rollup_count, count, pageviews = EVENT_BREAKDOWNS[kind]
-    db, params = store.db, base_params(q)
-    if uses_rollups(q):
-        sql = (
-            f"SELECT {column} AS value, uniqMerge(visitors) AS visitors, "
-            f"sum({rollup_count}) AS {count} FROM {db}.{rollup} "
-            f"WHERE project_id = {{project:String}} "
-            f"AND hour >= {{start:{DT}}} AND hour < {{end:{DT}}} GROUP BY value"
-        )
-    else:
-        sql = (
-            f"SELECT {column} AS value, uniq(device_id) AS visitors, count() AS {count} "
-            f"FROM {db}.events WHERE {events_where(db, q, params, pageviews_only=pageviews)} "
-            f"GROUP BY value"
-        )
-    sql += f" ORDER BY {sort} DESC, value ASC LIMIT {int(limit)} OFFSET {int(offset)}"
-    return [
-        {"value": r["value"], "visitors": int(r["visitors"]), count: int(r[count])}
-        for r in store.query_dicts(sql, params.values)
-    ]
-
-
-def property_breakdown(
-    store: Store,
-    q: Query,
-    event: str,
-    key: str,
-    limit: int = 10,
-    page: int = 1,
-    sort: str | None = None,
-) -> dict[str, Any]:
-    if not 1 <= limit <= 1000 or not 1 <= page <= 10_000:
-        raise InvalidQuery("limit must be 1–1000 and page 1–10000")
-    sort = sort or "events"
-    if sort not in SORTS["events"]:
-        raise InvalidQuery("sort must be visitors or events")
-    db, params = store.db, base_params(q)
-    event_p, key_p = params.add(event), params.add(key)
-    sql = (
-        f"SELECT properties[{{{key_p}:String}}] AS value, uniq(device_id) AS visitors, "
-        f"count() AS events FROM {db}.events WHERE {events_where(db, q, params)} "
-        f"AND name = {{{event_p}:String}} AND mapContains(properties, {{{key_p}:String}}) "
-        f"GROUP BY value ORDER BY {sort} DESC, value ASC "
-        f"LIMIT {int(limit) + 1} OFFSET {int((page - 1) * limit)}"
-    )
-    rows = [
-        {"value": r["value"], "visitors": int(r["visitors"]), "events": int(r["events"])}
-        for r in store.query_dicts(sql, params.values)
-    ]
-    return {
-        "dimension": f"properties/{event}/{key}",
-        "range": q.range.as_dict(),
-        "page": page,
-        "limit": limit,
-        "sort": sort,
-        "has_more": len(rows) > limit,
-        "rows": rows[:limit],
-    }
-
-
-def property_keys(store: Store, q: Query, event: str, limit: int = 20) -> list[str]:
-    """The property keys a custom event carries, most frequent first."""
-    db, params = store.db, base_params(q)
-    event_p = params.add(event)
-    rows = store.query_rows(
-        f"SELECT arrayJoin(mapKeys(properties)) AS key, count() AS n FROM {db}.events "
-        f"WHERE {events_where(db, q, params)} AND name = {{{event_p}:String}} "
-        f"GROUP BY key ORDER BY n DESC, key ASC LIMIT {int(limit)}",
-        params.values,
-    )
-    return [r[0] for r in rows]
+__all__ = [  # the dashboard and the API read every report from this module
+    "METRICS",
+    "SERIES_METRICS",
+    "SORTS",
+    "breakdown",
+    "from_first_event",
+    "metrics",
+    "property_breakdown",
+    "property_keys",
+    "timeseries",
+]

@@ -236,6 +236,11 @@ def session_kpis(row: dict[str, Any], empty: float | None = 0.0) -> dict[str, An
     }
 
 
+def revenue_total(total: Any, count: Any) -> float | None:
+    """A revenue sum, or None when no event carried revenue (the UI then hides it)."""
+    return round(_num(total), 2) if int(count or 0) else None
+
+
 def from_first_event(store: Store, q: Query) -> Query:
     """`range=all` from the project's first event: one read of the hourly rollup, in key
     order. Any other query is returned as it is, without a read."""

@@ -170,6 +170,7 @@ def test_metrics_exact(week: Api) -> None:
         100.0,
     )
     assert prev["range"]["start"] == "2026-02-22T00:00:00+00:00"
+    assert m["revenue"] is None  # no event carries revenue
     # without compare the previous period is not read: same keys, no values
     alone = week.get("metrics", **WEEK)
     assert alone["visitors"] == 3 and set(alone["previous"]) == set(prev)
@@ -253,10 +254,34 @@ def test_timeseries_zero_filled_and_gaps(week: Api) -> None:
     assert [p["value"] for p in weekly["points"]] == [0, 2]
 
 
-def test_views_per_session_series_over_http(week: Api) -> None:
+def test_views_per_session_screens_and_revenue_over_http(week: Api, store: Store) -> None:
     vps = week.get("timeseries", metric="views_per_session", interval="day", **WEEK)
     assert [p["value"] for p in vps["points"]] == [None, 2.0, 1.0, 2.0, 0.0, None, None]
     assert len(vps["axis"]) == 7
+    assert week.get("breakdown/screens", **WEEK)["rows"][0]["value"] == ""
+    assert week.get("metrics", **WEEK, filter="screen:is:1x1")["visitors"] == 0
+    events(
+        store,
+        week.project,
+        [
+            {
+                "at": at("2026-03-06T10:00:00"),
+                "device_id": "E",
+                "session_id": "s9",
+                "name": "purchase",
+                "revenue": 12.5,
+            }
+        ],
+    )
+    m = week.get("metrics", **WEEK)
+    assert m["revenue"] == 12.5
+    evs = week.get("breakdown/events", **WEEK)
+    assert evs["has_revenue"]
+    assert {r["value"]: r["revenue"] for r in evs["rows"]} == {
+        "download": 0.0,
+        "purchase": 12.5,
+        "signup": 0.0,
+    }
 
 
 def test_compare_previous_and_year(week: Api) -> None:

@@ -1,6 +1,6 @@
 """The report functions against chDB with hand-built events and a fixed `now`: how many
 statements the KPIs cost, series that stop at now and leave gaps, KPIs that agree under an
-event filter, breakdown order."""
+event filter, breakdown order, screen and language dimensions, revenue."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import pytest
 
 from gatrix.clickhouse.store import Store
 from gatrix.insights import reports
-from gatrix.insights.query import Query, QueryParams, build_query
+from gatrix.insights.query import InvalidQuery, Query, QueryParams, build_query
 
 from ..factory import events
 
@@ -206,6 +206,7 @@ def test_an_event_name_filter_counts_the_page_views_of_its_sessions(
     assert (m["visitors"], m["sessions"], m["events"]) == (2, 2, 2)
     assert m["pageviews"] == 5 and m["views_per_session"] == 2.5
     assert m["pageviews"] == round(m["views_per_session"] * m["sessions"])
+    assert m["revenue"] == 50.5
     filtered = query(shop, **MARCH, interval="day", filters="name:is:purchase")
     per_day = reports.timeseries(store, filtered, "pageviews")["points"]
     assert sum(p["value"] for p in per_day) == m["pageviews"]
@@ -225,6 +226,7 @@ def test_a_page_filter_counts_that_page_and_the_events_of_its_sessions(
 ) -> None:
     m = reports.metrics(store, query(shop, **MARCH, filters="pages:is:/checkout"))
     assert (m["visitors"], m["sessions"], m["pageviews"], m["events"]) == (1, 1, 1, 1)
+    assert m["revenue"] == 30.0
     both = query(shop, **MARCH, filters=["pages:is:/product", "name:is:purchase"])
     m = reports.metrics(store, both)
     assert (m["sessions"], m["pageviews"], m["events"]) == (2, 2, 2)
@@ -238,7 +240,7 @@ def test_a_filter_that_matches_everything_changes_nothing(store: Store, shop: st
     }
 
 
-# --- 5. breakdowns: order
+# --- 5. breakdowns: order, screens and languages, revenue
 
 
 @pytest.fixture
@@ -283,3 +285,55 @@ def test_breakdowns_sort_by_the_column_shown_first(store: Store, popular: str) -
     # raw events (a filter) sort the same way
     raw = reports.breakdown(store, query(popular, **MARCH, filters="name:is_not:zzz"), "pages")
     assert [r["value"] for r in raw["rows"]] == ["/a", "/b"]
+
+
+def test_screen_and_language_dimensions(store: Store, shop: str) -> None:
+    q = query(shop, **MARCH)
+    screens = reports.breakdown(store, q, "screens")["rows"]
+    assert [(r["value"], r["visitors"], r["pageviews"]) for r in screens] == [
+        ("390x844", 2, 3),
+        ("1920x1080", 1, 3),
+    ]
+    languages = reports.breakdown(store, q, "languages")["rows"]
+    assert [(r["value"], r["visitors"]) for r in languages] == [("ko-KR", 2), ("de-DE", 1)]
+    big = reports.metrics(store, query(shop, **MARCH, filters="screen:is:1920x1080"))
+    assert (big["visitors"], big["sessions"], big["pageviews"], big["events"]) == (1, 1, 3, 1)
+    korean = reports.metrics(store, query(shop, **MARCH, filters="languages:starts_with:ko"))
+    assert (korean["visitors"], korean["sessions"]) == (2, 2)
+
+
+def test_revenue_when_some_event_carries_it(store: Store, shop: str) -> None:
+    for filters in ([], ["referrer_types:is_not:zzz"]):  # rollups, then raw events
+        q = query(shop, **MARCH, filters=filters)
+        assert reports.metrics(store, q)["revenue"] == 50.5
+        evs = reports.breakdown(store, q, "events")
+        assert evs["has_revenue"] and evs["rows"] == [
+            {"value": "purchase", "visitors": 2, "events": 2, "revenue": 50.5}
+        ]
+        countries = reports.breakdown(store, q, "countries")
+        assert countries["has_revenue"]
+        assert {r["value"]: r["revenue"] for r in countries["rows"]} == {"KR": 20.5, "DE": 30.0}
+        by_revenue = reports.breakdown(store, q, "countries", sort="revenue")["rows"]
+        assert [r["value"] for r in by_revenue] == ["DE", "KR"]
+        screens = reports.breakdown(store, q, "screens")["rows"]
+        assert {r["value"]: r["revenue"] for r in screens} == {"390x844": 20.5, "1920x1080": 30.0}
+        plans = reports.property_breakdown(store, q, "purchase", "plan")
+        assert plans["has_revenue"] and plans["rows"][0] == {
+            "value": "pro",
+            "visitors": 1,
+            "events": 1,
+            "revenue": 30.0,
+        }
+        assert not reports.breakdown(store, q, "pages")["has_revenue"]
+    # the previous period has no revenue: None, and rows without the key
+    before = query(shop, range="custom", start="2026-02-22", end="2026-02-28")
+    assert reports.metrics(store, before)["revenue"] is None
+    countries = reports.breakdown(store, before, "countries")
+    assert not countries["has_revenue"] and "revenue" not in countries["rows"][0]
+
+
+def test_unknown_sorts_are_refused(store: Store, shop: str) -> None:
+    with pytest.raises(InvalidQuery):
+        reports.breakdown(store, query(shop, **MARCH), "pages", sort="revenue")
+    with pytest.raises(InvalidQuery):
+        reports.timeseries(store, query(shop, **MARCH), "revenue")
