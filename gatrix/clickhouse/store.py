@@ -145,9 +145,19 @@ class Store:
     def query_rows(self, sql: str, parameters: dict[str, Any] | None = None) -> list[tuple]:
         return self._call(lambda c: c.query(sql, parameters=parameters).result_rows)
 
-    def query_dicts(self, sql: str, parameters: dict[str, Any] | None = None) -> list[dict]:
+    def query_dicts(
+        self,
+        sql: str,
+        parameters: dict[str, Any] | None = None,
+        settings: dict[str, Any] | None = None,
+    ) -> list[dict]:
+        """Rows as dicts. `settings` the server does not know are left out: they tune
+        behaviour that a server without them does not have (the client read the server's
+        settings when it connected, so this costs no query)."""
+
         def run(c: Client) -> list[dict]:
-            result = c.query(sql, parameters=parameters)
+            known = {k: v for k, v in (settings or {}).items() if k in c.server_settings}
+            result = c.query(sql, parameters=parameters, settings=known or None)
             return [dict(zip(result.column_names, row, strict=True)) for row in result.result_rows]
 
         return self._call(run)

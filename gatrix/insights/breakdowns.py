@@ -139,6 +139,9 @@ def _session_breakdown(
         f"FROM ({inner}) AS s LEFT JOIN ({money}) AS r USING session_id GROUP BY value"
         + _order(sort, limit, offset, _SESSION_SORT_COLUMNS),
         params.values,
+        # the planner guesses the revenue side (read from events) the larger and would hash
+        # every session instead: 30 ms instead of 21 at 1M events
+        settings={"query_plan_join_swap_table": "false"},
     )
     return [
         {
