@@ -260,10 +260,12 @@ _SHORTEST_BUCKET = {
 
 def build_query(project_id: str, timezone: str, params: QueryParams, now: datetime) -> Query:
     rng = resolve_range(params.range, timezone, now, params.start, params.end)
-    interval = params.interval or DEFAULT_INTERVAL.get(params.range) or _auto_interval(rng)
+    interval = params.interval or DEFAULT_INTERVAL.get(params.range) or auto_interval(rng)
     if interval not in INTERVALS:
         raise InvalidQuery(f"unknown interval {interval!r}; use one of {', '.join(INTERVALS)}")
-    if not interval_fits(rng, interval):
+    # "all" starts in 2000 until the reports move it to the project's first event; the
+    # series refuses too many buckets once the real start is known
+    if params.range != "all" and not interval_fits(rng, interval):
         # refused here, before any report runs, so every caller answers 400 alike
         raise InvalidQuery(
             f"more than {MAX_BUCKETS} {interval} buckets: pick a larger interval or a shorter range"
@@ -281,7 +283,7 @@ def interval_fits(rng: TimeRange, interval: str) -> bool:
     return (rng.end - rng.start) / _SHORTEST_BUCKET[interval] <= MAX_BUCKETS
 
 
-def _auto_interval(rng: TimeRange) -> str:
+def auto_interval(rng: TimeRange) -> str:
     span = rng.end - rng.start
     if span <= timedelta(hours=2):
         return "minute"

@@ -17,7 +17,15 @@ from litestar.response import Template
 from gatrix.insights import reports
 from gatrix.insights.filters import InvalidFilter
 from gatrix.insights.live import live, live_visitors
-from gatrix.insights.query import INTERVALS, InvalidQuery, Query, build_query, interval_fits
+from gatrix.insights.query import (
+    INTERVALS,
+    InvalidQuery,
+    Query,
+    auto_interval,
+    build_query,
+    interval_fits,
+)
+from gatrix.insights.sql import from_first_event
 from gatrix.meta import accounts, projects
 from gatrix.services import Services
 from gatrix.web import charts, humane
@@ -50,16 +58,28 @@ def _query(project: dict[str, Any], view: View) -> Query:
         raise PageError(status_code=400, detail=f"Invalid view: {exc}") from None
 
 
-def settle(project: dict[str, Any], view: View) -> View:
-    """The view the controls meant: typed dates (see settle_dates), and an interval kept from
-    a shorter range that would cut this one into too many buckets falls back to automatic
-    (the API refuses it with a 400; a dashboard user only changed the range)."""
+def _view_query(services: Services, project: dict[str, Any], view: View) -> Query:
+    """The query a view shows. "All time" starts at the project's first event (one small
+    read), and without a chosen interval gets the one that suits that span, not the year
+    2000's."""
+    q = _query(project, view)
+    if q.range.name == "all":
+        q = from_first_event(services.store, q)
+        if not view.interval:
+            q = replace(q, interval=auto_interval(q.range))
+    return q
+
+
+def resolve(services: Services, project: dict[str, Any], view: View) -> tuple[View, Query]:
+    """The view the controls meant, and its query: typed dates (see settle_dates), and an
+    interval kept from a shorter range that would cut this one into too many buckets falls
+    back to automatic (the API refuses it with a 400; a dashboard user only changed the
+    range). Blocking (it may read the first event): call it from a worker thread."""
     view = settle_dates(project, view)
-    if view.interval:
-        q = _query(project, replace(view, interval=""))
-        if not interval_fits(q.range, view.interval):
-            return replace(view, interval="")
-    return view
+    q = _view_query(services, project, replace(view, interval=""))
+    if view.interval and interval_fits(q.range, view.interval):
+        return view, replace(q, interval=view.interval)
+    return replace(view, interval=""), q
 
 
 def usable_intervals(q: Query) -> list[str]:
@@ -175,7 +195,7 @@ def panel_context(services: Services, q: Query, view: View, panel: str) -> dict[
         **extra,
     }
     if panel == "locations" and rows:
-        context["figure"] = _figure_json(charts.bars_figure(rows))
+        context["figure"] = _figure_json(charts.bars_figure(rows, dimension=dimension))
     return context
 
 
@@ -200,7 +220,9 @@ def shown_rows(
     return [
         {
             "value": row["value"],
-            "label": humane.dimension_value(dimension, row["value"]),
+            "label": humane.country(row["value"])
+            if dimension == "countries"
+            else humane.dimension_value(dimension, row["value"]),
             "share": round(100 * (row.get(first) or 0) / top) if top else 0,
             "cells": [show_metric(c["key"], row.get(c["key"])) for c in columns],
         }
@@ -273,8 +295,7 @@ async def render_dashboard(
     user: Any = None,
 ) -> Template:
     """The overview; `dash` is where its links and fragments live (a login or a share link)."""
-    view = settle(project, View.from_request(request))
-    q = _query(project, view)
+    view, q = await asyncio.to_thread(resolve, services, project, View.from_request(request))
     fragment_only = _wants_fragment(request)
 
     def build() -> dict[str, Any]:
@@ -325,28 +346,34 @@ async def render_realtime(
 async def render_fragment(
     request: Request, services: Services, project: dict[str, Any], dash: str, name: str, panel: str
 ) -> Template:
-    view = settle(project, View.from_request(request))
-    common = _common(request, project, view, dash, False)
+    asked = View.from_request(request)
     if name == "live-badge":
         count = await asyncio.to_thread(
             live_visitors, services.store, project["id"], datetime.now(UTC)
         )
+        common = _common(request, project, asked, dash, False)
         return page(request, "fragments/live_badge.html.j2", **common, live_badge=count)
     if name == "realtime":
         data = await asyncio.to_thread(live_context, services, project)
+        common = _common(request, project, asked, dash, False)
         return page(request, "fragments/realtime.html.j2", **common, **data)
-    q = _query(project, view)
-    if name == "kpis":
-        data = await asyncio.to_thread(kpis_context, services, q)
-        return page(request, "fragments/kpis.html.j2", **common, kpis=data)
-    if name == "chart":
-        data = await asyncio.to_thread(chart_context, services, q, view)
-        return page(request, "fragments/chart.html.j2", **common, chart=data)
-    if name == "panel" and panel in PANELS:
-        data = await asyncio.to_thread(panel_context, services, q, view, panel)
+    if name not in ("kpis", "chart") and not (name == "panel" and panel in PANELS):
+        raise PageError(status_code=404, detail="No such fragment.")
+
+    def build() -> tuple[View, dict[str, Any]]:  # one worker-thread hop for the whole fragment
+        view, q = resolve(services, project, asked)
+        if name == "kpis":
+            return view, {"kpis": kpis_context(services, q)}
+        if name == "chart":
+            return view, {"chart": chart_context(services, q, view)}
+        return view, {"p": panel_context(services, q, view, panel)}
+
+    view, data = await asyncio.to_thread(build)
+    common = _common(request, project, view, dash, False)
+    if name == "panel":
         push = f"{common['dash']}?{view.query_string()}"
-        return _swap(request, "fragments/panel.html.j2", {**common, "p": data}, push)
-    raise PageError(status_code=404, detail="No such fragment.")
+        return _swap(request, "fragments/panel.html.j2", {**common, **data}, push)
+    return page(request, f"fragments/{name}.html.j2", **common, **data)
 
 
 @get("/dashboard/{project_id:str}", include_in_schema=False)

@@ -30,7 +30,7 @@ def test_overview_matches_the_api_and_filters_on_click(
     page.screenshot(path=str(ARTIFACTS / "dashboard-overview.png"), full_page=True)
 
     # a breakdown row adds a filter: the URL and the numbers change
-    page.click("#panel-locations a.row-filter:text-is('South Korea')")
+    page.click("#panel-locations a.row-filter:text-is('🇰🇷 South Korea')")
     swapped(page, r"filter=countries%3Ais%3AKR")
     page.wait_for_selector("#main-chart .main-svg")
     filtered = api(owner, "metrics", range="7d", filter="countries:is:KR")
