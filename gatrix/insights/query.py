@@ -263,9 +263,7 @@ def build_query(project_id: str, timezone: str, params: QueryParams, now: dateti
     interval = params.interval or DEFAULT_INTERVAL.get(params.range) or auto_interval(rng)
     if interval not in INTERVALS:
         raise InvalidQuery(f"unknown interval {interval!r}; use one of {', '.join(INTERVALS)}")
-    # "all" starts in 2000 until the reports move it to the project's first event; the
-    # series refuses too many buckets once the real start is known
-    if params.range != "all" and not interval_fits(rng, interval):
+    if not interval_fits(rng, interval):
         # refused here, before any report runs, so every caller answers 400 alike
         raise InvalidQuery(
             f"more than {MAX_BUCKETS} {interval} buckets: pick a larger interval or a shorter range"
