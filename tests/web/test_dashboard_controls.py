@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import gzip
 import re
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
@@ -152,3 +152,17 @@ def test_no_dashboard_page_is_wider_than_a_phone(
             wide.append((url, width))
     context.close()
     assert wide == []
+
+
+def test_all_time_starts_at_the_first_event(
+    page: Any, site: LiveServer, owner: dict[str, Any]
+) -> None:
+    page.goto(f"{site.url}/dashboard/{owner['project_id']}?range=all")
+    page.wait_for_selector("#main-chart .main-svg")
+    # the fixture's oldest event is four days back at 10:00 UTC (or five, before 10:00)
+    first = date.fromisoformat(page.input_value("input[name=start]"))
+    assert 4 <= (datetime.now(UTC).date() - first).days <= 5
+    # so the automatic interval is a day, not a month counted from the year 2000
+    points = int(page.get_attribute("#main-chart", "data-points") or 0)
+    assert 5 <= points <= 6
+    assert page.errors == []
