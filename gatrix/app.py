@@ -17,6 +17,7 @@ import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
+from urllib.parse import urlsplit
 
 from jinja2 import Environment, FileSystemLoader
 from litestar import Litestar, Request, get
@@ -44,7 +45,7 @@ from gatrix.web.admin import ADMIN_ROUTES
 from gatrix.web.auth import metrics_authorized
 from gatrix.web.dashboard import DASHBOARD_ROUTES
 from gatrix.web.headers import security_headers
-from gatrix.web.kit import PageError
+from gatrix.web.kit import PageError, login_url
 from gatrix.web.share import SHARE_ROUTES
 from gatrix.web.tracker import tracker_script
 from gatrix.web.vendor import HTMX_PATH, PLOTLY_PATH, VENDOR_ROUTES
@@ -74,7 +75,20 @@ async def favicon(request: Request) -> Redirect:
 def page_error_handler(request: Request, exc: PageError) -> Response:
     """Browser errors as pages; a missing login sends the browser to the login form."""
     if exc.status_code == 401 and request.method == "GET":
-        return Redirect(request.app.state.settings.root_path + "/login")
+        htmx = request.headers.get("hx-request") == "true"
+        if htmx:
+            # a fragment asked after the session ended: a redirect would be followed and the
+            # login page swapped into the dashboard; htmx moves the whole window instead
+            current = urlsplit(request.headers.get("hx-current-url", ""))
+            root = request.app.state.settings.root_path
+            back = current.path.removeprefix(root) + (f"?{current.query}" if current.query else "")
+            return Response(b"", status_code=401, headers={"HX-Redirect": login_url(request, back)})
+        back = request.scope.get("path", "") + (
+            f"?{request.scope['query_string'].decode('latin-1')}"
+            if request.scope.get("query_string")
+            else ""
+        )
+        return Redirect(login_url(request, back))
     return _error_page(exc.status_code, exc.detail)
 
 

@@ -90,17 +90,52 @@ class Query:
     # when the question is asked (UTC): no time series bucket starts after it
     now: datetime | None = None
 
-    def comparison(self) -> Query | None:
+    def comparison(self, same_elapsed: bool = True) -> Query | None:
+        """The period to compare with. `year`: the same dates a year before. `previous`: the
+        period just before, in the project's calendar: whole days shift by days (midnight
+        stays midnight across a DST change), month ranges by months (last month against the
+        month before). A range still running (today, month to date…) is compared over the
+        same elapsed time only: today until 14:05 against yesterday until 14:05 (the KPIs;
+        a chart overlays the whole previous period, `same_elapsed=False`)."""
         if self.compare is None:
             return None
+        tz = self.range.tz
+        begin = self.range.start.astimezone(tz)
         if self.compare == "year":
-            tz = self.range.tz
-            start = _minus_year(self.range.start.astimezone(tz)).astimezone(UTC)
+            start = _minus_year(begin).astimezone(UTC)
             end = _minus_year(self.range.end.astimezone(tz)).astimezone(UTC)
         else:
-            length = self.range.end - self.range.start
-            start, end = self.range.start - length, self.range.start
+            start, end = self._previous_span(tz)
+        running = self.now is not None and self.range.start < self.now < self.range.end
+        if same_elapsed and self.compare == "previous" and running and self.now is not None:
+            # elapsed on the wall clock: 14:05 is 14:05 on both sides of a DST change
+            elapsed = _wall(self.now, tz) - _wall(self.range.start, tz)
+            cut = (_wall(start, tz) + elapsed).replace(tzinfo=tz).astimezone(UTC)
+            end = min(end, cut)
         return replace(self, range=replace(self.range, start=start, end=end), compare=None)
+
+    def _previous_span(self, tz: ZoneInfo) -> tuple[datetime, datetime]:
+        begin = self.range.start.astimezone(tz)
+        finish = self.range.end.astimezone(tz)
+        first_day = begin.date()
+        if self.range.name in ("lastmonth", "mtd", "12m"):
+            months = 12 if self.range.name == "12m" else 1
+            start = _midnight(_add_months(first_day, -months), tz)
+            return start.astimezone(UTC), self.range.start
+        if self.range.name == "ytd":
+            start = _midnight(date(first_day.year - 1, 1, 1), tz)
+            return start.astimezone(UTC), self.range.start
+        whole_days = begin == _midnight(first_day, tz) and finish == _midnight(finish.date(), tz)
+        if whole_days:
+            days = (finish.date() - first_day).days
+            start = _midnight(first_day - timedelta(days=days), tz)
+            return start.astimezone(UTC), self.range.start
+        length = self.range.end - self.range.start
+        return self.range.start - length, self.range.start
+
+
+def _wall(t: datetime, tz: ZoneInfo) -> datetime:
+    return t.astimezone(tz).replace(tzinfo=None)
 
 
 def _minus_year(t: datetime) -> datetime:
@@ -174,17 +209,22 @@ def starting_at_first_event(q: Query, first: datetime | None) -> Query:
     return replace(q, range=replace(q.range, start=min(start, today)))
 
 
+OUT_OF_BOUNDS = "dates must be between 2000 and 2100"
+
+
 def _parse_moment(text: str, tz: ZoneInfo, is_end: bool) -> datetime:
     try:
         if len(text) == 10:  # a date: the whole day, in the project's zone
             day = date.fromisoformat(text)
             return _midnight(day + timedelta(days=1) if is_end else day, tz)
         moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
+        if moment.tzinfo is None:
+            moment = moment.replace(tzinfo=tz)
+        return moment.astimezone(UTC)
     except ValueError as exc:
         raise InvalidQuery(f"invalid date/time {text!r}: use YYYY-MM-DD or ISO 8601") from exc
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=tz)
-    return moment.astimezone(UTC)
+    except OverflowError:  # year 1 or 9999 moved by a zone's offset leaves datetime's range
+        raise InvalidQuery(OUT_OF_BOUNDS) from None
 
 
 def _custom(start: str | None, end: str | None, tz: ZoneInfo, timezone: str) -> TimeRange:
@@ -194,7 +234,7 @@ def _custom(start: str | None, end: str | None, tz: ZoneInfo, timezone: str) -> 
     if finish <= begin:
         raise InvalidQuery("end must be after start")
     if begin < EARLIEST or finish > datetime(2100, 1, 1, tzinfo=UTC):
-        raise InvalidQuery("dates must be between 2000 and 2100")
+        raise InvalidQuery(OUT_OF_BOUNDS)
     return TimeRange(begin, finish, "custom", timezone)
 
 

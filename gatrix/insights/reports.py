@@ -131,7 +131,7 @@ def timeseries(store: Store, q: Query, metric: str) -> dict[str, Any]:
         "points": _points(begun, _series_values(store, q, metric), metric),
         "axis": [b.isoformat() for b in axis],
     }
-    comparison = q.comparison()
+    comparison = q.comparison(same_elapsed=False)  # the whole previous period, overlaid
     if comparison is not None:
         out["previous"] = _points(
             bucket_starts(comparison.range, q.interval),

@@ -30,6 +30,7 @@ from gatrix.web.kit import (
     page,
     require_role,
     require_user,
+    safe_next,
     take_flash,
 )
 
@@ -69,16 +70,23 @@ async def setup_submit(request: Request, services: Services) -> Response:
     return await _logged_in(request, services, user)
 
 
-async def _logged_in(request: Request, services: Services, user: UserInfo) -> Response:
+async def _logged_in(
+    request: Request, services: Services, user: UserInfo, back_to: str = ""
+) -> Response:
     token = await services.web_auth.start_session(user.id)
     return Redirect(
-        go(request, "/projects"), cookies=[auth.session_cookie(token, request)], status_code=303
+        go(request, safe_next(back_to) or "/projects"),
+        cookies=[auth.session_cookie(token, request)],
+        status_code=303,
     )
 
 
 @get("/login", include_in_schema=False)
 async def login_page(request: Request, services: Services) -> Template:
-    return page(request, "admin/login.html.j2")
+    # a deep link opened while logged out comes back to itself after the login
+    return page(
+        request, "admin/login.html.j2", next=safe_next(request.query_params.get("next", ""))
+    )
 
 
 @post("/login", include_in_schema=False)
@@ -86,6 +94,7 @@ async def login_submit(request: Request, services: Services) -> Response:
     form = await form_of(request)
     email = str(form.get("email", ""))[:240]
     password = str(form.get("password", ""))
+    back_to = safe_next(str(form.get("next", "")))
     try:
         user = await services.web_auth.log_in(
             services.engine, email, password, auth.client_ip(request)
@@ -96,13 +105,19 @@ async def login_submit(request: Request, services: Services) -> Response:
             "admin/login.html.j2",
             429,
             email=email,
+            next=back_to,
             error="Too many failed logins. Wait 15 minutes and try again.",
         )
     if user is None:
         return page(
-            request, "admin/login.html.j2", 401, email=email, error="Wrong email or password."
+            request,
+            "admin/login.html.j2",
+            401,
+            email=email,
+            next=back_to,
+            error="Wrong email or password.",
         )
-    return await _logged_in(request, services, user)
+    return await _logged_in(request, services, user, back_to)
 
 
 @post("/logout", include_in_schema=False)

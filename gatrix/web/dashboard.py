@@ -51,6 +51,13 @@ def _figure_json(figure: dict[str, Any]) -> str:
     return json.dumps(figure).replace("</", "<\\/")
 
 
+def _asked(request: Request) -> View:
+    try:
+        return View.from_request(request)
+    except InvalidQuery as exc:
+        raise PageError(status_code=400, detail=f"Invalid view: {exc}") from None
+
+
 def _query(project: dict[str, Any], view: View) -> Query:
     try:
         return build_query(project["id"], project["timezone"], view.params(), datetime.now(UTC))
@@ -295,7 +302,7 @@ async def render_dashboard(
     user: Any = None,
 ) -> Template:
     """The overview; `dash` is where its links and fragments live (a login or a share link)."""
-    view, q = await asyncio.to_thread(resolve, services, project, View.from_request(request))
+    view, q = await asyncio.to_thread(resolve, services, project, _asked(request))
     fragment_only = _wants_fragment(request)
 
     def build() -> dict[str, Any]:
@@ -338,7 +345,7 @@ async def render_realtime(
         request,
         "pages/realtime.html.j2",
         user=user,
-        **_common(request, project, View.from_request(request), dash, user is None),
+        **_common(request, project, _asked(request), dash, user is None),
         **data,
     )
 
@@ -346,7 +353,7 @@ async def render_realtime(
 async def render_fragment(
     request: Request, services: Services, project: dict[str, Any], dash: str, name: str, panel: str
 ) -> Template:
-    asked = View.from_request(request)
+    asked = _asked(request)
     if name == "live-badge":
         count = await asyncio.to_thread(
             live_visitors, services.store, project["id"], datetime.now(UTC)

@@ -75,6 +75,10 @@ def security_headers(settings: Settings) -> Hook:
     if settings.share_frame_ancestors:
         ancestors = " ".join(settings.share_frame_ancestors)
         share = _pairs(f"{content}; frame-ancestors {ancestors}", deny_framing=False)
+    # A dashboard URL answers a whole page or, asked by htmx, a fragment of it: without these
+    # the back button could show a cached bare fragment, and analytics pages would sit in the
+    # browser's disk cache.
+    views = [(b"cache-control", b"no-store"), (b"vary", b"HX-Request")]
 
     async def add_headers(message: Any, scope: Any) -> None:
         if message["type"] != "http.response.start":
@@ -86,6 +90,8 @@ def security_headers(settings: Settings) -> Hook:
             wanted = docs
         else:
             wanted = default
+        if path.startswith(("/dashboard/", "/share/")):
+            wanted = [*wanted, *views]
         headers = list(message.get("headers") or [])
         present = {name.lower() for name, _ in headers}
         headers.extend(pair for pair in wanted if pair[0] not in present)

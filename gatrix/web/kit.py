@@ -7,6 +7,7 @@ import asyncio
 import json
 import secrets
 from typing import Any
+from urllib.parse import urlencode
 
 from litestar import Request
 from litestar.exceptions import HTTPException
@@ -69,6 +70,29 @@ async def require_role(
     if admin and role != "admin":
         raise PageError(status_code=403, detail="Only project admins can do this.")
     return user, role
+
+
+# where a login may send the browser back to: app pages only, never another site
+_NEXT_PREFIXES = ("/dashboard/", "/projects", "/users")
+
+
+def safe_next(value: str) -> str:
+    """`next` as an app path to return to after logging in, or "" when it is not one."""
+    if (
+        not value
+        or len(value) > 2000
+        or not value.startswith(_NEXT_PREFIXES)
+        or any(c in value for c in ("\\", "\r", "\n", "\x00"))
+        or value.startswith("//")
+    ):
+        return ""
+    return value
+
+
+def login_url(request: Request, back_to: str) -> str:
+    """The login form, remembering the page to come back to."""
+    back = safe_next(back_to)
+    return go(request, "/login" + (f"?{urlencode({'next': back})}" if back else ""))
 
 
 def go(request: Request, path: str) -> str:

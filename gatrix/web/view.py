@@ -8,7 +8,7 @@ from urllib.parse import urlencode
 
 from litestar import Request
 
-from gatrix.insights.query import INTERVALS, RANGES, QueryParams
+from gatrix.insights.query import INTERVALS, RANGES, InvalidQuery, QueryParams
 from gatrix.web import humane
 
 KPI_CARDS = (
@@ -129,6 +129,21 @@ RANGE_LABELS = {
 }
 
 
+MAX_FILTERS = 20
+MAX_FILTER_CHARS = 500
+
+
+def _filters(given: list[str]) -> tuple[str, ...]:
+    """The view's filters, refused (not trimmed) when there are too many or one is too long:
+    each one costs every query of the page, and a share link is public."""
+    filters = tuple(f for f in given if f)
+    if len(filters) > MAX_FILTERS:
+        raise InvalidQuery(f"at most {MAX_FILTERS} filters")
+    if any(len(f) > MAX_FILTER_CHARS for f in filters):
+        raise InvalidQuery(f"a filter may be at most {MAX_FILTER_CHARS} characters")
+    return filters
+
+
 @dataclass(frozen=True)
 class View:
     range: str = "30d"
@@ -152,7 +167,7 @@ class View:
             interval=q.get("interval") if q.get("interval") in INTERVALS else "",
             compare="off" if q.get("compare") == "off" else "previous",
             metric=q.get("metric") if q.get("metric") in KPI_CARDS else "visitors",
-            filters=tuple(f for f in q.getall("filter", []) if f)[:20],
+            filters=_filters(q.getall("filter", [])),
             tabs={k: v for k, v in tabs.items() if v},
             shown_range=q.get("shown_range") or "",
         )

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
@@ -78,8 +78,11 @@ def test_week_and_month_buckets() -> None:
 def test_comparison_periods() -> None:
     q = build_query("p", "UTC", QueryParams(range="7d", compare="previous"), NOW)
     prev = q.comparison()
-    assert prev is not None and prev.range.end == q.range.start
-    assert prev.range.end - prev.range.start == q.range.end - q.range.start
+    # the seven days before, over the time elapsed in this (still running) range
+    assert prev is not None and prev.range.start == q.range.start - timedelta(days=7)
+    assert prev.range.end - prev.range.start == NOW - q.range.start
+    whole = q.comparison(same_elapsed=False)
+    assert whole is not None and whole.range.end == q.range.start
     year = build_query(
         "p",
         "UTC",
@@ -126,3 +129,28 @@ def test_too_many_buckets_are_refused_before_any_report_runs(rng: str, interval:
         build_query(
             "p", "UTC", QueryParams(range=rng, interval=interval), datetime(2026, 5, 1, tzinfo=UTC)
         )
+
+
+def test_the_previous_period_follows_the_projects_calendar() -> None:
+    """Across a DST change midnight stays midnight; months compare with whole months; a
+    running range compares over the same elapsed time."""
+    now = datetime(2026, 11, 27, 13, 5, tzinfo=UTC)  # 14:05 in Berlin
+    berlin = "Europe/Berlin"
+
+    def previous(range_: str) -> tuple[str, str]:
+        q = build_query("p", berlin, QueryParams(range=range_, compare="previous"), now)
+        prev = q.comparison()
+        assert prev is not None
+        tz = prev.range.tz
+        return (
+            prev.range.start.astimezone(tz).isoformat(),
+            prev.range.end.astimezone(tz).isoformat(),
+        )
+
+    # 30 days from Oct 29 (after the clocks went back on Oct 25) until today 14:05
+    assert previous("30d") == ("2026-09-29T00:00:00+02:00", "2026-10-28T14:05:00+01:00")
+    assert previous("lastmonth") == ("2026-09-01T00:00:00+02:00", "2026-10-01T00:00:00+02:00")
+    assert previous("mtd") == ("2026-10-01T00:00:00+02:00", "2026-10-27T14:05:00+01:00")
+    assert previous("today") == ("2026-11-26T00:00:00+01:00", "2026-11-26T14:05:00+01:00")
+    assert previous("yesterday") == ("2026-11-25T00:00:00+01:00", "2026-11-26T00:00:00+01:00")
+    assert previous("ytd")[0] == "2025-01-01T00:00:00+01:00"
