@@ -76,7 +76,9 @@ def _page(q: Query, dimension: str, page: int, limit: int, sort: str) -> dict[st
 def _finish(rows: list[dict[str, Any]], limit: int) -> dict[str, Any]:
     """`rows` carry `revenue_anywhere` (a window count over every group, not only this page)
     and `revenue_total`; the answer keeps `revenue` on the rows only when there is some."""
-    has_revenue = any(int(r.pop("revenue_anywhere", 0) or 0) for r in rows)
+    # popped from every row first: any() would stop at the first and leave the rest
+    anywhere = [int(r.pop("revenue_anywhere", 0) or 0) for r in rows]
+    has_revenue = any(anywhere)
     for r in rows:
         total = r.pop("revenue_total", None)
         if has_revenue:

@@ -11,12 +11,12 @@ from gatrix.web import humane
 
 LABELS = {
     "visitors": "Visitors",
-    "sessions": "Sessions",
+    "sessions": "Visits",
     "pageviews": "Page views",
     "events": "Custom events",
     "bounce_rate": "Bounce rate",
     "avg_session_duration": "Visit duration",
-    "views_per_session": "Views per session",
+    "views_per_session": "Views per visit",
     "revenue": "Revenue",
 }
 COUNT_METRICS = ("visitors", "sessions", "pageviews", "events")
@@ -199,6 +199,7 @@ def bars_figure(
     layout = _layout(max(160, 28 * len(top) + 40))
     layout["showlegend"] = False
     layout["margin"]["l"] = 90
+    layout["yaxis"]["automargin"] = True  # "United Kingdom" must not lose its first letters
     layout["xaxis"].update(tickformat=",d")
     if max((r[value_key] for r in top), default=0) < 10:
         layout["xaxis"].update(dtick=1, tick0=0)

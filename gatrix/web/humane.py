@@ -14,19 +14,9 @@ MISSING = "—"
 UNKNOWN_COUNTRY = "Unknown"
 DIRECT = "Direct / None"
 NOT_SET = "(not set)"
-# dimensions whose empty value means "no referrer": the visit came direct
-SOURCE_DIMENSIONS = frozenset(
-    {
-        "referrers",
-        "referrer_types",
-        "channels",
-        "utm_source",
-        "utm_medium",
-        "utm_campaign",
-        "utm_term",
-        "utm_content",
-    }
-)
+# dimensions whose empty value means the visit came direct (an empty UTM tag only means
+# the link had none: "(not set)")
+SOURCE_DIMENSIONS = frozenset({"referrers", "referrer_types", "channels"})
 COUNTRY_DIMENSIONS = frozenset({"countries", "country"})
 CHANNEL_DIMENSIONS = frozenset({"referrer_types", "channels"})
 # the channel codes ingestion stores (README "Referrer"), as a dashboard names them

@@ -71,7 +71,7 @@ def test_durations_read_as_durations() -> None:
 def test_views_per_session_has_its_own_series() -> None:
     fig = charts.timeseries_figure(series("views_per_session", [None, 2.5, 1.0]))
     assert fig["data"][0]["y"] == [None, 2.5, 1.0]
-    assert fig["layout"]["yaxis"]["title"]["text"] == "Views per session"
+    assert fig["layout"]["yaxis"]["title"]["text"] == "Views per visit"
 
 
 @needs_chromium
