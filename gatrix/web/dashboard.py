@@ -22,6 +22,7 @@ from gatrix.insights.query import (
     InvalidQuery,
     Query,
     auto_interval,
+    bucket_starts,
     build_query,
     interval_fits,
 )
@@ -33,6 +34,7 @@ from gatrix.web.kit import PageError, base_url, page, require_role
 from gatrix.web.view import (
     COLUMN_LABELS,
     DIMENSION_LABELS,
+    ENTRY_EXIT_LABELS,
     KPI_CARDS,
     KPI_LABELS,
     PAGE_DIMENSIONS,
@@ -90,13 +92,18 @@ def resolve(services: Services, project: dict[str, Any], view: View) -> tuple[Vi
 
 
 def usable_intervals(q: Query) -> list[str]:
-    return [i for i in INTERVALS if interval_fits(q.range, i)]
+    """Intervals that cut the range into at least two buckets and at most MAX_BUCKETS."""
+    return [
+        i for i in INTERVALS if interval_fits(q.range, i) and len(bucket_starts(q.range, i)) > 1
+    ]
 
 
 def settle_dates(project: dict[str, Any], view: View) -> View:
     """Dates typed into From/To mean a custom range even when the range box still names
     another one; dates that only repeat what the named range already shows mean that range
     (the boxes always show the period in view)."""
+    if view.start and view.end and view.start > view.end:
+        view = replace(view, start=view.end, end=view.start)  # From after To: the user's intent
     if view.range == "custom" or not (view.start or view.end):
         return view
     named = _query(project, replace(view, start="", end=""))
@@ -118,8 +125,12 @@ def kpis_context(services: Services, q: Query) -> dict[str, Any]:
     m = reports.metrics(services.store, q)
     previous = m.get("previous") or {}
     cards = []
+    ratios = ("views_per_session", "bounce_rate", "avg_session_duration")
     for key in KPI_CARDS:
         now, before = m[key], previous.get(key)
+        if key in ratios:  # no visits: there is no ratio to show, not a zero
+            now = now if m.get("sessions") else None
+            before = before if previous.get("sessions") else None
         change = _change(now, before)
         cards.append(
             {
@@ -182,8 +193,12 @@ def panel_context(services: Services, q: Query, view: View, panel: str) -> dict[
         extra = {"event": chosen_event, "keys": keys, "key": key}
         filter_dim = f"property.{key}"
         heading = key or "property"
+    elif dimension in ("regions", "cities") and not services.settings.geoip_path:
+        rows = []  # nothing but "(not set)" without a city database: the hint says why
+        heading = DIMENSION_LABELS[dimension]
     else:
-        rows = reports.breakdown(store, q, dimension, limit=10)["rows"]
+        sort = "sessions" if dimension in ("entry_pages", "exit_pages") else None
+        rows = reports.breakdown(store, q, dimension, limit=10, sort=sort)["rows"]
         if panel == "events":
             filter_dim = "name"
         heading = DIMENSION_LABELS.get(dimension, dimension.replace("_", " ").capitalize())
@@ -210,13 +225,16 @@ def panel_columns(panel: str, dimension: str, rows: list[dict[str, Any]]) -> lis
     """The numbers a panel shows, the one it is sorted by first."""
     if panel == "events":
         keys = ["events", "visitors"]
-    elif dimension in PAGE_DIMENSIONS:
+    elif dimension == "pages":
         keys = ["pageviews", "visitors"]
+    elif dimension in PAGE_DIMENSIONS:  # entry and exit pages: visits that began or ended there
+        keys = ["sessions", "visitors"]
     else:
         keys = ["visitors"]
     if any(row.get("revenue") for row in rows):
         keys.append("revenue")
-    return [{"key": k, "label": COLUMN_LABELS[k]} for k in keys]
+    labels = {**COLUMN_LABELS, "sessions": ENTRY_EXIT_LABELS.get(dimension, "Visits")}
+    return [{"key": k, "label": labels[k]} for k in keys]
 
 
 def shown_rows(

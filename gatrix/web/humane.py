@@ -90,6 +90,8 @@ def dimension_value(dimension: str, value: str | None) -> str:
         return country_name(text)  # the flag is `country`'s, where a template wants it
     if dimension in CHANNEL_DIMENSIONS and text:
         return CHANNELS.get(text, text)
+    if dimension == "devices" and text:
+        return text.capitalize()  # "desktop" as stored, "Desktop" as read
     if text:
         return text
     return DIRECT if dimension in SOURCE_DIMENSIONS else NOT_SET

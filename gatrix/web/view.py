@@ -35,6 +35,7 @@ COLUMN_LABELS = {
     "revenue": "Revenue",
 }
 PAGE_DIMENSIONS = ("pages", "entry_pages", "exit_pages")
+ENTRY_EXIT_LABELS = {"entry_pages": "Entrances", "exit_pages": "Exits"}
 # a breakdown's column heading and a filter chip's name, in words
 DIMENSION_LABELS = {
     "pages": "Page",
