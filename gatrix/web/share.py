@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import secrets
 from typing import Any
+from urllib.parse import parse_qsl, urlencode
 
 from litestar import Request, Response, get, post
 from litestar.response import Redirect, Template
@@ -58,7 +59,10 @@ async def _shared_project(
 async def share_page(request: Request, services: Services, token: str) -> Template:
     project = await _shared_project(request, services, token)
     if project is None:
-        return page(request, "share_password.html.j2", 401, link=await _link(services, token))
+        view = request.scope.get("query_string", b"").decode("latin-1")[:4000]
+        return page(
+            request, "share_password.html.j2", 401, link=await _link(services, token), view=view
+        )
     return await render_dashboard(request, services, project, f"/share/{token}")
 
 
@@ -102,11 +106,21 @@ async def share_unlock(request: Request, services: Services, token: str) -> Resp
             error="Too many wrong passwords. Wait 15 minutes and try again.",
         )
     if not ok:
-        return page(request, "share_password.html.j2", 401, link=link, error="Wrong password.")
+        return page(
+            request,
+            "share_password.html.j2",
+            401,
+            link=link,
+            view=str(form.get("view", ""))[:4000],
+            error="Wrong password.",
+        )
     key = secrets.token_urlsafe(24)
     await services.redis.set(services.keys.share_unlock(key), token, ex=SHARE_UNLOCK_TTL_S)
     cookie = auth.share_cookie(UNLOCK_COOKIE, key, token, request)
-    return Redirect(go(request, f"/share/{token}"), cookies=[cookie], status_code=303)
+    # back to the view the link was opened with (its range, filters, tabs)
+    view = urlencode(parse_qsl(str(form.get("view", ""))[:4000]))
+    target = f"/share/{token}" + (f"?{view}" if view else "")
+    return Redirect(go(request, target), cookies=[cookie], status_code=303)
 
 
 SHARE_ROUTES = [share_page, share_realtime, share_fragment, share_unlock]

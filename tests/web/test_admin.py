@@ -226,6 +226,21 @@ def test_share_links(site: LiveServer, admin: httpx.Client) -> None:
     )
     assert right.status_code == 200 and right.url.path == f"/share/{locked_token}"
     assert anonymous.get(f"/share/{locked_token}").status_code == 200
+    # a locked link opened on a view comes back to that view once unlocked
+    other = httpx.Client(base_url=site.url, follow_redirects=True)
+    view = "range=7d&filter=countries%3Ais%3AKR&tab_pages=entry"
+    form = other.get(f"/share/{locked_token}?{view}")
+    assert (
+        form.status_code == 401 and f'name="view" value="{view.replace("&", "&amp;")}"' in form.text
+    )
+    unlocked = post_form(
+        other,
+        f"/share/{locked_token}?{view}",
+        f"/share/{locked_token}",
+        password="s3cret-pass",
+        view=view,
+    )
+    assert unlocked.status_code == 200 and unlocked.url.query.decode() == view
     post_form(admin, settings_url, f"/projects/{project['id']}/share-links/{token}/revoke")
     assert anonymous.get(f"/share/{token}").status_code == 404
     assert anonymous.get("/share/not-a-real-token").status_code == 404
