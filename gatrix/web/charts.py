@@ -52,11 +52,12 @@ def _wall_clock(bucket: str) -> str:
     return bucket[:19]
 
 
-def _tick_label(bucket: str, interval: str) -> str:
-    """ "14:00", "Mar 5" or "Mar 2026": the bucket's wall-clock time in the project's zone."""
+def _tick_label(bucket: str, interval: str, with_day: bool = False) -> str:
+    """ "14:00", "Mar 5 14:00" (hours over several days), "Mar 5" or "Mar 2026": the
+    bucket's wall-clock time in the project's zone."""
     moment = datetime.fromisoformat(_wall_clock(bucket))
     if interval in ("minute", "hour"):
-        return f"{moment:%H:%M}"
+        return f"{moment:%b} {moment.day} {moment:%H:%M}" if with_day else f"{moment:%H:%M}"
     if interval == "month":
         return f"{moment:%b %Y}"
     return f"{moment:%b} {moment.day}"
@@ -67,7 +68,9 @@ def _ticks(axis: list[str], interval: str) -> tuple[list[str], list[str]]:
     bucket always has its label (plotly's own choice may leave it out)."""
     step = max(1, -(-len(axis) // MAX_TICKS))
     picked = axis[::-1][::step][::-1]
-    return [_wall_clock(b) for b in picked], [_tick_label(b, interval) for b in picked]
+    several_days = bool(axis) and axis[0][:10] != axis[-1][:10]
+    labels = [_tick_label(b, interval, several_days) for b in picked]
+    return [_wall_clock(b) for b in picked], labels
 
 
 def _value_label(metric: str, value: float | None) -> str:
@@ -125,7 +128,8 @@ def timeseries_figure(series: dict[str, Any]) -> dict[str, Any]:
                 [_tick_label(p["bucket"], interval), _value_label(metric, p["value"])]
                 for p in points
             ],
-            "hovertemplate": "%{customdata[0]}: %{customdata[1]}<extra>this period</extra>",
+            # the unified hover's header already names the bucket
+            "hovertemplate": "%{customdata[1]}<extra>this period</extra>",
         }
     ]
     if None not in y:

@@ -113,3 +113,12 @@ def test_location_bars_label_countries(dimension: str) -> None:
     expected = ["Unknown", "Germany"] if dimension else ["(unknown)", "DE"]
     assert fig["data"][0]["y"] == expected
     assert fig["layout"]["xaxis"]["dtick"] == 1
+
+
+def test_hours_over_several_days_carry_their_day() -> None:
+    """An hourly axis over a week says which day each tick is, a single day does not."""
+    week = [f"2026-11-{20 + d:02d}T{h:02d}:00:00+01:00" for d in range(7) for h in range(24)]
+    _, labels = charts._ticks(week, "hour")
+    assert labels[-1] == "Nov 26 23:00" and all(" " in label for label in labels)
+    _, one_day = charts._ticks(week[-24:], "hour")
+    assert one_day[-1] == "23:00"
