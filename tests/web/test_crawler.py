@@ -15,6 +15,7 @@ to test-artifacts/crawl-*.
 from __future__ import annotations
 
 import html
+import json
 import logging
 import re
 import time
@@ -254,6 +255,23 @@ def same_view(a: str, b: str) -> bool:
     ) == next(pairs)
 
 
+def changed_view(current: str, href: str, change: dict[str, Any]) -> str:
+    """Where an htmx control leads: the current view with the control's one change (its
+    `data-view`), on the href's path; the href's own query may predate other changes."""
+    pairs = [(k, v) for k, v in parse_qsl(urlsplit(current).query) if k != "flash"]
+    if not any(k == "range" for k, _ in pairs):
+        pairs.insert(0, ("range", "30d"))  # the default, which the canonical URL spells out
+    for key, value in (change.get("set") or {}).items():
+        pairs = [(k, v) for k, v in pairs if k != key] + ([(key, value)] if value else [])
+    if change.get("filter"):
+        pairs = [p for p in pairs if p != ("filter", change["filter"])]
+        pairs.append(("filter", change["filter"]))
+    if change.get("unfilter"):
+        pairs = [p for p in pairs if p != ("filter", change["unfilter"])]
+    target = urlsplit(href)
+    return f"{target.scheme}://{target.netloc}{target.path}?{urlencode(pairs)}"
+
+
 def query_of(url: str) -> dict[str, list[str]]:
     found: dict[str, list[str]] = {}
     for key, value in parse_qsl(urlsplit(url).query, keep_blank_values=True):
@@ -471,6 +489,9 @@ class Crawler:
         link = tab.locator(selector).first
         href = link.get_attribute("href") or ""
         url = urljoin(tab.url, href)
+        change = link.get_attribute("data-view")
+        if change:
+            url = changed_view(tab.url, url, json.loads(change))
         if (kind, url) in self.done:
             return None
         self.done.add((kind, url))
@@ -668,9 +689,11 @@ def crawl_overview(
         )
         c.visit(tab, "back to the overview", base)
     for panel in panel_names(tab):
-        for tab_href in c.hrefs(tab, f"#panel-{panel} a[role=tab]"):
-            sel = attr_selector(f"#panel-{panel} a[role=tab]", "href", tab_href)
-            name = tab.locator(sel).first.inner_text()
+        tabs = tab.locator(f"#panel-{panel} a[role=tab]")
+        # by name: a tab's href carries the view as it was when its panel was drawn
+        for name in [tabs.nth(i).inner_text() for i in range(tabs.count())]:
+            sel = f"#panel-{panel} a[role=tab]:text-is({json.dumps(name)})"
+            tab_href = tab.locator(sel).first.get_attribute("href") or base
             where = f"{panel} panel, tab {name!r}"
             if c.swap(tab, "tab", sel, f"#panel-{panel}", where) is False:
                 c.visit(tab, "recover", urljoin(base, tab_href))
