@@ -68,14 +68,13 @@ def _query(project: dict[str, Any], view: View) -> Query:
 
 
 def _view_query(services: Services, project: dict[str, Any], view: View) -> Query:
-    """The query a view shows. "All time" starts at the project's first event (one small
-    read), and without a chosen interval gets the one that suits that span, not the year
-    2000's."""
-    q = _query(project, view)
+    """The query a view shows, with the automatic interval. "All time" starts at the
+    project's first event (one small read) and gets the interval that suits that span, not
+    the year 2000's."""
+    q = _query(project, replace(view, interval=""))
     if q.range.name == "all":
         q = from_first_event(services.store, q)
-        if not view.interval:
-            q = replace(q, interval=auto_interval(q.range))
+        q = replace(q, interval=auto_interval(q.range))
     return q
 
 
@@ -84,8 +83,12 @@ def resolve(services: Services, project: dict[str, Any], view: View) -> tuple[Vi
     interval kept from a shorter range that would cut this one into too many buckets falls
     back to automatic (the API refuses it with a 400; a dashboard user only changed the
     range). Blocking (it may read the first event): call it from a worker thread."""
-    view = settle_dates(project, view)
-    q = _view_query(services, project, replace(view, interval=""))
+    if view.start and view.end and view.start > view.end:
+        view = replace(view, start=view.end, end=view.start)  # From after To: the user's intent
+    if view.range != "custom" and (view.start or view.end):
+        named = _view_query(services, project, replace(view, start="", end=""))
+        view = settle_dates(view, named)
+    q = _view_query(services, project, view)
     if view.interval and interval_fits(q.range, view.interval):
         return view, replace(q, interval=view.interval)
     return replace(view, interval=""), q
@@ -98,18 +101,14 @@ def usable_intervals(q: Query) -> list[str]:
     ]
 
 
-def settle_dates(project: dict[str, Any], view: View) -> View:
-    """Dates typed into From/To mean a custom range even when the range box still names
-    another one; dates that only repeat what the named range already shows mean that range
-    (the boxes always show the period in view)."""
-    if view.start and view.end and view.start > view.end:
-        view = replace(view, start=view.end, end=view.start)  # From after To: the user's intent
-    if view.range == "custom" or not (view.start or view.end):
-        return view
-    named = _query(project, replace(view, start="", end=""))
+def settle_dates(view: View, named: Query) -> View:
+    """Dates typed into From/To beside a named range (`named`, that range's query) mean a
+    custom range; dates that only repeat what the named range shows mean that range (the
+    boxes always show the period in view); a range just chosen wins over the boxes."""
     if view.shown_range and view.shown_range != view.range:
-        return replace(view, start="", end="")  # a new range was chosen: it wins
-    if period_of(named) == (view.start or period_of(named)[0], view.end or period_of(named)[1]):
+        return replace(view, start="", end="")
+    first, last = period_of(named)
+    if (view.start or first, view.end or last) == (first, last):
         return replace(view, start="", end="")
     return replace(view, range="custom")
 
@@ -131,33 +130,23 @@ def kpis_context(services: Services, q: Query) -> dict[str, Any]:
         if key in ratios:  # no visits: there is no ratio to show, not a zero
             now = now if m.get("sessions") else None
             before = before if previous.get("sessions") else None
-        change = _change(now, before)
-        cards.append(
-            {
-                "key": key,
-                "label": KPI_LABELS[key],
-                "value": now,
-                "shown": show_metric(key, now),
-                "before_shown": show_metric(key, before),
-                "change": change if q.compare else None,
-                "better_when_lower": key == "bounce_rate",
-            }
-        )
+        cards.append(_card(q, key, now, before))
     if m.get("revenue") is not None:  # only when some event in range carries __revenue
-        before = previous.get("revenue")
-        cards.append(
-            {
-                "key": "revenue",
-                "label": KPI_LABELS["revenue"],
-                "value": m["revenue"],
-                "shown": show_metric("revenue", m["revenue"]),
-                "before_shown": show_metric("revenue", before),
-                "change": _change(m["revenue"], before) if q.compare else None,
-                "better_when_lower": False,
-                "static": True,  # no series of its own to chart
-            }
-        )
+        # no series of its own to chart: the card is not a link
+        cards.append({**_card(q, "revenue", m["revenue"], previous.get("revenue")), "static": True})
     return {"cards": cards, "has_data": any(m[k] for k in ("visitors", "events", "pageviews"))}
+
+
+def _card(q: Query, key: str, now: float | None, before: float | None) -> dict[str, Any]:
+    return {
+        "key": key,
+        "label": KPI_LABELS[key],
+        "value": now,
+        "shown": show_metric(key, now),
+        "before_shown": show_metric(key, before),
+        "change": _change(now, before) if q.compare else None,
+        "better_when_lower": key == "bounce_rate",
+    }
 
 
 def _change(now: float | None, before: float | None) -> float | None:

@@ -165,4 +165,15 @@ def test_all_time_starts_at_the_first_event(
     # so the automatic interval is a day, not a month counted from the year 2000
     points = int(page.get_attribute("#main-chart", "data-points") or 0)
     assert 5 <= points <= 6
+    # submitted without JavaScript, the boxes' dates are All time's own: it stays All time
+    last = page.input_value("input[name=end]")
+    html = (
+        owner["web"]
+        .get(
+            f"/dashboard/{owner['project_id']}",
+            params={"range": "all", "shown_range": "all", "start": first.isoformat(), "end": last},
+        )
+        .text
+    )
+    assert re.search(r'<option value="all"\s+selected', html)
     assert page.errors == []
