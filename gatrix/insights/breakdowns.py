@@ -207,15 +207,21 @@ def _events_breakdown(
             f"FROM {db}.events WHERE {events_where(db, q, params, pageviews_only=False)} "
             f"GROUP BY value"
         )
+    return _counted(store.query_dicts(sql + _order(sort, limit, offset), params.values), "events")
+
+
+def _counted(rows: list[dict[str, Any]], *counts: str) -> list[dict[str, Any]]:
+    """Rows of a breakdown read from events: the value, its visitors and `counts`, and the
+    two revenue columns `_finish` turns into `revenue`."""
     return [
         {
             "value": r["value"],
             "visitors": int(r["visitors"]),
-            "events": int(r["events"]),
+            **{name: int(r[name]) for name in counts},
             "revenue_total": r["revenue_total"],
             "revenue_anywhere": r["revenue_anywhere"],
         }
-        for r in store.query_dicts(sql + _order(sort, limit, offset), params.values)
+        for r in rows
     ]
 
 
@@ -231,17 +237,8 @@ def _attribute_breakdown(
         f"sum(countIf(revenue != 0)) OVER () AS revenue_anywhere "
         f"FROM {db}.events WHERE {events_where(db, q, params)} GROUP BY value"
     )
-    return [
-        {
-            "value": r["value"],
-            "visitors": int(r["visitors"]),
-            "pageviews": int(r["pageviews"]),
-            "events": int(r["events"]),
-            "revenue_total": r["revenue_total"],
-            "revenue_anywhere": r["revenue_anywhere"],
-        }
-        for r in store.query_dicts(sql + _order(sort, limit, offset), params.values)
-    ]
+    rows = store.query_dicts(sql + _order(sort, limit, offset), params.values)
+    return _counted(rows, "pageviews", "events")
 
 
 def property_breakdown(
@@ -269,16 +266,7 @@ def property_breakdown(
         f"AND name = {{{event_p}:String}} AND mapContains(properties, {{{key_p}:String}}) "
         f"GROUP BY value" + _order(sort, limit + 1, (page - 1) * limit)
     )
-    rows = [
-        {
-            "value": r["value"],
-            "visitors": int(r["visitors"]),
-            "events": int(r["events"]),
-            "revenue_total": r["revenue_total"],
-            "revenue_anywhere": r["revenue_anywhere"],
-        }
-        for r in store.query_dicts(sql, params.values)
-    ]
+    rows = _counted(store.query_dicts(sql, params.values), "events")
     return {**_page(q, f"properties/{event}/{key}", page, limit, sort), **_finish(rows, limit)}
 
 
