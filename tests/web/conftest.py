@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -101,17 +102,30 @@ def owner(site: LiveServer, store: Store, request: pytest.FixtureRequest) -> dic
     }
 
 
-@pytest.fixture
-def page(browser: Any, site: LiveServer, owner: dict[str, Any]) -> Iterator[Any]:
+@contextmanager
+def new_tab(browser: Any, cookies: list[dict[str, str]] | None = None) -> Iterator[Any]:
+    """A tab of a fresh browser context whose console errors, page errors and dialogs are
+    collected in `tab.errors`."""
     context = browser.new_context(user_agent=CHROME_UA)
-    context.add_cookies([{"name": "gatrix_session", "value": owner["cookie"], "url": site.url}])
+    if cookies:
+        context.add_cookies(cookies)
     tab = context.new_page()
     tab.errors = []
     tab.on("console", lambda m: tab.errors.append(m.text) if m.type == "error" else None)
     tab.on("pageerror", lambda exc: tab.errors.append(str(exc)))
     tab.on("dialog", lambda d: (tab.errors.append(f"dialog: {d.message}"), d.dismiss()))
-    yield tab
-    context.close()
+    try:
+        yield tab
+    finally:
+        context.close()
+
+
+@pytest.fixture
+def page(browser: Any, site: LiveServer, owner: dict[str, Any]) -> Iterator[Any]:
+    """A tab logged in as the owner."""
+    session = {"name": "gatrix_session", "value": owner["cookie"], "url": site.url}
+    with new_tab(browser, [session]) as tab:
+        yield tab
 
 
 def kpi(page: Any, key: str) -> str:

@@ -20,8 +20,7 @@ import logging
 import re
 import time
 import traceback
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -32,8 +31,9 @@ from playwright.sync_api import TimeoutError as PlaywrightTimeout
 
 from gatrix.clickhouse.store import Store
 
-from ..conftest import ARTIFACTS, CHROME_UA, LiveServer, needs_chromium
+from ..conftest import ARTIFACTS, LiveServer, needs_chromium
 from ..factory import events
+from .conftest import new_tab
 
 pytestmark = needs_chromium
 
@@ -762,20 +762,6 @@ def share_link(c: Crawler, tab: Any, settings: str, password: str) -> str:
     return tab.inner_text("#new-share").strip()
 
 
-@contextmanager
-def new_tab(browser: Any) -> Iterator[Any]:
-    """A tab of a fresh browser context (no login), watched like the `page` fixture."""
-    context = browser.new_context(user_agent=CHROME_UA)
-    tab = context.new_page()
-    tab.set_default_timeout(10_000)
-    tab.errors = []
-    tab.on("console", lambda m: tab.errors.append(m.text) if m.type == "error" else None)
-    tab.on("pageerror", lambda exc: tab.errors.append(str(exc)))
-    tab.on("dialog", lambda d: (tab.errors.append(f"dialog: {d.message}"), d.dismiss()))
-    yield tab
-    context.close()
-
-
 def test_every_click_lands_on_a_page_without_errors(
     page: Any, browser: Any, site: LiveServer, seeded: dict[str, Any]
 ) -> None:
@@ -809,6 +795,7 @@ def test_every_click_lands_on_a_page_without_errors(
         # may lead elsewhere for them, so each session's clicks are its own
         c.shared = True
         with new_tab(browser) as tab:
+            tab.set_default_timeout(10_000)
             c.watch(tab)
             c.done.clear()
             # the same templates as the admin's overview behind another address: every
@@ -817,6 +804,7 @@ def test_every_click_lands_on_a_page_without_errors(
             crawl_overview(c, tab, open_url, "share-overview", rows_per_tab=SHARE_ROWS)
             follow_links(c, tab, open_url, login_ok=True)
         with new_tab(browser) as tab:
+            tab.set_default_timeout(10_000)
             c.watch(tab)
             c.done.clear()
             c.allowed.add((locked_url, 401))  # the password form answers 401 until unlocked
