@@ -79,19 +79,20 @@ def security_headers(settings: Settings) -> Hook:
     # the back button could show a cached bare fragment, and analytics pages would sit in the
     # browser's disk cache.
     views = [(b"cache-control", b"no-store"), (b"vary", b"HX-Request")]
+    share_view, default_view = [*share, *views], [*default, *views]
 
     async def add_headers(message: Any, scope: Any) -> None:
         if message["type"] != "http.response.start":
             return
         path: str = scope.get("path", "")
         if path.startswith("/share/"):
-            wanted = share
+            wanted = share_view
         elif path == "/schema" or path.startswith("/schema/"):
             wanted = docs
+        elif path.startswith("/dashboard/"):
+            wanted = default_view
         else:
             wanted = default
-        if path.startswith(("/dashboard/", "/share/")):
-            wanted = [*wanted, *views]
         headers = list(message.get("headers") or [])
         present = {name.lower() for name, _ in headers}
         headers.extend(pair for pair in wanted if pair[0] not in present)
