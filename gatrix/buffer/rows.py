@@ -1,7 +1,7 @@
 """The buffered row format: the only module that knows the kind bytes and the push script.
 
 A buffer item is one kind byte followed by a JSONEachRow line for its ClickHouse table: `e`
-events, `p` profile updates, `c` profile counter deltas. An event is assembled in two halves:
+events, `p` profile updates, `c` profile counter deltas, `l` identity links. An event is assembled in two halves:
 the pipeline encodes its columns (`event_item`), and the push script, run inside Redis,
 prepends the session id, session start and device id it decides on in the same round trip.
 The flush reads items back with `split_by_table`, `received_ms` and `project_of`.
@@ -20,11 +20,16 @@ import msgspec
 from gatrix.ids import new_id
 
 _json = msgspec.json.Encoder().encode
-EVENT, PROFILE, COUNTER = b"e", b"p", b"c"
-KINDS = {EVENT[0]: "events", PROFILE[0]: "profiles", COUNTER[0]: "profile_counters"}
+EVENT, PROFILE, COUNTER, LINK = b"e", b"p", b"c", b"l"
+KINDS = {
+    EVENT[0]: "events",
+    PROFILE[0]: "profiles",
+    COUNTER[0]: "profile_counters",
+    LINK[0]: "identity_links",
+}
 KIND_OF_TABLE = {table: bytes([kind]) for kind, table in KINDS.items()}
 # where an item says when the server received it (events; profile updates)
-_RECEIVED = re.compile(rb'"(?:received_at|updated_at)":"(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d)')
+_RECEIVED = re.compile(rb'"(?:received_at|updated_at|linked_at)":"(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d)')
 
 PUSH_SCRIPT = r"""
 -- ARGV[1] holds every item of the group commit as one blob (one argument instead of eight
@@ -132,6 +137,10 @@ def profile_item(row: dict[str, Any]) -> Pending:
 
 def counter_item(row: dict[str, Any]) -> Pending:
     return Pending(payload_tail=COUNTER + _json(row), session=False)
+
+
+def link_item(row: dict[str, Any]) -> Pending:
+    return Pending(payload_tail=LINK + _json(row), session=False)
 
 
 def encode_push(items: list[Pending]) -> bytes:

@@ -29,6 +29,7 @@ PROJECT_TABLES = (
     "events",
     "profiles",
     "profile_counters",
+    "identity_links",
     "sessions",
     "hourly",
     "page_hourly",

@@ -39,6 +39,12 @@ class Project(SQLModel, table=True):
     kind: str = Field(default="website", max_length=16)
     is_default: bool = False
     created_at: datetime = Field(default_factory=utcnow)
+    # days of events to keep; 0 keeps everything
+    retention_days: int = 0
+    # JSON {"ips": [...], "hosts": [...], "paths": [...]}: traffic dropped at ingestion
+    exclusions_json: str = Field(default="{}", sa_column=Column(Text, nullable=False))
+    # the `website` id Umami's tracker sends; empty means the project's tracking client id
+    umami_website_id: str = Field(default="", max_length=64)
 
     @property
     def origins(self) -> list[str]:
@@ -72,6 +78,18 @@ class ShareLink(SQLModel, table=True):
     project_id: str = Field(max_length=64, foreign_key="project.id", index=True)
     password_hash: str | None = Field(default=None, max_length=255)
     revoked: bool = False
+    created_at: datetime = Field(default_factory=utcnow)
+
+
+class AuditEntry(SQLModel, table=True):
+    """Who did something irreversible to whose data, and when; never what the data was."""
+
+    __tablename__ = "audit_entry"
+    id: int | None = Field(default=None, primary_key=True)
+    project_id: str = Field(max_length=64, index=True)
+    actor: str = Field(max_length=255)
+    action: str = Field(max_length=32)
+    subject: str = Field(max_length=255)
     created_at: datetime = Field(default_factory=utcnow)
 
 
