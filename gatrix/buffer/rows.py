@@ -1,10 +1,11 @@
 """The buffered row format: the only module that knows the kind bytes and the push script.
 
 A buffer item is one kind byte followed by a JSONEachRow line for its ClickHouse table: `e`
-events, `p` profile updates, `c` profile counter deltas, `l` identity links. An event is assembled in two halves:
-the pipeline encodes its columns (`event_item`), and the push script, run inside Redis,
-prepends the session id, session start and device id it decides on in the same round trip.
-The flush reads items back with `split_by_table`, `received_ms` and `project_of`.
+events, `p` profile updates, `c` profile counter deltas, `l` identity links. An event is
+assembled in two halves: the pipeline encodes its columns (`event_item`), and the push
+script, run inside Redis, prepends the session id, session start and device id it decides
+on in the same round trip. The flush reads items back with `split_by_table`, `received_ms`
+and `project_of`.
 """
 
 from __future__ import annotations
