@@ -33,10 +33,11 @@ KIND_OF_TABLE = {table: bytes([kind]) for kind, table in KINDS.items()}
 _RECEIVED = re.compile(rb'"(?:received_at|updated_at|linked_at)":"(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d)')
 
 PUSH_SCRIPT = r"""
--- ARGV[1] holds every item of the group commit as one blob (one argument instead of eight
+-- ARGV[1] holds every item of the group commit as one blob (one argument instead of nine
 -- per item: packing arguments was the writer's main cost). Items are separated by \0 and
 -- their fields by \n: kind, ts, candidate session id, key, previous-salt key, device id,
--- previous-salt device id (both JSON-encoded, so neither separator can occur), payload.
+-- previous-salt device id, profile id (the last three JSON-encoded, so neither separator can
+-- occur; the profile id is empty for an anonymous event), payload.
 local buf, blob, timeout = KEYS[1], ARGV[1], tonumber(ARGV[2])
 local out, vals = {}, {}
 local pos, len = 1, #blob
@@ -45,7 +46,7 @@ while pos <= len do
   local rec = string.sub(blob, pos, stop - 1)
   pos = stop + 1
   local f, p = {}, 1
-  for k = 1, 7 do
+  for k = 1, 8 do
     local e = string.find(rec, '\n', p, true)
     f[k] = string.sub(rec, p, e - 1)
     p = e + 1
@@ -55,7 +56,7 @@ while pos <= len do
     vals[#vals + 1] = payload
     out[#out + 1] = ''
   else
-    local ts, sid, key, prevkey, did, flag = tonumber(f[2]), f[3], f[4], f[5], f[6], '0'
+    local ts, sid, key, prevkey, did, flag, who = tonumber(f[2]), f[3], f[4], f[5], f[6], '0', f[8]
     local cur = redis.call('GET', key)
     if (not cur) and prevkey ~= key then
       -- a visit that started under yesterday's salt keeps that identity while it is active
@@ -69,23 +70,37 @@ while pos <= len do
         end
       end
     end
-    -- session state: "id|last event ms|start ms"; the start travels with every event so
-    -- the sessions rollup can key a session by when it began
+    -- session state: "id|last event ms|start ms|owner"; the start travels with every event
+    -- so the sessions rollup can key a session by when it began; the owner is the first
+    -- profile id seen in the session. Logging in continues the visit; another person
+    -- identified on the same device (one browser, one network) gets a visit of their own.
+    local owner = ''
+    if cur then owner = string.match(cur, '^[^|]*|[^|]*|[^|]*|(.*)$') or '' end
+    if who ~= '' and owner ~= '' and owner ~= who then
+      key = key .. '|' .. who
+      cur = redis.call('GET', key)
+      owner = who
+    end
     local store, start, seen = true, ts, ts
     if cur then
       local s1 = string.find(cur, '|', 1, true)
       local s2 = string.find(cur, '|', s1 + 1, true)
+      local s3 = s2 and string.find(cur, '|', s2 + 1, true)
       local last = tonumber(string.sub(cur, s1 + 1, (s2 or 0) - 1))
       if ts - last <= timeout and last - ts <= timeout then
         sid = string.sub(cur, 1, s1 - 1)
-        start = s2 and tonumber(string.sub(cur, s2 + 1)) or last
+        start = s2 and tonumber(string.sub(cur, s2 + 1, (s3 or 0) - 1)) or last
         if ts < last then seen = last end
       elseif ts < last then
         store = false -- a late event from long ago must not end the live session
+      else
+        owner = '' -- a new visit: its owner is whoever identifies in it
       end
     end
+    if owner == '' then owner = who end
     if store then
-      redis.call('SET', key, sid .. '|' .. seen .. '|' .. start, 'PX', timeout + tonumber(ARGV[3]))
+      redis.call('SET', key, sid .. '|' .. seen .. '|' .. start .. '|' .. owner,
+        'PX', timeout + tonumber(ARGV[3]))
     end
     local started = string.format('%d.%03d', math.floor(start / 1000), start % 1000)
     vals[#vals + 1] = 'e{"session_id":"' .. sid .. '","session_start":' .. started ..
@@ -111,6 +126,7 @@ class Pending:
     device_id: str = ""
     prev_device_id: str = ""
     session: bool = True
+    profile_id: str = ""
 
 
 def event_item(
@@ -120,6 +136,7 @@ def event_item(
     prev_session_key: str,
     device_id: str,
     prev_device_id: str,
+    profile_id: str = "",
 ) -> Pending:
     """An event row without its session columns, which the push script adds."""
     return Pending(
@@ -129,6 +146,7 @@ def event_item(
         prev_session_key=prev_session_key,
         device_id=device_id,
         prev_device_id=prev_device_id,
+        profile_id=profile_id,
     )
 
 
@@ -155,9 +173,10 @@ def encode_push(items: list[Pending]) -> bytes:
                 f"e\n{item.ts_ms}\n{new_id()}\n{item.session_key}\n"
                 f"{item.prev_session_key or item.session_key}\n"
             ).encode()
-            records.append(b"".join((head, did, b"\n", prev, b"\n", item.payload_tail)))
+            who = _json(item.profile_id) if item.profile_id else b""
+            records.append(b"".join((head, did, b"\n", prev, b"\n", who, b"\n", item.payload_tail)))
         else:
-            records.append(b"r\n\n\n\n\n\n\n" + item.payload_tail)
+            records.append(b"r\n\n\n\n\n\n\n\n" + item.payload_tail)
     return b"\0".join(records)
 
 

@@ -85,7 +85,9 @@ async def project_health(services: Services, project_id: str, timezone: str) -> 
     today = _today()
     outcomes = await services.counters.read_day(today, project_id)
     accepted = outcomes.pop("accepted", 0)
-    profile_updates = sum(outcomes.pop(kind, 0) for kind in ("identify", "increment", "decrement"))
+    profile_updates = sum(
+        outcomes.pop(kind, 0) for kind in ("identify", "alias", "increment", "decrement")
+    )
     buffer = services.supervisor.state  # read every half second; no extra round trip
     return {
         "day": today,

@@ -17,7 +17,7 @@ MAX_PROPERTIES = 100
 MAX_KEY = 200
 MAX_VALUE = 2000
 MAX_ID = 200
-TYPES = ("track", "identify", "increment", "decrement")
+TYPES = ("track", "identify", "alias", "increment", "decrement")
 IGNORED_TYPES = ("group", "assign_group", "replay")
 # Reserved property keys the OpenPanel SDKs send; they fill columns, not the properties map.
 RESERVED = (
@@ -61,6 +61,8 @@ class Hit:
     # increment / decrement
     property: str = ""
     value: float = 1.0
+    # alias: another id of the person `profile_id` (README "Visitors")
+    alias: str = ""
 
 
 def decode_json(body: bytes) -> Any:
@@ -143,8 +145,6 @@ def parse_envelope(doc: Any) -> tuple[Hit, str, str]:
     if kind in IGNORED_TYPES:
         # OpenPanel SDKs send these too; any non-2xx reply would make them retry 3 times
         raise InvalidPayload("unsupported_type", f"{kind} events are not stored", status=202)
-    if kind == "alias":
-        raise InvalidPayload("not_supported", "alias is not supported")
     if not isinstance(kind, str) or kind not in TYPES:
         raise InvalidPayload(
             "invalid_type", f"type must be one of {', '.join(TYPES)} (got {kind!r})"
@@ -175,9 +175,12 @@ def _track(payload: dict[str, Any]) -> Hit:
 
 
 def _identify(payload: dict[str, Any]) -> Hit:
-    properties, _ = parse_properties(payload.get("properties"))
+    # reserved keys say which device logged in (`__deviceId`, or a backend's `__ip` and
+    # `__user_agent`); they are not properties of the person
+    properties, reserved = parse_properties(payload.get("properties"))
     return Hit(
         type="identify",
+        reserved=reserved,
         profile_id=_text(payload.get("profileId"), "payload.profileId", MAX_ID, required=True),
         first_name=_text(payload.get("firstName"), "payload.firstName", 500),
         last_name=_text(payload.get("lastName"), "payload.lastName", 500),
@@ -185,6 +188,14 @@ def _identify(payload: dict[str, Any]) -> Hit:
         avatar=_text(payload.get("avatar"), "payload.avatar", MAX_VALUE),
         properties=properties,
     )
+
+
+def _alias(payload: dict[str, Any]) -> Hit:
+    profile_id = _text(payload.get("profileId"), "payload.profileId", MAX_ID, required=True)
+    alias = _text(payload.get("alias"), "payload.alias", MAX_ID, required=True)
+    if alias == profile_id:
+        raise InvalidPayload("invalid_field", "payload.alias must differ from payload.profileId")
+    return Hit(type="alias", profile_id=profile_id, alias=alias)
 
 
 def _finite_float(value: Any) -> float | None:
@@ -219,6 +230,7 @@ def _counter(kind: str) -> Any:
 _PARSERS = {
     "track": _track,
     "identify": _identify,
+    "alias": _alias,
     "increment": _counter("increment"),
     "decrement": _counter("decrement"),
 }

@@ -16,7 +16,7 @@ from typing import Any
 import msgspec
 
 from gatrix.buffer.keys import RedisKeys
-from gatrix.buffer.rows import Pending, counter_item, event_item, profile_item
+from gatrix.buffer.rows import Pending, counter_item, event_item, link_item, profile_item
 from gatrix.ids import new_id
 from gatrix.ingest.enrich.geo import GeoLookup
 from gatrix.ingest.enrich.referrer import (
@@ -134,12 +134,12 @@ def step_timestamp(d: Draft, ctx: Context) -> str | None:
     return None
 
 
-def effective_user_agent(d: Draft) -> str:
-    if d.req.server_side:
-        forwarded = d.hit.reserved.get("__user_agent")
+def effective_user_agent(hit: Hit, req: Request) -> str:
+    if req.server_side:
+        forwarded = hit.reserved.get("__user_agent")
         if isinstance(forwarded, str):
             return forwarded[:1000]
-    return d.req.user_agent
+    return req.user_agent
 
 
 def step_bot(d: Draft, _: Context) -> str | None:
@@ -190,24 +190,38 @@ def step_geo(d: Draft, ctx: Context) -> str | None:
     return None
 
 
-def client_ip(d: Draft) -> str:
+def client_ip(hit: Hit, req: Request) -> str:
     # `__ip` is trusted only from senders that proved they are the project's backend.
-    forwarded = d.hit.reserved.get("__ip")
-    if d.req.server_side and isinstance(forwarded, str) and forwarded:
+    forwarded = hit.reserved.get("__ip")
+    if req.server_side and isinstance(forwarded, str) and forwarded:
         return forwarded[:64]
-    return d.req.ip
+    return req.ip
+
+
+def device_ids(hit: Hit, req: Request, ip: str, ua: str, ctx: Context) -> tuple[str, str]:
+    """(device id, previous-salt device id) of a hit. The device stays anonymous when the
+    person is known: the profile id travels beside it, and reports resolve the device to the
+    person (README "Visitors"), so logging in neither renames the visitor nor splits the visit.
+    A backend that forwards nothing about the visitor has no device to speak of: its events
+    count under the profile id itself."""
+    override = hit.reserved.get("__deviceId")
+    override_text = property_value(override) if override is not None else None
+    if override_text:
+        return override_text[:MAX_ID], override_text[:MAX_ID]
+    if hit.profile_id and not _speaks_for_visitor(hit, req):
+        return hit.profile_id, hit.profile_id
+    return ctx.salts.ids_at(req.received_ms, req.client.project_id, ip, ua)
+
+
+def _speaks_for_visitor(hit: Hit, req: Request) -> bool:
+    # a browser, or a backend forwarding the visitor's address or user agent
+    if req.browser and not req.server_side:
+        return True
+    return "__ip" in hit.reserved or "__user_agent" in hit.reserved
 
 
 def step_identity(d: Draft, ctx: Context) -> str | None:
-    project = d.req.client.project_id
-    override = d.hit.reserved.get("__deviceId")
-    override_text = property_value(override) if override is not None else None
-    if override_text:
-        d.device_id = d.prev_device_id = override_text[:MAX_ID]
-    elif d.hit.profile_id:
-        d.device_id = d.prev_device_id = d.hit.profile_id
-    else:
-        d.device_id, d.prev_device_id = ctx.salts.ids_at(d.req.received_ms, project, d.ip, d.ua)
+    d.device_id, d.prev_device_id = device_ids(d.hit, d.req, d.ip, d.ua, ctx)
     return None
 
 
@@ -243,7 +257,7 @@ def _finite_number(value: Any) -> bool:
 
 def process_track(hit: Hit, req: Request, ctx: Context, steps=TRACK_STEPS) -> Pending | Dropped:
     d = Draft(hit=hit, req=req)
-    d.ua, d.ip = effective_user_agent(d), client_ip(d)
+    d.ua, d.ip = effective_user_agent(hit, req), client_ip(hit, req)
     for _name, step in steps:
         reason = step(d, ctx)
         if reason is not None:
@@ -263,11 +277,13 @@ def process_track(hit: Hit, req: Request, ctx: Context, steps=TRACK_STEPS) -> Pe
         ctx.keys.session(req.client.project_id, d.prev_device_id),
         d.device_id,
         d.prev_device_id,
+        hit.profile_id,
     )
 
 
-def process_profile(hit: Hit, req: Request) -> Pending:
-    """identify → a profile update row; increment/decrement → a counter delta row."""
+def process_profile(hit: Hit, req: Request, ctx: Context) -> list[Pending]:
+    """identify → a profile update row and the link of the sender's device to the person;
+    alias → a link of one profile id to another; increment/decrement → a counter delta."""
     project = req.client.project_id
     if hit.type == "identify":
         row = {
@@ -280,11 +296,33 @@ def process_profile(hit: Hit, req: Request) -> Pending:
             "properties": hit.properties,
             "updated_at": ch_time(req.received_ms),
         }
-        return profile_item(row)
+        return [profile_item(row), *_device_links(hit, req, ctx)]
+    if hit.type == "alias":
+        return [_link(project, hit.alias, hit.profile_id, "alias", req.received_ms)]
     row = {
         "project_id": project,
         "profile_id": hit.profile_id,
         "property": hit.property,
         "value": hit.value,
     }
-    return counter_item(row)
+    return [counter_item(row)]
+
+
+def _device_links(hit: Hit, req: Request, ctx: Context) -> list[Pending]:
+    # Today's id only: a visit still running under yesterday's salt links that id with its
+    # next event, which carries both (the identity_links view).
+    device, _ = device_ids(hit, req, client_ip(hit, req), effective_user_agent(hit, req), ctx)
+    if not device or device == hit.profile_id:
+        return []
+    return [_link(req.client.project_id, device, hit.profile_id, "device", req.received_ms)]
+
+
+def _link(project: str, source: str, target: str, kind: str, at_ms: int) -> Pending:
+    row = {
+        "project_id": project,
+        "source": source,
+        "target": target,
+        "kind": kind,
+        "linked_at": ch_time(at_ms),
+    }
+    return link_item(row)

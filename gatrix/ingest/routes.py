@@ -242,7 +242,7 @@ class IngestApp:
             device_id, session_id = await self.writer.submit(outcome)
             self.counters.count(client.project_id, "accepted")
             return 200, {"deviceId": device_id, "sessionId": session_id}
-        await self.writer.submit(process_profile(hit, req))
+        await self.writer.submit_many(process_profile(hit, req, self.ctx))
         self.counters.count(client.project_id, hit.type)
         return 200, {"deviceId": hit.profile_id, "sessionId": ""}
 
@@ -291,15 +291,20 @@ class IngestApp:
                         continue
                     pending.append((n, outcome, client, "accepted"))
                 else:
-                    pending.append((n, process_profile(hit, req), client, hit.type))
+                    items = process_profile(hit, req, self.ctx)
+                    pending += [(n, item, client, "") for item in items[1:]]
+                    pending.append((n, items[0], client, hit.type))
             except Exception:
                 # one envelope that trips a bug must not cost the others their place
                 results[n] = {"status": 500, **internal_error(headers)}
         ids = await self.writer.submit_many([p[1] for p in pending]) if pending else []
+        accepted = 0
         for (n, _item, client, outcome), (device_id, session_id) in zip(pending, ids, strict=True):
+            if not outcome:  # a second row of one envelope (an identify's device link)
+                continue
+            accepted += 1
             self.counters.count(client.project_id, outcome)
             results[n] = {"status": 200, "deviceId": device_id, "sessionId": session_id}
-        accepted = len(pending)
         return 200, {
             "accepted": accepted,
             "rejected": sum(1 for r in results if r.get("status", 0) >= 400),

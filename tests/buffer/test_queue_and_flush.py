@@ -237,7 +237,7 @@ async def test_rejected_rows_go_to_dead_letter_and_never_block_the_rest(
 
 
 async def test_identify_increment_decrement_build_the_profile(
-    buffer: Buffer, scratch_store: Store
+    buffer: Buffer, scratch_store: Store, ctx: Context
 ) -> None:
     def req(at: datetime) -> Request:
         return Request(
@@ -245,7 +245,7 @@ async def test_identify_increment_decrement_build_the_profile(
         )
 
     items = [
-        process_profile(
+        *process_profile(
             Hit(
                 type="identify",
                 profile_id="u1",
@@ -254,16 +254,18 @@ async def test_identify_increment_decrement_build_the_profile(
                 properties={"plan": "free", "team": "core"},
             ),
             req(T0),
+            ctx,
         ),
-        process_profile(
+        *process_profile(
             Hit(type="identify", profile_id="u1", last_name="Lovelace", properties={"plan": "pro"}),
             req(T0 + timedelta(minutes=1)),
+            ctx,
         ),
-        process_profile(
-            Hit(type="increment", profile_id="u1", property="logins", value=3), req(T0)
+        *process_profile(
+            Hit(type="increment", profile_id="u1", property="logins", value=3), req(T0), ctx
         ),
-        process_profile(
-            Hit(type="decrement", profile_id="u1", property="logins", value=-1), req(T0)
+        *process_profile(
+            Hit(type="decrement", profile_id="u1", property="logins", value=-1), req(T0), ctx
         ),
     ]
     await buffer.push(items, SESSION_TIMEOUT_MS)

@@ -149,7 +149,16 @@ def test_identify_and_increment_update_the_profile(
         reply = http.post("/track", json=call, headers=headers)
         assert reply.status_code == 200, reply.text
     [event] = wait_events(store, server_project.project_id, 1)
-    assert event["profile_id"] == "user-7" and event["device_id"] == "user-7"
+    # the browser keeps its anonymous device; the person rides beside it, linked to it
+    assert event["profile_id"] == "user-7" and event["device_id"] not in ("", "user-7")
+    links = wait_for(
+        lambda: store.query_rows(
+            f"SELECT source, target, kind FROM {store.db}.identity_links FINAL "
+            "WHERE project_id = {p:String}",
+            {"p": server_project.project_id},
+        )
+    )
+    assert links == [(event["device_id"], "user-7", "device")]
     profile = wait_for(
         lambda: (
             (p := get_profile(store, server_project.project_id, "user-7"))
@@ -293,10 +302,16 @@ BAD_BODIES: list[tuple[str, bytes, int, str]] = [
     ("missing type", b'{"payload": {"name": "x"}}', 400, "invalid_type"),
     ("unknown type", b'{"type": "bogus", "payload": {}}', 400, "invalid_type"),
     (
-        "alias",
-        b'{"type": "alias", "payload": {"profileId": "a", "alias": "b"}}',
+        "alias without alias",
+        b'{"type": "alias", "payload": {"profileId": "a"}}',
         400,
-        "not_supported",
+        "missing_field",
+    ),
+    (
+        "alias of itself",
+        b'{"type": "alias", "payload": {"profileId": "a", "alias": "a"}}',
+        400,
+        "invalid_field",
     ),
     ("payload not object", b'{"type": "track", "payload": "x"}', 400, "invalid_payload"),
     ("missing name", b'{"type": "track", "payload": {}}', 400, "missing_field"),
@@ -414,7 +429,7 @@ def test_batch_endpoint_per_item_results(
     out = reply.json()
     assert (out["accepted"], out["rejected"], out["dropped"]) == (6, 2, 0)
     assert [r["status"] for r in out["results"]] == [200] * 5 + [400, 400, 200]
-    assert out["results"][5]["error"] == "not_supported"
+    assert out["results"][5]["error"] == "missing_field"
     assert all(r["sessionId"] for r in out["results"][:5])
     rows = wait_events(store, server_project.project_id, 5)
     assert sorted(r["path"] for r in rows) == [f"/b{i}" for i in range(5)]
