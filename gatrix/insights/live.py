@@ -8,6 +8,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from gatrix.clickhouse.store import Store
+from gatrix.insights.identity import KEY, resolution
 from gatrix.insights.sql import DT
 from gatrix.meta.timezones import usable
 from gatrix.pageviews import PAGEVIEW_SQL
@@ -33,8 +34,16 @@ def live(store: Store, project_id: str, now: datetime, timezone: str = "UTC") ->
     recent_days = (
         "project_id = {project:String} AND toDate(created_at) >= toDate({series_from:" + DT + "})"
     )
+    # only the links of the keys seen in the last minutes: the read stays small however
+    # many people the project knows
+    v = resolution(
+        store,
+        project_id,
+        sources=f"SELECT DISTINCT {KEY} FROM {db}.events WHERE {recent_days} "
+        f"AND created_at >= {{series_from:{DT}}} AND created_at < {{until:{DT}}}",
+    )
     pages = store.query_dicts(
-        f"SELECT path, uniq(device_id) AS visitors FROM {db}.events WHERE {recent_days} "
+        f"SELECT path, uniq({v.expr}) AS visitors FROM {db}.events{v.join} WHERE {recent_days} "
         f"AND created_at >= {{since:{DT}}} AND created_at < {{until:{DT}}} AND {PAGEVIEW_SQL} "
         f"GROUP BY path ORDER BY visitors DESC, path ASC LIMIT 10",
         params,
@@ -48,10 +57,10 @@ def live(store: Store, project_id: str, now: datetime, timezone: str = "UTC") ->
     # one pass for the minute series; the grand-total grouping set (minute left at its
     # default, the epoch) carries the 5-minute visitor count
     rows = store.query_dicts(
-        f"SELECT toStartOfMinute(created_at) AS minute, uniq(device_id) AS visitors, "
+        f"SELECT toStartOfMinute(created_at) AS minute, uniq({v.expr}) AS visitors, "
         f"countIf({PAGEVIEW_SQL}) AS pageviews, "
-        f"uniqIf(device_id, created_at >= {{since:{DT}}}) AS live_visitors "
-        f"FROM {db}.events WHERE {recent_days} "
+        f"uniqIf({v.expr}, created_at >= {{since:{DT}}}) AS live_visitors "
+        f"FROM {db}.events{v.join} WHERE {recent_days} "
         f"AND created_at >= {{series_from:{DT}}} AND created_at < {{until:{DT}}} "
         f"GROUP BY GROUPING SETS ((minute), ())",
         params,
@@ -96,10 +105,15 @@ def live_visitors(store: Store, project_id: str, now: datetime) -> int:
     """Only the 5-minute visitor count: what the dashboard's badge polls every few seconds."""
     now = now.astimezone(UTC)
     since = now - LIVE_WINDOW
+    recent = (
+        f"project_id = {{project:String}} AND toDate(created_at) >= toDate({{since:{DT}}}) "
+        f"AND created_at >= {{since:{DT}}} AND created_at < {{until:{DT}}}"
+    )
+    v = resolution(
+        store, project_id, sources=f"SELECT DISTINCT {KEY} FROM {store.db}.events WHERE {recent}"
+    )
     rows = store.query_rows(
-        f"SELECT uniq(device_id) FROM {store.db}.events WHERE project_id = {{project:String}} "
-        f"AND toDate(created_at) >= toDate({{since:{DT}}}) AND created_at >= {{since:{DT}}} "
-        f"AND created_at < {{until:{DT}}}",
+        f"SELECT uniq({v.expr}) FROM {store.db}.events{v.join} WHERE {recent}",
         {"project": project_id, "since": since, "until": now + timedelta(minutes=1)},
     )
     return int(rows[0][0])

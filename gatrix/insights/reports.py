@@ -14,6 +14,7 @@ from typing import Any
 from gatrix.clickhouse.store import Store
 from gatrix.insights.breakdowns import SORTS, breakdown, property_breakdown, property_keys
 from gatrix.insights.filters import Params
+from gatrix.insights.identity import DIRECT, Visitors, resolution
 from gatrix.insights.query import InvalidQuery, Query, bucket_starts
 from gatrix.insights.sql import (
     CURRENT,
@@ -65,8 +66,10 @@ def metrics(store: Store, q: Query) -> dict[str, Any]:
         periods.append((PREVIOUS, comparison))
     db = store.db
     params = Params({"project": q.project_id})
+    v = resolution(store, q.project_id)
     sql = " UNION ALL ".join(
-        f"SELECT {i} AS period, e.*, s.* FROM ({_event_totals_sql(db, pq, params, period)}) AS e "
+        f"SELECT {i} AS period, e.*, s.* FROM ({_event_totals_sql(db, pq, params, period, v)}) "
+        "AS e "
         f"CROSS JOIN (SELECT {SESSION_AGGREGATES} "
         f"FROM ({sessions_sql(db, pq, params, period=period)})) AS s"
         for i, (period, pq) in enumerate(periods)
@@ -90,10 +93,10 @@ def _kpis(row: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def _event_totals_sql(db: str, q: Query, params: Params, period: Period) -> str:
+def _event_totals_sql(db: str, q: Query, params: Params, period: Period, v: Visitors) -> str:
     """One row: visitors, pageviews, events, revenue_total, revenue_events of the period."""
     period.bind(params, q)
-    if uses_rollups(q):
+    if uses_rollups(q) and v is DIRECT:
         # the rollup has no revenue: the events that carry some are few, read them directly
         return (
             f"SELECT h.visitors AS visitors, h.pageviews AS pageviews, h.events AS events, "
@@ -106,9 +109,9 @@ def _event_totals_sql(db: str, q: Query, params: Params, period: Period) -> str:
             f"AND created_at < {period.end} AND revenue != 0) AS r"
         )
     return (
-        f"SELECT uniq(device_id) AS visitors, countIf({PAGEVIEW_SQL}) AS pageviews, "
+        f"SELECT uniq({v.expr}) AS visitors, countIf({PAGEVIEW_SQL}) AS pageviews, "
         f"countIf(NOT {PAGEVIEW_SQL}) AS events, sum(revenue) AS revenue_total, "
-        f"countIf(revenue != 0) AS revenue_events FROM {db}.events "
+        f"countIf(revenue != 0) AS revenue_events FROM {db}.events{v.join} "
         f"WHERE {events_where(db, q, params, period=period)}"
     )
 
@@ -161,7 +164,8 @@ def _series_values(store: Store, q: Query, metric: str) -> dict[str, Any]:
         )
         return {r["bucket"]: session_kpis(r)[metric] for r in rows}
     column = {"visitors": "visitors", "pageviews": "pageviews", "events": "events"}[metric]
-    if uses_rollups(q) and q.interval != "minute":
+    v = resolution(store, q.project_id) if metric == "visitors" else DIRECT
+    if uses_rollups(q) and q.interval != "minute" and v is DIRECT:
         bucket = bucket_sql("hour", q.interval, tz)
         sql = (
             f"SELECT {bucket} AS bucket, uniqMerge(visitors) AS visitors, "
@@ -172,9 +176,9 @@ def _series_values(store: Store, q: Query, metric: str) -> dict[str, Any]:
     else:
         bucket = bucket_sql("created_at", q.interval, tz)
         sql = (
-            f"SELECT {bucket} AS bucket, uniq(device_id) AS visitors, "
+            f"SELECT {bucket} AS bucket, uniq({v.expr}) AS visitors, "
             f"countIf({PAGEVIEW_SQL}) AS pageviews, countIf(NOT {PAGEVIEW_SQL}) AS events "
-            f"FROM {db}.events WHERE {events_where(db, q, params)} GROUP BY bucket"
+            f"FROM {db}.events{v.join} WHERE {events_where(db, q, params)} GROUP BY bucket"
         )
     return {r["bucket"]: int(r[column] or 0) for r in store.query_dicts(sql, params.values)}
 

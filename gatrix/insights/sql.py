@@ -36,6 +36,7 @@ SESSION_LEAD = timedelta(days=1)
 # session columns a subquery can expose, with their merge expression
 SESSION_COLUMNS = {
     "device_id": "max(device_id)",
+    "profile_id": "max(profile_id)",
     "pageviews": "sum(pageviews)",
     "custom_events": "sum(custom_events)",
     "first_at": "min(first_at)",
@@ -48,7 +49,14 @@ SESSION_COLUMNS = {
         if col not in ("entry_path", "exit_path")
     },
 }
-BASE_SESSION_COLUMNS = ("device_id", "pageviews", "custom_events", "first_at", "last_at")
+BASE_SESSION_COLUMNS = (
+    "device_id",
+    "profile_id",
+    "pageviews",
+    "custom_events",
+    "first_at",
+    "last_at",
+)
 # over a sessions_sql subquery; `session_kpis` turns a row of them into numbers
 SESSION_AGGREGATES = (
     "count() AS sessions, sum(pageviews) AS session_pageviews, "

@@ -1,0 +1,78 @@
+"""Who a visitor is, decided when a report is read (README "Visitors").
+
+An event's own key is its profile id when it carries one, else its device id. Identity
+links then map keys to people: a device to the person it was identified as (by `identify`
+or by an event carrying both ids), a profile id to the profile it was aliased to. Because
+the mapping is applied at query time, a link made today also claims what the device did
+before the person logged in.
+
+Rules: a source linked to several people belongs to the one it was linked to first; an
+alias is followed one step (the target of an alias is not looked up again), so a device
+of an aliased profile resolves to the surviving profile.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from gatrix.clickhouse.store import Store
+
+KEY = "if(profile_id != '', profile_id, device_id)"
+
+
+def _links_sql(db: str, kind: str = "", sources: str = "") -> str:
+    """source → target per source, the earliest link winning; optionally one kind only and
+    only the sources an IN-subquery lists."""
+    where = ["project_id = {project:String}"]
+    if kind:
+        where.append(f"kind = '{kind}'")
+    if sources:
+        where.append(f"source IN ({sources})")
+    return (
+        f"SELECT source, argMin(target, first) AS target FROM (SELECT source, target, "
+        f"min(linked_at) AS first FROM {db}.identity_links WHERE {' AND '.join(where)} "
+        f"GROUP BY source, target) GROUP BY source"
+    )
+
+
+def people_sql(db: str, sources: str = "") -> str:
+    """key → person for every linked key (or only those `sources` selects)."""
+    return (
+        f"SELECT l.source AS source, if(a.target != '', a.target, l.target) AS person "
+        f"FROM ({_links_sql(db, sources=sources)}) AS l "
+        f"LEFT ANY JOIN ({_links_sql(db, kind='alias')}) AS a ON a.source = l.target"
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class Visitors:
+    """How a statement counts visitors: `join` goes after its FROM (it may be empty) and
+    `expr` is the visitor of a row, for uniq(). Rows need `profile_id` and `device_id`."""
+
+    join: str
+    expr: str
+
+
+DIRECT = Visitors(join="", expr=KEY)
+
+
+def resolution(store: Store, project_id: str, sources: str = "") -> Visitors:
+    """The resolution a project needs: none until something links two ids (one primary-key
+    read), then a join with its links. `sources` narrows the links read to the keys a
+    subquery lists, for statements over a few minutes of events."""
+    if not has_links(store, project_id):
+        return DIRECT
+    return Visitors(
+        join=(
+            f" LEFT ANY JOIN ({people_sql(store.db, sources)}) AS people ON people.source = {KEY}"
+        ),
+        expr=f"if(people.person != '', people.person, {KEY})",
+    )
+
+
+def has_links(store: Store, project_id: str) -> bool:
+    rows = store.query_rows(
+        f"SELECT 1 FROM {store.db}.identity_links WHERE project_id = {{project:String}} LIMIT 1",
+        {"project": project_id},
+    )
+    return bool(rows)
