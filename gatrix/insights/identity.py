@@ -18,27 +18,31 @@ from dataclasses import dataclass
 from gatrix.clickhouse.store import Store
 
 KEY = "if(profile_id != '', profile_id, device_id)"
+KEY_HASH = f"cityHash64({KEY})"
 
 
 def _links_sql(db: str, kind: str = "", sources: str = "") -> str:
-    """source → target per source, the earliest link winning; optionally one kind only and
-    only the sources an IN-subquery lists."""
+    """source → target, the earliest link of each source winning (argMin over the rows of a
+    source finds it directly); optionally one kind only, or only the sources an IN-subquery
+    lists."""
     where = ["project_id = {project:String}"]
     if kind:
         where.append(f"kind = '{kind}'")
     if sources:
         where.append(f"source IN ({sources})")
     return (
-        f"SELECT source, argMin(target, first) AS target FROM (SELECT source, target, "
-        f"min(linked_at) AS first FROM {db}.identity_links WHERE {' AND '.join(where)} "
-        f"GROUP BY source, target) GROUP BY source"
+        f"SELECT source, argMin(target, linked_at) AS target FROM {db}.identity_links "
+        f"WHERE {' AND '.join(where)} GROUP BY source"
     )
 
 
 def people_sql(db: str, sources: str = "") -> str:
-    """key → person for every linked key (or only those `sources` selects)."""
+    """key → person for every linked key (or only those `sources` selects), both as 64-bit
+    hashes: joining and counting numbers instead of strings keeps resolution about as cheap
+    as no resolution (BENCHMARKS.md, people)."""
     return (
-        f"SELECT l.source AS source, if(a.target != '', a.target, l.target) AS person "
+        f"SELECT cityHash64(l.source) AS key_hash, "
+        f"cityHash64(if(a.target != '', a.target, l.target)) AS person_hash "
         f"FROM ({_links_sql(db, sources=sources)}) AS l "
         f"LEFT ANY JOIN ({_links_sql(db, kind='alias')}) AS a ON a.source = l.target"
     )
@@ -46,14 +50,29 @@ def people_sql(db: str, sources: str = "") -> str:
 
 @dataclass(frozen=True, slots=True)
 class Visitors:
-    """How a statement counts visitors: `join` goes after its FROM (it may be empty) and
-    `expr` is the visitor of a row, for uniq(). Rows need `profile_id` and `device_id`."""
+    """How a statement counts visitors: `join()` goes after its FROM (empty when nothing is
+    linked) and `expr()` is the visitor of a row, for uniq(). Both take the row's key hash;
+    the default computes it from `profile_id` and `device_id`."""
 
-    join: str
-    expr: str
+    people: str = ""
+
+    def join(self, key_hash: str = KEY_HASH) -> str:
+        if not self.people:
+            return ""
+        return f" LEFT ANY JOIN ({self.people}) AS people ON people.key_hash = {key_hash}"
+
+    def expr(self, key_hash: str = KEY_HASH) -> str:
+        if not self.people:
+            return KEY if key_hash == KEY_HASH else key_hash
+        # the person's hash, or the row's own key hash, so uniq() sees one type
+        return f"if(people.person_hash != 0, people.person_hash, {key_hash})"
+
+    @property
+    def direct(self) -> bool:
+        return not self.people
 
 
-DIRECT = Visitors(join="", expr=KEY)
+DIRECT = Visitors()
 
 
 def resolution(store: Store, project_id: str, sources: str = "") -> Visitors:
@@ -62,12 +81,7 @@ def resolution(store: Store, project_id: str, sources: str = "") -> Visitors:
     subquery lists, for statements over a few minutes of events."""
     if not has_links(store, project_id):
         return DIRECT
-    return Visitors(
-        join=(
-            f" LEFT ANY JOIN ({people_sql(store.db, sources)}) AS people ON people.source = {KEY}"
-        ),
-        expr=f"if(people.person != '', people.person, {KEY})",
-    )
+    return Visitors(people_sql(store.db, sources))
 
 
 def has_links(store: Store, project_id: str) -> bool:
