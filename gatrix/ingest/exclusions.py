@@ -40,12 +40,14 @@ def _lines(value: str | list[str]) -> list[str]:
 
 def _check_ip(rule: str) -> str:
     try:
-        return str(ipaddress.ip_network(rule, strict=False)) if "/" in rule else rule
+        network = ipaddress.ip_network(rule, strict=False)
     except ValueError:
         raise InvalidRule(
             f"IP {rule!r} is neither an address nor a CIDR range "
             "(e.g. 203.0.113.7, 203.0.113.0/24, 2001:db8::/32)"
         ) from None
+    # a range is stored as its network (10.1.2.3/8 → 10.0.0.0/8); an address as typed
+    return str(network) if "/" in rule else rule
 
 
 def _check_host(rule: str) -> str:
