@@ -188,7 +188,11 @@ def cmd_projects_exclude(settings: Settings, args: argparse.Namespace) -> int:
     from gatrix.meta.keeping import keeping, set_exclusions
 
     engine = _metadata(settings)
-    rules = {"ips": args.ip or [], "hosts": args.host or [], "paths": args.path or []}
+    rules: dict[str, str | list[str]] = {
+        "ips": args.exclude_ips or [],
+        "hosts": args.exclude_hosts or [],
+        "paths": args.exclude_paths or [],
+    }
     try:
         set_exclusions(engine, args.project, rules)
     except AccountError as exc:
@@ -200,6 +204,29 @@ def cmd_projects_exclude(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+async def retention_in_server(url: str, prefix: str, only: str | None) -> list[Any] | None:
+    """Have the worker of the server whose Redis is at `url` run the retention pass and wait
+    for it; None when no server answers there."""
+    from redis.asyncio import Redis
+
+    from gatrix.buffer.keys import RedisKeys
+    from gatrix.buffer.worker import RETENTION_TIMEOUT_S, make_queue
+
+    probe = Redis.from_url(url, socket_connect_timeout=2)
+    try:
+        await probe.ping()
+    except Exception:
+        return None
+    finally:
+        await probe.aclose()
+    queue = make_queue(Redis.from_url(url), RedisKeys(prefix).queue_name)
+    await queue.connect()
+    try:
+        return await queue.apply("retention", timeout=RETENTION_TIMEOUT_S, only=only)
+    finally:
+        await queue.disconnect()
+
+
 def cmd_retention(settings: Settings, args: argparse.Namespace) -> int:
     """Run the retention pass now: here, or in the running embedded server (chDB admits one
     process per data directory, so that server's worker must do it)."""
@@ -207,41 +234,19 @@ def cmd_retention(settings: Settings, args: argparse.Namespace) -> int:
 
     from gatrix.services import open_store, retention_job
 
-    async def in_server(url: str) -> list[dict[str, Any]] | None:
-        from redis.asyncio import Redis
-
-        from gatrix.buffer.keys import RedisKeys
-        from gatrix.buffer.worker import RETENTION_TIMEOUT_S, make_queue
-
-        redis = Redis.from_url(url, socket_connect_timeout=2)
-        try:
-            await redis.ping()
-        except Exception:
-            return None  # no server holds the data directory: run here
-        finally:
-            await redis.aclose()
-        redis = Redis.from_url(url)
-        queue = make_queue(redis, RedisKeys(settings.redis_prefix).queue_name)
-        await queue.connect()
-        try:
-            return await queue.apply("retention", timeout=RETENTION_TIMEOUT_S, only=args.project)
-        finally:
-            await queue.disconnect()
-
     async def here() -> list[dict[str, Any]]:
         store = open_store(settings)
         if settings.auto_migrate:
             await asyncio.to_thread(store.migrate)
         done = await retention_job(_metadata(settings), store)(datetime.now(UTC), args.project)
-        return [
-            {"project_id": r.project_id, "cut": r.cut.isoformat(), "tables": r.tables} for r in done
-        ]
+        return [r.summary() for r in done]
 
     results = None
     if settings.redis_embedded and settings.clickhouse_dsn.startswith("chdb://"):
         from gatrix.buffer.embedded import EmbeddedRedis
 
-        results = asyncio.run(in_server(EmbeddedRedis(settings.data_path).locate()))
+        url = EmbeddedRedis(settings.data_path).locate()
+        results = asyncio.run(retention_in_server(url, settings.redis_prefix, args.project))
     if results is None:
         results = asyncio.run(here())
     for result in results:
@@ -326,9 +331,16 @@ def build_parser() -> argparse.ArgumentParser:
     common(retention)
     exclude = projects.add_parser("exclude", help="replace the project's traffic exclusions")
     exclude.add_argument("--project", required=True)
-    exclude.add_argument("--ip", action="append", help="address or CIDR range (repeatable)")
-    exclude.add_argument("--host", action="append", help="page host or *.domain (repeatable)")
-    exclude.add_argument("--path", action="append", help="page path glob (repeatable)")
+    # dests of their own: `host` is the serve option load_settings reads
+    exclude.add_argument(
+        "--ip", dest="exclude_ips", action="append", help="address or CIDR range (repeatable)"
+    )
+    exclude.add_argument(
+        "--host", dest="exclude_hosts", action="append", help="page host or *.domain (repeatable)"
+    )
+    exclude.add_argument(
+        "--path", dest="exclude_paths", action="append", help="page path glob (repeatable)"
+    )
     common(exclude)
 
     keep = sub.add_parser("retention", help="delete events older than each retention, now")

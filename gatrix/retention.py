@@ -22,6 +22,7 @@ import asyncio
 import logging
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, time, timedelta
+from typing import Any
 from zoneinfo import ZoneInfo
 
 from sqlalchemy.engine import Engine
@@ -70,6 +71,10 @@ class Expired:
     cut: datetime
     tables: list[str] = field(default_factory=list)  # tables a deletion ran on
     unfinished: int = 0  # mutations still running when we stopped waiting
+
+    def summary(self) -> dict[str, Any]:
+        """As the CLI prints it and the SAQ job returns it (JSON)."""
+        return {"project_id": self.project_id, "cut": self.cut.isoformat(), "tables": self.tables}
 
 
 def _params(project_id: str, cut: datetime) -> dict[str, object]:

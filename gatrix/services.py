@@ -51,7 +51,7 @@ from gatrix.ingest.salts import SESSION_TIMEOUT_MS, SaltBook
 from gatrix.meta import models
 from gatrix.meta.projects import Directory, default_client_id
 from gatrix.metrics import RequestMetrics
-from gatrix.retention import expire_all
+from gatrix.retention import Expired, expire_all
 from gatrix.settings import Settings
 from gatrix.web.auth import WebAuth
 from gatrix.web.tracker import bundle as tracker_bundle
@@ -84,8 +84,8 @@ def open_store(settings: Settings) -> Store:
 def retention_job(engine: Engine, store: Store) -> Retention:
     """The worker's daily retention pass over this process's metadata and ClickHouse."""
 
-    async def keep(now: datetime, only: str | None = None) -> list[Any]:
-        return list(await expire_all(engine, store, now, only))
+    async def keep(now: datetime, only: str | None = None) -> list[Expired]:
+        return await expire_all(engine, store, now, only)
 
     return keep
 

@@ -40,10 +40,7 @@ async def flush(ctx: dict[str, Any]) -> int:
 
 async def retention(ctx: dict[str, Any], *, only: str | None = None) -> list[dict[str, Any]]:
     keep: Retention = ctx["retention"]
-    done = await keep(datetime.now(UTC), only)
-    return [
-        {"project_id": r.project_id, "cut": r.cut.isoformat(), "tables": r.tables} for r in done
-    ]
+    return [r.summary() for r in await keep(datetime.now(UTC), only)]
 
 
 def make_queue(redis: Any, name: str) -> Queue:

@@ -5,6 +5,7 @@ and the CLI sets retention and exclusions and runs the retention pass."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import uuid
 from datetime import UTC, datetime, timedelta
@@ -123,9 +124,14 @@ def test_the_cli_sets_retention_and_exclusions_and_runs_retention(
     assert "whole number of days" in capsys.readouterr().err
 
     args = ["projects", "exclude", "--project", project, "--ip", "192.0.2.0/24", "--path", "/x*"]
-    assert cli.main([*args, *data_dir]) == 0
+    assert cli.main([*args, "--host", "*.dev.example.com", *data_dir]) == 0
     saved = json.loads(capsys.readouterr().out)
-    assert saved == {"project_id": project, "ips": ["192.0.2.0/24"], "hosts": [], "paths": ["/x*"]}
+    assert saved == {
+        "project_id": project,
+        "ips": ["192.0.2.0/24"],
+        "hosts": ["*.dev.example.com"],
+        "paths": ["/x*"],
+    }
     assert cli.main([*args[:4], "--ip", "192.0.2.0/40", *data_dir]) == 2
     assert "neither an address nor a CIDR range" in capsys.readouterr().err
 
@@ -137,3 +143,27 @@ def test_the_cli_sets_retention_and_exclusions_and_runs_retention(
         "SELECT session_id FROM gatrix.events WHERE project_id = {p:String}", {"p": project}
     )
     assert left == [("new",)]
+
+
+def test_the_running_servers_worker_runs_retention_when_asked(
+    site: LiveServer, store: Store
+) -> None:
+    """What `gatrix retention` does beside an embedded `gatrix serve`: the server's own
+    worker runs the job (chDB admits one process per data directory)."""
+    from gatrix.meta.projects import create_project
+
+    services = site.services
+    project = create_project(services.engine, f"job {uuid.uuid4().hex[:6]}").project_id
+    keeping.set_retention(services.engine, project, 7)
+    old, new = datetime.now(UTC) - timedelta(days=9), datetime.now(UTC) - timedelta(hours=1)
+    events(store, project, [{"at": old, "session_id": "old"}, {"at": new, "session_id": "new"}])
+    url = services.embedded_redis.url if services.embedded_redis else site.settings.redis_dsn
+    done = asyncio.run(cli.retention_in_server(url, site.settings.redis_prefix, project))
+    assert done is not None and [r["project_id"] for r in done] == [project]
+    assert "events" in done[0]["tables"]
+    left = store.query_rows(
+        "SELECT session_id FROM gatrix.events WHERE project_id = {p:String}", {"p": project}
+    )
+    assert left == [("new",)]
+    # nobody listening: the command runs the pass itself
+    assert asyncio.run(cli.retention_in_server("redis://127.0.0.1:1/0", "x", None)) is None
