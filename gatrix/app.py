@@ -45,6 +45,7 @@ from gatrix.web.admin import ADMIN_ROUTES
 from gatrix.web.auth import metrics_authorized
 from gatrix.web.dashboard import DASHBOARD_ROUTES
 from gatrix.web.headers import security_headers
+from gatrix.web.keeping import KEEPING_ROUTES
 from gatrix.web.kit import PageError, login_url
 from gatrix.web.share import SHARE_ROUTES
 from gatrix.web.tracker import tracker_script
@@ -179,6 +180,7 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> Litestar:
             *VENDOR_ROUTES,
             *DASHBOARD_ROUTES,
             *ADMIN_ROUTES,
+            *KEEPING_ROUTES,
             *SHARE_ROUTES,
             create_static_files_router(
                 path="/assets",
