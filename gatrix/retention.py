@@ -33,7 +33,7 @@ from gatrix.meta.keeping import Retained, retained_projects
 
 log = logging.getLogger("gatrix.retention")
 DT = "DateTime64(3, 'UTC')"
-ROLLUPS = ("hourly", "page_hourly", "event_hourly")
+ROLLUPS = ("hourly", "page_hourly", "event_hourly", "visitor_hourly")
 # a mutation still running after this is left to ClickHouse; the next run looks again
 WAIT_LIMIT_S = 3600.0
 

@@ -27,7 +27,7 @@ from ..factory import events
 NOW = datetime(2026, 3, 10, 14, 37, tzinfo=UTC)
 TZ = "Europe/Berlin"  # UTC+1 in early March
 CUT = datetime(2026, 3, 6, 23, 0, tzinfo=UTC)  # Mar 7 00:00 in Berlin: 3 days before Mar 10
-ROLLUPS = ("hourly", "page_hourly", "event_hourly")
+ROLLUPS = ("hourly", "page_hourly", "event_hourly", "visitor_hourly")
 
 
 @pytest.mark.parametrize(
