@@ -40,11 +40,19 @@ def people_sql(db: str, sources: str = "") -> str:
     """key → person for every linked key (or only those `sources` selects), both as 64-bit
     hashes: joining and counting numbers instead of strings keeps resolution about as cheap
     as no resolution (BENCHMARKS.md, people)."""
+    # the aliases that can matter: of every person (or of the people `sources` link to)
+    alias_sources = (
+        f"SELECT target FROM {db}.identity_links WHERE project_id = {{project:String}} "
+        f"AND source IN ({sources})"
+        if sources
+        else ""
+    )
     return (
         f"SELECT cityHash64(l.source) AS key_hash, "
         f"cityHash64(if(a.target != '', a.target, l.target)) AS person_hash "
         f"FROM ({_links_sql(db, sources=sources)}) AS l "
-        f"LEFT ANY JOIN ({_links_sql(db, kind='alias')}) AS a ON a.source = l.target"
+        f"LEFT ANY JOIN ({_links_sql(db, kind='alias', sources=alias_sources)}) AS a "
+        f"ON a.source = l.target"
     )
 
 
