@@ -232,7 +232,16 @@ def cmd_retention(settings: Settings, args: argparse.Namespace) -> int:
     process per data directory, so that server's worker must do it)."""
     from datetime import UTC, datetime
 
+    from gatrix.meta.keeping import keeping
     from gatrix.services import open_store, retention_job
+
+    if args.project:
+        kept = keeping(_metadata(settings), args.project)
+        if kept is None:
+            _say(f"error: unknown project {args.project!r}")
+            return 2
+        if not kept["retention_days"]:
+            _say(f"project {args.project!r} keeps everything (retention 0): nothing to cut")
 
     async def here() -> list[dict[str, Any]]:
         store = open_store(settings)

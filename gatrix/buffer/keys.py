@@ -49,6 +49,13 @@ class RedisKeys:
             device_id = "#" + hashlib.blake2b(device_id.encode(), digest_size=16).hexdigest()
         return f"{self.session_prefix}{project_id}:{_json(device_id).decode()}"
 
+    def person_session(self, project_id: str, profile_id: str) -> str:
+        """The live session of a person a backend tracks without naming a device. Its keys
+        start with `p:`, which no JSON-encoded device id (a device session key) can."""
+        if len(profile_id) > 64:
+            profile_id = "#" + hashlib.blake2b(profile_id.encode(), digest_size=16).hexdigest()
+        return f"{self.session_prefix}{project_id}:p:{_json(profile_id).decode()}"
+
     def ingest_stats(self, day: str) -> str:
         """Per-project outcome counts of one UTC day (TTL: INGEST_STATS_TTL_S)."""
         return f"{self.prefix}:stats:{day}"

@@ -10,6 +10,7 @@ and `project_of`.
 
 from __future__ import annotations
 
+import hashlib
 import re
 from collections import defaultdict
 from dataclasses import dataclass
@@ -173,11 +174,21 @@ def encode_push(items: list[Pending]) -> bytes:
                 f"e\n{item.ts_ms}\n{new_id()}\n{item.session_key}\n"
                 f"{item.prev_session_key or item.session_key}\n"
             ).encode()
-            who = _json(item.profile_id) if item.profile_id else b""
+            who = _owner(item.profile_id) if item.profile_id else b""
             records.append(b"".join((head, did, b"\n", prev, b"\n", who, b"\n", item.payload_tail)))
         else:
             records.append(b"r\n\n\n\n\n\n\n\n" + item.payload_tail)
     return b"\0".join(records)
+
+
+def _owner(profile_id: str) -> bytes:
+    # stored in session state and session keys: long ids are hashed, so a sender cannot make
+    # each of them cost hundreds of bytes
+    if len(profile_id) > 64:
+        return (
+            b'"#' + hashlib.blake2b(profile_id.encode(), digest_size=16).hexdigest().encode() + b'"'
+        )
+    return _json(profile_id)
 
 
 def resolve_ids(item: Pending, result: bytes) -> tuple[str, str]:

@@ -165,10 +165,12 @@ def _track(payload: dict[str, Any]) -> Hit:
     # The Gatrix backend proxy sends the page path beside the name.
     if "path" in payload and "__path" not in reserved:
         reserved["__path"] = _text(payload.get("path"), "payload.path", MAX_VALUE)
+    profile_id = _text(payload.get("profileId"), "payload.profileId", MAX_ID)
     return Hit(
         type="track",
         name=name,
-        profile_id=_text(payload.get("profileId"), "payload.profileId", MAX_ID),
+        # blank is anonymous, as in identify (where it is refused)
+        profile_id=profile_id if profile_id.strip() else "",
         properties=properties,
         reserved=reserved,
     )

@@ -126,12 +126,19 @@ def step_timestamp(d: Draft, ctx: Context) -> str | None:
     client_ms = parse_client_time(d.hit.reserved.get("__timestamp"))
     if client_ms is None or client_ms > d.req.received_ms + FUTURE_TOLERANCE_MS:
         client_ms = d.req.received_ms
-    elif client_ms < d.req.received_ms - ctx.max_event_age_ms:
+    elif client_ms < d.req.received_ms - _max_age_ms(d.req.client, ctx):
         return "timestamp_too_old"
     d.ts_ms = client_ms
     d.row["created_at"] = ch_time(client_ms)
     d.row["received_at"] = ch_time(d.req.received_ms)
     return None
+
+
+def _max_age_ms(client: ClientInfo, ctx: Context) -> int:
+    # an event the project's retention would delete at its next pass is not stored at all
+    if client.retention_days:
+        return min(ctx.max_event_age_ms, client.retention_days * 86_400_000)
+    return ctx.max_event_age_ms
 
 
 def effective_user_agent(hit: Hit, req: Request) -> str:
@@ -211,22 +218,30 @@ def device_ids(hit: Hit, req: Request, ip: str, ua: str, ctx: Context) -> tuple[
     """(device id, previous-salt device id) of a hit. The device stays anonymous when the
     person is known: the profile id travels beside it, and reports resolve the device to the
     person (README "Visitors"), so logging in neither renames the visitor nor splits the visit.
-    A backend that forwards nothing about the visitor has no device to speak of: its events
-    count under the profile id itself."""
-    override = hit.reserved.get("__deviceId")
-    override_text = property_value(override) if override is not None else None
-    if override_text:
-        return override_text[:MAX_ID], override_text[:MAX_ID]
-    if hit.profile_id and not _speaks_for_visitor(hit, req):
+    A backend that forwards nothing about the visitor has no device to speak of: the profile id
+    stands for it (and its visits are kept per person, see `_session_keys`)."""
+    override = _device_override(hit)
+    if override:
+        return override, override
+    if _person_only(hit, req):
         return hit.profile_id, hit.profile_id
     return ctx.salts.ids_at(req.received_ms, req.client.project_id, ip, ua)
 
 
-def _speaks_for_visitor(hit: Hit, req: Request) -> bool:
-    # a browser, or a backend forwarding the visitor's address or user agent
-    if req.browser and not req.server_side:
-        return True
-    return "__ip" in hit.reserved or "__user_agent" in hit.reserved
+def _device_override(hit: Hit) -> str:
+    value = hit.reserved.get("__deviceId")
+    text = property_value(value) if value is not None else None
+    return text[:MAX_ID] if text else ""
+
+
+def _person_only(hit: Hit, req: Request) -> bool:
+    """A hit about a known person from a backend that says nothing about their device (no
+    `__deviceId`, `__ip` or `__user_agent`)."""
+    if not hit.profile_id or (req.browser and not req.server_side):
+        return False
+    return not _device_override(hit) and not (
+        "__ip" in hit.reserved or "__user_agent" in hit.reserved
+    )
 
 
 def step_identity(d: Draft, ctx: Context) -> str | None:
@@ -280,20 +295,35 @@ def process_track(hit: Hit, req: Request, ctx: Context, steps=TRACK_STEPS) -> Pe
     row["profile_id"] = hit.profile_id
     row["properties"] = hit.properties
     row["sdk_name"], row["sdk_version"] = req.sdk_name[:64], req.sdk_version[:64]
+    session_key, prev_session_key = _session_keys(d, ctx)
     return event_item(
         row,
         d.ts_ms,
-        ctx.keys.session(req.client.project_id, d.device_id),
-        ctx.keys.session(req.client.project_id, d.prev_device_id),
+        session_key,
+        prev_session_key,
         d.device_id,
         d.prev_device_id,
         hit.profile_id,
     )
 
 
-def process_profile(hit: Hit, req: Request, ctx: Context) -> list[Pending]:
+def _session_keys(d: Draft, ctx: Context) -> tuple[str, str]:
+    # A person tracked by a backend has their own visit key: a page that picks the profile id
+    # as its `__deviceId` gets the device key of that name, never the person's visit.
+    project = d.req.client.project_id
+    if _person_only(d.hit, d.req):
+        key = ctx.keys.person_session(project, d.hit.profile_id)
+        return key, key
+    return ctx.keys.session(project, d.device_id), ctx.keys.session(project, d.prev_device_id)
+
+
+def process_profile(hit: Hit, req: Request, ctx: Context) -> list[Pending] | Dropped:
     """identify → a profile update row and the link of the sender's device to the person;
-    alias → a link of one profile id to another; increment/decrement → a counter delta."""
+    alias → a link of one profile id to another; increment/decrement → a counter delta.
+    A sender whose address the project excludes changes no one."""
+    rules = req.client.exclusions
+    if rules is not None and (reason := rules.reason(client_ip(hit, req), "", "")):
+        return Dropped(reason)
     project = req.client.project_id
     if hit.type == "identify":
         row = {
@@ -318,10 +348,15 @@ def process_profile(hit: Hit, req: Request, ctx: Context) -> list[Pending]:
     return [counter_item(row)]
 
 
+def sender_device(hit: Hit, req: Request, ctx: Context) -> str:
+    """The device a profile call came from, as a track call from it would be told."""
+    return device_ids(hit, req, client_ip(hit, req), effective_user_agent(hit, req), ctx)[0]
+
+
 def _device_links(hit: Hit, req: Request, ctx: Context) -> list[Pending]:
     # Today's id only: a visit still running under yesterday's salt links that id with its
     # next event, which carries both (the identity_links view).
-    device, _ = device_ids(hit, req, client_ip(hit, req), effective_user_agent(hit, req), ctx)
+    device = sender_device(hit, req, ctx)
     if not device or device == hit.profile_id:
         return []
     return [_link(req.client.project_id, device, hit.profile_id, "device", req.received_ms)]

@@ -22,8 +22,15 @@ import msgspec
 from gatrix.buffer.rows import Pending
 from gatrix.buffer.writer import BufferFull, BufferWriter
 from gatrix.ingest.counters import IngestCounters
-from gatrix.ingest.payloads import InvalidPayload, decode_json, parse_envelope
-from gatrix.ingest.pipeline import Context, Dropped, Request, process_profile, process_track
+from gatrix.ingest.payloads import Hit, InvalidPayload, decode_json, parse_envelope
+from gatrix.ingest.pipeline import (
+    Context,
+    Dropped,
+    Request,
+    process_profile,
+    process_track,
+    sender_device,
+)
 from gatrix.logs import request_id
 from gatrix.meta.projects import ClientInfo, Directory, SecretsThrottled, origin_allowed
 
@@ -70,6 +77,17 @@ def internal_error(headers: dict) -> dict[str, str]:
         "detail": f"the server failed on this event; report request id {rid}",
         "request_id": rid,
     }
+
+
+def _may_send(hit: Hit, req: Request) -> None:
+    # Merging two people rewrites history for everyone who reads the reports: only the
+    # project's backend (which proved it knows the secret) may do it, never a web page.
+    if hit.type == "alias" and not req.server_side:
+        raise AuthError(
+            403,
+            "alias_needs_secret",
+            "alias merges two people: send it from a backend with the secret",
+        )
 
 
 class AuthError(Exception):
@@ -234,6 +252,7 @@ class IngestApp:
             sender, headers, origin, body_client, body_secret
         )
         req = self._request(sender, headers, client, server_side, bool(origin))
+        _may_send(hit, req)
         if hit.type == "track":
             outcome = process_track(hit, req, self.ctx)
             if isinstance(outcome, Dropped):
@@ -242,9 +261,13 @@ class IngestApp:
             device_id, session_id = await self.writer.submit(outcome)
             self.counters.count(client.project_id, "accepted")
             return 200, {"deviceId": device_id, "sessionId": session_id}
-        await self.writer.submit_many(process_profile(hit, req, self.ctx))
+        outcome = process_profile(hit, req, self.ctx)
+        if isinstance(outcome, Dropped):
+            self.counters.count(client.project_id, outcome.reason)
+            return 202, {"dropped": outcome.reason}
+        await self.writer.submit_many(outcome)
         self.counters.count(client.project_id, hit.type)
-        return 200, {"deviceId": hit.profile_id, "sessionId": ""}
+        return 200, {"deviceId": sender_device(hit, req, self.ctx), "sessionId": ""}
 
     # --- many events
 
@@ -271,6 +294,7 @@ class IngestApp:
                     )
                     req = self._request(sender, headers, client, server_side, bool(origin))
                     requests[(body_client, body_secret)] = req
+                _may_send(hit, req)
             except InvalidPayload as exc:
                 status, reply = self._rejected(exc)
                 results[n] = {"status": status, **reply}
@@ -292,6 +316,10 @@ class IngestApp:
                     pending.append((n, outcome, client, "accepted"))
                 else:
                     items = process_profile(hit, req, self.ctx)
+                    if isinstance(items, Dropped):
+                        self.counters.count(client.project_id, items.reason)
+                        results[n] = {"status": 202, "dropped": items.reason}
+                        continue
                     pending += [(n, item, client, "") for item in items[1:]]
                     pending.append((n, items[0], client, hit.type))
             except Exception:

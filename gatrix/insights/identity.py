@@ -1,6 +1,7 @@
 """Who a visitor is, decided when a report is read (README "Visitors").
 
-An event's own key is its profile id when it carries one, else its device id. Identity
+An event's own key is its profile id when it carries one, else its device id (the two kept
+apart: a device id equal to a profile id is not that person). Identity
 links then map keys to people: a device to the person it was identified as (by `identify`
 or by an event carrying both ids), a profile id to the profile it was aliased to. Because
 the mapping is applied at query time, a link made today also claims what the device did
@@ -17,29 +18,33 @@ from dataclasses import dataclass
 
 from gatrix.clickhouse.store import Store
 
+# an event's own key as text (to narrow which links are read), and as the 64-bit hash every
+# count uses: device ids hash apart from profile ids, so a device id a browser picks (say,
+# `__deviceId: "bob"`) is never the person bob
 KEY = "if(profile_id != '', profile_id, device_id)"
-KEY_HASH = f"cityHash64({KEY})"
+KEY_HASH = "if(profile_id != '', cityHash64(profile_id), cityHash64(device_id, 'device'))"
+_SOURCE_HASH = "if(kind = 'device', cityHash64(source, 'device'), cityHash64(source))"
 
 
 def _links_sql(db: str, kind: str = "", sources: str = "") -> str:
-    """source → target, the earliest link of each source winning (argMin over the rows of a
-    source finds it directly); optionally one kind only, or only the sources an IN-subquery
-    lists."""
+    """(source hash, source id, target) per source, the earliest link winning (argMin over the
+    rows of a source finds it directly); optionally one kind only, or only the sources an
+    IN-subquery lists."""
     where = ["project_id = {project:String}"]
     if kind:
         where.append(f"kind = '{kind}'")
     if sources:
         where.append(f"source IN ({sources})")
     return (
-        f"SELECT source, argMin(target, linked_at) AS target FROM {db}.identity_links "
-        f"WHERE {' AND '.join(where)} GROUP BY source"
+        f"SELECT {_SOURCE_HASH} AS source_hash, any(source) AS source_id, "
+        f"argMin(target, linked_at) AS target FROM {db}.identity_links "
+        f"WHERE {' AND '.join(where)} GROUP BY source_hash"
     )
 
 
 def people_sql(db: str, sources: str = "") -> str:
-    """key → person for every linked key (or only those `sources` selects), both as 64-bit
-    hashes: joining and counting numbers instead of strings keeps resolution about as cheap
-    as no resolution (BENCHMARKS.md, people)."""
+    """key hash → person hash for every linked key (or only those `sources` selects):
+    joining and counting numbers instead of strings keeps resolution cheap (BENCHMARKS.md)."""
     # the aliases that can matter: of every person (or of the people `sources` link to)
     alias_sources = (
         f"SELECT target FROM {db}.identity_links WHERE project_id = {{project:String}} "
@@ -48,11 +53,11 @@ def people_sql(db: str, sources: str = "") -> str:
         else ""
     )
     return (
-        f"SELECT cityHash64(l.source) AS key_hash, "
+        f"SELECT l.source_hash AS key_hash, "
         f"cityHash64(if(a.target != '', a.target, l.target)) AS person_hash "
         f"FROM ({_links_sql(db, sources=sources)}) AS l "
         f"LEFT ANY JOIN ({_links_sql(db, kind='alias', sources=alias_sources)}) AS a "
-        f"ON a.source = l.target"
+        f"ON a.source_id = l.target"
     )
 
 
@@ -71,7 +76,7 @@ class Visitors:
 
     def expr(self, key_hash: str = KEY_HASH) -> str:
         if not self.people:
-            return KEY if key_hash == KEY_HASH else key_hash
+            return key_hash
         # the person's hash, or the row's own key hash, so uniq() sees one type
         return f"if(people.person_hash != 0, people.person_hash, {key_hash})"
 

@@ -197,6 +197,8 @@ class ClientInfo:
     timezone: str
     # compiled once per cache fill: the request path only matches (None: no rules)
     exclusions: Exclusions | None = None
+    # days of events the project keeps (0: all); older client times are not accepted
+    retention_days: int = 0
 
     @property
     def can_write(self) -> bool:
@@ -225,6 +227,7 @@ def load_client(engine: Engine, client_id: str) -> ClientInfo | None:
             origins=tuple(project.origins),
             timezone=project.timezone,
             exclusions=compile_rules(loads(project.exclusions_json)),
+            retention_days=project.retention_days,
         )
 
 

@@ -19,8 +19,11 @@ from gatrix.web.kit import done, form_of, require_role
 async def retention_submit(request: Request, services: Services, project_id: str) -> Response:
     user, _ = await require_role(request, services, project_id, admin=True)
     form = await form_of(request)
-    typed = str(form.get("retention_days", ""))[:20]
+    raw = str(form.get("retention_days", ""))
+    typed = raw[:20]
     try:
+        if len(raw) > len(typed):  # never read a cut-off number as another one
+            raise AccountError("Retention is a number of days from 0 to 3650.")
         days = keeping.parse_days(typed)
         await asyncio.to_thread(keeping.set_retention, services.engine, project_id, days)
     except AccountError as exc:
@@ -32,10 +35,13 @@ async def retention_submit(request: Request, services: Services, project_id: str
             project_id,
             status=400,
             error=str(exc),
+            at="data-kept",
             keeping={**(current or {}), "retention_days": typed},
         )
     notice = f"Keeping {days} days of events." if days else "Keeping events forever."
-    return await done(request, services, user, _settings_path(project_id), notice=notice)
+    return await done(
+        request, services, user, _settings_path(project_id), notice=notice, at="data-kept"
+    )
 
 
 @post("/projects/{project_id:str}/exclusions", include_in_schema=False)
@@ -43,8 +49,11 @@ async def exclusions_submit(request: Request, services: Services, project_id: st
     user, _ = await require_role(request, services, project_id, admin=True)
     form = await form_of(request)
     # bounded before parsing: the parser's own limits then speak in rules, not bytes
-    typed = {kind: str(form.get(f"exclude_{kind}", ""))[:50_000] for kind in KINDS}
+    raw = {kind: str(form.get(f"exclude_{kind}", "")) for kind in KINDS}
+    typed = {kind: text[:50_000] for kind, text in raw.items()}
     try:
+        if raw != typed:  # a cut-off rule would be another rule (`/*/preview` → `/*`)
+            raise AccountError("Each list of rules is at most 50,000 characters.")
         await asyncio.to_thread(keeping.set_exclusions, services.engine, project_id, typed)
     except AccountError as exc:
         current = await asyncio.to_thread(keeping.keeping, services.engine, project_id)
@@ -55,10 +64,13 @@ async def exclusions_submit(request: Request, services: Services, project_id: st
             project_id,
             status=400,
             error=str(exc),
+            at="exclusions",
             keeping={**(current or {}), "exclusions": typed},
         )
     services.directory.forget()  # the new rules apply to this process at once
-    return await done(request, services, user, _settings_path(project_id), notice="Saved.")
+    return await done(
+        request, services, user, _settings_path(project_id), notice="Saved.", at="exclusions"
+    )
 
 
 KEEPING_ROUTES = [retention_submit, exclusions_submit]

@@ -15,15 +15,17 @@ ENGINE = AggregatingMergeTree
 ORDER BY (project_id, source, target, kind)
 SETTINGS non_replicated_deduplication_window = 10000;
 
--- Every event that carries a profile id links its device to that person. Backends that send
--- no visitor IP or user agent record the profile id as the device: no link needed.
+-- Every event that carries a profile id links its device to that person. The link's time is
+-- when the server received the event: a client-chosen (back-dated) time must not make a link
+-- older than one already made. Backends that send no visitor IP or user agent record no
+-- device: nothing to link.
 CREATE MATERIALIZED VIEW IF NOT EXISTS $db.identity_links_mv TO $db.identity_links AS
 SELECT
     project_id,
     device_id AS source,
     profile_id AS target,
     'device' AS kind,
-    min(created_at) AS linked_at
+    min(received_at) AS linked_at
 FROM $db.events
 WHERE profile_id != '' AND device_id != '' AND device_id != profile_id
 GROUP BY project_id, source, target;

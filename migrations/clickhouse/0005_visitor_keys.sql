@@ -1,5 +1,5 @@
 -- Who was there each hour, as 64-bit hashes of each event's own key (its profile id, else its
--- device id): the KPIs and the visitor series of a project with identity links resolve these
+-- device id, hashed apart so a device id can never pass for a profile id): the KPIs and the visitor series of a project with identity links resolve these
 -- few rows through the links instead of every event (README "Visitors and identity").
 -- A row repeated by a retried or backfilled block changes nothing: visitors are a uniq().
 CREATE TABLE IF NOT EXISTS $db.visitor_hourly
@@ -17,13 +17,13 @@ CREATE MATERIALIZED VIEW IF NOT EXISTS $db.visitor_hourly_mv TO $db.visitor_hour
 SELECT
     project_id,
     toStartOfHour(created_at) AS hour,
-    cityHash64(if(profile_id != '', profile_id, device_id)) AS key_hash
+    if(profile_id != '', cityHash64(profile_id), cityHash64(device_id, 'device')) AS key_hash
 FROM $db.events
 GROUP BY project_id, hour, key_hash;
 
 -- the events stored before this table existed
 INSERT INTO $db.visitor_hourly
 SELECT project_id, toStartOfHour(created_at) AS hour,
-       cityHash64(if(profile_id != '', profile_id, device_id)) AS key_hash
+       if(profile_id != '', cityHash64(profile_id), cityHash64(device_id, 'device')) AS key_hash
 FROM $db.events
 GROUP BY project_id, hour, key_hash;

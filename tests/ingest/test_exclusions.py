@@ -143,3 +143,31 @@ def test_excluded_hits_are_dropped_and_counted_for_that_project_only(
     assert [r["path"] for r in wait_events(store, strict.project_id, 1)] == ["/kept"]
     assert len(wait_events(store, other.project_id, len(hits))) == len(hits)
     assert not any(p == other.project_id and o.startswith("excluded") for p, o in totals)
+
+
+def test_an_excluded_address_changes_no_profile(
+    http: httpx.Client, server: Any, server_engine: Any, store: Store
+) -> None:
+    office = create_project(server_engine, "exclusions profiles")
+    keeping.set_exclusions(server_engine, office.project_id, RULES)
+    server.services.directory.forget()
+    headers = {
+        "openpanel-client-id": office.client_id,
+        "openpanel-client-secret": office.client_secret,
+    }
+    calls = [
+        {"type": "identify", "payload": {"profileId": "boss", "properties": {"__ip": ip}}}
+        for ip in ("203.0.113.9", "8.8.8.8")
+    ]
+    calls.append(
+        {"type": "increment", "payload": {"profileId": "boss", "property": "n"}},
+    )
+    replies = [http.post("/track", json=call, headers=headers) for call in calls]
+    assert (replies[0].status_code, replies[0].json()) == (202, {"dropped": "excluded_ip"})
+    # the second identify names an address outside the rules; the increment comes from
+    # this test's own (not excluded) address
+    assert [r.status_code for r in replies[1:]] == [200, 200]
+    assert replies[1].json()["deviceId"] not in ("", "boss")
+    assert server.services.counters.totals[(office.project_id, "excluded_ip")] == 1
+    batch = http.post("/track/batch", json=calls[:1], headers=headers).json()
+    assert batch["results"] == [{"status": 202, "dropped": "excluded_ip"}]

@@ -323,3 +323,17 @@ def test_pipeline_drops_bots_with_a_reason(sql_engine: Any) -> None:
     assert not isinstance(process_track(hit, backend, ctx), Dropped)
     forwarded = Hit(type="track", name="x", reserved={"__user_agent": UA["bingbot"]})
     assert process_track(forwarded, backend, ctx) == Dropped("bot")
+
+
+def test_an_event_older_than_the_projects_retention_is_not_accepted() -> None:
+    client = ClientInfo("c1", "p1", "write", None, ("*",), "UTC", retention_days=2)
+
+    def outcome(days_ago: float) -> str | None:
+        stamp = NOW_MS - int(days_ago * 86_400_000)
+        req = Request(client=client, server_side=False, ip="1.2.3.4", user_agent="x")
+        req.received_ms = NOW_MS
+        d = Draft(hit=Hit(type="track", name="x", reserved={"__timestamp": stamp}), req=req)
+        return step_timestamp(d, WINDOW)  # type: ignore[arg-type]
+
+    assert outcome(1.9) is None
+    assert outcome(2.1) == "timestamp_too_old"

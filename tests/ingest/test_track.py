@@ -414,6 +414,21 @@ def test_bad_input_never_reaches_clickhouse(
     assert [r["path"] for r in rows] == ["/marker"]
 
 
+def test_alias_is_for_backends_only(http: httpx.Client, server_project: NewClient) -> None:
+    alias = {"type": "alias", "payload": {"profileId": "new-id", "alias": "old-id"}}
+    browser = http.post("/track", json=alias, headers=browser_headers(server_project.client_id))
+    assert browser.status_code == 403 and browser.json()["error"] == "alias_needs_secret"
+    batch = http.post(
+        "/track/batch", json=[alias], headers=browser_headers(server_project.client_id)
+    )
+    assert batch.json()["results"][0]["error"] == "alias_needs_secret"
+    backend = {
+        "openpanel-client-id": server_project.client_id,
+        "openpanel-client-secret": server_project.client_secret,
+    }
+    assert http.post("/track", json=alias, headers=backend).status_code == 200
+
+
 def test_batch_endpoint_per_item_results(
     http: httpx.Client, server_project: NewClient, store: Store
 ) -> None:

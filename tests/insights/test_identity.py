@@ -64,7 +64,7 @@ class Sender:
         )
 
     def page(self, at: datetime, path: str, profile: str = "", **extra: Any) -> Pending:
-        reserved = {"__path": f"https://a.io{path}", **extra}
+        reserved = {"__path": f"https://a.io{path}", "__timestamp": at.isoformat(), **extra}
         hit = Hit(type="track", name="screen_view", profile_id=profile, reserved=reserved)
         item = process_track(hit, self._req(at), self.ctx)
         assert isinstance(item, Pending)
@@ -243,3 +243,47 @@ async def test_a_device_shared_by_two_people_is_the_first_ones_before_login(
     await Flusher(buffer, store).run()
     # the anonymous views of the kiosk are gina's (linked first); hank is the second
     assert kpis(store, project) == (2, 2, 3)
+
+
+async def test_a_back_dated_event_cannot_take_over_an_identified_device(
+    buffer: Buffer, ctx: Context, store: Store, project: str
+) -> None:
+    browser = Sender(ctx, project, "198.51.100.4")
+    ids = await send(
+        buffer,
+        browser.page(minutes(0), "/"),
+        browser.identify(minutes(1), "walter"),
+        browser.page(minutes(2), "/app", profile="walter"),
+    )
+    device = ids[0][0]
+    # someone replays the device id with their own profile id, dated three weeks back: the
+    # link counts from when it reached us, after walter's
+    attacker = Sender(ctx, project, "203.0.113.66", ua=FIREFOX_UA)
+    back = (minutes(3) - timedelta(days=21)).isoformat()
+    await send(
+        buffer,
+        attacker.page(minutes(3), "/x", profile="mallory", __deviceId=device, __timestamp=back),
+    )
+    await Flusher(buffer, store).run()
+    assert kpis(store, project) == (1, 1, 2)  # today: walter's visit only, still his
+
+
+async def test_a_chosen_device_id_is_never_a_profile_id(
+    buffer: Buffer, ctx: Context, store: Store, project: str
+) -> None:
+    backend = Sender(ctx, project, "192.0.2.1", ua="", backend=True)
+    browser = Sender(ctx, project, "198.51.100.9")
+    ids = await send(
+        buffer,
+        backend.page(minutes(0), "/billing", profile="bob"),
+        # an anonymous page claiming bob's name as its device, and one linking a device
+        # named after carol to the sender's own profile
+        browser.page(minutes(1), "/", __deviceId="bob"),
+        backend.page(minutes(2), "/billing", profile="carol"),
+        browser.page(minutes(3), "/", profile="mallory", __deviceId="carol"),
+    )
+    await Flusher(buffer, store).run()
+    assert ids[0][1] != ids[1][1]  # bob's visit is not joined
+    # bob, carol, the anonymous device named "bob", and mallory (with the device named
+    # "carol"): without the two key spaces, 2
+    assert kpis(store, project)[0] == 4

@@ -58,7 +58,11 @@ def test_retention_and_exclusions_save_and_apply(site: LiveServer, admin: httpx.
     [
         ("exclusions", {"exclude_ips": "10.0.0.0/8\n10.0.0.0/99"}, "neither an address nor a CIDR"),
         ("exclusions", {"exclude_paths": "admin"}, "must start with / or *"),
-        ("exclusions", {"exclude_hosts": "x" * 100_000}, "at most 200 characters"),
+        ("exclusions", {"exclude_hosts": "x" * 1_000}, "at most 200 characters"),
+        # never cut to another rule or number and saved
+        ("exclusions", {"exclude_hosts": "x" * 100_000}, "at most 50,000 characters"),
+        ("exclusions", {"exclude_paths": " " * 49_990 + "/admin/area"}, "at most 50,000"),
+        ("retention", {"retention_days": "0" * 20 + "7"}, "number of days from 0 to 3650"),
         ("retention", {"retention_days": "-1"}, "retention is 0 (keep everything) to 3650 days"),
         ("retention", {"retention_days": "a week"}, "whole number of days"),
     ],
@@ -72,6 +76,9 @@ def test_bad_input_comes_back_with_a_message(
     reply = admin.post(f"/projects/{project.id}/{action}", data={"_csrf": token, **fields})
     assert reply.status_code == 400, reply.text[:300]
     assert message in reply.text.replace("&#39;", "'")
+    # shown in the form that was sent (the page opens there), not above the page
+    section = "exclusions" if action == "exclusions" else "data-kept"
+    assert message in reply.text.replace("&#39;", "'").split(f'id="{section}"')[1]
     if "exclude_ips" in fields:  # what was typed is still in the box
         assert "10.0.0.0/99" in reply.text
     assert keeping.keeping(site.services.engine, project.id) == {
@@ -135,6 +142,8 @@ def test_the_cli_sets_retention_and_exclusions_and_runs_retention(
     assert cli.main([*args[:4], "--ip", "192.0.2.0/40", *data_dir]) == 2
     assert "neither an address nor a CIDR range" in capsys.readouterr().err
 
+    assert cli.main(["retention", "--project", "no-such-project", *data_dir]) == 2
+    assert "unknown project" in capsys.readouterr().err
     assert cli.main(["retention", "--project", project, *data_dir]) == 0
     [line] = capsys.readouterr().out.splitlines()
     result = json.loads(line)
