@@ -93,7 +93,13 @@ def event_time(msg: dict[str, Any], sent_at: Any, received_ms: int) -> int | Non
     return original + (received_ms - sent) if sent is not None else original
 
 
+_PAGE_KEYS = ("url", "path", "search", "title", "referrer")
+
+
 def _page_fields(props: dict[str, Any], page: dict[str, Any], reserved: dict[str, Any]) -> None:
+    """A page's URL, title and referrer into the columns (a page call's properties repeat
+    them; they are not kept twice)."""
+    props = {key: props.pop(key) for key in _PAGE_KEYS if key in props}
     url = props.get("url") or page.get("url")
     if not url:
         path = props.get("path") or page.get("path") or ""
