@@ -91,19 +91,23 @@ def origin_allowed(origin: str, patterns: tuple[str, ...]) -> bool:
 
 def domain_rank(domain: str, patterns: tuple[str, ...]) -> int:
     """How specifically a project's allowed origins name a site's domain (Plausible's
-    `domain`): 2 by name, 1 through a `*.example.com` wildcard, 0 not at all. Ports are
-    ignored (a domain has none) and `*` names no domain: a project accepting any origin must
-    not collect every site's events."""
-    host = normalize_origin(domain).rsplit(":", 1)[0]
+    `domain`): 3 exactly, 2 by host name whatever the port (a domain usually has none, an
+    origin may), 1 through a `*.example.com` wildcard, 0 not at all. `*` names no domain: a
+    project accepting any origin must not collect every site's events."""
+    name = normalize_origin(domain)
+    host = name.rsplit(":", 1)[0]
     if not host:
         return 0
     rank = 0
     for raw in patterns:
-        pattern = normalize_origin(raw).rsplit(":", 1)[0]
-        if pattern == host:
-            return 2
-        if pattern.startswith("*.") and (host == pattern[2:] or host.endswith(pattern[1:])):
-            rank = 1
+        pattern = normalize_origin(raw)
+        if pattern == name:
+            return 3
+        bare = pattern.rsplit(":", 1)[0]
+        if bare == host:
+            rank = 2
+        elif bare.startswith("*.") and (host == bare[2:] or host.endswith(bare[1:])):
+            rank = max(rank, 1)
     return rank
 
 
