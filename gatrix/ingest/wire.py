@@ -102,7 +102,7 @@ class WireApp:
     async def _store(self, pairs: list[tuple[Message, Request]]) -> list[str]:
         """Run hits through the pipeline and buffer them; why those not stored were not."""
         items: list[Pending] = []
-        projects: list[str] = []
+        projects: list[str] = []  # per item; empty for the identity links a hit adds
         dropped: list[str] = []
         for message, req in pairs:
             outcome = self.core.pending(message.hit, req)
@@ -111,13 +111,16 @@ class WireApp:
                 self.core.counters.count(project, outcome.reason)
                 dropped.append(outcome.reason)
                 continue
-            if message.message_id and outcome.session:
-                outcome.guard_key = self.core.ctx.keys.message(project, message.message_id)
-                outcome.guard_ttl_ms = self.dedup_ttl_ms
-            items.append(outcome)
-            projects.append(project)
+            own = outcome[0]
+            if message.message_id and own.session:
+                own.guard_key = self.core.ctx.keys.message(project, message.message_id)
+                own.guard_ttl_ms = self.dedup_ttl_ms
+            items += outcome
+            projects += [project, *[""] * (len(outcome) - 1)]
         results = await self.core.writer.submit_many(items) if items else []
         for item, project, (_device, session) in zip(items, projects, results, strict=True):
+            if not project:
+                continue
             if item.session and not session:
                 self.core.counters.count(project, "duplicate")
                 dropped.append("duplicate")
@@ -143,10 +146,9 @@ class WireApp:
         if isinstance(outcome, Dropped):
             self.core.counters.count(client.project_id, outcome.reason)
             return _json(202, {"dropped": outcome.reason})
-        _device, session = await self.core.writer.submit(outcome)
-        self.core.counters.count(
-            client.project_id, "accepted" if outcome.session else collect.message.hit.type
-        )
+        _device, session = (await self.core.writer.submit_many(outcome))[0]
+        hit_type = collect.message.hit.type
+        self.core.counters.count(client.project_id, "accepted" if hit_type == "track" else hit_type)
         # the 2.x tracker keeps the reply's text and echoes it in x-umami-cache; the
         # current one reads `cache` and `disabled` from the JSON. We need neither back.
         return _json(200, {"cache": session, "sessionId": session, "visitId": session})

@@ -142,6 +142,14 @@ def test_gzip_batch_with_skewed_clock_page_screen_identify_alias(
     profile = wait_for(lambda: get_profile(store, server_project.project_id, "user-9"))
     assert profile and (profile["email"], profile["first_name"]) == ("a@b.c", "Ada")
     assert profile["properties"] == {"plan": "pro"}
+    links = wait_for(
+        lambda: store.query_rows(
+            "SELECT source, target FROM gatrix.identity_links "
+            "WHERE project_id = {p:String} AND kind = 'alias'",
+            {"p": server_project.project_id},
+        )
+    )
+    assert [tuple(link) for link in links] == [("anon-2", "user-9")]
 
 
 def test_bad_input_is_a_json_4xx_and_stores_nothing(

@@ -133,14 +133,7 @@ def _message(
         previous = text(_id(msg.get("previousId")), "previousId", MAX_ID, required=True)
         if not user_id:
             raise InvalidPayload("missing_field", "userId is required")
-        try:
-            hit = envelope("alias", {"profileId": user_id, "alias": previous})
-        except InvalidPayload as exc:
-            # /track does not take alias envelopes yet: answered, not stored, never retried
-            if exc.code == "not_supported":
-                return "alias_not_supported"
-            raise
-        return Message(hit, message_id)
+        return Message(envelope("alias", {"profileId": user_id, "alias": previous}), message_id)
     if not user_id and not anonymous_id:
         raise InvalidPayload("missing_field", "userId or anonymousId is required")
     context = {**batch_context, **_object(msg.get("context"), "context")}
@@ -170,8 +163,8 @@ def _message(
     revenue = _revenue(props.pop("revenue", None))
     if revenue is not None:
         reserved["__revenue"] = revenue
-    if anonymous_id:
-        reserved["__deviceId"] = anonymous_id
+    # a message with only userId is that person's visitor: no cookieless id of the backend
+    reserved["__deviceId"] = anonymous_id or user_id
     at = event_time(msg, sent_at, received_ms)
     if at is not None:
         reserved["__timestamp"] = at
