@@ -48,6 +48,7 @@ from gatrix.ingest.enrich.useragent import is_bot, parse_user_agent
 from gatrix.ingest.pipeline import Context
 from gatrix.ingest.routes import IngestApp, IngestConfig
 from gatrix.ingest.salts import SESSION_TIMEOUT_MS, SaltBook
+from gatrix.ingest.wire import WireApp
 from gatrix.meta import models
 from gatrix.meta.projects import Directory, default_client_id
 from gatrix.metrics import RequestMetrics
@@ -111,6 +112,7 @@ class Services:
     counters: IngestCounters
     web_auth: WebAuth
     ingest: IngestApp
+    wire: WireApp  # Umami, Plausible and Segment senders, through `ingest`
     flusher: Flusher
     supervisor: Supervisor
     request_metrics: RequestMetrics
@@ -218,6 +220,7 @@ class Runtime:
             counters=counters,
             web_auth=WebAuth(redis, keys),
             ingest=ingest,
+            wire=WireApp(ingest, s.message_dedup_hours * 3_600_000),
             flusher=flusher,
             supervisor=supervisor,
             request_metrics=self.request_metrics,

@@ -67,6 +67,10 @@ class Settings(BaseSettings):
     max_body_bytes: int = Field(65536, validation_alias=_env("GATRIX_MAX_BODY_BYTES"))
     # client timestamps older than this many days are dropped (reason timestamp_too_old)
     max_event_age_days: int = Field(31, ge=1, validation_alias=_env("GATRIX_MAX_EVENT_AGE_DAYS"))
+    # a Segment messageId is remembered this long: a retry within it is stored once
+    message_dedup_hours: int = Field(
+        24, ge=1, le=24 * 31, validation_alias=_env("GATRIX_MESSAGE_DEDUP_HOURS")
+    )
 
     # --- the Redis buffer's bounds
     # the embedded Redis's memory cap; it never evicts, it refuses writes at the cap

@@ -56,6 +56,12 @@ class RedisKeys:
             profile_id = "#" + hashlib.blake2b(profile_id.encode(), digest_size=16).hexdigest()
         return f"{self.session_prefix}{project_id}:p:{_json(profile_id).decode()}"
 
+    def message(self, project_id: str, message_id: str) -> str:
+        """A sender's message id already buffered (TTL: GATRIX_MESSAGE_DEDUP_HOURS): its
+        retries are skipped. Hashed, so any id costs the same few bytes and no separator."""
+        digest = hashlib.blake2b(message_id.encode(), digest_size=12).hexdigest()
+        return f"{self.prefix}:msg:{project_id}:{digest}"
+
     def ingest_stats(self, day: str) -> str:
         """Per-project outcome counts of one UTC day (TTL: INGEST_STATS_TTL_S)."""
         return f"{self.prefix}:stats:{day}"

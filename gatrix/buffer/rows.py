@@ -39,6 +39,9 @@ PUSH_SCRIPT = r"""
 -- their fields by \n: kind, ts, candidate session id, key, previous-salt key, device id,
 -- previous-salt device id, profile id (the last three JSON-encoded, so neither separator can
 -- occur; the profile id is empty for an anonymous event), payload.
+-- An event's kind may carry a message id guard, `e<ttl ms>:<key>`: when the key already
+-- exists the event is a sender's retry and is skipped (result 'D'); it is set in this same
+-- call, so a push Redis refused leaves no guard behind that would drop the retry.
 local buf, blob, timeout = KEYS[1], ARGV[1], tonumber(ARGV[2])
 local out, vals = {}, {}
 local pos, len = 1, #blob
@@ -53,9 +56,17 @@ while pos <= len do
     p = e + 1
   end
   local payload = string.sub(rec, p)
+  local dup = false
+  if #f[1] > 1 then
+    local c = string.find(f[1], ':', 2, true)
+    local ttl = tonumber(string.sub(f[1], 2, c - 1))
+    dup = not redis.call('SET', string.sub(f[1], c + 1), '1', 'NX', 'PX', ttl)
+  end
   if f[1] == 'r' then
     vals[#vals + 1] = payload
     out[#out + 1] = ''
+  elseif dup then
+    out[#out + 1] = 'D'
   else
     local ts, sid, key, prevkey, did, flag, who = tonumber(f[2]), f[3], f[4], f[5], f[6], '0', f[8]
     local cur = redis.call('GET', key)
@@ -128,6 +139,10 @@ class Pending:
     prev_device_id: str = ""
     session: bool = True
     profile_id: str = ""
+    # events only: a Redis key set when the event is pushed; if it exists the event is a
+    # retry of one already buffered and is skipped (see the push script)
+    guard_key: str = ""
+    guard_ttl_ms: int = 0
 
 
 def event_item(
@@ -170,8 +185,9 @@ def encode_push(items: list[Pending]) -> bytes:
         if item.session:
             did = _json(item.device_id)
             prev = _json(item.prev_device_id) if item.prev_device_id else did
+            kind = f"e{item.guard_ttl_ms}:{item.guard_key}" if item.guard_key else "e"
             head = (
-                f"e\n{item.ts_ms}\n{new_id()}\n{item.session_key}\n"
+                f"{kind}\n{item.ts_ms}\n{new_id()}\n{item.session_key}\n"
                 f"{item.prev_session_key or item.session_key}\n"
             ).encode()
             who = _owner(item.profile_id) if item.profile_id else b""
@@ -193,9 +209,12 @@ def _owner(profile_id: str) -> bytes:
 
 def resolve_ids(item: Pending, result: bytes) -> tuple[str, str]:
     """(device id, session id) of a pushed item from its `flag + session id` result, where
-    flag 1 means the visitor kept yesterday's id (a visit crossing midnight)."""
+    flag 1 means the visitor kept yesterday's id (a visit crossing midnight). A guarded
+    event found to be a retry gets an empty session id."""
     if not item.session or not result:
         return "", ""
+    if result == b"D":  # a retry of a guarded event that is already buffered: not pushed
+        return item.device_id, ""
     used_prev = result[:1] == b"1"
     device = item.prev_device_id if used_prev and item.prev_device_id else item.device_id
     return device, result[1:].decode()

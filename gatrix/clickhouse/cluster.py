@@ -21,6 +21,7 @@ _VIEW = re.compile(
     re.S,
 )
 _DATABASE = re.compile(r"^CREATE DATABASE IF NOT EXISTS (?P<db>\w+)$")
+_DROP_VIEW = re.compile(r"^DROP VIEW IF EXISTS (?P<db>\w+)\.(?P<name>\w+)$")
 _IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
 
 
@@ -31,6 +32,8 @@ def clusterize(statement: str, cluster: str) -> list[str]:
     statement = statement.strip()
     if m := _DATABASE.match(statement):
         return [f"CREATE DATABASE IF NOT EXISTS {m['db']} ON CLUSTER {cluster}"]
+    if m := _DROP_VIEW.match(statement):
+        return [f"DROP VIEW IF EXISTS {m['db']}.{m['name']} ON CLUSTER {cluster}"]
     if m := _TABLE.match(statement):
         db, name = m["db"], m["name"]
         args = (m["args"] or "").strip()

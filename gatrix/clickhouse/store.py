@@ -21,7 +21,7 @@ from clickhouse_connect.driver.client import Client
 from clickhouse_connect.driver.exceptions import DatabaseError, OperationalError
 
 from gatrix.clickhouse.cluster import clusterize
-from gatrix.pageviews import PAGEVIEW_SQL
+from gatrix.pageviews import CUSTOM_EVENT_SQL, PAGEVIEW_SQL
 from gatrix.resources import clickhouse_migrations_dir
 
 MIGRATIONS_DIR = clickhouse_migrations_dir()
@@ -221,7 +221,9 @@ class Store:
         out = []
         for path in sorted(migrations_dir.glob("[0-9][0-9][0-9][0-9]_*.sql")):
             statements = split_statements(
-                Template(path.read_text()).substitute(db=self.db, is_pageview=PAGEVIEW_SQL)
+                Template(path.read_text()).substitute(
+                    db=self.db, is_pageview=PAGEVIEW_SQL, is_custom=CUSTOM_EVENT_SQL
+                )
             )
             if self.cluster:
                 statements = [c for s in statements for c in clusterize(s, self.cluster)]

@@ -82,7 +82,7 @@ def internal_error(headers: dict) -> dict[str, str]:
 def _may_send(hit: Hit, req: Request) -> None:
     # Merging two people rewrites history for everyone who reads the reports: only the
     # project's backend (which proved it knows the secret) may do it, never a web page.
-    if hit.type == "alias" and not req.server_side:
+    if hit.type == "alias" and req.browser and not req.server_side:
         raise AuthError(
             403,
             "alias_needs_secret",
@@ -167,7 +167,7 @@ class IngestApp:
             return 405
         batch = scope["path"].rstrip("/").endswith("/batch")
         limit = self.config.max_body_bytes * (BATCH_BODY_FACTOR if batch else 1)
-        body = await self._read_body(receive, headers, limit)
+        body = await self.read_body(receive, headers, limit)
         if body is None:
             await self._reply(
                 send,
@@ -181,30 +181,32 @@ class IngestApp:
                 status, reply = await self._batch(scope, headers, origin, body)
             else:
                 status, reply = await self._single(scope, headers, origin, body)
-        except InvalidPayload as exc:
-            status, reply = self._rejected(exc)
-        except AuthError as exc:
-            status, reply = exc.status, {"error": exc.code, "detail": exc.detail}
-        except BufferFull as exc:
-            status, reply = 503, {"error": "buffer_full", "detail": BUFFER_FULL_DETAIL}
-            self.counters.count("", "buffer_full")
-            self._warn("buffer full, refusing events: %s", exc)
-        except (ConnectionError, OSError, TimeoutError) as exc:
-            self.counters.count("", "buffer_unavailable")
-            self._warn("buffer unavailable: %s", exc)
-            status, reply = (
-                503,
-                {
-                    "error": "buffer_unavailable",
-                    "detail": "the event buffer (Redis) is unavailable; retry later",
-                },
-            )
-        except Exception:
-            # a bug, not bad input: still a JSON reply with CORS headers, or the SDK would
-            # see an opaque network error; the traceback goes to the log under a request id
-            status, reply = 500, internal_error(headers)
+        except Exception as exc:
+            status, reply = self.failure(exc, headers)
         await self._reply(send, status, reply, origin)
         return status
+
+    def failure(self, exc: Exception, headers: dict) -> tuple[int, dict]:
+        """The JSON reply to a request that raised: bad input, auth, a full or absent buffer,
+        or a bug. Shared by every ingestion wire format."""
+        if isinstance(exc, InvalidPayload):
+            return self._rejected(exc)
+        if isinstance(exc, AuthError):
+            return exc.status, {"error": exc.code, "detail": exc.detail}
+        if isinstance(exc, BufferFull):
+            self.counters.count("", "buffer_full")
+            self._warn("buffer full, refusing events: %s", exc)
+            return 503, {"error": "buffer_full", "detail": BUFFER_FULL_DETAIL}
+        if isinstance(exc, ConnectionError | OSError | TimeoutError):
+            self.counters.count("", "buffer_unavailable")
+            self._warn("buffer unavailable: %s", exc)
+            return 503, {
+                "error": "buffer_unavailable",
+                "detail": "the event buffer (Redis) is unavailable; retry later",
+            }
+        # a bug, not bad input: still a JSON reply with CORS headers, or the SDK would see an
+        # opaque network error; the traceback goes to the log under a request id
+        return 500, internal_error(headers)
 
     def _warn(self, message: str, exc: BaseException) -> None:
         """One warning per second at most: a Redis outage under load must not flood the log."""
@@ -218,7 +220,7 @@ class IngestApp:
         else:
             self._suppressed += 1
 
-    async def _read_body(self, receive: Any, headers: dict, limit: int) -> bytes | None:
+    async def read_body(self, receive: Any, headers: dict, limit: int) -> bytes | None:
         declared = headers.get(b"content-length")
         if declared is not None and declared.isdigit() and int(declared) > limit:
             return None
@@ -247,27 +249,38 @@ class IngestApp:
         self, scope: dict, headers: dict, origin: str, body: bytes
     ) -> tuple[int, dict]:
         hit, body_client, body_secret = parse_envelope(decode_json(body))
-        sender = self._address(scope, headers)
-        client, server_side = await self._authenticate(
+        sender = self.address(scope, headers)
+        client, server_side = await self.authenticate(
             sender, headers, origin, body_client, body_secret
         )
-        req = self._request(sender, headers, client, server_side, bool(origin))
+        req = self.make_request(sender, headers, client, server_side, bool(origin))
         _may_send(hit, req)
+        items = self.pending(hit, req)
+        if isinstance(items, Dropped):
+            self.counters.count(client.project_id, items.reason)
+            return 202, {"dropped": items.reason}
+        # one item is the common case: submit's inlined path (this runs once per /track)
+        ids = (
+            [await self.writer.submit(items[0])]
+            if len(items) == 1
+            else (await self.writer.submit_many(items))
+        )
+        self.counters.count(client.project_id, "accepted" if hit.type == "track" else hit.type)
+        if hit.type == "track":
+            device_id, session_id = ids[0]
+            return 200, {"deviceId": device_id, "sessionId": session_id}
+        return 200, {"deviceId": sender_device(hit, req, self.ctx), "sessionId": ""}
+
+    def pending(self, hit: Hit, req: Request) -> list[Pending] | Dropped:
+        """A parsed hit through the pipeline, by its type: the one dispatch every wire format
+        (OpenPanel, Umami, Plausible, Segment) goes through. The first item is the hit's own
+        row; an identify or alias may add identity links after it."""
         if hit.type == "track":
             outcome = process_track(hit, req, self.ctx)
-            if isinstance(outcome, Dropped):
-                self.counters.count(client.project_id, outcome.reason)
-                return 202, {"dropped": outcome.reason}
-            device_id, session_id = await self.writer.submit(outcome)
-            self.counters.count(client.project_id, "accepted")
-            return 200, {"deviceId": device_id, "sessionId": session_id}
-        outcome = process_profile(hit, req, self.ctx)
-        if isinstance(outcome, Dropped):
-            self.counters.count(client.project_id, outcome.reason)
-            return 202, {"dropped": outcome.reason}
-        await self.writer.submit_many(outcome)
-        self.counters.count(client.project_id, hit.type)
-        return 200, {"deviceId": sender_device(hit, req, self.ctx), "sessionId": ""}
+            return outcome if isinstance(outcome, Dropped) else [outcome]
+        if hit.type == "alias" and req.browser and not req.server_side:
+            return Dropped("alias_from_page")  # see _may_send; /track answers 403 first
+        return process_profile(hit, req, self.ctx)
 
     # --- many events
 
@@ -283,16 +296,16 @@ class IngestApp:
         pending: list[tuple[int, Pending, ClientInfo, str]] = []
         # envelopes of one batch usually share their credentials: authenticate each set once
         requests: dict[tuple[str, str], Request] = {}
-        sender = self._address(scope, headers)
+        sender = self.address(scope, headers)
         for n, envelope in enumerate(doc):
             try:
                 hit, body_client, body_secret = parse_envelope(envelope)
                 req = requests.get((body_client, body_secret))
                 if req is None:
-                    client, server_side = await self._authenticate(
+                    client, server_side = await self.authenticate(
                         sender, headers, origin, body_client, body_secret
                     )
-                    req = self._request(sender, headers, client, server_side, bool(origin))
+                    req = self.make_request(sender, headers, client, server_side, bool(origin))
                     requests[(body_client, body_secret)] = req
                 _may_send(hit, req)
             except InvalidPayload as exc:
@@ -307,21 +320,15 @@ class IngestApp:
                 continue
             client = req.client
             try:
-                if hit.type == "track":
-                    outcome = process_track(hit, req, self.ctx)
-                    if isinstance(outcome, Dropped):
-                        self.counters.count(client.project_id, outcome.reason)
-                        results[n] = {"status": 202, "dropped": outcome.reason}
-                        continue
-                    pending.append((n, outcome, client, "accepted"))
-                else:
-                    items = process_profile(hit, req, self.ctx)
-                    if isinstance(items, Dropped):
-                        self.counters.count(client.project_id, items.reason)
-                        results[n] = {"status": 202, "dropped": items.reason}
-                        continue
-                    pending += [(n, item, client, "") for item in items[1:]]
-                    pending.append((n, items[0], client, hit.type))
+                items = self.pending(hit, req)
+                if isinstance(items, Dropped):
+                    self.counters.count(client.project_id, items.reason)
+                    results[n] = {"status": 202, "dropped": items.reason}
+                    continue
+                pending += [(n, item, client, "") for item in items[1:]]
+                pending.append(
+                    (n, items[0], client, "accepted" if hit.type == "track" else hit.type)
+                )
             except Exception:
                 # one envelope that trips a bug must not cost the others their place
                 results[n] = {"status": 500, **internal_error(headers)}
@@ -349,7 +356,7 @@ class IngestApp:
 
     # --- who is sending
 
-    async def _authenticate(
+    async def authenticate(
         self, sender: str, headers: dict, origin: str, body_client: str, body_secret: str
     ) -> tuple[ClientInfo, bool]:
         client_id = headers.get(b"openpanel-client-id", b"").decode("latin-1").strip()
@@ -365,6 +372,21 @@ class IngestApp:
                     "send your project's client id in the openpanel-client-id header "
                     "(or clientId in the body); create one with `gatrix projects create`",
                 )
+        return await self.admit(sender, client_id, secret, origin, use_default=use_default)
+
+    async def admit(
+        self,
+        sender: str,
+        client_id: str,
+        secret: str,
+        origin: str,
+        use_default: bool = False,
+        keyless: bool = False,
+    ) -> tuple[ClientInfo, bool]:
+        """The client, if it may send from here, and whether it proved to be the project's
+        backend (its secret). A browser must come from an allowed origin; a sender without
+        Origin must send the secret, unless `keyless` (wire formats whose own servers ask no
+        secret: such a sender is then treated like a visitor, never trusted with `__ip`)."""
         if len(client_id) > 64:
             raise AuthError(401, "unknown_client", "no client with this id")
         found, client = self.directory.cached(client_id, time.monotonic())
@@ -397,8 +419,9 @@ class IngestApp:
                 "origin_not_allowed",
                 f"origin {origin!r} is not in this project's allowed origins",
             )
-        if use_default:
-            return client, False  # the configured default project accepts the Gatrix proxy
+        if use_default or keyless:
+            # the configured default project accepts the Gatrix proxy
+            return client, False
         self.counters.count(client.project_id, "missing_secret")
         raise AuthError(
             401,
@@ -406,7 +429,7 @@ class IngestApp:
             "requests without an Origin header (server-side) must send openpanel-client-secret",
         )
 
-    def _address(self, scope: dict, headers: dict) -> str:
+    def address(self, scope: dict, headers: dict) -> str:
         """The sender's address, through the trusted-proxy rule."""
         peer = (scope.get("client") or ("", 0))[0] or ""
         return self.proxies.client_ip(
@@ -415,7 +438,7 @@ class IngestApp:
             headers.get(b"x-real-ip", b"").decode("latin-1"),
         )
 
-    def _request(
+    def make_request(
         self, sender: str, headers: dict, client: ClientInfo, server_side: bool, browser: bool
     ) -> Request:
         return Request(

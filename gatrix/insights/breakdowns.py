@@ -28,7 +28,7 @@ from gatrix.insights.sql import (
     sessions_sql,
     uses_rollups,
 )
-from gatrix.pageviews import PAGEVIEW_SQL
+from gatrix.pageviews import CUSTOM_EVENT_SQL, PAGEVIEW_SQL
 
 PAGE_DIMENSIONS = ("pages", "entry_pages", "exit_pages")
 # the sorts each kind of dimension offers, its default (the column shown first) first
@@ -202,7 +202,7 @@ def _events_breakdown(
             f"LEFT JOIN (SELECT name AS value, sum(revenue) AS revenue_total, "
             f"count() AS revenue_events FROM {db}.events WHERE project_id = {{project:String}} "
             f"AND created_at >= {{start:{DT}}} AND created_at < {{end:{DT}}} "
-            f"AND NOT {PAGEVIEW_SQL} AND revenue != 0 GROUP BY value) AS r ON a.value = r.value"
+            f"AND {CUSTOM_EVENT_SQL} AND revenue != 0 GROUP BY value) AS r ON a.value = r.value"
         )
     else:
         sql = (
@@ -239,7 +239,7 @@ def _attribute_breakdown(
     v = resolution(store, q.project_id)
     sql = (
         f"SELECT {column} AS value, uniq({v.expr()}) AS visitors, "
-        f"countIf({PAGEVIEW_SQL}) AS pageviews, countIf(NOT {PAGEVIEW_SQL}) AS events, "
+        f"countIf({PAGEVIEW_SQL}) AS pageviews, countIf({CUSTOM_EVENT_SQL}) AS events, "
         f"sum(revenue) AS revenue_total, "
         f"sum(countIf(revenue != 0)) OVER () AS revenue_anywhere "
         f"FROM {db}.events{v.join()} WHERE {events_where(db, q, params)} GROUP BY value"

@@ -11,7 +11,7 @@ from gatrix.clickhouse.store import Store
 from gatrix.insights.identity import KEY, resolution
 from gatrix.insights.sql import DT
 from gatrix.meta.timezones import usable
-from gatrix.pageviews import PAGEVIEW_SQL
+from gatrix.pageviews import ENGAGEMENT_NAME, PAGEVIEW_SQL
 
 LIVE_WINDOW = timedelta(minutes=5)
 SERIES_MINUTES = 30
@@ -51,7 +51,7 @@ def live(store: Store, project_id: str, now: datetime, timezone: str = "UTC") ->
     recent = store.query_dicts(
         f"SELECT name, path, country, browser, created_at FROM {db}.events WHERE {recent_days} "
         f"AND created_at >= {{series_from:{DT}}} AND created_at < {{until:{DT}}} "
-        f"ORDER BY created_at DESC LIMIT 20",
+        f"AND name != '{ENGAGEMENT_NAME}' ORDER BY created_at DESC LIMIT 20",
         params,
     )
     # one pass for the minute series; the grand-total grouping set (minute left at its

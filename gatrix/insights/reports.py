@@ -32,7 +32,7 @@ from gatrix.insights.sql import (
     sessions_sql,
     uses_rollups,
 )
-from gatrix.pageviews import PAGEVIEW_SQL
+from gatrix.pageviews import CUSTOM_EVENT_SQL, PAGEVIEW_SQL
 
 METRICS = (
     "visitors",
@@ -113,7 +113,7 @@ def _event_totals_sql(db: str, q: Query, params: Params, period: Period, v: Visi
         )
     return (
         f"SELECT uniq({v.expr()}) AS visitors, countIf({PAGEVIEW_SQL}) AS pageviews, "
-        f"countIf(NOT {PAGEVIEW_SQL}) AS events, sum(revenue) AS revenue_total, "
+        f"countIf({CUSTOM_EVENT_SQL}) AS events, sum(revenue) AS revenue_total, "
         f"countIf(revenue != 0) AS revenue_events FROM {db}.events{v.join()} "
         f"WHERE {events_where(db, q, params, period=period)}"
     )
@@ -199,7 +199,7 @@ def _series_values(store: Store, q: Query, metric: str) -> dict[str, Any]:
         bucket = bucket_sql("created_at", q.interval, tz)
         sql = (
             f"SELECT {bucket} AS bucket, uniq({v.expr()}) AS visitors, "
-            f"countIf({PAGEVIEW_SQL}) AS pageviews, countIf(NOT {PAGEVIEW_SQL}) AS events "
+            f"countIf({PAGEVIEW_SQL}) AS pageviews, countIf({CUSTOM_EVENT_SQL}) AS events "
             f"FROM {db}.events{v.join()} WHERE {events_where(db, q, params)} GROUP BY bucket"
         )
     return {r["bucket"]: int(r[column] or 0) for r in store.query_dicts(sql, params.values)}

@@ -27,7 +27,7 @@ from gatrix.insights.filters import (
 )
 from gatrix.insights.query import EARLIEST, Query, starting_at_first_event
 from gatrix.meta import timezones
-from gatrix.pageviews import PAGEVIEW_SQL
+from gatrix.pageviews import CUSTOM_EVENT_SQL, PAGEVIEW_SQL
 
 _TZ_SAFE = re.compile(r"^[A-Za-z0-9_+\-/]{1,64}$")
 DT = "DateTime64(3, 'UTC')"
@@ -198,7 +198,7 @@ def events_where(
     page_views = pages or [PAGEVIEW_SQL]
     if events:
         page_views = [*page_views, _sessions_with(db, events, period)]
-    custom = [f"NOT {PAGEVIEW_SQL}", *events]
+    custom = [f"{CUSTOM_EVENT_SQL}", *events]
     if pages:
         custom.append(_sessions_with(db, pages, period))
     if pageviews_only is True:

@@ -194,6 +194,7 @@ def _summary(project: Project) -> dict:
         "kind": project.kind,
         "timezone": project.timezone,
         "origins": project.origins,
+        "umami_website_id": project.umami_website_id,
     }
 
 
@@ -257,6 +258,30 @@ def update_project(
             raise AccountError("unknown project")
         project.name, project.kind, project.timezone = name.strip(), kind, timezone
         project.origins_json = json.dumps(origins)
+        db.commit()
+
+
+_WEBSITE_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+
+
+def set_umami_website_id(engine: Engine, project_id: str, website_id: str) -> None:
+    """The `website` id Umami's tracker sends for this project; empty: its client id."""
+    website_id = website_id.strip()
+    if website_id and not _WEBSITE_ID.match(website_id):
+        raise AccountError("an Umami website id is 1 to 64 letters, digits, - or _")
+    with Session(engine) as db:
+        project = db.get(Project, project_id)
+        if project is None:
+            raise AccountError("unknown project")
+        if website_id:
+            taken = db.exec(
+                select(Project).where(
+                    Project.umami_website_id == website_id, Project.id != project_id
+                )
+            ).first()
+            if taken is not None:
+                raise AccountError("another project already answers to this Umami website id")
+        project.umami_website_id = website_id
         db.commit()
 
 

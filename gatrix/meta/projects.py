@@ -89,6 +89,28 @@ def origin_allowed(origin: str, patterns: tuple[str, ...]) -> bool:
     return False
 
 
+def domain_rank(domain: str, patterns: tuple[str, ...]) -> int:
+    """How specifically a project's allowed origins name a site's domain (Plausible's
+    `domain`): 3 exactly, 2 by host name whatever the port (a domain usually has none, an
+    origin may), 1 through a `*.example.com` wildcard, 0 not at all. `*` names no domain: a
+    project accepting any origin must not collect every site's events."""
+    name = normalize_origin(domain)
+    host = name.rsplit(":", 1)[0]
+    if not host:
+        return 0
+    rank = 0
+    for raw in patterns:
+        pattern = normalize_origin(raw)
+        if pattern == name:
+            return 3
+        bare = pattern.rsplit(":", 1)[0]
+        if bare == host:
+            rank = 2
+        elif bare.startswith("*.") and (host == bare[2:] or host.endswith(bare[1:])):
+            rank = max(rank, 1)
+    return rank
+
+
 # --- creation
 
 
@@ -184,6 +206,41 @@ def tracking_client_id(engine: Engine, project_id: str) -> str | None:
     return writers[0].id if writers else None
 
 
+def load_umami_client(engine: Engine, website_id: str) -> ClientInfo | None:
+    """The client an Umami `website` id stands for: the tracking client of the project that
+    chose this id, else the client with this id if its project chose none."""
+    with Session(engine) as db:
+        project = db.exec(select(Project).where(Project.umami_website_id == website_id)).first()
+    if project is not None:
+        client_id = tracking_client_id(engine, project.id)
+        return load_client(engine, client_id) if client_id else None
+    info = load_client(engine, website_id)
+    if info is None:
+        return None
+    with Session(engine) as db:
+        owner = db.get(Project, info.project_id)
+    return info if owner is not None and not owner.umami_website_id else None
+
+
+def load_sites(engine: Engine) -> list[tuple[tuple[str, ...], str]]:
+    """(allowed origins, tracking client id) of every project that has one, oldest project
+    first: what a Plausible `domain` is matched against."""
+    with Session(engine) as db:
+        rows = db.exec(
+            select(Project, Client)
+            .join(Client, Client.project_id == Project.id)
+            .where(Client.revoked == False, Client.type != "read")  # noqa: E712
+            .order_by(Project.created_at, Project.id, Client.created_at)
+        ).all()
+    chosen: dict[str, tuple[tuple[str, ...], str, bool]] = {}
+    for project, client in rows:
+        current = chosen.get(project.id)
+        # the same rule as tracking_client_id: the oldest write client, else the oldest root
+        if current is None or (client.type == "write" and not current[2]):
+            chosen[project.id] = (tuple(project.origins), client.id, client.type == "write")
+    return [(origins, client_id) for origins, client_id, _ in chosen.values()]
+
+
 # --- lookup
 
 
@@ -255,6 +312,11 @@ class Directory:
         self._failures: dict[tuple[str, str], tuple[float, int]] = {}
         self._inflight: dict[str, asyncio.Future[ClientInfo | None]] = {}
         self._checking = asyncio.Semaphore(1)
+        # Umami website ids → client, and the sites Plausible domains are matched against
+        self._umami: dict[str, tuple[float, ClientInfo | None]] = {}
+        self._sites: list[tuple[tuple[str, ...], str]] = []
+        self._sites_until = 0.0
+        self._domains: dict[str, list[str]] = {}
 
     def cached(self, client_id: str, now: float) -> tuple[bool, ClientInfo | None]:
         hit = self._clients.get(client_id)
@@ -318,6 +380,38 @@ class Directory:
             self._failures[budget] = (started, max(0, failures - 1))
         return ok
 
+    async def umami_client(self, website_id: str) -> ClientInfo | None:
+        now = time.monotonic()
+        hit = self._umami.get(website_id)
+        if hit is not None and hit[0] > now:
+            return hit[1]
+        info = await asyncio.to_thread(load_umami_client, self.engine, website_id)
+        if len(self._umami) >= self.max_entries:
+            self._umami.clear()
+        self._umami[website_id] = (now + self.ttl, info)
+        return info
+
+    async def site_clients(self, domain: str) -> list[str]:
+        """Client ids of the projects a Plausible domain names: those naming it most
+        specifically (by name before wildcard), the oldest project first."""
+        now = time.monotonic()
+        if self._sites_until <= now:
+            self._sites = await asyncio.to_thread(load_sites, self.engine)
+            self._sites_until = now + self.ttl
+            self._domains.clear()
+        found = self._domains.get(domain)
+        if found is None:
+            ranked = [(domain_rank(domain, origins), cid) for origins, cid in self._sites]
+            best = max((rank for rank, _ in ranked), default=0)
+            found = [cid for rank, cid in ranked if best and rank == best]
+            if len(self._domains) >= self.max_entries:
+                self._domains.clear()
+            self._domains[domain] = found
+        return found
+
     def forget(self) -> None:
         self._clients.clear()
         self._secrets.clear()
+        self._umami.clear()
+        self._domains.clear()
+        self._sites_until = 0.0

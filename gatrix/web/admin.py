@@ -235,6 +235,23 @@ async def settings_submit(request: Request, services: Services, project_id: str)
     return await done(request, services, user, _settings_path(project_id), notice="Saved.")
 
 
+@post("/projects/{project_id:str}/umami", include_in_schema=False)
+async def umami_submit(request: Request, services: Services, project_id: str) -> Response:
+    user, _ = await require_role(request, services, project_id, admin=True)
+    form = await form_of(request)
+    try:
+        await asyncio.to_thread(
+            accounts.set_umami_website_id,
+            services.engine,
+            project_id,
+            str(form.get("umami_website_id", "")),
+        )
+    except AccountError as exc:
+        return await _admin_page(request, services, user, project_id, status=400, error=str(exc))
+    services.directory.forget()  # the new id applies to this process at once
+    return await done(request, services, user, _settings_path(project_id), notice="Saved.")
+
+
 @post("/projects/{project_id:str}/delete", include_in_schema=False)
 async def project_delete(request: Request, services: Services, project_id: str) -> Response:
     user, _ = await require_role(request, services, project_id, admin=True)
@@ -411,6 +428,7 @@ ADMIN_ROUTES = [
     projects_create,
     settings_page,
     settings_submit,
+    umami_submit,
     project_delete,
     client_create,
     client_revoke,

@@ -79,7 +79,7 @@ def test_an_installed_wheel_serves_everything_away_from_the_checkout(tmp_path: P
 
 def test_one_definition_of_a_page_view_feeds_python_and_the_migrations() -> None:
     from gatrix.clickhouse.store import Store
-    from gatrix.pageviews import PAGEVIEW_NAMES, PAGEVIEW_SQL
+    from gatrix.pageviews import CUSTOM_EVENT_SQL, PAGEVIEW_NAMES, PAGEVIEW_SQL
 
     raw = "\n".join(p.read_text() for p in (ROOT / "migrations" / "clickhouse").glob("*.sql"))
     assert not any(f"'{name}'" in raw for name in PAGEVIEW_NAMES), "a copied page-view rule"
@@ -89,4 +89,8 @@ def test_one_definition_of_a_page_view_feeds_python_and_the_migrations() -> None
         for statement in statements
     ]
     uses = sum(statement.count(PAGEVIEW_SQL) for statement in rendered)
-    assert uses == 8 and all("${" not in statement for statement in rendered)
+    # 0003's views, and 0006's versions of sessions_mv and hourly_mv
+    assert uses == 12 and all("${" not in statement for statement in rendered)
+    # what a custom event is (not a page view, not an engagement) comes from there too
+    assert "__engagement" not in raw
+    assert sum(statement.count(CUSTOM_EVENT_SQL) for statement in rendered) == 3

@@ -186,7 +186,13 @@ def test_cluster_ddl() -> None:
     )
     assert any("ReplicatedAggregatingMergeTree(" in s for s in local)
     views = [s for s in statements if "MATERIALIZED VIEW" in s]
-    assert len(views) == 6
+    # 6 views, 3 of them (sessions, hourly, event_hourly) dropped and made again by 0006
+    assert len(views) == 9
+    drops = [s for s in statements if s.startswith("DROP VIEW")]
+    assert drops == [
+        f"DROP VIEW IF EXISTS analytics.{name} ON CLUSTER gatrix_cluster"
+        for name in ("sessions_mv", "hourly_mv", "event_hourly_mv")
+    ]
     for view in views:
         assert "FROM analytics.events_local" in view and "TO analytics." in view
         assert re.search(r"TO analytics\.\w+_local AS", view)
