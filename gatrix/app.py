@@ -37,6 +37,7 @@ from gatrix.insights.api import InsightsController, api_error_handler, internal_
 from gatrix.logs import configure as configure_logs
 from gatrix.logs import log_unexpected, request_id
 from gatrix.metrics import render as render_metrics
+from gatrix.portability.routes import PORTABILITY_ROUTES
 from gatrix.resources import assets_dir, templates_dir
 from gatrix.services import Runtime, Services, health_report
 from gatrix.settings import Settings
@@ -176,6 +177,7 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> Litestar:
             favicon,
             tracker_script,
             InsightsController,
+            *PORTABILITY_ROUTES,
             *VENDOR_ROUTES,
             *DASHBOARD_ROUTES,
             *ADMIN_ROUTES,
