@@ -45,6 +45,7 @@ from gatrix.web import humane
 from gatrix.web.admin import ADMIN_ROUTES
 from gatrix.web.auth import metrics_authorized
 from gatrix.web.dashboard import DASHBOARD_ROUTES
+from gatrix.web.downloads import DOWNLOAD_ROUTES
 from gatrix.web.headers import security_headers
 from gatrix.web.kit import PageError, login_url
 from gatrix.web.share import SHARE_ROUTES
@@ -180,6 +181,7 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> Litestar:
             *PORTABILITY_ROUTES,
             *VENDOR_ROUTES,
             *DASHBOARD_ROUTES,
+            *DOWNLOAD_ROUTES,
             *ADMIN_ROUTES,
             *SHARE_ROUTES,
             create_static_files_router(
