@@ -14,6 +14,7 @@ handle for as long as the reader takes).
 from __future__ import annotations
 
 import io
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -205,4 +206,5 @@ def _parquet(store: Store, pages: Iterator[bytes], kind: str) -> Iterator[bytes]
 
 
 def filename(project_id: str, kind: str, fmt: str) -> str:
-    return f"gatrix-{project_id}-{kind}.{'ndjson' if fmt == 'ndjson' else fmt}"
+    safe = re.sub(r"[^A-Za-z0-9_-]+", "-", project_id)[:64]  # it goes into a header
+    return f"gatrix-{safe}-{kind}.{fmt}"
