@@ -38,6 +38,7 @@ from gatrix.insights.api import InsightsController, api_error_handler, internal_
 from gatrix.logs import configure as configure_logs
 from gatrix.logs import log_unexpected, request_id
 from gatrix.metrics import render as render_metrics
+from gatrix.portability.routes import PORTABILITY_ROUTES
 from gatrix.resources import assets_dir, templates_dir
 from gatrix.services import Runtime, Services, health_report
 from gatrix.settings import Settings
@@ -45,6 +46,7 @@ from gatrix.web import humane
 from gatrix.web.admin import ADMIN_ROUTES
 from gatrix.web.auth import metrics_authorized
 from gatrix.web.dashboard import DASHBOARD_ROUTES
+from gatrix.web.downloads import DOWNLOAD_ROUTES
 from gatrix.web.headers import security_headers
 from gatrix.web.keeping import KEEPING_ROUTES
 from gatrix.web.kit import PageError, login_url
@@ -178,8 +180,10 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> Litestar:
             favicon,
             tracker_script,
             InsightsController,
+            *PORTABILITY_ROUTES,
             *VENDOR_ROUTES,
             *DASHBOARD_ROUTES,
+            *DOWNLOAD_ROUTES,
             *ADMIN_ROUTES,
             *KEEPING_ROUTES,
             *SHARE_ROUTES,

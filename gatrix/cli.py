@@ -1,5 +1,5 @@
 """`gatrix serve | worker | migrate | projects create | projects retention | projects exclude |
-admin create | deadletters | retention`.
+admin create | deadletters | retention | export | import`.
 
 Output meant for automation (e.g. `projects create`) is exactly one JSON line on stdout;
 everything for humans goes to stderr.
@@ -296,6 +296,97 @@ def cmd_deadletters(settings: Settings, args: argparse.Namespace) -> int:
         return 1
 
 
+def _project_timezone(settings: Settings, project_id: str) -> str | None:
+    from gatrix.meta import accounts, models
+
+    engine = models.make_engine(settings.database_dsn)
+    try:
+        project = accounts.project_summary(engine, project_id)
+    finally:
+        engine.dispose()
+    return project["timezone"] if project else None
+
+
+def cmd_export(settings: Settings, args: argparse.Namespace) -> int:
+    """Raw events or profiles to a file (or stdout), page by page: memory stays flat."""
+    from datetime import UTC, datetime
+
+    from gatrix.insights.filters import InvalidFilter
+    from gatrix.insights.query import InvalidQuery, QueryParams, build_query
+    from gatrix.portability.export import InvalidExport, check, export
+    from gatrix.services import open_store
+
+    timezone = _project_timezone(settings, args.project)
+    if timezone is None:
+        _say(f"error: no project {args.project!r}")
+        return 2
+    try:
+        check(args.format, args.kind)
+        params = QueryParams(
+            range=args.range, start=args.start, end=args.end, filters=args.filter or []
+        )
+        query = build_query(args.project, timezone, params, datetime.now(UTC))
+    except (InvalidExport, InvalidQuery, InvalidFilter) as exc:
+        _say(f"error: {exc}")
+        return 2
+    store = open_store(settings)
+    out = open(args.output, "wb") if args.output else sys.stdout.buffer  # noqa: SIM115
+    try:
+        for part in export(store, query, args.format, args.kind):
+            out.write(part)
+    finally:
+        if args.output:
+            out.close()
+        else:
+            out.flush()
+    return 0
+
+
+def cmd_import(settings: Settings, args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from gatrix.portability.importer import run_import
+    from gatrix.services import open_store
+
+    if _project_timezone(settings, args.project) is None:
+        _say(f"error: no project {args.project!r}")
+        return 2
+    paths = [Path(p) for p in args.files]
+    missing = [str(p) for p in paths if not p.is_file()]
+    if missing:
+        _say(f"error: no such file: {', '.join(missing)}")
+        return 2
+    store = open_store(settings)
+    if settings.auto_migrate:
+        store.migrate()
+    report = run_import(
+        store,
+        settings.data_path / "imports",
+        args.project,
+        args.format,
+        paths,
+        geoip_path=settings.geoip_path,
+        workers=args.workers,
+        stop_after=args.stop_after,
+    )
+    if report.already_done:
+        _say("this import was done before: nothing stored twice")
+    print(
+        json.dumps(
+            {
+                "import_id": report.import_id,
+                "events": report.events,
+                "profiles": report.profiles,
+                "dropped": report.dropped,
+                "complete": report.complete,
+                "seconds": round(report.seconds, 2),
+            }
+        ),
+        flush=True,
+    )
+    return 0
+
+
 def cmd_admin_create(settings: Settings, args: argparse.Namespace) -> int:
     from gatrix.meta import accounts, models
 
@@ -360,6 +451,29 @@ def build_parser() -> argparse.ArgumentParser:
     common(dead)
     dead.add_argument("--replay", action="store_true", help="move them back into the buffer")
     dead.add_argument("--limit", type=int, default=1000)
+    exp = sub.add_parser("export", help="raw events or profiles of a project to a file")
+    exp.add_argument("--project", required=True)
+    exp.add_argument("--format", default="ndjson", choices=["csv", "ndjson", "parquet"])
+    exp.add_argument("--kind", default="events", choices=["events", "profiles"])
+    exp.add_argument("--range", default="all", help="a named range (default all) or custom")
+    exp.add_argument("--start", default=None)
+    exp.add_argument("--end", default=None)
+    exp.add_argument("--filter", action="append", help="dimension:operator:value (repeatable)")
+    exp.add_argument("--output", default=None, help="file to write (default: stdout)")
+    common(exp)
+    imp = sub.add_parser("import", help="events from files, straight into ClickHouse")
+    imp.add_argument("--project", required=True)
+    imp.add_argument("--format", required=True, choices=["gatrix", "umami", "segment"])
+    imp.add_argument("files", nargs="+", metavar="FILE")
+    imp.add_argument("--workers", type=int, default=None, help="parsing processes (default: cores)")
+    imp.add_argument(
+        "--stop-after",
+        dest="stop_after",
+        type=int,
+        default=None,
+        help="stop once N events are in; the same command later resumes",
+    )
+    common(imp)
     admin = sub.add_parser("admin", help="manage users").add_subparsers(
         dest="admin_command", required=True
     )
@@ -408,6 +522,10 @@ def main(argv: list[str] | None = None) -> int:
         return cmd_projects_retention(settings, args)
     if args.command == "projects" and args.projects_command == "exclude":
         return cmd_projects_exclude(settings, args)
+    if args.command == "export":
+        return cmd_export(settings, args)
+    if args.command == "import":
+        return cmd_import(settings, args)
     if args.command == "projects":
         return cmd_projects_create(settings, args)
     return 2

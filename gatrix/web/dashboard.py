@@ -144,6 +144,7 @@ def _card(q: Query, key: str, now: float | None, before: float | None) -> dict[s
         "value": now,
         "shown": show_metric(key, now),
         "before_shown": show_metric(key, before),
+        "before": before,
         "change": _change(now, before) if q.compare else None,
         "better_when_lower": key == "bounce_rate",
     }
@@ -239,6 +240,7 @@ def shown_rows(
             else humane.dimension_value(dimension, row["value"]),
             "share": round(100 * (row.get(first) or 0) / top) if top else 0,
             "cells": [show_metric(c["key"], row.get(c["key"])) for c in columns],
+            "numbers": [row.get(c["key"]) for c in columns],  # unrounded, for the CSV
         }
         for row in rows
     ]

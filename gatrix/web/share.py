@@ -20,6 +20,7 @@ from gatrix.meta import accounts
 from gatrix.services import Services
 from gatrix.web import auth
 from gatrix.web.dashboard import render_dashboard, render_fragment, render_realtime
+from gatrix.web.downloads import render_download
 from gatrix.web.kit import PageError, form_of, go, page
 
 UNLOCK_COOKIE = "gatrix_share"
@@ -84,6 +85,16 @@ async def share_fragment(
     return await render_fragment(request, services, project, f"/share/{token}", name, panel)
 
 
+@get("/share/{token:str}/export/{name:str}", include_in_schema=False)
+async def share_download(
+    request: Request, services: Services, token: str, name: str
+) -> Response[str]:
+    project = await _shared_project(request, services, token)
+    if project is None:
+        raise PageError(status_code=403, detail="This link needs its password.")
+    return await render_download(request, services, project, name)
+
+
 @post("/share/{token:str}", include_in_schema=False)
 async def share_unlock(request: Request, services: Services, token: str) -> Response:
     link = await _link(services, token)
@@ -123,4 +134,4 @@ async def share_unlock(request: Request, services: Services, token: str) -> Resp
     return Redirect(go(request, target), cookies=[cookie], status_code=303)
 
 
-SHARE_ROUTES = [share_page, share_realtime, share_fragment, share_unlock]
+SHARE_ROUTES = [share_page, share_realtime, share_fragment, share_download, share_unlock]

@@ -1,4 +1,5 @@
-"""`python -m tools.bench ingest | insights | dashboard` from the repository's root.
+"""`python -m tools.bench ingest | insights | dashboard | export | import`, from the
+repository's root.
 
 Benchmarks are tools, not product: they live outside the installed package. Each prints a
 human summary on stderr and one JSON line on stdout (and in `--output`).
@@ -31,6 +32,12 @@ def build_parser() -> argparse.ArgumentParser:
     dashboard = bench.add_parser("dashboard", help="first chart time and bytes, in Chromium")
     dashboard.add_argument("--events", type=int, default=1_000_000)
     dashboard.add_argument("--output", default=None, help="write the JSON report here")
+    for name, what in (("export", "raw export MB/s and RSS"), ("import", "import events/s")):
+        port = bench.add_parser(name, help=what)
+        port.add_argument("--events", type=int, default=1_000_000)
+        port.add_argument("--format", action="append", help="only these formats (repeatable)")
+        port.add_argument("--output", default=None, help="write the JSON report here")
+        port.add_argument("--data-dir", dest="data_dir", default=None)
     return parser
 
 
@@ -40,6 +47,11 @@ def main(argv: list[str] | None = None) -> int:
         from tools.bench.dashboard import run_dashboard_bench
 
         return run_dashboard_bench(args)
+    if args.bench_command in ("export", "import"):
+        from tools.bench import portability
+
+        run = portability.run_export_bench
+        return (run if args.bench_command == "export" else portability.run_import_bench)(args)
     if args.bench_command == "insights":
         from tools.bench.insights import run_insights_bench
 

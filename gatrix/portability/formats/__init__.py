@@ -1,0 +1,85 @@
+"""Import formats. Each turns the records of one chunk into what the importer writes:
+
+- `key(record)`: (visitor id, epoch ms) for the session pass, or None when the record will
+  be dropped or is no event (formats whose sessions the import decides);
+- `convert(record)`: an `Imported` event to enrich, a ready `Row` (our own export, which
+  is enriched already), a `ProfileRow`, or the name of the reason it is dropped.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import msgspec
+
+from gatrix.portability.enrich import Imported
+
+
+@dataclass(slots=True)
+class Row:
+    """An event row with every column but the id, project and (when `sessions`) session."""
+
+    values: dict[str, Any]
+
+
+@dataclass(slots=True)
+class ProfileRow:
+    values: dict[str, Any]
+
+
+Converted = Imported | Row | ProfileRow | str
+
+
+class Format(Protocol):
+    name: str
+    csv: bool
+    # True: the import decides sessions (30-minute gaps per visitor); False: rows carry theirs
+    sessions: bool
+
+    def records(self, data: bytes, header: bytes) -> Iterator[Any]: ...
+
+    def key(self, record: Any) -> tuple[str, int] | None: ...
+
+    def convert(self, record: Any) -> Converted: ...
+
+
+def csv_records(data: bytes, header: bytes) -> Iterator[dict[str, str]]:
+    names = next(csv.reader([header.decode("utf-8-sig")]))
+    for values in csv.reader(io.StringIO(data.decode("utf-8", "replace"), newline="")):
+        if values:
+            yield dict(zip(names, values, strict=False))
+
+
+_decoder = msgspec.json.Decoder()
+
+
+def ndjson_records(data: bytes, _header: bytes = b"") -> Iterator[Any]:
+    for line in data.split(b"\n"):
+        if not line.strip():
+            continue
+        try:
+            yield _decoder.decode(line)
+        except msgspec.DecodeError:
+            yield None  # counted as invalid, keeps the record numbering
+
+
+FORMATS = ("gatrix", "umami", "segment")
+
+
+def get_format(name: str, csv_file: bool = False) -> Format:
+    """`csv_file`: our own export comes as CSV or NDJSON (the importer looks at its first
+    byte); the other formats have one encoding each."""
+    from gatrix.portability.formats import gatrix, segment, umami
+
+    formats: dict[str, Format] = {
+        "gatrix": gatrix.GatrixFormat(csv_file),
+        "umami": umami.UmamiFormat(),
+        "segment": segment.SegmentFormat(),
+    }
+    if name not in formats:
+        raise ValueError(f"unknown import format {name!r}; use one of {', '.join(formats)}")
+    return formats[name]

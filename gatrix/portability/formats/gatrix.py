@@ -1,0 +1,168 @@
+"""Our own export, NDJSON or CSV (`GET /insights/…/export`, `gatrix export`), back in.
+
+The rows are enriched already and carry their sessions (decided by the live path, or by an
+earlier import), so they are written as they are: only the id (new, deterministic) and the
+project change. A profiles export (`kind=profiles`) goes back into `profiles`. Nothing is
+enriched, so a chunk is handled column by column: msgspec decodes NDJSON lines into typed
+structs, and Arrow casts CSV text to numbers and times.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import msgspec
+import pyarrow as pa
+
+from gatrix.portability.columns import EVENT_TYPES, PROFILE_TYPES
+from gatrix.portability.formats import Converted, csv_records, ndjson_records
+
+_props = msgspec.json.Decoder(dict[str, str])
+
+
+class EventLine(msgspec.Struct):
+    created_at: str
+    session_start: str
+    received_at: str = ""
+    name: str = ""
+    device_id: str = ""
+    profile_id: str = ""
+    session_id: str = ""
+    origin: str = ""
+    path: str = ""
+    query: str = ""
+    title: str = ""
+    referrer: str = ""
+    referrer_name: str = ""
+    referrer_type: str = ""
+    utm_source: str = ""
+    utm_medium: str = ""
+    utm_campaign: str = ""
+    utm_term: str = ""
+    utm_content: str = ""
+    click_id_type: str = ""
+    click_id: str = ""
+    country: str = ""
+    region: str = ""
+    city: str = ""
+    browser: str = ""
+    browser_version: str = ""
+    os: str = ""
+    os_version: str = ""
+    device: str = ""
+    brand: str = ""
+    model: str = ""
+    screen: str = ""
+    language: str = ""
+    duration: int = 0
+    revenue: float = 0.0
+    properties: dict[str, str] = {}
+    sdk_name: str = ""
+    sdk_version: str = ""
+
+
+class ProfileLine(msgspec.Struct):
+    profile_id: str
+    updated_at: str
+    first_name: str = ""
+    last_name: str = ""
+    email: str = ""
+    avatar: str = ""
+    properties: dict[str, str] = {}
+
+
+_event_line = msgspec.json.Decoder(EventLine)
+_profile_line = msgspec.json.Decoder(ProfileLine)
+
+
+class Table(msgspec.Struct):
+    """One chunk as columns: which table, the columns (no id or project yet), and per
+    record its index, or the reason it was dropped."""
+
+    table: str
+    columns: dict[str, list[Any]]
+    kept: list[int]
+    dropped: dict[str, int]
+    records: int
+
+
+class GatrixFormat:
+    name = "gatrix"
+    sessions = False
+
+    def __init__(self, csv: bool = False) -> None:
+        self.csv = csv
+
+    def records(self, data: bytes, header: bytes) -> Iterator[Any]:
+        return csv_records(data, header) if self.csv else ndjson_records(data)
+
+    def key(self, record: Any) -> tuple[str, int] | None:
+        return None
+
+    def convert(self, record: Any) -> Converted:
+        return "invalid"  # chunks of this format go through `table`
+
+    def table(self, data: bytes, header: bytes) -> Table:
+        if self.csv:
+            names = header.decode("utf-8-sig")
+            events = "created_at" in names
+            return _csv_table(data, header, events)
+        lines = [line for line in data.split(b"\n") if line.strip()]
+        events = not lines or b'"created_at"' in lines[0]
+        types, decoder = (EVENT_TYPES, _event_line) if events else (PROFILE_TYPES, _profile_line)
+        names = [n for n in types if n != "id"]
+        decoded: list[Any] = []
+        kept: list[int] = []
+        dropped = 0
+        for index, line in enumerate(lines):
+            try:
+                decoded.append(decoder.decode(line))
+                kept.append(index)
+            except msgspec.DecodeError:
+                dropped += 1
+        columns = {n: [getattr(r, n) for r in decoded] for n in names}
+        return Table(
+            "events" if events else "profiles",
+            _typed(columns, types),
+            kept,
+            {"invalid": dropped} if dropped else {},
+            len(lines),
+        )
+
+
+def _csv_table(data: bytes, header: bytes, events: bool) -> Table:
+    types = EVENT_TYPES if events else PROFILE_TYPES
+    rows = list(csv_records(data, header))
+    columns: dict[str, list[Any]] = {}
+    for name in types:
+        if name == "id":
+            continue
+        values = [r.get(name, "") for r in rows]
+        if name == "properties":
+            columns[name] = [_props.decode(v) if v else {} for v in values]
+        else:
+            columns[name] = values
+    return Table(
+        "events" if events else "profiles",
+        _typed(columns, types),
+        list(range(len(rows))),
+        {},
+        len(rows),
+    )
+
+
+def _typed(columns: dict[str, list[Any]], types: dict[str, pa.DataType]) -> dict[str, Any]:
+    """Text columns cast by Arrow to their numbers and times (vectorised, not per cell)."""
+    out: dict[str, Any] = {}
+    for name, values in columns.items():
+        kind = types[name]
+        if isinstance(kind, pa.MapType):
+            out[name] = pa.array([list(v.items()) for v in values], kind)
+        elif kind == pa.string():
+            out[name] = pa.array(values, kind)
+        elif isinstance(kind, pa.TimestampType):
+            out[name] = pa.array([v or "1970-01-01 00:00:00" for v in values]).cast(kind)
+        else:
+            out[name] = pa.array([str(v) if v != "" else "0" for v in values]).cast(kind)
+    return out

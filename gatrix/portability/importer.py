@@ -1,0 +1,162 @@
+"""Files → ClickHouse, bypassing the Redis buffer: `gatrix import`.
+
+1. The files are cut into chunks (chunks.py) and hashed; the import's id comes from the
+   project, the format, the chunk size and the files' contents.
+2. Formats whose sessions the import decides (Umami, Segment) get a session pass first:
+   workers read each record's visitor and time, the parent runs the 30-minute gap rule over
+   all of them at once (sessions.py), since a visitor's events may lie in any chunk.
+3. Workers parse and enrich chunks (every core); the parent inserts each chunk as one Arrow
+   block with the deduplication token `import:{id}:{chunk}:{table}`, then marks it in the
+   checkpoint. At most a few chunks wait between the two, so memory stays flat.
+
+Idempotent and resumable: a finished import is recognised by its id and stores nothing; an
+interrupted one skips the chunks its checkpoint names; a chunk inserted but not yet marked
+is stored once thanks to its token.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import sys
+from collections import deque
+from dataclasses import dataclass, field
+from multiprocessing.pool import AsyncResult
+from pathlib import Path
+from typing import TextIO
+
+import numpy as np
+
+from gatrix.clickhouse.store import Store
+from gatrix.portability import work
+from gatrix.portability.checkpoint import Checkpoint, import_id
+from gatrix.portability.chunks import CHUNK_BYTES, Chunk, plan
+from gatrix.portability.formats import get_format
+from gatrix.portability.progress import Progress
+from gatrix.portability.sessions import session_starts
+
+
+@dataclass
+class ImportReport:
+    import_id: str
+    events: int
+    profiles: int
+    dropped: dict[str, int] = field(default_factory=dict)
+    complete: bool = False
+    already_done: bool = False
+    seconds: float = 0.0
+
+
+def _looks_csv(path: Path) -> bool:
+    """Our own export is NDJSON (each line an object) or CSV (a header line)."""
+    with path.open("rb") as f:
+        head = f.read(4096).lstrip(b"\xef\xbb\xbf \t\r\n")
+    return not head.startswith(b"{")
+
+
+def _pool_context() -> multiprocessing.context.BaseContext:
+    # Workers come from a fresh server process, not a fork of this one: after chDB and
+    # Arrow started their threads here, a forked child could inherit a held lock.
+    ctx = multiprocessing.get_context("forkserver")
+    ctx.set_forkserver_preload(["gatrix.portability.work"])
+    return ctx
+
+
+def _session_pass(pool: multiprocessing.pool.Pool, jobs: list[work.Job]) -> dict[int, np.ndarray]:
+    keyed = pool.map(work.keys, jobs, chunksize=1)
+    lengths = [len(times) for _, _, times in keyed]
+    starts = session_starts(
+        np.concatenate([v for _, v, _ in keyed]) if keyed else np.empty(0, np.uint64),
+        np.concatenate([t for _, _, t in keyed]) if keyed else np.empty(0, np.int64),
+    )
+    out: dict[int, np.ndarray] = {}
+    offset = 0
+    for (number, _, _), length in zip(keyed, lengths, strict=True):
+        out[number] = starts[offset : offset + length]
+        offset += length
+    return out
+
+
+def _rows(args: tuple[work.Job, np.ndarray | None]) -> work.Result:
+    return work.rows(*args)
+
+
+def run_import(
+    store: Store,
+    state_dir: Path,
+    project_id: str,
+    fmt_name: str,
+    paths: list[Path],
+    *,
+    geoip_path: str = "",
+    workers: int | None = None,
+    stop_after: int | None = None,
+    chunk_bytes: int = CHUNK_BYTES,
+    out: TextIO = sys.stderr,
+) -> ImportReport:
+    """Import `paths` into `project_id`. `stop_after`: stop (resumably) once at least that
+    many events are in, as an interruption would."""
+    csv_file = fmt_name == "gatrix" and bool(paths) and _looks_csv(paths[0])
+    fmt = get_format(fmt_name, csv_file)
+    chunks = plan(paths, fmt.csv, chunk_bytes)
+    hashes = list(dict.fromkeys(c.file_hash for c in chunks))
+    iid = import_id(project_id, f"{fmt_name}:{chunk_bytes}", hashes)
+    checkpoint = Checkpoint.open(state_dir, iid)
+    if checkpoint.complete:
+        return ImportReport(
+            iid, checkpoint.events, checkpoint.profiles, checkpoint.dropped, True, True
+        )
+    workers = workers or os.cpu_count() or 1
+    jobs = [work.Job(fmt_name, csv_file, project_id, geoip_path, c) for c in chunks]
+    progress = Progress(sum(c.end - c.start for c in chunks), out)
+    with _pool_context().Pool(workers) as pool:
+        starts = _session_pass(pool, jobs) if fmt.sessions else {}
+        written = 0
+        pending: deque[tuple[Chunk, AsyncResult]] = deque()
+        todo = deque(j for j in jobs if j.chunk.number not in checkpoint.done)
+        for job in jobs:
+            if job.chunk.number in checkpoint.done:
+                progress.advance(job.chunk.end - job.chunk.start, 0)
+        stopped = False
+        while todo or pending:
+            # a few chunks in flight: workers stay busy, the parent's memory stays bounded
+            while todo and len(pending) < workers + 2 and not stopped:
+                job = todo.popleft()
+                pending.append(
+                    (job.chunk, pool.apply_async(_rows, ((job, starts.get(job.chunk.number)),)))
+                )
+            if not pending:
+                break
+            chunk, waiting = pending.popleft()
+            result = waiting.get()
+            _insert(store, iid, result)
+            checkpoint.done.add(chunk.number)
+            checkpoint.events += result.event_count
+            checkpoint.profiles += result.profile_count
+            for reason, count in result.dropped.items():
+                checkpoint.dropped[reason] = checkpoint.dropped.get(reason, 0) + count
+            checkpoint.save()
+            written += result.event_count
+            progress.advance(chunk.end - chunk.start, result.event_count)
+            if stop_after is not None and written >= stop_after:
+                stopped = True
+                todo.clear()
+        checkpoint.complete = not stopped or len(checkpoint.done) == len(chunks)
+        checkpoint.save()
+    seconds = progress.finish()
+    return ImportReport(
+        iid,
+        checkpoint.events,
+        checkpoint.profiles,
+        checkpoint.dropped,
+        checkpoint.complete,
+        False,
+        seconds,
+    )
+
+
+def _insert(store: Store, iid: str, result: work.Result) -> None:
+    if result.events:
+        store.insert_arrow("events", result.events, f"import:{iid}:{result.number}:events")
+    if result.profiles:
+        store.insert_arrow("profiles", result.profiles, f"import:{iid}:{result.number}:profiles")

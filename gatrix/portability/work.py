@@ -1,0 +1,185 @@
+"""What the import's worker processes do with one chunk: read it, parse it, enrich it, and
+hand back Arrow streams ready to insert. Workers never open ClickHouse (in embedded mode
+only the importing process may open chDB): the parent inserts what they return.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import uuid
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+
+from gatrix.portability.chunks import Chunk, read
+from gatrix.portability.columns import EVENT_TYPES, PROFILE_TYPES, schema
+from gatrix.portability.enrich import Enricher, Imported
+from gatrix.portability.formats import ProfileRow, Row, get_format
+from gatrix.portability.formats.gatrix import GatrixFormat, Table
+from gatrix.portability.sessions import DROPPED, session_id
+
+EVENT_SCHEMA = schema(EVENT_TYPES)
+PROFILE_SCHEMA = schema(PROFILE_TYPES)
+
+
+@dataclass(frozen=True)
+class Job:
+    """Everything a worker needs, picklable: the import's settings and one chunk."""
+
+    format: str
+    csv: bool
+    project_id: str
+    geoip_path: str
+    chunk: Chunk
+
+
+@dataclass
+class Result:
+    number: int
+    events: bytes = b""
+    profiles: bytes = b""
+    event_count: int = 0
+    profile_count: int = 0
+    dropped: Counter[str] = field(default_factory=Counter)
+    records: int = 0
+
+
+def visitor_hash(visitor: str) -> int:
+    return int.from_bytes(hashlib.blake2b(visitor.encode(), digest_size=8).digest(), "big")
+
+
+def keys(job: Job) -> tuple[int, np.ndarray, np.ndarray]:
+    """(chunk number, visitor hashes, times) of every record, in order; time DROPPED for a
+    record that will not be an event."""
+    fmt = get_format(job.format, job.csv)
+    visitors: list[int] = []
+    times: list[int] = []
+    for record in fmt.records(read(job.chunk), job.chunk.header):
+        key = fmt.key(record)
+        if key is None:
+            visitors.append(0)
+            times.append(DROPPED)
+        else:
+            visitors.append(visitor_hash(key[0]))
+            times.append(key[1])
+    return job.chunk.number, np.array(visitors, dtype=np.uint64), np.array(times, dtype=np.int64)
+
+
+_enrichers: dict[tuple[str, str], Enricher] = {}
+
+
+def _enricher(job: Job) -> Enricher:
+    key = (job.project_id, job.geoip_path)
+    if key not in _enrichers:
+        _enrichers[key] = Enricher(job.project_id, job.geoip_path)
+    return _enrichers[key]
+
+
+def event_id(base: str, index: int) -> str:
+    """Deterministic: (project, file content, chunk offset, record) → the same id each time."""
+    return str(
+        uuid.UUID(bytes=hashlib.blake2b(f"{base}:{index}".encode(), digest_size=16).digest())
+    )
+
+
+def rows(job: Job, starts: np.ndarray | None) -> Result:
+    """Parse and enrich one chunk. `starts`: each record's session start (formats whose
+    sessions the import decides), from the session pass."""
+    fmt = get_format(job.format, job.csv)
+    chunk = job.chunk
+    base = f"{job.project_id}:{chunk.file_hash}:{chunk.start}"
+    if isinstance(fmt, GatrixFormat):
+        return _ready_rows(job, fmt.table(read(chunk), chunk.header), base)
+    enricher = _enricher(job)
+    events: dict[str, list[Any]] = {k: [] for k in EVENT_SCHEMA.names}
+    profiles: dict[str, list[Any]] = {k: [] for k in PROFILE_SCHEMA.names}
+    result = Result(chunk.number)
+    for index, record in enumerate(fmt.records(read(chunk), chunk.header)):
+        result.records += 1
+        converted = fmt.convert(record)
+        if isinstance(converted, str):
+            result.dropped[converted] += 1
+            continue
+        if isinstance(converted, ProfileRow):
+            _append(profiles, {"project_id": job.project_id, **converted.values})
+            continue
+        if isinstance(converted, Row):
+            row = converted.values
+        else:
+            start = int(starts[index]) if starts is not None else DROPPED
+            enriched = enricher.row(converted)
+            if isinstance(enriched, str) or start == DROPPED:
+                result.dropped[enriched if isinstance(enriched, str) else "invalid"] += 1
+                continue
+            row = _timed(enriched, converted, start)
+        row["id"] = event_id(base, index)
+        row["project_id"] = job.project_id
+        _append(events, row)
+    result.event_count = len(events["id"])
+    result.profile_count = len(profiles["profile_id"])
+    if result.event_count:
+        result.events = _arrow(events, EVENT_SCHEMA)
+    if result.profile_count:
+        result.profiles = _arrow(profiles, PROFILE_SCHEMA)
+    return result
+
+
+def _ready_rows(job: Job, table: Table, base: str) -> Result:
+    """Rows that need no enrichment (our own export): add ids and the project, as columns."""
+    result = Result(job.chunk.number, dropped=Counter(table.dropped), records=table.records)
+    count = len(table.kept)
+    if not count:
+        return result
+    sch = EVENT_SCHEMA if table.table == "events" else PROFILE_SCHEMA
+    columns = {"project_id": pa.array([job.project_id] * count, pa.string()), **table.columns}
+    if table.table == "events":
+        columns["id"] = pa.array([event_id(base, i) for i in table.kept], pa.string())
+        result.events, result.event_count = (
+            _ipc(pa.record_batch([columns[n] for n in sch.names], schema=sch)),
+            count,
+        )
+    else:
+        result.profiles = _ipc(pa.record_batch([columns[n] for n in sch.names], schema=sch))
+        result.profile_count = count
+    return result
+
+
+def _timed(row: dict[str, Any], rec: Imported, start: int) -> dict[str, Any]:
+    row["created_at"] = rec.ts_ms
+    row["received_at"] = rec.ts_ms  # an import has no receive time of its own
+    row["session_start"] = start
+    row["session_id"] = session_id(visitor_hash(rec.device_id), start)
+    row["sdk_name"], row["sdk_version"] = "import", ""
+    return row
+
+
+def _append(columns: dict[str, list[Any]], row: dict[str, Any]) -> None:
+    for key, values in columns.items():
+        values.append(row.get(key))
+
+
+def _arrow(columns: dict[str, list[Any]], sch: pa.Schema) -> bytes:
+    batch = pa.record_batch(
+        [
+            pa.array(
+                [list(v.items()) if v else [] for v in columns[f.name]]
+                if isinstance(f.type, pa.MapType)
+                else columns[f.name],
+                f.type,
+            )
+            for f in sch
+        ],
+        schema=sch,
+    )
+    return _ipc(batch)
+
+
+def _ipc(batch: pa.RecordBatch) -> bytes:
+    sink = io.BytesIO()
+    with pa.ipc.new_stream(sink, batch.schema) as writer:
+        writer.write_batch(batch)
+    return sink.getvalue()

@@ -1,0 +1,169 @@
+"""Known answers for the Umami CSV and Segment NDJSON mappings, imported for real."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from pathlib import Path
+from typing import Any
+
+from gatrix.clickhouse.store import Store
+from gatrix.portability.importer import run_import
+
+from ..conftest import CHROME_UA
+
+UMAMI_HEADER = (
+    "website_id,session_id,visit_id,event_id,hostname,browser,os,device,screen,language,"
+    "country,subdivision1,city,url_path,url_query,referrer_path,referrer_query,"
+    "referrer_domain,page_title,event_type,event_name,created_at"
+)
+UMAMI_ROWS = [
+    # visitor A: two page views 10 minutes apart, then a custom event, then a page view
+    # two hours later (a new session)
+    "w,A,x,e1,shop.test,chrome,Mac OS,laptop,1440x900,en-US,DE,DE-BE,Berlin,/,"
+    "utm_source=news&utm_medium=email,/search,q=x,www.google.com,Home,1,,2026-03-01 10:00:00",
+    "w,A,x,e2,shop.test,chrome,Mac OS,laptop,1440x900,en-US,DE,DE-BE,Berlin,/pricing,,,,,"
+    '"Pricing, ""plans""",1,,2026-03-01 10:10:00',
+    "w,A,x,e3,shop.test,chrome,Mac OS,laptop,1440x900,en-US,DE,DE-BE,Berlin,/pricing,,,,,,"
+    "2,signup,2026-03-01 10:11:00",
+    "w,A,y,e4,shop.test,chrome,Mac OS,laptop,1440x900,en-US,DE,DE-BE,Berlin,/docs,,,,,,"
+    "1,,2026-03-01 12:30:00",
+    # visitor B on a phone
+    "w,B,z,e5,shop.test,ios,iOS,mobile,390x844,ko-KR,KR,,Seoul,/,,,,t.co,,1,,2026-03-01 11:00:00",
+    # no time: dropped as invalid
+    "w,C,z,e6,shop.test,chrome,Linux,desktop,,,,,,/,,,,,,1,,",
+]
+
+
+def _rows(store: Store, project: str) -> list[dict[str, Any]]:
+    return store.query_dicts(
+        "SELECT * FROM gatrix.events WHERE project_id = {p:String} ORDER BY created_at",
+        {"p": project},
+    )
+
+
+def test_umami_export_maps_to_events_and_sessions(store: Store, tmp_path: Path) -> None:
+    project = f"umami-{uuid.uuid4().hex[:8]}"
+    path = tmp_path / "website_event.csv"
+    path.write_text(UMAMI_HEADER + "\n" + "\n".join(UMAMI_ROWS) + "\n")
+    report = run_import(store, tmp_path / "state", project, "umami", [path], workers=2)
+    assert report.events == 5 and report.dropped == {"invalid": 1}
+    rows = _rows(store, project)
+    first, second, signup, phone, later = rows
+    assert [r["name"] for r in rows] == ["screen_view"] * 2 + ["signup"] + ["screen_view"] * 2
+    assert (first["origin"], first["path"], first["utm_source"], first["utm_medium"]) == (
+        "https://shop.test",
+        "/",
+        "news",
+        "email",
+    )
+    assert (first["referrer_name"], first["referrer_type"]) == ("Google", "search")
+    assert second["title"] == 'Pricing, "plans"'
+    assert (first["browser"], first["os"], first["device"]) == ("Chrome", "Mac OS X", "desktop")
+    assert (first["country"], first["region"], first["city"]) == ("DE", "DE-BE", "Berlin")
+    assert (first["screen"], first["language"]) == ("1440x900", "en-US")
+    assert (phone["browser"], phone["os"], phone["device"]) == ("Mobile Safari", "iOS", "mobile")
+    assert phone["referrer_name"] and phone["referrer_type"] == "social"
+    assert {r["device_id"] for r in rows} == {"A", "B"}
+    # 30-minute gaps per visitor: A's first three events share a session, 12:30 starts one
+    assert first["session_id"] == second["session_id"] == signup["session_id"]
+    assert later["session_id"] != first["session_id"]
+    assert signup["session_start"] == first["created_at"]
+    assert later["session_start"] == later["created_at"]
+    sessions = store.query_rows(
+        "SELECT count() FROM (SELECT session_id FROM gatrix.sessions"
+        " WHERE project_id = {p:String} GROUP BY session_id)",
+        {"p": project},
+    )
+    assert sessions[0][0] == 3
+
+
+def _segment_lines() -> list[dict[str, Any]]:
+    context = {
+        "userAgent": CHROME_UA,
+        "ip": "8.8.8.8",
+        "locale": "fr-FR",
+        "screen": {"width": 1920, "height": 1080},
+        "page": {
+            "url": "https://app.test/home?gclid=abc",
+            "referrer": "https://news.ycombinator.com/item?id=1",
+            "title": "Home",
+        },
+        "campaign": {"name": "spring", "source": "hn"},
+    }
+    return [
+        {
+            "type": "page",
+            "anonymousId": "anon-1",
+            "timestamp": "2026-03-01T10:00:00.000Z",
+            "context": context,
+            "messageId": "m1",
+        },
+        {
+            "type": "track",
+            "event": "Order Completed",
+            "anonymousId": "anon-1",
+            "userId": "user-1",
+            "timestamp": "2026-03-01T10:05:00.250Z",
+            "properties": {"revenue": 42.5, "items": 3, "coupon": None, "nested": {"a": 1}},
+            "context": context,
+        },
+        {
+            "type": "screen",
+            "name": "Settings",
+            "anonymousId": "anon-2",
+            "timestamp": "2026-03-01T11:00:00Z",
+            "context": {"userAgent": "Googlebot/2.1 (+http://www.google.com/bot.html)"},
+        },
+        {
+            "type": "identify",
+            "userId": "user-1",
+            "timestamp": "2026-03-01T10:06:00Z",
+            "traits": {"firstName": "Ada", "email": "ada@example.com", "plan": "pro"},
+        },
+        {"type": "group", "groupId": "g1", "timestamp": "2026-03-01T10:07:00Z"},
+        {
+            "type": "screen",
+            "name": "Settings",
+            "userId": "user-9",
+            "timestamp": "2026-03-01T12:00:00Z",
+        },
+    ]
+
+
+def test_segment_messages_map_to_events_and_profiles(store: Store, tmp_path: Path) -> None:
+    project = f"segment-{uuid.uuid4().hex[:8]}"
+    path = tmp_path / "segment.ndjson"
+    path.write_text("\n".join(json.dumps(m) for m in _segment_lines()) + "\nnot json\n")
+    report = run_import(store, tmp_path / "state", project, "segment", [path], workers=2)
+    assert report.events == 3 and report.profiles == 1
+    assert report.dropped == {"bot": 1, "not_an_event": 1, "invalid": 1}
+    page, order, screen = _rows(store, project)
+    assert (page["name"], page["path"], page["title"]) == ("screen_view", "/home", "Home")
+    assert (page["browser"], page["os"], page["device"]) == ("Chrome", "Windows", "desktop")
+    assert page["country"] and len(page["country"]) == 2  # from the IP, offline database
+    assert (page["referrer_name"], page["referrer_type"]) == ("Hacker News", "paid")
+    assert (page["click_id_type"], page["utm_source"], page["utm_campaign"]) == (
+        "google",
+        "hn",
+        "spring",
+    )
+    assert (page["screen"], page["language"]) == ("1920x1080", "fr-FR")
+    assert (order["name"], order["revenue"], order["profile_id"]) == (
+        "Order Completed",
+        42.5,
+        "user-1",
+    )
+    assert order["properties"] == {"items": "3", "nested": '{"a":1}'}
+    assert order["session_id"] == page["session_id"] and order["device_id"] == "anon-1"
+    assert (screen["path"], screen["device_id"], screen["profile_id"]) == (
+        "/Settings",
+        "user-9",
+        "user-9",
+    )
+    profiles = store.query_dicts(
+        "SELECT * FROM gatrix.profiles WHERE project_id = {p:String}", {"p": project}
+    )
+    assert [(p["profile_id"], p["first_name"], p["email"], p["properties"]) for p in profiles] == [
+        ("user-1", "Ada", "ada@example.com", {"plan": "pro"})
+    ]
