@@ -14,6 +14,7 @@ of an aliased profile resolves to the surviving profile.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from gatrix.clickhouse.store import Store
 
@@ -36,11 +37,19 @@ def _links_sql(db: str, kind: str = "", sources: str = "") -> str:
 
 
 def people_sql(db: str, sources: str = "") -> str:
-    """key → person for every linked key (or only those `sources` selects)."""
+    """key → person for every linked key (or only those `sources` selects; then only the
+    aliases of their targets are read too)."""
+    targets = (
+        f"SELECT target FROM {db}.identity_links WHERE project_id = {{project:String}} "
+        f"AND source IN ({sources})"
+        if sources
+        else ""
+    )
     return (
         f"SELECT l.source AS source, if(a.target != '', a.target, l.target) AS person "
         f"FROM ({_links_sql(db, sources=sources)}) AS l "
-        f"LEFT ANY JOIN ({_links_sql(db, kind='alias')}) AS a ON a.source = l.target"
+        f"LEFT ANY JOIN ({_links_sql(db, kind='alias', sources=targets)}) AS a "
+        f"ON a.source = l.target"
     )
 
 
@@ -76,3 +85,45 @@ def has_links(store: Store, project_id: str) -> bool:
         {"project": project_id},
     )
     return bool(rows)
+
+
+# --- a few keys or people at a time (the People pages)
+
+
+def persons_of(store: Store, project_id: str, keys: list[str]) -> dict[str, str]:
+    """The person each key resolves to (a key without a link is its own person)."""
+    if not keys:
+        return {}
+    sql = people_sql(store.db, sources="SELECT arrayJoin({keys:Array(String)})")
+    rows = store.query_rows(sql, {"project": project_id, "keys": keys})
+    found = {source: person for source, person in rows}
+    return {key: found.get(key, key) for key in keys}
+
+
+def keys_of(store: Store, project_id: str, persons: list[str]) -> dict[str, list[str]]:
+    """Every key that resolves to each person: the person's own id, the profile ids aliased
+    to it, and the devices linked to any of these that were not linked to someone first.
+    Read from the reverse links (identity_targets), two primary-key reads and one resolve."""
+    if not persons:
+        return {}
+    params: dict[str, Any] = {"project": project_id}
+    db = store.db
+    aliases = store.query_rows(
+        f"SELECT DISTINCT source FROM {db}.identity_targets WHERE project_id = {{project:String}}"
+        " AND target IN {persons:Array(String)} AND kind = 'alias'",
+        {**params, "persons": persons},
+    )
+    ids = sorted({*persons, *(a for (a,) in aliases)})
+    linked = store.query_rows(
+        f"SELECT DISTINCT source FROM {db}.identity_targets WHERE project_id = {{project:String}}"
+        " AND target IN {ids:Array(String)}",
+        {**params, "ids": ids},
+    )
+    candidates = sorted({*ids, *(s for (s,) in linked)})
+    resolved = persons_of(store, project_id, candidates)
+    wanted = set(persons)
+    out: dict[str, list[str]] = {p: [] for p in persons}
+    for key, person in resolved.items():
+        if person in wanted:
+            out[person].append(key)
+    return out
