@@ -34,6 +34,7 @@ from redis.exceptions import RedisError
 
 from gatrix import __version__
 from gatrix.insights.api import InsightsController, api_error_handler, internal_error_response
+from gatrix.insights.people_api import PeopleController
 from gatrix.logs import configure as configure_logs
 from gatrix.logs import log_unexpected, request_id
 from gatrix.metrics import render as render_metrics
@@ -46,6 +47,7 @@ from gatrix.web.auth import metrics_authorized
 from gatrix.web.dashboard import DASHBOARD_ROUTES
 from gatrix.web.headers import security_headers
 from gatrix.web.kit import PageError, login_url
+from gatrix.web.people import PEOPLE_ROUTES
 from gatrix.web.share import SHARE_ROUTES
 from gatrix.web.tracker import tracker_script
 from gatrix.web.vendor import HTMX_PATH, PLOTLY_PATH, VENDOR_ROUTES
@@ -176,8 +178,10 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> Litestar:
             favicon,
             tracker_script,
             InsightsController,
+            PeopleController,
             *VENDOR_ROUTES,
             *DASHBOARD_ROUTES,
+            *PEOPLE_ROUTES,
             *ADMIN_ROUTES,
             *SHARE_ROUTES,
             create_static_files_router(

@@ -9,17 +9,22 @@ uniqState values that cannot be subtracted, so every hour that held one of the e
 rebuilt from the events that remain, with the very SELECT its materialized view runs.
 
 Deletes are lightweight (`DELETE FROM … WHERE`): synchronous, and hidden from every read at
-once. The caller empties the buffer first (see `gatrix.insights.people_api`).
+once. `erase` empties the buffer first and writes the audit entry.
 """
 
 from __future__ import annotations
 
+import asyncio
 from datetime import datetime, timedelta
 from typing import Any
 
+from sqlalchemy.engine import Engine
+
+from gatrix.buffer.flush import Flusher
 from gatrix.clickhouse.store import Store
 from gatrix.insights.person import person_events_where, resolve, sessions_of, spans_of
 from gatrix.insights.sql import DT
+from gatrix.meta import audit
 
 HOURLY_ROLLUPS = ("hourly", "page_hourly", "event_hourly")
 
@@ -164,3 +169,15 @@ def _rebuild_hours(store: Store, table: str, project_id: str, hours: list[dateti
         params,
     )
     return count
+
+
+async def erase(
+    store: Store, flusher: Flusher, engine: Engine, project_id: str, person_id: str, actor: str
+) -> dict[str, Any] | None:
+    """Flush the buffer (events of the person accepted before this call land first, so they
+    go too), erase, and record who erased whom. None when nobody has that id."""
+    await flusher.run(max_seconds=10.0)
+    result = await asyncio.to_thread(erase_person, store, project_id, person_id)
+    if result is not None:
+        await asyncio.to_thread(audit.record, engine, project_id, actor, audit.ERASE, result["id"])
+    return result

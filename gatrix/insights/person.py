@@ -74,8 +74,11 @@ def get_person(
     sessions = sessions_of(store, project_id, keys)
     spans = spans_of(sessions)
     page = events_page(store, project_id, keys, sessions, before, limit)
+    row = person_row(person, stats, fields)
+    totals = {"events": row.pop("events"), "sessions": row.pop("sessions")}
     return {
-        **person_row(person, stats, fields),
+        **row,
+        "totals": totals,
         "first_name": fields.get("first_name", ""),
         "last_name": fields.get("last_name", ""),
         "properties": _properties(store, project_id, keys),
