@@ -10,6 +10,7 @@ The list's state (q, sort, page) is the URL: the search form and the page links 
 from __future__ import annotations
 
 import asyncio
+import re
 from datetime import UTC, datetime
 from itertools import groupby
 from typing import Annotated, Any
@@ -47,7 +48,8 @@ def _when(value: str | None, zone: ZoneInfo) -> str:
 
 
 def initials(name: str, email: str, person_id: str) -> str:
-    words = (name or email.split("@")[0] or person_id).replace(".", " ").split()
+    """Two letters for the avatar: of the name, else the email's user, else the id."""
+    words = [w for w in re.split(r"[\W_]+", name or email.split("@")[0] or person_id) if w]
     return "".join(w[0] for w in words[:2]).upper() or "?"
 
 
