@@ -46,6 +46,7 @@ from gatrix.web.admin import ADMIN_ROUTES
 from gatrix.web.auth import metrics_authorized
 from gatrix.web.dashboard import DASHBOARD_ROUTES
 from gatrix.web.headers import security_headers
+from gatrix.web.keeping import KEEPING_ROUTES
 from gatrix.web.kit import PageError, login_url
 from gatrix.web.people import PEOPLE_ROUTES
 from gatrix.web.share import SHARE_ROUTES
@@ -183,6 +184,7 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> Litestar:
             *DASHBOARD_ROUTES,
             *PEOPLE_ROUTES,
             *ADMIN_ROUTES,
+            *KEEPING_ROUTES,
             *SHARE_ROUTES,
             create_static_files_router(
                 path="/assets",

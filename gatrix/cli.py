@@ -1,4 +1,5 @@
-"""`gatrix serve | worker | migrate | projects create | admin create | deadletters`.
+"""`gatrix serve | worker | migrate | projects create | projects retention | projects exclude |
+admin create | deadletters | retention`.
 
 Output meant for automation (e.g. `projects create`) is exactly one JSON line on stdout;
 everything for humans goes to stderr.
@@ -97,12 +98,13 @@ def cmd_serve(settings: Settings) -> int:
 
 
 def cmd_worker(settings: Settings) -> int:
-    from gatrix.services import connect_redis, make_flusher, open_store
+    from gatrix.services import connect_redis, make_flusher, open_store, retention_job
 
     async def run() -> None:
         from gatrix.buffer.keys import RedisKeys
         from gatrix.buffer.queue import Buffer
         from gatrix.buffer.worker import make_queue, make_worker
+        from gatrix.meta import models
 
         if settings.redis_embedded:
             raise SystemExit("gatrix worker needs REDIS_URL (or REDIS_HOST): it is for server mode")
@@ -114,7 +116,14 @@ def cmd_worker(settings: Settings) -> int:
         queue = make_queue(redis, RedisKeys(settings.redis_prefix).queue_name)
         await queue.connect()
         flusher = make_flusher(settings, buffer, store)
-        worker = make_worker(queue, flusher, embedded=False, interval=settings.flush_interval)
+        engine = models.make_engine(settings.database_dsn)
+        worker = make_worker(
+            queue,
+            flusher,
+            embedded=False,
+            interval=settings.flush_interval,
+            keep=retention_job(engine, store),
+        )
         _say(f"gatrix worker flushing {settings.redis_dsn} → {store.dsn.split('@')[-1]}")
         await worker.start()
         await flusher.run(max_seconds=10.0)  # drain what is claimable before exiting
@@ -148,6 +157,101 @@ def cmd_projects_create(settings: Settings, args: argparse.Namespace) -> int:
         ),
         flush=True,
     )
+    return 0
+
+
+def _metadata(settings: Settings) -> Any:
+    from gatrix.meta import models
+
+    settings.data_path.mkdir(parents=True, exist_ok=True)
+    engine = models.make_engine(settings.database_dsn)
+    models.migrate(engine)
+    return engine
+
+
+def cmd_projects_retention(settings: Settings, args: argparse.Namespace) -> int:
+    from gatrix.meta.accounts import AccountError
+    from gatrix.meta.keeping import parse_days, set_retention
+
+    try:
+        days = parse_days(args.days)
+        set_retention(_metadata(settings), args.project, days)
+    except AccountError as exc:
+        _say(f"error: {exc}")
+        return 2
+    print(json.dumps({"project_id": args.project, "retention_days": days}), flush=True)
+    return 0
+
+
+def cmd_projects_exclude(settings: Settings, args: argparse.Namespace) -> int:
+    from gatrix.meta.accounts import AccountError
+    from gatrix.meta.keeping import keeping, set_exclusions
+
+    engine = _metadata(settings)
+    rules: dict[str, str | list[str]] = {
+        "ips": args.exclude_ips or [],
+        "hosts": args.exclude_hosts or [],
+        "paths": args.exclude_paths or [],
+    }
+    try:
+        set_exclusions(engine, args.project, rules)
+    except AccountError as exc:
+        _say(f"error: {exc}")
+        return 2
+    view = keeping(engine, args.project) or {"exclusions": {}}
+    saved = {kind: text.splitlines() for kind, text in view["exclusions"].items()}
+    print(json.dumps({"project_id": args.project, **saved}), flush=True)
+    return 0
+
+
+async def retention_in_server(url: str, prefix: str, only: str | None) -> list[Any] | None:
+    """Have the worker of the server whose Redis is at `url` run the retention pass and wait
+    for it; None when no server answers there."""
+    from redis.asyncio import Redis
+
+    from gatrix.buffer.keys import RedisKeys
+    from gatrix.buffer.worker import RETENTION_TIMEOUT_S, make_queue
+
+    probe = Redis.from_url(url, socket_connect_timeout=2)
+    try:
+        await probe.ping()
+    except Exception:
+        return None
+    finally:
+        await probe.aclose()
+    queue = make_queue(Redis.from_url(url), RedisKeys(prefix).queue_name)
+    await queue.connect()
+    try:
+        return await queue.apply("retention", timeout=RETENTION_TIMEOUT_S, only=only)
+    finally:
+        await queue.disconnect()
+
+
+def cmd_retention(settings: Settings, args: argparse.Namespace) -> int:
+    """Run the retention pass now: here, or in the running embedded server (chDB admits one
+    process per data directory, so that server's worker must do it)."""
+    from datetime import UTC, datetime
+
+    from gatrix.services import open_store, retention_job
+
+    async def here() -> list[dict[str, Any]]:
+        store = open_store(settings)
+        if settings.auto_migrate:
+            await asyncio.to_thread(store.migrate)
+        done = await retention_job(_metadata(settings), store)(datetime.now(UTC), args.project)
+        return [r.summary() for r in done]
+
+    results = None
+    if settings.redis_embedded and settings.clickhouse_dsn.startswith("chdb://"):
+        from gatrix.buffer.embedded import EmbeddedRedis
+
+        url = EmbeddedRedis(settings.data_path).locate()
+        results = asyncio.run(retention_in_server(url, settings.redis_prefix, args.project))
+    if results is None:
+        results = asyncio.run(here())
+    for result in results:
+        print(json.dumps(result), flush=True)
+    _say(f"retention applied to {len(results)} project(s) with a retention")
     return 0
 
 
@@ -221,6 +325,27 @@ def build_parser() -> argparse.ArgumentParser:
     create.add_argument("--timezone", default="UTC")
     create.add_argument("--kind", default="website", choices=["website", "app", "backend"])
     common(create)
+    retention = projects.add_parser("retention", help="days of events to keep (0: forever)")
+    retention.add_argument("--project", required=True)
+    retention.add_argument("--days", required=True)
+    common(retention)
+    exclude = projects.add_parser("exclude", help="replace the project's traffic exclusions")
+    exclude.add_argument("--project", required=True)
+    # dests of their own: `host` is the serve option load_settings reads
+    exclude.add_argument(
+        "--ip", dest="exclude_ips", action="append", help="address or CIDR range (repeatable)"
+    )
+    exclude.add_argument(
+        "--host", dest="exclude_hosts", action="append", help="page host or *.domain (repeatable)"
+    )
+    exclude.add_argument(
+        "--path", dest="exclude_paths", action="append", help="page path glob (repeatable)"
+    )
+    common(exclude)
+
+    keep = sub.add_parser("retention", help="delete events older than each retention, now")
+    keep.add_argument("--project", default=None, help="only this project")
+    common(keep)
 
     dead = sub.add_parser("deadletters", help="rows ClickHouse refused: list or replay")
     common(dead)
@@ -268,6 +393,12 @@ def main(argv: list[str] | None = None) -> int:
         return cmd_admin_create(settings, args)
     if args.command == "deadletters":
         return cmd_deadletters(settings, args)
+    if args.command == "retention":
+        return cmd_retention(settings, args)
+    if args.command == "projects" and args.projects_command == "retention":
+        return cmd_projects_retention(settings, args)
+    if args.command == "projects" and args.projects_command == "exclude":
+        return cmd_projects_exclude(settings, args)
     if args.command == "projects":
         return cmd_projects_create(settings, args)
     return 2

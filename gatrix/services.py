@@ -33,7 +33,13 @@ from gatrix.buffer.flush import Flusher
 from gatrix.buffer.keys import RedisKeys
 from gatrix.buffer.queue import Buffer
 from gatrix.buffer.supervisor import Supervisor
-from gatrix.buffer.worker import enqueue_early_flush, make_queue, make_worker, stop_worker
+from gatrix.buffer.worker import (
+    Retention,
+    enqueue_early_flush,
+    make_queue,
+    make_worker,
+    stop_worker,
+)
 from gatrix.buffer.writer import BufferWriter
 from gatrix.clickhouse.store import Store
 from gatrix.ingest.counters import IngestCounters
@@ -45,6 +51,7 @@ from gatrix.ingest.salts import SESSION_TIMEOUT_MS, SaltBook
 from gatrix.meta import models
 from gatrix.meta.projects import Directory, default_client_id
 from gatrix.metrics import RequestMetrics
+from gatrix.retention import Expired, expire_all
 from gatrix.settings import Settings
 from gatrix.web.auth import WebAuth
 from gatrix.web.tracker import bundle as tracker_bundle
@@ -72,6 +79,15 @@ def connect_redis(url: str) -> Redis:
 
 def open_store(settings: Settings) -> Store:
     return Store(settings.clickhouse_dsn, settings.clickhouse_database, settings.clickhouse_cluster)
+
+
+def retention_job(engine: Engine, store: Store) -> Retention:
+    """The worker's daily retention pass over this process's metadata and ClickHouse."""
+
+    async def keep(now: datetime, only: str | None = None) -> list[Expired]:
+        return await expire_all(engine, store, now, only)
+
+    return keep
 
 
 def make_flusher(settings: Settings, buffer: Buffer, store: Store) -> Flusher:
@@ -122,6 +138,7 @@ class Runtime:
         self._worker: Worker | None = None
         self._worker_task: asyncio.Task[None] | None = None
         self._salt_task: asyncio.Task[None] | None = None
+        self._retention: Retention | None = None
 
     @property
     def services(self) -> Services:
@@ -179,6 +196,7 @@ class Runtime:
             counters,
         )
         self._salt_task = asyncio.create_task(self._refresh_salts(salts))
+        self._retention = retention_job(engine, store)
         if self.run_worker:
             await self._start_worker(flusher)
         supervisor = Supervisor(
@@ -219,7 +237,11 @@ class Runtime:
         assert self._queue is not None  # made before the worker, in start()
         await self._queue.connect()
         self._worker = make_worker(
-            self._queue, flusher, embedded=True, interval=self.settings.flush_interval
+            self._queue,
+            flusher,
+            embedded=True,
+            interval=self.settings.flush_interval,
+            keep=self._retention,
         )
         self._worker_task = asyncio.create_task(self._worker.start(), name="gatrix-flush-worker")
 

@@ -5,6 +5,10 @@ Every worker ticks once per flush interval and enqueues a `flush` job keyed by t
 slot, so however many workers run, each slot gets one job; the ingest writer enqueues an
 early one when the buffer passes a batch. Slot keys (rather than one fixed cron key) matter
 after a crash: a job left "active" by a killed process cannot block the jobs that follow.
+
+The daily `retention` job (gatrix/retention.py) is a SAQ cron job: its fixed key means one
+run per day however many workers there are, and its timeout lets the sweeper clear a run a
+killed process left "active" before the next day's.
 """
 
 from __future__ import annotations
@@ -13,18 +17,30 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
 from typing import Any
 
-from saq import Queue, Worker
+from saq import CronJob, Queue, Worker
 
 from gatrix.buffer.flush import Flusher
 
 JOB_OPTIONS = {"timeout": 60, "ttl": 60, "retries": 1}
+# every day at 03:17 UTC: off the hour, when most sites are quiet
+RETENTION_CRON = "17 3 * * *"
+RETENTION_TIMEOUT_S = 6 * 3600
+# a retention pass given the time it runs at (and optionally one project); returns what it cut
+Retention = Callable[[datetime, str | None], Awaitable[list[Any]]]
 
 
 async def flush(ctx: dict[str, Any]) -> int:
     flusher: Flusher = ctx["flusher"]
     return await flusher.run(max_seconds=5.0)
+
+
+async def retention(ctx: dict[str, Any], *, only: str | None = None) -> list[dict[str, Any]]:
+    keep: Retention = ctx["retention"]
+    return [r.summary() for r in await keep(datetime.now(UTC), only)]
 
 
 def make_queue(redis: Any, name: str) -> Queue:
@@ -66,7 +82,13 @@ class EmbeddedWorker(Worker):
     SIGNALS: list = []
 
 
-def make_worker(queue: Queue, flusher: Flusher, embedded: bool, interval: float) -> Worker:
+def make_worker(
+    queue: Queue,
+    flusher: Flusher,
+    embedded: bool,
+    interval: float,
+    keep: Retention | None = None,
+) -> Worker:
     async def startup(ctx: dict[str, Any]) -> None:
         ctx["ticker"] = asyncio.create_task(_tick(queue, max(interval, 0.05)))
 
@@ -76,15 +98,22 @@ def make_worker(queue: Queue, flusher: Flusher, embedded: bool, interval: float)
             ticker.cancel()
 
     cls = EmbeddedWorker if embedded else Worker
+    crons = (
+        []
+        if keep is None
+        else [CronJob(retention, cron=RETENTION_CRON, timeout=RETENTION_TIMEOUT_S)]
+    )
     worker = cls(
         queue,
-        functions=[flush],
+        functions=[flush, retention],
+        cron_jobs=crons,
         concurrency=2,
         startup=startup,
         shutdown=shutdown,
         timers={"schedule": 1, "sweep": 30, "abort": 5, "worker_info": 10},
     )
     worker.context["flusher"] = flusher
+    worker.context["retention"] = keep
     return worker
 
 

@@ -36,6 +36,7 @@ PROJECT_TABLES = (
     "hourly",
     "page_hourly",
     "event_hourly",
+    "visitor_hourly",
 )
 _IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
 T = TypeVar("T")

@@ -175,6 +175,15 @@ def step_page(d: Draft, _: Context) -> str | None:
     return None
 
 
+def step_exclusions(d: Draft, _: Context) -> str | None:
+    # the project's own traffic rules (gatrix/ingest/exclusions.py), compiled in ClientInfo
+    rules = d.req.client.exclusions
+    if rules is None:
+        return None
+    page = d.page
+    return rules.reason(d.ip, page.host, page.path) if page else rules.reason(d.ip, "", "")
+
+
 def step_referrer(d: Draft, _: Context) -> str | None:
     raw = d.hit.reserved.get("__referrer")
     page = d.page or parse_page("")
@@ -230,6 +239,7 @@ TRACK_STEPS: list[tuple[str, Step]] = [
     ("bot", step_bot),
     ("user_agent", step_user_agent),
     ("page", step_page),
+    ("exclusions", step_exclusions),
     ("referrer", step_referrer),
     ("geo", step_geo),
     ("identity", step_identity),

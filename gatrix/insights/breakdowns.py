@@ -16,7 +16,7 @@ from gatrix.insights.filters import (
     SESSION_DIMENSIONS,
     canonical_dimension,
 )
-from gatrix.insights.identity import DIRECT, resolution
+from gatrix.insights.identity import resolution
 from gatrix.insights.query import InvalidQuery, Query
 from gatrix.insights.sql import (
     DT,
@@ -135,12 +135,12 @@ def _session_breakdown(
         f"WHERE {events_where(db, q, params)} AND revenue != 0 GROUP BY session_id"
     )
     rows = store.query_dicts(
-        f"SELECT {column} AS value, uniq({v.expr}) AS visitors, {SESSION_AGGREGATES}, "
+        f"SELECT {column} AS value, uniq({v.expr()}) AS visitors, {SESSION_AGGREGATES}, "
         f"countIf(pageviews <= 1 AND custom_events = 0) / count() * 100 AS bounce_rate, "
         f"avg(dateDiff('millisecond', first_at, last_at)) / 1000 AS avg_session_duration, "
         f"sum(session_revenue) AS revenue_total, "
         f"sum(countIf(session_revenue != 0)) OVER () AS revenue_anywhere "
-        f"FROM ({inner}) AS s LEFT JOIN ({money}) AS r USING session_id{v.join} GROUP BY value"
+        f"FROM ({inner}) AS s LEFT JOIN ({money}) AS r USING session_id{v.join()} GROUP BY value"
         + _order(sort, limit, offset, _SESSION_SORT_COLUMNS),
         params.values,
         # the planner guesses the revenue side (read from events) the larger and would hash
@@ -165,7 +165,7 @@ def _pages_breakdown(
 ) -> list[dict[str, Any]]:
     db, params = store.db, base_params(q)
     v = resolution(store, q.project_id)
-    if uses_rollups(q) and v is DIRECT:
+    if uses_rollups(q) and v.direct:
         sql = (
             f"SELECT path AS value, uniqMerge(visitors) AS visitors, "
             f"sum(pageviews) AS pageviews FROM {db}.page_hourly "
@@ -174,8 +174,8 @@ def _pages_breakdown(
         )
     else:
         sql = (
-            f"SELECT path AS value, uniq({v.expr}) AS visitors, count() AS pageviews "
-            f"FROM {db}.events{v.join} "
+            f"SELECT path AS value, uniq({v.expr()}) AS visitors, count() AS pageviews "
+            f"FROM {db}.events{v.join()} "
             f"WHERE {events_where(db, q, params, pageviews_only=True)} "
             f"GROUP BY value"
         )
@@ -190,7 +190,7 @@ def _events_breakdown(
 ) -> list[dict[str, Any]]:
     db, params = store.db, base_params(q)
     v = resolution(store, q.project_id)
-    if uses_rollups(q) and v is DIRECT:
+    if uses_rollups(q) and v.direct:
         # the rollup has no revenue: the events that carry some are few, read them directly
         sql = (
             f"SELECT a.value AS value, a.visitors AS visitors, a.events AS events, "
@@ -206,10 +206,10 @@ def _events_breakdown(
         )
     else:
         sql = (
-            f"SELECT name AS value, uniq({v.expr}) AS visitors, count() AS events, "
+            f"SELECT name AS value, uniq({v.expr()}) AS visitors, count() AS events, "
             f"sum(revenue) AS revenue_total, "
             f"sum(countIf(revenue != 0)) OVER () AS revenue_anywhere "
-            f"FROM {db}.events{v.join} "
+            f"FROM {db}.events{v.join()} "
             f"WHERE {events_where(db, q, params, pageviews_only=False)} "
             f"GROUP BY value"
         )
@@ -238,11 +238,11 @@ def _attribute_breakdown(
     db, params = store.db, base_params(q)
     v = resolution(store, q.project_id)
     sql = (
-        f"SELECT {column} AS value, uniq({v.expr}) AS visitors, "
+        f"SELECT {column} AS value, uniq({v.expr()}) AS visitors, "
         f"countIf({PAGEVIEW_SQL}) AS pageviews, countIf(NOT {PAGEVIEW_SQL}) AS events, "
         f"sum(revenue) AS revenue_total, "
         f"sum(countIf(revenue != 0)) OVER () AS revenue_anywhere "
-        f"FROM {db}.events{v.join} WHERE {events_where(db, q, params)} GROUP BY value"
+        f"FROM {db}.events{v.join()} WHERE {events_where(db, q, params)} GROUP BY value"
     )
     rows = store.query_dicts(sql + _order(sort, limit, offset), params.values)
     return _counted(rows, "pageviews", "events")
@@ -267,10 +267,10 @@ def property_breakdown(
     v = resolution(store, q.project_id)
     event_p, key_p = params.add(event), params.add(key)
     sql = (
-        f"SELECT properties[{{{key_p}:String}}] AS value, uniq({v.expr}) AS visitors, "
+        f"SELECT properties[{{{key_p}:String}}] AS value, uniq({v.expr()}) AS visitors, "
         f"count() AS events, sum(revenue) AS revenue_total, "
         f"sum(countIf(revenue != 0)) OVER () AS revenue_anywhere "
-        f"FROM {db}.events{v.join} WHERE {events_where(db, q, params)} "
+        f"FROM {db}.events{v.join()} WHERE {events_where(db, q, params)} "
         f"AND name = {{{event_p}:String}} AND mapContains(properties, {{{key_p}:String}}) "
         f"GROUP BY value" + _order(sort, limit + 1, (page - 1) * limit)
     )

@@ -26,7 +26,7 @@ from gatrix.insights.person import person_events_where, resolve, sessions_of, sp
 from gatrix.insights.sql import DT
 from gatrix.meta import audit
 
-HOURLY_ROLLUPS = ("hourly", "page_hourly", "event_hourly")
+HOURLY_ROLLUPS = ("hourly", "page_hourly", "event_hourly", "visitor_hourly")
 
 
 def erase_person(store: Store, project_id: str, person_id: str) -> dict[str, Any] | None:

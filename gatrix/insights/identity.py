@@ -19,27 +19,28 @@ from typing import Any
 from gatrix.clickhouse.store import Store
 
 KEY = "if(profile_id != '', profile_id, device_id)"
+KEY_HASH = f"cityHash64({KEY})"
 
 
 def _links_sql(db: str, kind: str = "", sources: str = "") -> str:
-    """source → target per source, the earliest link winning; optionally one kind only and
-    only the sources an IN-subquery lists."""
+    """source → target, the earliest link of each source winning (argMin over the rows of a
+    source finds it directly); optionally one kind only, or only the sources an IN-subquery
+    lists."""
     where = ["project_id = {project:String}"]
     if kind:
         where.append(f"kind = '{kind}'")
     if sources:
         where.append(f"source IN ({sources})")
     return (
-        f"SELECT source, argMin(target, first) AS target FROM (SELECT source, target, "
-        f"min(linked_at) AS first FROM {db}.identity_links WHERE {' AND '.join(where)} "
-        f"GROUP BY source, target) GROUP BY source"
+        f"SELECT source, argMin(target, linked_at) AS target FROM {db}.identity_links "
+        f"WHERE {' AND '.join(where)} GROUP BY source"
     )
 
 
-def people_sql(db: str, sources: str = "") -> str:
-    """key → person for every linked key (or only those `sources` selects; then only the
-    aliases of their targets are read too)."""
-    targets = (
+def persons_sql(db: str, sources: str = "") -> str:
+    """source → person as text, for every linked key (or only those `sources` selects)."""
+    # the aliases that can matter: of every person (or of the people `sources` link to)
+    alias_sources = (
         f"SELECT target FROM {db}.identity_links WHERE project_id = {{project:String}} "
         f"AND source IN ({sources})"
         if sources
@@ -48,21 +49,46 @@ def people_sql(db: str, sources: str = "") -> str:
     return (
         f"SELECT l.source AS source, if(a.target != '', a.target, l.target) AS person "
         f"FROM ({_links_sql(db, sources=sources)}) AS l "
-        f"LEFT ANY JOIN ({_links_sql(db, kind='alias', sources=targets)}) AS a "
+        f"LEFT ANY JOIN ({_links_sql(db, kind='alias', sources=alias_sources)}) AS a "
         f"ON a.source = l.target"
+    )
+
+
+def people_sql(db: str, sources: str = "") -> str:
+    """key → person for every linked key (or only those `sources` selects), both as 64-bit
+    hashes: joining and counting numbers instead of strings keeps resolution about as cheap
+    as no resolution (BENCHMARKS.md, people)."""
+    return (
+        f"SELECT cityHash64(source) AS key_hash, cityHash64(person) AS person_hash "
+        f"FROM ({persons_sql(db, sources)})"
     )
 
 
 @dataclass(frozen=True, slots=True)
 class Visitors:
-    """How a statement counts visitors: `join` goes after its FROM (it may be empty) and
-    `expr` is the visitor of a row, for uniq(). Rows need `profile_id` and `device_id`."""
+    """How a statement counts visitors: `join()` goes after its FROM (empty when nothing is
+    linked) and `expr()` is the visitor of a row, for uniq(). Both take the row's key hash;
+    the default computes it from `profile_id` and `device_id`."""
 
-    join: str
-    expr: str
+    people: str = ""
+
+    def join(self, key_hash: str = KEY_HASH) -> str:
+        if not self.people:
+            return ""
+        return f" LEFT ANY JOIN ({self.people}) AS people ON people.key_hash = {key_hash}"
+
+    def expr(self, key_hash: str = KEY_HASH) -> str:
+        if not self.people:
+            return KEY if key_hash == KEY_HASH else key_hash
+        # the person's hash, or the row's own key hash, so uniq() sees one type
+        return f"if(people.person_hash != 0, people.person_hash, {key_hash})"
+
+    @property
+    def direct(self) -> bool:
+        return not self.people
 
 
-DIRECT = Visitors(join="", expr=KEY)
+DIRECT = Visitors()
 
 
 def resolution(store: Store, project_id: str, sources: str = "") -> Visitors:
@@ -71,12 +97,7 @@ def resolution(store: Store, project_id: str, sources: str = "") -> Visitors:
     subquery lists, for statements over a few minutes of events."""
     if not has_links(store, project_id):
         return DIRECT
-    return Visitors(
-        join=(
-            f" LEFT ANY JOIN ({people_sql(store.db, sources)}) AS people ON people.source = {KEY}"
-        ),
-        expr=f"if(people.person != '', people.person, {KEY})",
-    )
+    return Visitors(people_sql(store.db, sources))
 
 
 def has_links(store: Store, project_id: str) -> bool:
@@ -94,7 +115,7 @@ def persons_of(store: Store, project_id: str, keys: list[str]) -> dict[str, str]
     """The person each key resolves to (a key without a link is its own person)."""
     if not keys:
         return {}
-    sql = people_sql(store.db, sources="SELECT arrayJoin({keys:Array(String)})")
+    sql = persons_sql(store.db, sources="SELECT arrayJoin({keys:Array(String)})")
     rows = store.query_rows(sql, {"project": project_id, "keys": keys})
     found = {source: person for source, person in rows}
     return {key: found.get(key, key) for key in keys}

@@ -43,7 +43,7 @@ def live(store: Store, project_id: str, now: datetime, timezone: str = "UTC") ->
         f"AND created_at >= {{series_from:{DT}}} AND created_at < {{until:{DT}}}",
     )
     pages = store.query_dicts(
-        f"SELECT path, uniq({v.expr}) AS visitors FROM {db}.events{v.join} WHERE {recent_days} "
+        f"SELECT path, uniq({v.expr()}) AS visitors FROM {db}.events{v.join()} WHERE {recent_days} "
         f"AND created_at >= {{since:{DT}}} AND created_at < {{until:{DT}}} AND {PAGEVIEW_SQL} "
         f"GROUP BY path ORDER BY visitors DESC, path ASC LIMIT 10",
         params,
@@ -57,10 +57,10 @@ def live(store: Store, project_id: str, now: datetime, timezone: str = "UTC") ->
     # one pass for the minute series; the grand-total grouping set (minute left at its
     # default, the epoch) carries the 5-minute visitor count
     rows = store.query_dicts(
-        f"SELECT toStartOfMinute(created_at) AS minute, uniq({v.expr}) AS visitors, "
+        f"SELECT toStartOfMinute(created_at) AS minute, uniq({v.expr()}) AS visitors, "
         f"countIf({PAGEVIEW_SQL}) AS pageviews, "
-        f"uniqIf({v.expr}, created_at >= {{since:{DT}}}) AS live_visitors "
-        f"FROM {db}.events{v.join} WHERE {recent_days} "
+        f"uniqIf({v.expr()}, created_at >= {{since:{DT}}}) AS live_visitors "
+        f"FROM {db}.events{v.join()} WHERE {recent_days} "
         f"AND created_at >= {{series_from:{DT}}} AND created_at < {{until:{DT}}} "
         f"GROUP BY GROUPING SETS ((minute), ())",
         params,
@@ -113,7 +113,7 @@ def live_visitors(store: Store, project_id: str, now: datetime) -> int:
         store, project_id, sources=f"SELECT DISTINCT {KEY} FROM {store.db}.events WHERE {recent}"
     )
     rows = store.query_rows(
-        f"SELECT uniq({v.expr}) FROM {store.db}.events{v.join} WHERE {recent}",
+        f"SELECT uniq({v.expr()}) FROM {store.db}.events{v.join()} WHERE {recent}",
         {"project": project_id, "since": since, "until": now + timedelta(minutes=1)},
     )
     return int(rows[0][0])

@@ -16,7 +16,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from gatrix.clickhouse.store import Store
-from gatrix.insights.identity import keys_of, people_sql, persons_of
+from gatrix.insights.identity import keys_of, persons_of, persons_sql
 from gatrix.insights.query import InvalidQuery
 
 SORTS = ("last_seen", "first_seen", "events")
@@ -179,7 +179,7 @@ def _ranked(store: Store, project_id: str, sort: str, want: int | None, q: str =
     resolved = "if(people.person != '', people.person, key)"
     matching = (
         f" AND person IN (SELECT id FROM ({_match_sql(db)}) UNION DISTINCT SELECT person FROM "
-        f"({people_sql(db, sources=f'SELECT id FROM ({_match_sql(db)})')}))"
+        f"({persons_sql(db, sources=f'SELECT id FROM ({_match_sql(db)})')}))"
         if q
         else ""
     )
@@ -187,7 +187,7 @@ def _ranked(store: Store, project_id: str, sort: str, want: int | None, q: str =
     order = {"first_seen": "min(first_at)", "events": "sum(events)"}[sort]
     rows = store.query_rows(
         f"SELECT {resolved} AS person FROM {db}.visitor_sessions "
-        f"LEFT ANY JOIN ({people_sql(db)}) AS people ON people.source = key "
+        f"LEFT ANY JOIN ({persons_sql(db)}) AS people ON people.source = key "
         f"WHERE project_id = {{project:String}} GROUP BY person "
         f"HAVING (max(profiled) = 1 OR max(people.person != '') = 1){matching} "
         f"ORDER BY {order} DESC, person DESC{limit}",

@@ -96,23 +96,41 @@ def _kpis(row: dict[str, Any]) -> dict[str, Any]:
 def _event_totals_sql(db: str, q: Query, params: Params, period: Period, v: Visitors) -> str:
     """One row: visitors, pageviews, events, revenue_total, revenue_events of the period."""
     period.bind(params, q)
-    if uses_rollups(q) and v is DIRECT:
+    if uses_rollups(q):
+        hours = (
+            f"project_id = {{project:String}} AND hour >= {period.start} AND hour < {period.end}"
+        )
         # the rollup has no revenue: the events that carry some are few, read them directly
         return (
-            f"SELECT h.visitors AS visitors, h.pageviews AS pageviews, h.events AS events, "
+            f"SELECT u.visitors AS visitors, h.pageviews AS pageviews, h.events AS events, "
             f"r.revenue_total AS revenue_total, r.revenue_events AS revenue_events FROM "
-            f"(SELECT uniqMerge(visitors) AS visitors, sum(pageviews) AS pageviews, "
-            f"sum(custom_events) AS events FROM {db}.hourly WHERE project_id = {{project:String}}"
-            f" AND hour >= {period.start} AND hour < {period.end}) AS h CROSS JOIN "
+            f"(SELECT sum(pageviews) AS pageviews, sum(custom_events) AS events "
+            f"FROM {db}.hourly WHERE {hours}) AS h "
+            f"CROSS JOIN ({_hourly_visitors_sql(db, v, hours)}) AS u CROSS JOIN "
             f"(SELECT sum(revenue) AS revenue_total, count() AS revenue_events FROM {db}.events "
             f"WHERE project_id = {{project:String}} AND created_at >= {period.start} "
             f"AND created_at < {period.end} AND revenue != 0) AS r"
         )
     return (
-        f"SELECT uniq({v.expr}) AS visitors, countIf({PAGEVIEW_SQL}) AS pageviews, "
+        f"SELECT uniq({v.expr()}) AS visitors, countIf({PAGEVIEW_SQL}) AS pageviews, "
         f"countIf(NOT {PAGEVIEW_SQL}) AS events, sum(revenue) AS revenue_total, "
-        f"countIf(revenue != 0) AS revenue_events FROM {db}.events{v.join} "
+        f"countIf(revenue != 0) AS revenue_events FROM {db}.events{v.join()} "
         f"WHERE {events_where(db, q, params, period=period)}"
+    )
+
+
+def _hourly_visitors_sql(db: str, v: Visitors, hours: str, bucket: str = "") -> str:
+    """Visitors from the rollups (optionally per `bucket` of `hour`): the hourly sketches
+    while nothing is linked, else the hourly visitor keys resolved through the links."""
+    group = (f"{bucket} AS bucket, ", " GROUP BY bucket") if bucket else ("", "")
+    if v.direct:
+        return (
+            f"SELECT {group[0]}uniqMerge(visitors) AS visitors FROM {db}.hourly "
+            f"WHERE {hours}{group[1]}"
+        )
+    return (
+        f"SELECT {group[0]}uniq({v.expr('k.key_hash')}) AS visitors "
+        f"FROM {db}.visitor_hourly AS k{v.join('k.key_hash')} WHERE {hours}{group[1]}"
     )
 
 
@@ -165,20 +183,24 @@ def _series_values(store: Store, q: Query, metric: str) -> dict[str, Any]:
         return {r["bucket"]: session_kpis(r)[metric] for r in rows}
     column = {"visitors": "visitors", "pageviews": "pageviews", "events": "events"}[metric]
     v = resolution(store, q.project_id) if metric == "visitors" else DIRECT
-    if uses_rollups(q) and q.interval != "minute" and v is DIRECT:
+    if uses_rollups(q) and q.interval != "minute":
         bucket = bucket_sql("hour", q.interval, tz)
-        sql = (
-            f"SELECT {bucket} AS bucket, uniqMerge(visitors) AS visitors, "
-            f"sum(pageviews) AS pageviews, sum(custom_events) AS events FROM {db}.hourly "
-            f"WHERE project_id = {{project:String}} AND hour >= {{start:{DT}}} "
-            f"AND hour < {{end:{DT}}} GROUP BY bucket"
+        hours = (
+            f"project_id = {{project:String}} AND hour >= {{start:{DT}}} AND hour < {{end:{DT}}}"
         )
+        if metric == "visitors":
+            sql = _hourly_visitors_sql(db, v, hours, bucket)
+        else:
+            sql = (
+                f"SELECT {bucket} AS bucket, sum(pageviews) AS pageviews, "
+                f"sum(custom_events) AS events FROM {db}.hourly WHERE {hours} GROUP BY bucket"
+            )
     else:
         bucket = bucket_sql("created_at", q.interval, tz)
         sql = (
-            f"SELECT {bucket} AS bucket, uniq({v.expr}) AS visitors, "
+            f"SELECT {bucket} AS bucket, uniq({v.expr()}) AS visitors, "
             f"countIf({PAGEVIEW_SQL}) AS pageviews, countIf(NOT {PAGEVIEW_SQL}) AS events "
-            f"FROM {db}.events{v.join} WHERE {events_where(db, q, params)} GROUP BY bucket"
+            f"FROM {db}.events{v.join()} WHERE {events_where(db, q, params)} GROUP BY bucket"
         )
     return {r["bucket"]: int(r[column] or 0) for r in store.query_dicts(sql, params.values)}
 

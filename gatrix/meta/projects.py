@@ -23,6 +23,7 @@ from functools import lru_cache
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, select
 
+from gatrix.ingest.exclusions import Exclusions, compile_rules, loads
 from gatrix.meta import timezones
 from gatrix.meta.models import CLIENT_TYPES, PROJECT_KINDS, Client, Project
 
@@ -194,6 +195,8 @@ class ClientInfo:
     secret_hash: str | None
     origins: tuple[str, ...]
     timezone: str
+    # compiled once per cache fill: the request path only matches (None: no rules)
+    exclusions: Exclusions | None = None
 
     @property
     def can_write(self) -> bool:
@@ -221,6 +224,7 @@ def load_client(engine: Engine, client_id: str) -> ClientInfo | None:
             secret_hash=client.secret_hash,
             origins=tuple(project.origins),
             timezone=project.timezone,
+            exclusions=compile_rules(loads(project.exclusions_json)),
         )
 
 

@@ -14,8 +14,9 @@ from typing import Any
 from litestar import Request, Response, get, post
 from litestar.response import Redirect, Template
 
+from gatrix.clickhouse.footprint import footprint
 from gatrix.ingest import health as ingest_health
-from gatrix.meta import accounts
+from gatrix.meta import accounts, keeping
 from gatrix.meta.accounts import AccountError, UserInfo
 from gatrix.meta.projects import create_client, create_project
 from gatrix.services import Services
@@ -187,6 +188,11 @@ async def _admin_page(
         raise PageError(status_code=404, detail="No such project.")
     # the install check comes with the figures, from the same reads: they cannot disagree
     health = await ingest_health.project_health(services, project_id, project["timezone"])
+    # a form sent back with an error shows what was typed (`keeping` in extra), not the rows
+    if "keeping" not in extra:
+        extra["keeping"] = await asyncio.to_thread(keeping.keeping, engine, project_id)
+    stored = await asyncio.to_thread(footprint, services.store, project_id)
+    oldest = stored.oldest and ingest_health.for_people(stored.oldest, project["timezone"])
     return page(
         request,
         "admin/settings.html.j2",
@@ -195,6 +201,8 @@ async def _admin_page(
         project=project,
         base_url=base_url(request, services),
         health=health,
+        stored=stored,
+        oldest=oldest or "",
         **extra,
     )
 

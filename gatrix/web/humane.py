@@ -125,6 +125,18 @@ def percent(n: float | None) -> str:
     return f"{value:.1f}".removesuffix(".0") + "%"
 
 
+def size(n: float | None) -> str:
+    """Bytes as `840 B`, `12.3 KB`, `4.5 MB`, `1.2 GB` (powers of 1,000); `—` for None."""
+    value = _finite(n)
+    if value is None:
+        return MISSING
+    for unit in ("B", "KB", "MB", "GB"):
+        if abs(value) < 1_000 or unit == "GB":
+            break
+        value /= 1_000
+    return f"{value:.0f} B" if unit == "B" else f"{value:.1f}".removesuffix(".0") + f" {unit}"
+
+
 def _value_of(value: str | None, dimension: str) -> str:
     return dimension_value(dimension, value)
 
@@ -137,4 +149,5 @@ FILTERS: dict[str, Callable[..., str]] = {
     "dimension_value": _value_of,
     "number": number,
     "percent": percent,
+    "size": size,
 }

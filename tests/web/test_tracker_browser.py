@@ -10,6 +10,7 @@ import os
 import threading
 import uuid
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +18,8 @@ import httpx
 import pytest
 
 from gatrix.clickhouse.store import Store
+from gatrix.insights import reports
+from gatrix.insights.query import QueryParams, build_query
 from gatrix.meta.projects import NewClient, create_project
 
 from ..conftest import CHROME_UA, LiveServer, event_rows, free_port, needs_chromium, wait_for
@@ -235,6 +238,15 @@ window.sdk = op;
     assert view["referrer_name"] == "Hacker News"
     assert events["sdk_custom"][0]["properties"] == {"color": "blue"}
     assert events["sdk_after_identify"][0]["profile_id"] == "sdk-user"
+    # logging in neither renames the visitor nor splits the visit
+    rows = [row for group in events.values() for row in group]
+    assert len({r["device_id"] for r in rows}) == 1 and rows[0]["device_id"] != "sdk-user"
+    assert len({r["session_id"] for r in rows}) == 1
+    today = build_query(
+        website_project.project_id, "UTC", QueryParams(range="today"), datetime.now(UTC)
+    )
+    kpis = reports.metrics(store, today)
+    assert (kpis["visitors"], kpis["sessions"]) == (1, 1)
 
     def counters() -> Any:
         rows = store.query_rows(

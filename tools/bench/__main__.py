@@ -19,6 +19,9 @@ def build_parser() -> argparse.ArgumentParser:
     ingest.add_argument("--batch-events", type=int, default=200_000)
     ingest.add_argument("--output", default=None, help="write the JSON report here")
     ingest.add_argument("--flush-events", dest="flush_events", type=int, default=200_000)
+    ingest.add_argument(
+        "--exclusions", type=int, default=0, help="give the project N non-matching exclusion rules"
+    )
     insights = bench.add_parser("insights", help="query latency of every report at scale")
     insights.add_argument(
         "--events", type=int, action="append", help="dataset size (repeatable; default 1M and 10M)"

@@ -24,6 +24,7 @@ from tools.bench.processes import (
     DRAIN_TIMEOUT,
     STOP_TIMEOUT,
     Service,
+    add_exclusions,
     count_rows,
     create_project,
     embedded_env,
@@ -161,6 +162,10 @@ def run_ingest_bench(args: Any) -> int:
         say(f"data dir {data_dir}; generator {generator}")
         project = create_project(data_dir, env)
         client_id = project["client_id"]
+        exclusions = int(getattr(args, "exclusions", 0))
+        if exclusions:
+            add_exclusions(data_dir, env, project["project_id"], exclusions)
+            say(f"{exclusions} exclusion rules (none matching the load)")
 
         server.start(env)
         bare.start(env)

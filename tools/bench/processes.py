@@ -207,6 +207,32 @@ def create_project(data_dir: str, env: dict[str, str]) -> dict[str, str]:
     return dict(json.loads(lines[0]))
 
 
+def exclusion_rules(n: int) -> list[str]:
+    """`n` exclusion rules (IPs, hosts and paths in turn) that the bench's traffic never
+    matches: every hit pays for checking them all, and every event is still accepted."""
+    kinds = [
+        ("--ip", lambda i: f"203.0.{i % 250}.0/24"),
+        ("--ip", lambda i: f"2001:db8:{i:x}::/48"),
+        ("--host", lambda i: f"staging{i}.example.com"),
+        ("--host", lambda i: f"*.preview{i}.example.com"),
+        ("--path", lambda i: f"/admin{i}/*"),
+        ("--path", lambda i: f"*/draft{i}"),
+    ]
+    argv: list[str] = []
+    for i in range(n):
+        flag, rule = kinds[i % len(kinds)]
+        argv += [flag, rule(i)]
+    return argv
+
+
+def add_exclusions(data_dir: str, env: dict[str, str], project_id: str, n: int) -> None:
+    argv = [sys.executable, "-m", "gatrix.cli", "projects", "exclude", "--project", project_id]
+    argv += [*exclusion_rules(n), "--data-dir", data_dir]
+    done = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=120, check=False)
+    if done.returncode != 0:
+        raise RuntimeError(f"projects exclude failed ({done.returncode}): {done.stderr[-2000:]}")
+
+
 def count_rows(data_dir: str, env: dict[str, str]) -> tuple[int | None, str]:
     code = (
         "from gatrix.clickhouse.store import Store; "
