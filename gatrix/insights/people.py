@@ -104,7 +104,7 @@ def _sorted(stats: dict[str, dict[str, Any]], sort: str) -> list[str]:
         value = stats[person].get(sort)
         return (value if value is not None else (EPOCH if sort != "events" else 0), person)
 
-    return [p for p in sorted(stats, key=rank, reverse=True)]
+    return sorted(stats, key=rank, reverse=True)
 
 
 # --- which people

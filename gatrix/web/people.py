@@ -23,7 +23,7 @@ from litestar.plugins.htmx import HTMXRequest
 from litestar.response import Redirect, Template
 
 from gatrix.insights import erase as erasure
-from gatrix.insights.people import SORTS, PeopleQuery, list_people
+from gatrix.insights.people import PeopleQuery, list_people
 from gatrix.insights.person import InvalidPerson, get_person
 from gatrix.insights.query import InvalidQuery
 from gatrix.meta import accounts
@@ -94,6 +94,7 @@ def person_context(
     return {
         "person": person,
         "href": person_path(person["id"]),
+        "aliases": [{"id": a, "href": person_path(a)} for a in person["aliases"]],
         "initials": initials(person["name"], person["email"], person["id"]),
         "first_seen_shown": _when(person["first_seen"], zone),
         "last_seen_shown": _when(person["last_seen"], zone),
@@ -203,4 +204,3 @@ async def erase_person(
 
 
 PEOPLE_ROUTES = [people_page, person_page, erase_person]
-__all__ = ["PEOPLE_ROUTES", "SORTS"]
