@@ -15,7 +15,7 @@ once. `erase` empties the buffer first and writes the audit entry.
 from __future__ import annotations
 
 import asyncio
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy.engine import Engine
@@ -26,6 +26,7 @@ from gatrix.insights.person import person_events_where, resolve, sessions_of, sp
 from gatrix.insights.sql import DT
 from gatrix.meta import audit
 
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 HOURLY_ROLLUPS = ("hourly", "page_hourly", "event_hourly", "visitor_hourly")
 
 
@@ -38,70 +39,77 @@ def erase_person(store: Store, project_id: str, person_id: str) -> dict[str, Any
     person, keys = found
     db = store.db
     sessions = sessions_of(store, project_id, keys)
-    spans = spans_of(sessions)
     ids = [person, *_alias_ids(store, project_id, person)]
-    base: dict[str, Any] = {"project": project_id, "ids": ids, "keys": keys}
-
-    events_params = dict(base)
-    events_where = person_events_where(keys, spans, events_params)
+    # one set of bound parameters for every statement below
+    params: dict[str, Any] = {"project": project_id, "ids": ids, "keys": keys}
+    events_where = person_events_where(keys, spans_of(sessions), params)
     hours = [
         r[0]
         for r in store.query_rows(
             f"SELECT DISTINCT toStartOfHour(created_at) AS hour FROM {db}.events "
             f"WHERE {events_where} ORDER BY hour",
-            events_params,
+            params,
         )
     ]
     session_ids = [s["session_id"] for s in sessions]
-    session_params = {
-        **base,
-        "sessions": session_ids,
-        "from": min((s["session_start"] for s in sessions), default=None),
-        "to": max((s["session_start"] for s in sessions), default=None),
-    }
-    session_where = (
-        f"project_id = {{project:String}} AND session_start >= {{from:{DT}}} "
-        f"AND session_start <= {{to:{DT}}} AND session_id IN {{sessions:Array(String)}}"
+    params.update(
+        sessions=session_ids,
+        first_session=min((s["session_start"] for s in sessions), default=EPOCH),
+        last_session=max((s["session_start"] for s in sessions), default=EPOCH),
+        hours=hours,
+        first_hour=min(hours, default=EPOCH),
+        end_hour=max(hours, default=EPOCH) + timedelta(hours=1),
     )
-    plan: list[tuple[str, str, dict[str, Any]]] = [
-        ("events", events_where, events_params),
-        ("profiles", "project_id = {project:String} AND profile_id IN {keys:Array(String)}", base),
-        (
-            "profile_counters",
-            "project_id = {project:String} AND profile_id IN {keys:Array(String)}",
-            base,
+    in_sessions = (
+        f"session_start >= {{first_session:{DT}}} AND session_start <= {{last_session:{DT}}} "
+        "AND session_id IN {sessions:Array(String)}"
+    )
+    linked = "(source IN {ids:Array(String)} OR target IN {ids:Array(String)})"
+    in_hours = "hour IN {hours:Array(DateTime('UTC'))}"
+    plan = {
+        "events": events_where,
+        "profiles": "profile_id IN {keys:Array(String)}",
+        "profile_counters": "profile_id IN {keys:Array(String)}",
+        "identity_links": linked,
+        "identity_targets": linked,
+        "visitor_sessions": "key IN {keys:Array(String)}",
+        "sessions": in_sessions,
+        **dict.fromkeys(HOURLY_ROLLUPS, in_hours),
+    }
+    where = {t: f"project_id = {{project:String}} AND ({w})" for t, w in plan.items()}
+    # a lightweight delete says nothing of how many rows it took: count them first, at once
+    counted = store.query_rows(
+        " UNION ALL ".join(
+            f"SELECT '{t}' AS t, count() AS n FROM {db}.{t} WHERE {w}" for t, w in where.items()
         ),
-        (
-            "identity_links",
-            "project_id = {project:String} AND (source IN {ids:Array(String)} "
-            "OR target IN {ids:Array(String)})",
-            base,
-        ),
-        (
-            "identity_targets",
-            "project_id = {project:String} AND (source IN {ids:Array(String)} "
-            "OR target IN {ids:Array(String)})",
-            base,
-        ),
-        ("visitor_sessions", "project_id = {project:String} AND key IN {keys:Array(String)}", base),
-    ]
+        params,
+    )
+    deleted = {t: int(n) for t, n in counted}
+    for table in plan:
+        if deleted.get(table):
+            store.command(f"DELETE FROM {db}.{table} WHERE {where[table]}", params)
+    views = _view_selects(store, ["sessions", *HOURLY_ROLLUPS])
     if session_ids:
-        plan.append(("sessions", session_where, session_params))
-    deleted: dict[str, int] = {}
-    for table, where, params in plan:
-        deleted[table] = _delete(store, table, where, params)
-    if session_ids:
-        # a session may hold someone else's events too (rare): it is rebuilt from them
+        # a visit may hold someone else's events too (rare): it is rebuilt from them
         _rebuild(
             store,
+            views["sessions"],
             "sessions",
-            f"project_id = {{project:String}} AND created_at >= {{from:{DT}}} "
-            f"AND session_start >= {{from:{DT}}} AND session_start <= {{to:{DT}}} "
-            "AND session_id IN {sessions:Array(String)}",
-            session_params,
+            f"project_id = {{project:String}} AND created_at >= {{first_session:{DT}}} "
+            f"AND {in_sessions}",
+            params,
         )
-    for table in HOURLY_ROLLUPS:
-        deleted[table] = _rebuild_hours(store, table, project_id, hours)
+    if hours:
+        for table in HOURLY_ROLLUPS:
+            _rebuild(
+                store,
+                views[table],
+                table,
+                f"project_id = {{project:String}} AND created_at >= {{first_hour:{DT}}} "
+                f"AND created_at < {{end_hour:{DT}}} "
+                "AND toStartOfHour(created_at) IN {hours:Array(DateTime('UTC'))}",
+                params,
+            )
     return {"id": person, "deleted": deleted, "hours_rebuilt": len(hours)}
 
 
@@ -114,30 +122,22 @@ def _alias_ids(store: Store, project_id: str, person: str) -> list[str]:
     return [r[0] for r in rows]
 
 
-def _delete(store: Store, table: str, where: str, params: dict[str, Any]) -> int:
-    """Rows counted, then deleted (a lightweight delete says nothing of how many)."""
-    count = int(
-        store.query_rows(f"SELECT count() FROM {store.db}.{table} WHERE {where}", params)[0][0]
-    )
-    if count:
-        store.command(f"DELETE FROM {store.db}.{table} WHERE {where}", params)
-    return count
-
-
-def _view_select(store: Store, table: str) -> str:
-    """The SELECT the materialized view of `table` runs, as the server holds it."""
+def _view_selects(store: Store, tables: list[str]) -> dict[str, str]:
+    """The SELECT each table's materialized view runs, as the server holds it."""
     rows = store.query_rows(
-        "SELECT as_select FROM system.tables WHERE database = {db:String} AND name = {view:String}",
-        {"db": store.db, "view": f"{table}_mv"},
+        "SELECT name, as_select FROM system.tables WHERE database = {db:String} "
+        "AND name IN {views:Array(String)}",
+        {"db": store.db, "views": [f"{t}_mv" for t in tables]},
     )
-    if not rows:
-        raise RuntimeError(f"no materialized view {table}_mv")
-    return str(rows[0][0])
+    found = {name.removesuffix("_mv"): str(select) for name, select in rows}
+    missing = [t for t in tables if t not in found]
+    if missing:
+        raise RuntimeError(f"no materialized view for {', '.join(missing)}")
+    return found
 
 
-def _rebuild(store: Store, table: str, where: str, params: dict[str, Any]) -> None:
-    """Insert into `table` what its view computes over the events `where` selects."""
-    select = _view_select(store, table)
+def _rebuild(store: Store, select: str, table: str, where: str, params: dict[str, Any]) -> None:
+    """Insert into `table` what its view (`select`) computes over the events `where` picks."""
     source = f"FROM {store.db}.events"
     if select.count(source) != 1:
         raise RuntimeError(f"cannot narrow the view of {table}: {select[:200]}")
@@ -145,30 +145,6 @@ def _rebuild(store: Store, table: str, where: str, params: dict[str, Any]) -> No
         source, f"FROM (SELECT * FROM {store.db}.events WHERE {where}) AS events"
     )
     store.command(f"INSERT INTO {store.db}.{table} {narrowed}", params)
-
-
-def _rebuild_hours(store: Store, table: str, project_id: str, hours: list[datetime]) -> int:
-    """Replace the rollup rows of these hours with rows computed from the remaining events;
-    the rollup rows deleted."""
-    if not hours:
-        return 0
-    params = {
-        "project": project_id,
-        "hours": hours,
-        "from": min(hours),
-        "to": max(hours) + timedelta(hours=1),
-    }
-    rollup_where = "project_id = {project:String} AND hour IN {hours:Array(DateTime('UTC'))}"
-    count = _delete(store, table, rollup_where, params)
-    _rebuild(
-        store,
-        table,
-        f"project_id = {{project:String}} AND created_at >= {{from:{DT}}} "
-        f"AND created_at < {{to:{DT}}} "
-        "AND toStartOfHour(created_at) IN {hours:Array(DateTime('UTC'))}",
-        params,
-    )
-    return count
 
 
 async def erase(

@@ -8,16 +8,20 @@ primary key narrows by day and the events' time index skips the rest of each day
 
 from __future__ import annotations
 
+from collections import Counter
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from gatrix.clickhouse.store import Store
 from gatrix.insights.identity import KEY, keys_of, persons_of
-from gatrix.insights.people import person_row, person_stats, profile_fields
+from gatrix.insights.people import person_row, profile_fields
 from gatrix.insights.sql import DT
 
 MAX_ID = 200  # the longest profile id ingestion accepts
 MAX_EVENTS = 200
+MAX_LOCATIONS = 50
+# a person with at most this many events is read whole, once, for the page and summaries
+WHOLE_HISTORY = 5000
 # session spans closer than this are read as one span; at most this many spans per read
 SPAN_GAP = timedelta(hours=1)
 MAX_SPANS = 64
@@ -69,11 +73,42 @@ def get_person(
     if found is None:
         return None
     person, keys = found
-    stats = person_stats(store, project_id, {person: keys}).get(person)
+    index = store.query_dicts(
+        "SELECT session_id, min(session_start) AS session_start, min(first_at) AS first_at, "
+        f"max(last_at) AS last_at, sum(events) AS events FROM {store.db}.visitor_sessions "
+        "WHERE project_id = {project:String} AND key IN {keys:Array(String)} "
+        "GROUP BY session_id ORDER BY last_at DESC, session_id DESC",
+        {"project": project_id, "keys": keys},
+    )
+    sessions = [r for r in index if r["session_id"]]  # '' is the identify calls' row
+    stats = {
+        "first_seen": min((r["first_at"] for r in index), default=None),
+        "last_seen": max((r["last_at"] for r in index), default=None),
+        "events": sum(int(r["events"]) for r in sessions),
+        "sessions": len(sessions),
+    }
     fields = profile_fields(store, project_id, {person: keys}).get(person, {})
-    sessions = sessions_of(store, project_id, keys)
+    links = store.query_rows(
+        f"SELECT DISTINCT source, target, kind FROM {store.db}.identity_targets "
+        "WHERE project_id = {project:String} AND target IN {keys:Array(String)} "
+        "ORDER BY source",
+        {"project": project_id, "keys": keys},
+    )
+    aliases = [s for s, t, kind in links if kind == "alias" and t == person]
+    linked = [s for s, _, kind in links if kind == "device" and s in keys and s != person]
     spans = spans_of(sessions)
-    page = events_page(store, project_id, keys, sessions, before, limit)
+    if stats["events"] <= WHOLE_HISTORY:
+        # a few events: one read of all of them, the page and the summaries made from it
+        rows = _events(store, project_id, keys, spans, None, stats["events"] + 1)
+        page = _page(rows, before, limit)
+        devices, locations = _devices_of(rows), _locations_of(rows)
+    else:
+        page = events_page(store, project_id, keys, sessions, before, limit)
+        devices = _devices(store, project_id, keys, spans)
+        locations = _locations(store, project_id, keys, spans)
+    shown = {d["id"] for d in devices}
+    blank = {"browser": "", "os": "", "device": "", "last_seen": None, "events": 0}
+    devices += [{"id": d, **blank} for d in linked if d not in shown]
     row = person_row(person, stats, fields)
     totals = {"events": row.pop("events"), "sessions": row.pop("sessions")}
     return {
@@ -83,11 +118,56 @@ def get_person(
         "last_name": fields.get("last_name", ""),
         "properties": _properties(store, project_id, keys),
         "counters": _counters(store, project_id, keys),
-        "aliases": _aliases(store, project_id, person),
-        "devices": _devices(store, project_id, person, keys, spans),
-        "locations": _locations(store, project_id, keys, spans),
+        "aliases": aliases,
+        "devices": devices,
+        "locations": locations,
         **page,
     }
+
+
+def _page(rows: list[dict[str, Any]], before: datetime | None, limit: int) -> dict[str, Any]:
+    """The events page from all of a person's events (newest first)."""
+    limit = max(1, min(limit, MAX_EVENTS))
+    if before is not None:
+        cut = before.astimezone(UTC).replace(tzinfo=None) if before.tzinfo else before
+        rows = [r for r in rows if _naive(r["created_at"]) < cut]
+    shown = [_shown(r) for r in rows[:limit]]
+    more = len(rows) > limit
+    return {
+        "events": shown,
+        "has_more": more,
+        "next_before": shown[-1]["created_at"] if more else None,
+    }
+
+
+def _naive(moment: datetime) -> datetime:
+    return moment.astimezone(UTC).replace(tzinfo=None) if moment.tzinfo else moment
+
+
+def _devices_of(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    devices: dict[str, dict[str, Any]] = {}
+    for r in rows:  # newest first: a device's first row is its latest
+        if r["device_id"] == r["profile_id"]:
+            continue  # a backend's event: the profile id stands in for a device
+        d = devices.setdefault(
+            r["device_id"],
+            {
+                "id": r["device_id"],
+                "browser": r["browser"],
+                "os": r["os"],
+                "device": r["device"],
+                "last_seen": _iso(r["created_at"]),
+                "events": 0,
+            },
+        )
+        d["events"] += 1
+    return list(devices.values())
+
+
+def _locations_of(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    counts = Counter((r["country"], r["city"]) for r in rows)
+    ranked = sorted(counts.items(), key=lambda item: (-item[1], item[0]))[:MAX_LOCATIONS]
+    return [{"country": c, "city": city, "events": n} for (c, city), n in ranked]
 
 
 def sessions_of(store: Store, project_id: str, keys: list[str]) -> list[dict[str, Any]]:
@@ -164,7 +244,7 @@ def events_page(
     if len(rows) <= limit and len(chosen) < len(older):
         # a session's events partly after `before`: read every older session instead
         rows = _events(store, project_id, keys, spans_of(older), before, limit + 1)
-    shown = rows[:limit]
+    shown = [_shown(r) for r in rows[:limit]]
     return {
         "events": shown,
         "has_more": len(rows) > limit,
@@ -185,16 +265,20 @@ def _events(
     if before is not None:
         params["before"] = before
         where += f" AND created_at < {{before:{DT}}}"
-    rows = store.query_dicts(
+    return store.query_dicts(
         f"SELECT {EVENT_COLUMNS} FROM {store.db}.events WHERE {where} "
         f"ORDER BY created_at DESC, id LIMIT {int(limit)}",
         params,
     )
-    for r in rows:
-        r["id"] = str(r["id"])
-        r["created_at"] = _iso(r["created_at"])
-        r["properties"] = dict(r["properties"])
-    return rows
+
+
+def _shown(row: dict[str, Any]) -> dict[str, Any]:
+    return {
+        **row,
+        "id": str(row["id"]),
+        "created_at": _iso(row["created_at"]),
+        "properties": dict(row["properties"]),
+    }
 
 
 def _iso(moment: datetime) -> str:
@@ -224,24 +308,10 @@ def _counters(store: Store, project_id: str, keys: list[str]) -> dict[str, float
     )
 
 
-def _aliases(store: Store, project_id: str, person: str) -> list[str]:
-    rows = store.query_rows(
-        f"SELECT DISTINCT source FROM {store.db}.identity_targets "
-        "WHERE project_id = {project:String} AND target = {person:String} AND kind = 'alias' "
-        "ORDER BY source",
-        {"project": project_id, "person": person},
-    )
-    return [r[0] for r in rows]
-
-
 def _devices(
-    store: Store,
-    project_id: str,
-    person: str,
-    keys: list[str],
-    spans: list[tuple[datetime, datetime]],
+    store: Store, project_id: str, keys: list[str], spans: list[tuple[datetime, datetime]]
 ) -> list[dict[str, Any]]:
-    """The devices the person's events came from, and linked devices without events."""
+    """The devices the person's events came from, latest first."""
     params: dict[str, Any] = {"project": project_id}
     rows = store.query_dicts(
         "SELECT device_id AS id, argMax(browser, created_at) AS browser, "
@@ -251,19 +321,7 @@ def _devices(
         "GROUP BY device_id ORDER BY last_seen DESC, id",
         params,
     )
-    devices = [{**r, "last_seen": _iso(r["last_seen"])} for r in rows]
-    seen = {d["id"] for d in devices}
-    linked = store.query_rows(
-        f"SELECT DISTINCT source FROM {store.db}.identity_targets "
-        "WHERE project_id = {project:String} AND target IN {keys:Array(String)} "
-        "AND kind = 'device' AND source IN {keys:Array(String)} ORDER BY source",
-        {"project": project_id, "keys": keys},
-    )
-    for (source,) in linked:
-        if source not in seen and source != person:
-            blank = {"browser": "", "os": "", "device": "", "last_seen": None, "events": 0}
-            devices.append({"id": source, **blank})
-    return devices
+    return [{**r, "last_seen": _iso(r["last_seen"])} for r in rows]
 
 
 def _locations(
@@ -273,6 +331,6 @@ def _locations(
     return store.query_dicts(
         f"SELECT country, city, count() AS events FROM {store.db}.events "
         f"WHERE {person_events_where(keys, spans, params)} "
-        "GROUP BY country, city ORDER BY events DESC, country, city LIMIT 50",
+        f"GROUP BY country, city ORDER BY events DESC, country, city LIMIT {MAX_LOCATIONS}",
         params,
     )
