@@ -35,6 +35,7 @@ from redis.exceptions import RedisError
 from gatrix import __version__
 from gatrix.ingest.wire import WIRE_PATHS
 from gatrix.insights.api import InsightsController, api_error_handler, internal_error_response
+from gatrix.insights.people_api import PeopleController
 from gatrix.logs import configure as configure_logs
 from gatrix.logs import log_unexpected, request_id
 from gatrix.metrics import render as render_metrics
@@ -50,6 +51,7 @@ from gatrix.web.downloads import DOWNLOAD_ROUTES
 from gatrix.web.headers import security_headers
 from gatrix.web.keeping import KEEPING_ROUTES
 from gatrix.web.kit import PageError, login_url
+from gatrix.web.people import PEOPLE_ROUTES
 from gatrix.web.share import SHARE_ROUTES
 from gatrix.web.tracker import tracker_script
 from gatrix.web.vendor import HTMX_PATH, PLOTLY_PATH, VENDOR_ROUTES
@@ -180,10 +182,12 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> Litestar:
             favicon,
             tracker_script,
             InsightsController,
+            PeopleController,
             *PORTABILITY_ROUTES,
             *VENDOR_ROUTES,
             *DASHBOARD_ROUTES,
             *DOWNLOAD_ROUTES,
+            *PEOPLE_ROUTES,
             *ADMIN_ROUTES,
             *KEEPING_ROUTES,
             *SHARE_ROUTES,

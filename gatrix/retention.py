@@ -62,6 +62,10 @@ def older_rows(db: str) -> dict[str, str]:
         "events": f"created_at < {{cut:{DT}}}",
         "sessions": f"session_start < {{cut:{DT}}} AND session_id NOT IN ({_running_sessions(db)})",
         **{table: f"hour < {{cut:{DT}}}" for table in ROLLUPS},
+        # the people index's rows of the sessions cut (an identify's row, session '', stays
+        # with the profile)
+        "visitor_sessions": f"session_start < {{cut:{DT}}} AND session_id != '' "
+        f"AND session_id NOT IN ({_running_sessions(db)})",
     }
 
 

@@ -20,6 +20,8 @@ _VIEW = re.compile(
     r" AS(?P<select>.*)$",
     re.S,
 )
+# a backfill (INSERT … SELECT) runs once, through the Distributed tables, on one node
+_INSERT = re.compile(r"^INSERT INTO \w+\.\w+\s")
 _DATABASE = re.compile(r"^CREATE DATABASE IF NOT EXISTS (?P<db>\w+)$")
 _DROP_VIEW = re.compile(r"^DROP VIEW IF EXISTS (?P<db>\w+)\.(?P<name>\w+)$")
 _IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
@@ -30,6 +32,8 @@ def clusterize(statement: str, cluster: str) -> list[str]:
     if not _IDENT.match(cluster):
         raise ValueError(f"invalid cluster name: {cluster!r}")
     statement = statement.strip()
+    if _INSERT.match(statement):
+        return [statement]
     if m := _DATABASE.match(statement):
         return [f"CREATE DATABASE IF NOT EXISTS {m['db']} ON CLUSTER {cluster}"]
     if m := _DROP_VIEW.match(statement):

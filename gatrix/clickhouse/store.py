@@ -30,6 +30,8 @@ PROJECT_TABLES = (
     "profiles",
     "profile_counters",
     "identity_links",
+    "identity_targets",
+    "visitor_sessions",
     "sessions",
     "hourly",
     "page_hourly",

@@ -145,13 +145,17 @@ class ApiError(HTTPException):
 class Reader:
     project_id: str
     timezone: str
+    actor: str = ""  # who asked: the client id, or the user's email
 
 
-async def authorize(request: Request, services: Services, project_id: str) -> Reader:
+async def authorize(
+    request: Request, services: Services, project_id: str, root: bool = False
+) -> Reader:
     """Who may read `project_id`: a read/root client by its headers, or a logged-in user with
-    a role on the project. Anything else is 401/403 saying what is wrong."""
+    a role on the project; with `root`, only a root client (an erasure). Anything else is
+    401/403 saying what is wrong."""
     client_id = request.headers.get("openpanel-client-id", "").strip()
-    if not client_id and request.cookies.get(SESSION_COOKIE):
+    if not client_id and request.cookies.get(SESSION_COOKIE) and not root:
         return await _authorize_user(request, services, project_id)
     directory = services.directory
     secret = request.headers.get("openpanel-client-secret", "")
@@ -176,7 +180,9 @@ async def authorize(request: Request, services: Services, project_id: str) -> Re
         raise ApiError(403, "forbidden", "this client belongs to another project")
     if not client.can_read:
         raise ApiError(403, "client_cannot_read", "write clients cannot read insights")
-    return Reader(project_id, client.timezone)
+    if root and client.type != "root":
+        raise ApiError(403, "client_not_root", "only a root client may erase people")
+    return Reader(project_id, client.timezone, client.client_id)
 
 
 async def _authorize_user(request: Request, services: Services, project_id: str) -> Reader:
@@ -188,7 +194,7 @@ async def _authorize_user(request: Request, services: Services, project_id: str)
     if await asyncio.to_thread(accounts.role, engine, user, project_id) is None:
         raise ApiError(403, "forbidden", "you have no access to this project")
     timezone = await asyncio.to_thread(_project_timezone, engine, project_id)
-    return Reader(project_id, timezone)
+    return Reader(project_id, timezone, user.email)
 
 
 def _project_timezone(engine: Any, project_id: str) -> str:

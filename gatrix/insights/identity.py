@@ -15,6 +15,7 @@ of an aliased profile resolves to the surviving profile.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from gatrix.clickhouse.store import Store
 
@@ -42,9 +43,9 @@ def _links_sql(db: str, kind: str = "", sources: str = "") -> str:
     )
 
 
-def people_sql(db: str, sources: str = "") -> str:
-    """key hash → person hash for every linked key (or only those `sources` selects):
-    joining and counting numbers instead of strings keeps resolution cheap (BENCHMARKS.md)."""
+def persons_sql(db: str, sources: str = "") -> str:
+    """(source hash, source, person as text) for every linked key (or only those `sources`
+    selects)."""
     # the aliases that can matter: of every person (or of the people `sources` link to)
     alias_sources = (
         f"SELECT target FROM {db}.identity_links WHERE project_id = {{project:String}} "
@@ -53,11 +54,21 @@ def people_sql(db: str, sources: str = "") -> str:
         else ""
     )
     return (
-        f"SELECT l.source_hash AS key_hash, "
-        f"cityHash64(if(a.target != '', a.target, l.target)) AS person_hash "
+        f"SELECT l.source_hash AS source_hash, l.source_id AS source, "
+        f"if(a.target != '', a.target, l.target) AS person "
         f"FROM ({_links_sql(db, sources=sources)}) AS l "
         f"LEFT ANY JOIN ({_links_sql(db, kind='alias', sources=alias_sources)}) AS a "
         f"ON a.source_id = l.target"
+    )
+
+
+def people_sql(db: str, sources: str = "") -> str:
+    """key → person for every linked key (or only those `sources` selects), both as 64-bit
+    hashes: joining and counting numbers instead of strings keeps resolution about as cheap
+    as no resolution (BENCHMARKS.md, people)."""
+    return (
+        f"SELECT source_hash AS key_hash, cityHash64(person) AS person_hash "
+        f"FROM ({persons_sql(db, sources)})"
     )
 
 
@@ -103,3 +114,45 @@ def has_links(store: Store, project_id: str) -> bool:
         {"project": project_id},
     )
     return bool(rows)
+
+
+# --- a few keys or people at a time (the People pages)
+
+
+def persons_of(store: Store, project_id: str, keys: list[str]) -> dict[str, str]:
+    """The person each key resolves to (a key without a link is its own person)."""
+    if not keys:
+        return {}
+    sql = persons_sql(store.db, sources="SELECT arrayJoin({keys:Array(String)})")
+    rows = store.query_rows(sql, {"project": project_id, "keys": keys})
+    found = {source: person for _hash, source, person in rows}
+    return {key: found.get(key, key) for key in keys}
+
+
+def keys_of(store: Store, project_id: str, persons: list[str]) -> dict[str, list[str]]:
+    """Every key that resolves to each person: the person's own id, the profile ids aliased
+    to it, and the devices linked to any of these that were not linked to someone first.
+    Read from the reverse links (identity_targets), two primary-key reads and one resolve."""
+    if not persons:
+        return {}
+    params: dict[str, Any] = {"project": project_id}
+    db = store.db
+    aliases = store.query_rows(
+        f"SELECT DISTINCT source FROM {db}.identity_targets WHERE project_id = {{project:String}}"
+        " AND target IN {persons:Array(String)} AND kind = 'alias'",
+        {**params, "persons": persons},
+    )
+    ids = sorted({*persons, *(a for (a,) in aliases)})
+    linked = store.query_rows(
+        f"SELECT DISTINCT source FROM {db}.identity_targets WHERE project_id = {{project:String}}"
+        " AND target IN {ids:Array(String)}",
+        {**params, "ids": ids},
+    )
+    candidates = sorted({*ids, *(s for (s,) in linked)})
+    resolved = persons_of(store, project_id, candidates)
+    wanted = set(persons)
+    out: dict[str, list[str]] = {p: [] for p in persons}
+    for key, person in resolved.items():
+        if person in wanted:
+            out[person].append(key)
+    return out

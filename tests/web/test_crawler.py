@@ -30,6 +30,7 @@ import pytest
 from playwright.sync_api import TimeoutError as PlaywrightTimeout
 
 from gatrix.clickhouse.store import Store
+from gatrix.ingest.pipeline import ch_time
 
 from ..conftest import ARTIFACTS, LiveServer, needs_chromium
 from ..factory import events
@@ -42,11 +43,14 @@ ERROR_TITLE = re.compile(r"^\d{3} · ")
 SWAP_TIMEOUT_S = 10.0
 MAX_ACTIONS = 800  # a bound on the whole crawl, far above what the seeded data needs
 SHARE_PASSWORD = "crawler share pass"
-SHARE_ROWS = 1  # rows clicked per tab through a share link (the admin's crawl clicks all)
-# what a share page must never show: the way into the admin side
+SHARE_ROWS = 1
+CRAWL_PERSON = (
+    "crawl-person"  # rows clicked per tab through a share link (the admin's crawl clicks all)
+)
+# what a share page must never show: the way into the admin side, or people (personal data)
 ADMIN_MARKS = (
     "a[href*='/projects'], a[href*='/users'], a[href*='/dashboard/'], a[href*='/settings'], "
-    "form[action*='/logout'], form[action*='/projects'], header.top nav"
+    "a[href*='/people'], form[action*='/logout'], form[action*='/projects'], header.top nav"
 )
 
 
@@ -193,6 +197,13 @@ VISITS: list[dict[str, Any]] = [
         "language": "ko-KR",
         "custom": [("purchase", {"plan": "pro"}, 49.0)],
     },
+    {  # a person: logged in after an anonymous page view (the People pages)
+        "days": 2,
+        "pages": ["/", "/account"],
+        "profile_from": 1,
+        "country": "DE",
+        "city": "Berlin",
+    },
     {  # right now: the realtime page and the shortest ranges
         "minutes": 12,
         "pages": ["/", "/live"],
@@ -220,11 +231,13 @@ def visit_specs(now: datetime) -> list[dict[str, Any]]:
     for n, visit in enumerate(VISITS):
         ago = timedelta(days=visit.get("days", 0), minutes=visit.get("minutes", 0))
         start = now - ago - (timedelta(hours=1) if "days" in visit else timedelta())
-        attrs = {k: v for k, v in visit.items() if k not in ("days", "minutes", "pages", "custom")}
+        skip = ("days", "minutes", "pages", "custom", "profile_from")
+        attrs = {k: v for k, v in visit.items() if k not in skip}
         session = {"device_id": f"crawl-v{n}", "session_id": f"crawl-s{n}", **attrs}
         for i, path in enumerate(visit["pages"]):
             at = start + timedelta(seconds=40 * i)
-            specs.append({"at": at, **session, "path": path, "title": f"Page {path}"})
+            who = {"profile_id": CRAWL_PERSON} if i >= visit.get("profile_from", 99) else {}
+            specs.append({"at": at, **session, **who, "path": path, "title": f"Page {path}"})
         for i, (name, props, revenue) in enumerate(visit.get("custom", [])):
             at = start + timedelta(seconds=40 * len(visit["pages"]) - 20 + i)
             path = visit["pages"][-1]
@@ -240,6 +253,15 @@ def seeded(owner: dict[str, Any], store: Store) -> dict[str, Any]:
     """The module's project ("Dash test crawler", an id of its own in the shared ClickHouse)
     with the week `owner` seeds plus visits that touch every dimension."""
     events(store, owner["project_id"], visit_specs(datetime.now(UTC)))
+    identify = {
+        "project_id": owner["project_id"],
+        "profile_id": CRAWL_PERSON,
+        "first_name": "Crawl",
+        "email": "crawl@example.com",
+        "properties": {"plan": "pro"},
+        "updated_at": ch_time(int(datetime.now(UTC).timestamp() * 1000) - 86_400_000),
+    }
+    store.insert_json_rows("profiles", [json.dumps(identify).encode()], "crawl-identify")
     return owner
 
 
@@ -741,6 +763,12 @@ def follow_links(
                 c.visit(tab, "recover", url, login_ok=login_ok)
             sel = attr_selector("a", "href", href)
             text = " ".join(tab.locator(sel).first.inner_text().split()) or href
+            target = tab.locator(sel).first.get_attribute("hx-target")
+            if target:  # an htmx link (People pages): it swaps its target and pushes its URL
+                label = f"{short(url)}: htmx link {text!r}"
+                if c.swap(tab, "htmx", sel, target, label):
+                    queue.append(tab.url)
+                continue
             landed = c.follow(tab, sel, f"{short(url)}: link {text!r}", login_ok=login_ok)
             if landed is None or not c.ours(landed):
                 continue
@@ -781,6 +809,8 @@ def test_every_click_lands_on_a_page_without_errors(
         reached = follow_links(c, page, base)
         for must in (
             f"/dashboard/{project}/realtime",
+            f"/dashboard/{project}/people",
+            f"/dashboard/{project}/people/{CRAWL_PERSON}",
             "/projects",
             f"/projects/{project}/settings",
             "/users",

@@ -1,4 +1,4 @@
-"""`python -m tools.bench ingest | insights | dashboard | export | import`, from the
+"""`python -m tools.bench ingest | insights | dashboard | export | import | people`, from the
 repository's root.
 
 Benchmarks are tools, not product: they live outside the installed package. Each prints a
@@ -29,6 +29,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     insights.add_argument("--output", default=None, help="write the JSON report here")
     insights.add_argument("--data-dir", dest="data_dir", default=None)
+    people = bench.add_parser("people", help="People list, person page and erasure at scale")
+    people.add_argument("--events", type=int, default=10_000_000)
+    people.add_argument("--profiles", type=int, default=1_000_000)
+    people.add_argument("--output", default=None, help="write the JSON report here")
+    people.add_argument("--data-dir", dest="data_dir", default=None)
     dashboard = bench.add_parser("dashboard", help="first chart time and bytes, in Chromium")
     dashboard.add_argument("--events", type=int, default=1_000_000)
     dashboard.add_argument("--output", default=None, help="write the JSON report here")
@@ -52,6 +57,10 @@ def main(argv: list[str] | None = None) -> int:
 
         run = portability.run_export_bench
         return (run if args.bench_command == "export" else portability.run_import_bench)(args)
+    if args.bench_command == "people":
+        from tools.bench.people import run_people_bench
+
+        return run_people_bench(args)
     if args.bench_command == "insights":
         from tools.bench.insights import run_insights_bench
 

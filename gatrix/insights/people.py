@@ -1,0 +1,238 @@
+"""The People list: identified profiles and profile ids seen only on events, as resolved
+people (gatrix/insights/identity.py), searched, sorted and paged.
+
+A person's events, sessions and first/last seen are sums over their keys' rows in the
+`visitor_sessions` index (migration 0007); an identify counts as being seen. Sorted by last
+seen (the default), the list walks that index newest row first: a person's last seen is the
+newest row of any of their keys, so the first N people met are the N last seen, without
+aggregating everyone. The other sorts and narrow searches aggregate exactly the people they
+need; a broad search walks like the default and keeps the people that match.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from gatrix.clickhouse.store import Store
+from gatrix.insights.identity import keys_of, persons_of, persons_sql
+from gatrix.insights.query import InvalidQuery
+
+SORTS = ("last_seen", "first_seen", "events")
+MAX_LIMIT = 100
+MAX_PAGE = 1000
+MAX_Q = 200
+# a search matching up to this many profile ids is aggregated exactly; beyond, it walks
+EXACT_MATCHES = 2000
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+@dataclass(frozen=True, slots=True)
+class PeopleQuery:
+    project_id: str
+    q: str = ""
+    sort: str = "last_seen"
+    limit: int = 50
+    page: int = 1
+
+    def __post_init__(self) -> None:
+        if self.sort not in SORTS:
+            raise InvalidQuery(f"unknown sort {self.sort!r}; use one of {', '.join(SORTS)}")
+        if not 1 <= self.limit <= MAX_LIMIT:
+            raise InvalidQuery(f"limit must be between 1 and {MAX_LIMIT}")
+        if not 1 <= self.page <= MAX_PAGE:
+            raise InvalidQuery(f"page must be between 1 and {MAX_PAGE}")
+        if len(self.q) > MAX_Q or "\x00" in self.q:
+            raise InvalidQuery(f"q must be at most {MAX_Q} characters, without NUL")
+
+
+def list_people(store: Store, pq: PeopleQuery) -> dict[str, Any]:
+    want = pq.page * pq.limit + 1  # one more than shown: is there a next page?
+    q = pq.q.strip()
+    if q:
+        matched = _matching_ids(store, pq.project_id, q, EXACT_MATCHES + 1)
+        if len(matched) <= EXACT_MATCHES:
+            people = sorted(set(persons_of(store, pq.project_id, matched).values()))
+            stats = person_stats(store, pq.project_id, keys_of(store, pq.project_id, people))
+            ordered = _sorted(stats, pq.sort)[:want]
+        elif pq.sort == "last_seen":
+            ordered = _walk(store, pq.project_id, want, q)
+        else:
+            ordered = _ranked(store, pq.project_id, pq.sort, None, q)[:want]
+    elif pq.sort == "last_seen":
+        ordered = _walk(store, pq.project_id, want)
+    else:
+        ordered = _ranked(store, pq.project_id, pq.sort, want)
+    shown = ordered[(pq.page - 1) * pq.limit : pq.page * pq.limit]
+    keys = keys_of(store, pq.project_id, shown)
+    stats = person_stats(store, pq.project_id, keys)
+    fields = profile_fields(store, pq.project_id, keys)
+    return {
+        "q": pq.q,
+        "sort": pq.sort,
+        "page": pq.page,
+        "limit": pq.limit,
+        "has_more": len(ordered) > pq.page * pq.limit,
+        "rows": [person_row(p, stats.get(p), fields.get(p, {})) for p in shown],
+    }
+
+
+def person_row(person: str, stats: dict[str, Any] | None, fields: dict[str, Any]) -> dict[str, Any]:
+    s = stats or {}
+    name = " ".join(x for x in (fields.get("first_name"), fields.get("last_name")) if x)
+    return {
+        "id": person,
+        "name": name,
+        "email": fields.get("email", ""),
+        "avatar": fields.get("avatar", ""),
+        "first_seen": _iso(s.get("first_seen")),
+        "last_seen": _iso(s.get("last_seen")),
+        "events": int(s.get("events", 0)),
+        "sessions": int(s.get("sessions", 0)),
+    }
+
+
+def _iso(moment: datetime | None) -> str | None:
+    if moment is None:
+        return None
+    return (moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment).isoformat()
+
+
+def _sorted(stats: dict[str, dict[str, Any]], sort: str) -> list[str]:
+    def rank(person: str) -> tuple[Any, str]:
+        value = stats[person].get(sort)
+        return (value if value is not None else (EPOCH if sort != "events" else 0), person)
+
+    return sorted(stats, key=rank, reverse=True)
+
+
+# --- which people
+
+
+def _match_sql(db: str) -> str:
+    """Profile ids whose id, name, email or any property value contains {q}, and profile ids
+    seen only on events whose id contains it."""
+    has = "positionCaseInsensitiveUTF8({col}, {{q:String}}) > 0"
+    columns = (
+        "profile_id",
+        "email",
+        "first_name",
+        "last_name",
+        "concat(first_name, ' ', last_name)",
+    )
+    fields = " OR ".join(has.format(col=c) for c in columns)
+    values = (
+        "arrayExists(v -> positionCaseInsensitiveUTF8(v, {q:String}) > 0, mapValues(properties))"
+    )
+    return (
+        f"SELECT profile_id AS id FROM {db}.profiles WHERE project_id = {{project:String}} "
+        f"AND ({fields} OR {values}) "
+        f"UNION DISTINCT SELECT key AS id FROM {db}.visitor_sessions "
+        f"WHERE project_id = {{project:String}} AND profiled = 1 AND {has.format(col='key')}"
+    )
+
+
+def _matching_ids(store: Store, project_id: str, q: str, limit: int) -> list[str]:
+    rows = store.query_rows(
+        f"SELECT DISTINCT id FROM ({_match_sql(store.db)}) LIMIT {int(limit)}",
+        {"project": project_id, "q": q},
+    )
+    return [r[0] for r in rows]
+
+
+def _walk(store: Store, project_id: str, want: int, q: str = "") -> list[str]:
+    """The `want` people seen last (matching `q`): index rows newest first, each key
+    resolved to its person, anonymous devices skipped; read deeper until enough."""
+    n = max(want * 3, 300)
+    while True:
+        rows = store.query_rows(
+            f"SELECT key, profiled FROM {store.db}.visitor_sessions "
+            f"WHERE project_id = {{project:String}} ORDER BY last_at DESC, key LIMIT {n}",
+            {"project": project_id},
+        )
+        keys = list(dict.fromkeys(k for k, _ in rows))
+        persons = persons_of(store, project_id, keys)
+        profiled = {k for k, p in rows if p}
+        ordered = list(dict.fromkeys(persons[k] for k in keys if k in profiled or persons[k] != k))
+        if q:
+            ordered = _keep_matching(store, project_id, ordered, q)
+        if len(ordered) >= want or len(rows) < n:
+            return ordered[:want]
+        n *= 4
+
+
+def _keep_matching(store: Store, project_id: str, people: list[str], q: str) -> list[str]:
+    ids = keys_of(store, project_id, people)
+    owner = {k: p for p, keys in ids.items() for k in keys}
+    rows = store.query_rows(
+        f"SELECT id FROM ({_match_sql(store.db)}) WHERE id IN {{ids:Array(String)}}",
+        {"project": project_id, "q": q, "ids": list(owner)},
+    )
+    hit = {owner[r[0]] for r in rows if r[0] in owner}
+    return [p for p in people if p in hit]
+
+
+def _ranked(store: Store, project_id: str, sort: str, want: int | None, q: str = "") -> list[str]:
+    """Every person aggregated at once (one join of the index with the links), best first."""
+    db = store.db
+    resolved = "if(people.person != '', people.person, key)"
+    matching = (
+        f" AND person IN (SELECT id FROM ({_match_sql(db)}) UNION DISTINCT SELECT person FROM "
+        f"({persons_sql(db, sources=f'SELECT id FROM ({_match_sql(db)})')}))"
+        if q
+        else ""
+    )
+    limit = f" LIMIT {int(want)}" if want else ""
+    order = {"first_seen": "min(first_at)", "events": "sum(events)"}[sort]
+    rows = store.query_rows(
+        f"SELECT {resolved} AS person FROM {db}.visitor_sessions "
+        f"LEFT ANY JOIN ({persons_sql(db)}) AS people ON people.source = key "
+        f"WHERE project_id = {{project:String}} GROUP BY person "
+        f"HAVING (max(profiled) = 1 OR max(people.person != '') = 1){matching} "
+        f"ORDER BY {order} DESC, person DESC{limit}",
+        {"project": project_id, "q": q},
+    )
+    return [r[0] for r in rows]
+
+
+# --- what is shown of them
+
+
+def person_stats(
+    store: Store, project_id: str, keys: dict[str, list[str]]
+) -> dict[str, dict[str, Any]]:
+    """first_seen, last_seen, events and sessions of each person (their keys from
+    `keys_of`) with any row in the index."""
+    flat = [(k, p) for p, ks in keys.items() for k in ks]
+    if not flat:
+        return {}
+    rows = store.query_dicts(
+        f"SELECT transform(key, {{ks:Array(String)}}, {{ps:Array(String)}}, '') AS person, "
+        "min(first_at) AS first_seen, max(last_at) AS last_seen, sum(events) AS events, "
+        "uniqExactIf(session_id, session_id != '') AS sessions, max(profiled) AS profiled "
+        f"FROM {store.db}.visitor_sessions WHERE project_id = {{project:String}} "
+        "AND key IN {ks:Array(String)} GROUP BY person",
+        {"project": project_id, "ks": [k for k, _ in flat], "ps": [p for _, p in flat]},
+    )
+    return {r["person"]: r for r in rows}
+
+
+def profile_fields(
+    store: Store, project_id: str, keys: dict[str, list[str]]
+) -> dict[str, dict[str, Any]]:
+    """Newest non-empty identify fields of each person, over their own and aliased ids."""
+    flat = [(k, p) for p, ks in keys.items() for k in ks]
+    if not flat:
+        return {}
+    rows = store.query_dicts(
+        f"SELECT transform(profile_id, {{ks:Array(String)}}, {{ps:Array(String)}}, '') "
+        "AS person, argMaxIf(first_name, updated_at, first_name != '') AS first_name, "
+        "argMaxIf(last_name, updated_at, last_name != '') AS last_name, "
+        "argMaxIf(email, updated_at, email != '') AS email, "
+        "argMaxIf(avatar, updated_at, avatar != '') AS avatar "
+        f"FROM {store.db}.profiles WHERE project_id = {{project:String}} "
+        "AND profile_id IN {ks:Array(String)} GROUP BY person",
+        {"project": project_id, "ks": [k for k, _ in flat], "ps": [p for _, p in flat]},
+    )
+    return {r["person"]: r for r in rows}

@@ -1,0 +1,215 @@
+"""People, end to end through the real pipeline, flush and chDB: the list, search, one
+person's page with the events their device sent before the identify, and erasure (README
+"People")."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+import pytest
+
+from gatrix.buffer.flush import Flusher
+from gatrix.buffer.queue import Buffer
+from gatrix.clickhouse.store import Store
+from gatrix.ingest.payloads import Hit
+from gatrix.ingest.pipeline import Context, process_profile
+from gatrix.insights.erase import erase_person
+from gatrix.insights.people import PeopleQuery, list_people
+from gatrix.insights.person import InvalidPerson, get_person
+from gatrix.insights.query import InvalidQuery
+
+from .test_identity import FIREFOX_UA, Sender, buffer, ctx, kpis, minutes, send  # noqa: F401
+
+
+@pytest.fixture
+def project() -> str:
+    return f"pp-{uuid.uuid4().hex[:8]}"
+
+
+def increment(sender: Sender, at: Any, profile: str, prop: str, value: float) -> list[Any]:
+    hit = Hit(type="increment", profile_id=profile, property=prop, value=value)
+    return process_profile(hit, sender._req(at), sender.ctx)
+
+
+@pytest.fixture
+async def people(buffer: Buffer, ctx: Context, store: Store, project: str) -> str:  # noqa: F811
+    """alice logs in on her laptop; a kiosk is gina's (linked first) and later hank's; a
+    backend tracks api-user without identifying; guest-42 is aliased to frank; a stranger
+    never logs in."""
+    laptop = Sender(ctx, project, "8.8.8.8")
+    kiosk = Sender(ctx, project, "10.9.9.9", ua=FIREFOX_UA)
+    backend = Sender(ctx, project, "192.0.2.1", ua="", backend=True)
+    stranger = Sender(ctx, project, "9.9.9.9")
+    await send(
+        buffer,
+        laptop.page(minutes(0), "/"),
+        laptop.page(minutes(2), "/pricing"),
+        laptop.identify(
+            minutes(3),
+            "alice",
+            email="alice@example.com",
+            first_name="Alice",
+            last_name="Liddell",
+            properties={"plan": "pro"},
+        ),
+        laptop.page(minutes(4), "/app", profile="alice"),
+        laptop.page(minutes(6), "/app/settings", profile="alice"),
+        increment(laptop, minutes(7), "alice", "logins", 2),
+        kiosk.page(minutes(10), "/"),
+        kiosk.identify(minutes(11), "gina", email="gina@corp.test"),
+        kiosk.page(minutes(12), "/app", profile="gina"),
+        backend.page(minutes(20), "/api", profile="api-user"),
+        stranger.page(minutes(30), "/"),
+        backend.page(minutes(40), "/cart", profile="guest-42"),
+        backend.alias(minutes(41), "frank", "guest-42"),
+        backend.page(minutes(41), "/account", profile="frank"),
+        kiosk.page(minutes(100), "/"),
+        kiosk.identify(minutes(101), "hank"),
+        kiosk.page(minutes(102), "/app", profile="hank"),
+    )
+    await Flusher(buffer, store).run()
+    return project
+
+
+def listed(store: Store, project: str, **params: Any) -> list[str]:
+    return [r["id"] for r in list_people(store, PeopleQuery(project, **params))["rows"]]
+
+
+async def test_the_list_holds_identified_and_event_only_people_by_last_seen(
+    store: Store, people: str
+) -> None:
+    out = list_people(store, PeopleQuery(people))
+    assert [r["id"] for r in out["rows"]] == ["hank", "gina", "frank", "api-user", "alice"]
+    assert out["has_more"] is False
+    alice = out["rows"][-1]
+    assert alice["name"] == "Alice Liddell" and alice["email"] == "alice@example.com"
+    # two anonymous views before the login and two after: one person, one visit
+    assert (alice["events"], alice["sessions"]) == (4, 1)
+    assert alice["first_seen"].startswith("2026-04-10T09:00")
+    assert alice["last_seen"].startswith("2026-04-10T09:06")  # a counter is not a visit
+    gina = out["rows"][1]
+    assert (gina["events"], gina["sessions"]) == (3, 2)  # the kiosk's anonymous views are hers
+    assert listed(store, people, sort="events")[:2] == ["alice", "gina"]
+    first = list_people(store, PeopleQuery(people, limit=2))
+    second = list_people(store, PeopleQuery(people, limit=2, page=2))
+    third = list_people(store, PeopleQuery(people, limit=2, page=3))
+    assert [r["id"] for r in first["rows"] + second["rows"] + third["rows"]] == listed(
+        store, people
+    )
+    assert first["has_more"] and second["has_more"] and not third["has_more"]
+
+
+async def test_search_by_id_email_name_and_property_value(store: Store, people: str) -> None:
+    assert listed(store, people, q="ALICE@example") == ["alice"]
+    assert listed(store, people, q="liddell") == ["alice"]
+    assert listed(store, people, q="Alice L") == ["alice"]
+    assert listed(store, people, q="pro") == ["alice"]  # the plan property
+    assert listed(store, people, q="api-") == ["api-user"]
+    assert listed(store, people, q="guest") == ["frank"]  # an alias id finds its person
+    assert listed(store, people, q="corp.test") == ["gina"]
+    assert listed(store, people, q="nobody") == []
+    assert listed(store, people, q="'; DROP TABLE x --") == []
+
+
+def test_bad_list_parameters_are_refused() -> None:
+    for bad in ({"sort": "name"}, {"limit": 0}, {"limit": 101}, {"page": 0}, {"q": "x" * 201}):
+        with pytest.raises(InvalidQuery):
+            PeopleQuery("p", **bad)
+
+
+async def test_the_person_page_holds_the_events_before_the_login(store: Store, people: str) -> None:
+    alice = get_person(store, people, "alice")
+    assert alice is not None
+    assert [e["path"] for e in alice["events"]] == ["/app/settings", "/app", "/pricing", "/"]
+    assert alice["properties"] == {"plan": "pro"}
+    assert alice["counters"] == {"logins": 2.0}
+    assert [d["browser"] for d in alice["devices"]] == ["Chrome"]
+    assert alice["aliases"] == [] and alice["has_more"] is False
+    page = get_person(store, people, "alice", limit=3)
+    assert page is not None and page["has_more"]
+    older = get_person(store, people, "alice", before=_at(page["next_before"]), limit=3)
+    assert older is not None and [e["path"] for e in older["events"]] == ["/"]
+    frank = get_person(store, people, "guest-42")  # an alias id shows its person
+    assert frank is not None and frank["id"] == "frank" and frank["aliases"] == ["guest-42"]
+    assert [e["path"] for e in frank["events"]] == ["/account", "/cart"]
+    # hank used the kiosk after gina: its anonymous view before his login is gina's
+    hank = get_person(store, people, "hank")
+    assert hank is not None and [e["path"] for e in hank["events"]] == ["/app"]
+    assert get_person(store, people, "nobody") is None
+    stranger_device = get_person(store, people, "alice")["devices"][0]["id"]  # type: ignore[index]
+    assert get_person(store, people, stranger_device) is not None  # a device resolves to alice
+    with pytest.raises(InvalidPerson):
+        get_person(store, people, "x" * 201)
+
+
+def _at(iso: str) -> Any:
+    from datetime import datetime
+
+    return datetime.fromisoformat(iso)
+
+
+def _rollups(store: Store, project: str) -> dict[str, Any]:
+    db, p = store.db, {"project": project}
+    hourly = store.query_rows(
+        f"SELECT uniqMerge(visitors), sum(pageviews), sum(custom_events) FROM {db}.hourly "
+        "WHERE project_id = {project:String}",
+        p,
+    )[0]
+    pages = store.query_rows(
+        f"SELECT path, uniqMerge(visitors), sum(pageviews) FROM {db}.page_hourly "
+        "WHERE project_id = {project:String} GROUP BY path ORDER BY path",
+        p,
+    )
+    sessions = store.query_rows(
+        f"SELECT session_id, sum(pageviews), min(first_at) FROM {db}.sessions "
+        "WHERE project_id = {project:String} GROUP BY session_id ORDER BY session_id",
+        p,
+    )
+    return {"hourly": tuple(hourly), "pages": pages, "sessions": sessions}
+
+
+def _from_events(store: Store, project: str) -> dict[str, Any]:
+    db, p = store.db, {"project": project}
+    pv = "name IN ('screen_view', 'page_view', 'pageview')"
+    hourly = store.query_rows(
+        f"SELECT uniq(device_id), countIf({pv}), countIf(NOT {pv}) FROM {db}.events "
+        "WHERE project_id = {project:String}",
+        p,
+    )[0]
+    pages = store.query_rows(
+        f"SELECT path, uniq(device_id), count() FROM {db}.events "
+        f"WHERE project_id = {{project:String}} AND {pv} GROUP BY path ORDER BY path",
+        p,
+    )
+    sessions = store.query_rows(
+        f"SELECT session_id, countIf({pv}), min(created_at) FROM {db}.events "
+        "WHERE project_id = {project:String} GROUP BY session_id ORDER BY session_id",
+        p,
+    )
+    return {"hourly": tuple(hourly), "pages": pages, "sessions": sessions}
+
+
+async def test_erasing_a_person_removes_exactly_their_rows(store: Store, people: str) -> None:
+    before = kpis(store, people)
+    assert before == (6, 7, 12)  # visitors, sessions, page views
+    gina_events = 3  # two anonymous kiosk views (hers: linked first) and one logged in
+    out = erase_person(store, people, "gina")
+    assert out is not None and out["id"] == "gina"
+    deleted = out["deleted"]
+    assert deleted["events"] == gina_events
+    assert deleted["profiles"] == 1 and deleted["profile_counters"] == 0
+    assert deleted["identity_links"] >= 1
+    assert deleted["sessions"] >= 2
+    # hank shared the kiosk: his event stays, the anonymous one before it (gina's) went
+    assert kpis(store, people) == (5, 6, 9)
+    assert get_person(store, people, "gina") is None
+    hank = get_person(store, people, "hank")
+    assert hank is not None and [e["path"] for e in hank["events"]] == ["/app"]
+    assert listed(store, people) == ["hank", "frank", "api-user", "alice"]
+    assert listed(store, people, q="corp.test") == []
+    # the rollups agree with the events that remain (the hour was rebuilt, not subtracted)
+    assert _rollups(store, people) == _from_events(store, people)
+    alice = get_person(store, people, "alice")
+    assert alice is not None and len(alice["events"]) == 4
+    assert erase_person(store, people, "gina") is None
