@@ -173,8 +173,9 @@ def test_cluster_ddl() -> None:
     assert backfills and all("_local" not in s for s in backfills)
     local = [s for s in statements if "_local ON CLUSTER" in s and "CREATE TABLE" in s]
     distributed = [s for s in statements if "ENGINE = Distributed(" in s]
-    # events, profiles, counters, identity links and 5 rollups
-    assert len(local) == len(distributed) == 9
+    # events, profiles, counters, identity links, 5 rollups and the 2 tables of the people
+    # index
+    assert len(local) == len(distributed) == 11
     assert (
         "ENGINE = ReplicatedMergeTree('/clickhouse/tables/{shard}/analytics/events', "
         "'{replica}')" in local[0]
@@ -186,15 +187,17 @@ def test_cluster_ddl() -> None:
     )
     assert any("ReplicatedAggregatingMergeTree(" in s for s in local)
     views = [s for s in statements if "MATERIALIZED VIEW" in s]
-    # 6 views, 3 of them (sessions, hourly, event_hourly) dropped and made again by 0006
-    assert len(views) == 9
+    # 9 views (3 of them — sessions, hourly, event_hourly — dropped and made again by 0006),
+    # and the people index's 3
+    assert len(views) == 12
     drops = [s for s in statements if s.startswith("DROP VIEW")]
     assert drops == [
         f"DROP VIEW IF EXISTS analytics.{name} ON CLUSTER gatrix_cluster"
         for name in ("sessions_mv", "hourly_mv", "event_hourly_mv")
     ]
     for view in views:
-        assert "FROM analytics.events_local" in view and "TO analytics." in view
+        # each node's views read its own local tables
+        assert re.search(r"FROM analytics\.(events|profiles|identity_links)_local", view)
         assert re.search(r"TO analytics\.\w+_local AS", view)
     with pytest.raises(ValueError):
         Store("http://c:8123/a", "a", cluster="bad name; DROP").migration_statements()
