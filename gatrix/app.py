@@ -34,6 +34,7 @@ from redis.exceptions import RedisError
 
 from gatrix import __version__
 from gatrix.insights.api import InsightsController, api_error_handler, internal_error_response
+from gatrix.insights.product_api import ProductController
 from gatrix.logs import configure as configure_logs
 from gatrix.logs import log_unexpected, request_id
 from gatrix.metrics import render as render_metrics
@@ -177,6 +178,7 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> Litestar:
             favicon,
             tracker_script,
             InsightsController,
+            ProductController,
             *VENDOR_ROUTES,
             *DASHBOARD_ROUTES,
             *ADMIN_ROUTES,

@@ -71,7 +71,7 @@ def funnel(
         raise InvalidQuery(f"a funnel has {MIN_STEPS} to {MAX_STEPS} steps")
     if not 1 <= limit <= MAX_BREAKDOWN_ROWS:
         raise InvalidQuery(f"limit must be between 1 and {MAX_BREAKDOWN_ROWS}")
-    dimension = _dimension(breakdown) if breakdown else None
+    dimension = breakdown_dimension(breakdown) if breakdown else None
     q = from_first_event(store, q)
     db, params = store.db, base_params(q)
     params.values["window_ms"] = window_s * 1000
@@ -164,7 +164,9 @@ def _steps(labels: list[str], levels: dict[int, dict[str, Any]]) -> list[dict[st
                 "conversion_from_previous": _pct(visitors, previous),
                 "dropped": previous - visitors,
                 "median_seconds_from_previous": (
-                    round(float(median) / 1000, 1) if median is not None and median == median else None
+                    round(float(median) / 1000, 1)
+                    if median is not None and median == median
+                    else None
                 ),
             }
         )
@@ -176,7 +178,7 @@ def _pct(part: int, whole: int) -> float:
     return round(100 * part / whole, 1) if whole else 0.0
 
 
-def _dimension(name: str) -> str:
+def breakdown_dimension(name: str) -> str:
     try:
         dimension = canonical_dimension(name)
     except ValueError as exc:

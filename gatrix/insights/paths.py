@@ -66,9 +66,7 @@ def paths(
     n = int(depth)
     if direction == "from":
         # the anchor and the pages after it, then "exit" when the session ends sooner
-        seq = (
-            f"arraySlice(arrayConcat(arraySlice(pages, at), ['{EXIT}']), 1, {n + 1})"
-        )
+        seq = f"arraySlice(arrayConcat(arraySlice(pages, at), ['{EXIT}']), 1, {n + 1})"
     else:
         # the anchor and the pages before it, nearest first, then "entry"
         seq = (
@@ -96,9 +94,7 @@ def paths(
     }
 
 
-def _sankey(
-    links: list[tuple[int, str, str, int]], direction: str, limit: int
-) -> dict[str, Any]:
+def _sankey(links: list[tuple[int, str, str, int]], direction: str, limit: int) -> dict[str, Any]:
     """Links (level, page, next page, sessions), level 0 being the anchor, → top pages per
     level, the rest merged into "(other)"; for `to` the levels count backwards and the
     links point forwards in time (from the earlier page to the later one)."""
