@@ -24,7 +24,7 @@ from gatrix.insights.filters import EVENT_DIMENSIONS, SESSION_DIMENSIONS, canoni
 from gatrix.insights.identity import resolution
 from gatrix.insights.query import InvalidQuery, Query
 from gatrix.insights.sql import SESSION_COLUMNS, base_params, filtered_sessions, from_first_event
-from gatrix.insights.steps import Step
+from gatrix.insights.steps import Step, prefilter
 
 MIN_STEPS, MAX_STEPS = 2, 8
 DEFAULT_WINDOW = "24h"
@@ -96,6 +96,7 @@ def funnel(
         "project_id = {project:String}",
         "created_at >= {start:DateTime64(3, 'UTC')}",
         "created_at < {end:DateTime64(3, 'UTC')}",
+        prefilter(steps, params),
         f"({' OR '.join(conditions)})",
     ]
     sessions = filtered_sessions(db, q, params)

@@ -26,14 +26,16 @@ from gatrix.insights.filters import EVENT_DIMENSIONS, SESSION_DIMENSIONS, Params
 from gatrix.insights.funnels import breakdown_dimension
 from gatrix.insights.identity import resolution
 from gatrix.insights.query import InvalidQuery, Query
+from gatrix.insights.reports import _event_totals_sql
 from gatrix.insights.sql import (
+    CURRENT,
     base_params,
     events_where,
     from_first_event,
     revenue_total,
     sessions_sql,
 )
-from gatrix.insights.steps import parse_step
+from gatrix.insights.steps import parse_step, prefilter
 from gatrix.meta.goals import GoalDef, get_goal
 
 _GOAL_ID = re.compile(r"[0-9]{1,9}")
@@ -49,21 +51,31 @@ def goals(store: Store, q: Query, defs: list[GoalDef]) -> dict[str, Any]:
     q = from_first_event(store, q)
     db, params = store.db, base_params(q)
     v = resolution(store, q.project_id)
-    columns = [f"uniq({v.expr()}) AS visitors"]
-    for i, goal in enumerate(defs):
-        cond = parse_step(goal.step, "goal").sql(params)
-        money = _revenue(goal, params)
-        columns += [
-            f"uniqIf({v.expr()}, {cond}) AS v{i}",
-            f"countIf({cond}) AS n{i}",
-            f"sumIf({money}, {cond}) AS r{i}",
-            f"countIf({cond} AND {money} != 0) AS rn{i}",
-        ]
-    row = store.query_dicts(
-        f"SELECT {', '.join(columns)} FROM {db}.events{v.join()} "
-        f"WHERE {events_where(db, q, params)}",
-        params.values,
-    )[0]
+    # all visitors exactly as `metrics` counts them (from the rollups when it can)
+    totals = _event_totals_sql(db, q, params, CURRENT, v)
+    sql = f"SELECT t.visitors AS visitors FROM ({totals}) AS t"
+    if defs:
+        steps = [parse_step(goal.step, "goal") for goal in defs]
+        conditions = [step.sql(params) for step in steps]
+        columns = []
+        for i, (goal, cond) in enumerate(zip(defs, conditions, strict=True)):
+            money = _revenue(goal, params)
+            columns += [
+                f"uniqIf({v.expr()}, {cond}) AS v{i}",
+                f"countIf({cond}) AS n{i}",
+                f"sumIf({money}, {cond}) AS r{i}",
+                f"countIf({cond} AND {money} != 0) AS rn{i}",
+            ]
+        # only the events that can complete a goal are aggregated
+        where = (
+            f"{events_where(db, q, params)} AND {prefilter(steps, params)} "
+            f"AND ({' OR '.join(conditions)})"
+        )
+        sql = (
+            f"SELECT t.visitors AS visitors, g.* FROM ({totals}) AS t CROSS JOIN "
+            f"(SELECT {', '.join(columns)} FROM {db}.events{v.join()} WHERE {where}) AS g"
+        )
+    row = store.query_dicts(sql, params.values)[0]
     total = int(row["visitors"] or 0)
     out = []
     for i, goal in enumerate(defs):
@@ -111,7 +123,8 @@ def goal_breakdown(
     q = from_first_event(store, q)
     db, params = store.db, base_params(q)
     v = resolution(store, q.project_id)
-    cond = parse_step(goal.step, "goal").sql(params)
+    step = parse_step(goal.step, "goal")
+    cond = f"{prefilter([step], params)} AND {step.sql(params)}"
     converted = (
         f"SELECT DISTINCT session_id FROM {db}.events WHERE project_id = {{project:String}} "
         f"AND created_at >= {{start:DateTime64(3, 'UTC')}} "

@@ -60,6 +60,11 @@ def paths(
         "created_at < {end:DateTime64(3, 'UTC')}",
         PAGEVIEW_SQL,
     ]
+    # only sessions that viewed the page are ordered into paths: usually a small share
+    where.append(
+        f"session_id IN (SELECT session_id FROM {db}.events WHERE {' AND '.join(where)} "
+        f"AND path {'LIKE' if anchor.is_glob else '='} {{{target}:String}})"
+    )
     sessions = filtered_sessions(db, q, params)
     if sessions:
         where.append(sessions)

@@ -45,18 +45,26 @@ class Step:
     def text(self) -> str:
         return f"{self.kind}:{self.target}" + "".join(f"[{k}={v}]" for k, v in self.conditions)
 
-    def sql(self, params: Params, path_column: str = "path") -> str:
-        """A boolean SQL expression over an events row, values bound into `params`."""
+    def sql(self, params: Params, path_column: str = "path", coarse: bool = False) -> str:
+        """A boolean SQL expression over an events row, values bound into `params`.
+        `coarse` leaves the property conditions out: a cheap superset to filter on first, so
+        the (large) properties column is read only for the rows that pass it."""
         if self.kind == "event":
             parts = [f"name = {{{params.add(self.target)}:String}}"]
         elif self.is_glob:
             parts = [PAGEVIEW_SQL, f"{path_column} LIKE {{{params.add(like(self.target))}:String}}"]
         else:
             parts = [PAGEVIEW_SQL, f"{path_column} = {{{params.add(self.target)}:String}}"]
-        for key, value in self.conditions:
+        for key, value in () if coarse else self.conditions:
             key_p, value_p = params.add(key), params.add(value)
             parts.append(f"properties[{{{key_p}:String}}] = {{{value_p}:String}}")
         return "(" + " AND ".join(parts) + ")"
+
+
+def prefilter(steps: list[Step], params: Params) -> str:
+    """Rows that can match any of `steps`, on the name and path columns only. ClickHouse
+    moves such a conjunct to PREWHERE; the exact OR with properties then reads few rows."""
+    return "(" + " OR ".join(step.sql(params, coarse=True) for step in steps) + ")"
 
 
 def like(glob: str) -> str:

@@ -32,6 +32,7 @@ def build_parser() -> argparse.ArgumentParser:
     product.add_argument("--events", type=int, default=10_000_000)
     product.add_argument("--output", default=None, help="write the JSON report here")
     product.add_argument("--data-dir", dest="data_dir", default=None)
+    product.add_argument("--keep", action="store_true", help="keep the data and reuse it")
     dashboard = bench.add_parser("dashboard", help="first chart time and bytes, in Chromium")
     dashboard.add_argument("--events", type=int, default=1_000_000)
     dashboard.add_argument("--output", default=None, help="write the JSON report here")

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from gatrix.clickhouse.store import Store
-from gatrix.insights import cohorts, funnels, goals, paths
+from gatrix.insights import cohorts, funnels, goals, paths, reports
 from gatrix.insights.query import Query, QueryParams, build_query
 from gatrix.insights.steps import parse_step
 from gatrix.meta.goals import GoalDef
@@ -57,7 +57,10 @@ def measure(store: Store, now: datetime) -> dict[str, float]:
     )
     steps = [parse_step(s) for s in FUNNEL]
     day = 86400
+    page_filtered = query(range="30d", filters=["pages:is:/p1"])
     return {
+        # an existing report over the same raw events: how loaded the machine was
+        "calibration_metrics_filtered_page": _median_ms(reports.metrics, store, page_filtered),
         "funnel_4_steps_30d": _median_ms(funnels.funnel, store, q30, steps, day),
         "funnel_windowfunnel_levels_only": _median_ms(window_funnel_counts, store, q30),
         "funnel_4_steps_by_browser": _median_ms(funnels.funnel, store, q30, steps, day, "browsers"),
@@ -82,20 +85,31 @@ def measure(store: Store, now: datetime) -> dict[str, float]:
 
 
 def run_product_bench(args: Any) -> int:
+    """`--keep` leaves the data in `--data-dir` and a later run with `--keep` measures it
+    again (with its generation time `now`, kept beside it) instead of generating anew."""
     size = int(getattr(args, "events", None) or 10_000_000)
-    now = datetime.now(UTC).replace(microsecond=0)
+    keep = bool(getattr(args, "keep", False))
     data_dir = Path(getattr(args, "data_dir", None) or tempfile.mkdtemp(prefix="gatrix-bp-"))
     store = Store(f"chdb://{data_dir / 'clickhouse'}", f"bench_product_{size}")
-    store.command(f"DROP DATABASE IF EXISTS {store.db}")
-    store.migrate()
-    seconds = generate(store, size, now)
+    stamp = data_dir / f"bench_product_{size}.now"
+    if keep and stamp.exists():
+        now = datetime.fromisoformat(stamp.read_text().strip())
+    else:
+        now = datetime.now(UTC).replace(microsecond=0)
+        store.command(f"DROP DATABASE IF EXISTS {store.db}")
+        store.migrate()
+        seconds = generate(store, size, now)
+        print(f"events generated in {seconds:.1f} s", file=sys.stderr, flush=True)
+        if keep:
+            stamp.write_text(now.isoformat())
     rows = store.query_rows(f"SELECT count() FROM {store.db}.events")[0][0]
-    print(f"{rows:,} events generated in {seconds:.1f} s", file=sys.stderr, flush=True)
+    print(f"{rows:,} events", file=sys.stderr, flush=True)
     settle(store)
     latencies = measure(store, now)
     for name, ms in latencies.items():
         print(f"  {size:>11,}  {name:<34} {ms:8.1f} ms", file=sys.stderr, flush=True)
-    store.command(f"DROP DATABASE {store.db}")
+    if not keep:
+        store.command(f"DROP DATABASE {store.db}")
     report = {"now": now.isoformat(), "runs": RUNS, "events": rows, "median_ms": latencies}
     print(json.dumps(report))
     output = getattr(args, "output", None)
