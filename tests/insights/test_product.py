@@ -431,3 +431,21 @@ async def test_a_person_identified_mid_funnel_converts_once(
     assert sum(c["size"] for c in grid["cohorts"]) == 1
     report = goals.goals(store, q(project), [GoalDef(1, "Checkout", "page:/checkout", "")])
     assert report["visitors"] == 1 and report["goals"][0]["conversion_rate"] == 100.0
+
+
+def test_repeated_steps_use_the_latest_start_and_the_first_arrival(store: Store) -> None:
+    project = new_project()
+    events(
+        store,
+        project,
+        [
+            view("A", minutes(0), "/"),
+            view("A", minutes(10), "/"),
+            view("A", minutes(65), "/pricing"),  # over the hour after the first start
+            view("A", minutes(67), "/pricing"),
+            act("A", minutes(68), "purchase", properties={"plan": "pro"}),
+        ],
+    )
+    result = run_funnel(store, project, STEPS)
+    assert counts(result) == [1, 1, 1]
+    assert [s["median_seconds_from_previous"] for s in result["steps"]] == [None, 3300.0, 180.0]
