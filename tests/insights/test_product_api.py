@@ -17,6 +17,7 @@ from gatrix.clickhouse.store import Store
 from gatrix.meta.projects import create_client, create_project
 
 from ..factory import events
+from ..websession import admin_session, csrf_of, new_project
 from .test_api import Api, new_api
 
 RANGE = {"range": "custom", "start": "2026-03-01", "end": "2026-03-07"}
@@ -258,3 +259,16 @@ def test_fuzzed_parameters_never_fail_the_server(
     assert reply.status_code in (200, 400), (params, reply.status_code, reply.text[:300])
     if reply.status_code == 400:
         assert set(reply.json()) == {"error", "detail"}
+
+
+def test_a_project_admin_defines_goals_with_the_csrf_token(site: Any) -> None:
+    admin = admin_session(site)
+    proj = new_project(site, admin, "goals by an admin")
+    path = f"/insights/{proj.id}/goals/definitions"
+    refused = admin.post(path, json={"event": "signup"})
+    assert refused.status_code == 403 and refused.json()["error"] == "forbidden"
+    token = csrf_of(admin.get(f"/projects/{proj.id}/settings").text)
+    reply = admin.post(path, json={"event": "signup"}, headers={"X-CSRF-Token": token})
+    assert reply.status_code == 201, reply.text
+    assert [g["step"] for g in admin.get(path).json()["goals"]] == ["event:signup"]
+    assert admin.get(f"/insights/{proj.id}/goals").status_code == 200
