@@ -36,6 +36,7 @@ from gatrix import __version__
 from gatrix.ingest.wire import WIRE_PATHS
 from gatrix.insights.api import InsightsController, api_error_handler, internal_error_response
 from gatrix.insights.people_api import PeopleController
+from gatrix.insights.product_api import ProductController
 from gatrix.logs import configure as configure_logs
 from gatrix.logs import log_unexpected, request_id
 from gatrix.metrics import render as render_metrics
@@ -184,6 +185,7 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> Litestar:
             InsightsController,
             PeopleController,
             *PORTABILITY_ROUTES,
+            ProductController,
             *VENDOR_ROUTES,
             *DASHBOARD_ROUTES,
             *DOWNLOAD_ROUTES,

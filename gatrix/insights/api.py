@@ -17,8 +17,8 @@ from litestar.exceptions import HTTPException, ValidationException
 from litestar.openapi.datastructures import ResponseSpec
 from litestar.params import Parameter
 
+from gatrix.insights import goals, reports
 from gatrix.insights import live as live_report
-from gatrix.insights import reports
 from gatrix.insights.filters import InvalidFilter
 from gatrix.insights.query import InvalidQuery, QueryParams, build_query
 from gatrix.logs import log_unexpected
@@ -81,6 +81,7 @@ class BreakdownOut(msgspec.Struct):
     has_more: bool
     rows: list[dict[str, Any]]
     has_revenue: bool = False
+    goal: dict[str, Any] | None = None  # with `goal=<id>`: rows carry conversion rates
 
 
 class LivePage(msgspec.Struct):
@@ -146,6 +147,8 @@ class Reader:
     project_id: str
     timezone: str
     actor: str = ""  # who asked: the client id, or the user's email
+    # may change the project's definitions (goals): a root client or a project admin
+    manager: bool = False
 
 
 async def authorize(
@@ -182,7 +185,7 @@ async def authorize(
         raise ApiError(403, "client_cannot_read", "write clients cannot read insights")
     if root and client.type != "root":
         raise ApiError(403, "client_not_root", "only a root client may erase people")
-    return Reader(project_id, client.timezone, client.client_id)
+    return Reader(project_id, client.timezone, client.client_id, client.type == "root")
 
 
 async def _authorize_user(request: Request, services: Services, project_id: str) -> Reader:
@@ -191,10 +194,11 @@ async def _authorize_user(request: Request, services: Services, project_id: str)
     user = await asyncio.to_thread(accounts.get_user, engine, user_id) if user_id else None
     if user is None:
         raise ApiError(401, "unauthenticated", "your session has ended: log in again")
-    if await asyncio.to_thread(accounts.role, engine, user, project_id) is None:
+    role = await asyncio.to_thread(accounts.role, engine, user, project_id)
+    if role is None:
         raise ApiError(403, "forbidden", "you have no access to this project")
     timezone = await asyncio.to_thread(_project_timezone, engine, project_id)
-    return Reader(project_id, timezone, user.email)
+    return Reader(project_id, timezone, user.email, role == "admin")
 
 
 def _project_timezone(engine: Any, project_id: str) -> str:
@@ -312,18 +316,17 @@ class InsightsController(Controller):
         limit: int = 10,
         page: int = 1,
         sort: str | None = None,
+        goal: Annotated[
+            str | None, Parameter(description="a goal id: conversion per value")
+        ] = None,
     ) -> BreakdownOut:
-        result = await _report(
-            request,
-            services,
-            project_id,
-            _params(range_, start, end, None, None, filters),
-            reports.breakdown,
-            dimension,
-            limit,
-            page,
-            sort,
-        )
+        params = _params(range_, start, end, None, None, filters)
+        if goal is not None:
+            args: tuple[Any, ...] = (goals.breakdown_by_goal, services.engine, goal, dimension)
+            result = await _report(request, services, project_id, params, *args, limit, page)
+        else:
+            args = (reports.breakdown, dimension, limit, page, sort)
+            result = await _report(request, services, project_id, params, *args)
         return msgspec.convert(result, BreakdownOut)
 
     @get(

@@ -263,3 +263,13 @@ def from_first_event(store: Store, q: Query) -> Query:
     if first is not None and first.tzinfo is None:
         first = first.replace(tzinfo=UTC)
     return starting_at_first_event(q, first)
+
+
+def filtered_sessions(db: str, q: Query, params: Params) -> str:
+    """For the product reports (funnels, retention, paths, goals): every filter picks
+    sessions, and a report reads only the events of the sessions that pass them all (those
+    that began up to a day before the range included). Empty without filters: no read."""
+    if not q.filters:
+        return ""
+    inner = sessions_sql(db, q, params, lead=True)
+    return f"session_id IN (SELECT session_id FROM ({inner}))"

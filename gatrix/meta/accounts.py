@@ -19,6 +19,7 @@ from gatrix.meta.models import (
     PROJECT_KINDS,
     ROLES,
     Client,
+    Goal,
     Project,
     ProjectGrant,
     ShareLink,
@@ -287,7 +288,7 @@ def set_umami_website_id(engine: Engine, project_id: str, website_id: str) -> No
 
 def delete_project_rows(engine: Engine, project_id: str) -> None:
     with Session(engine) as db:
-        for model in (ProjectGrant, ShareLink, Client):
+        for model in (ProjectGrant, ShareLink, Client, Goal):
             db.execute(delete(model).where(model.project_id == project_id))
         db.execute(delete(Project).where(Project.id == project_id))
         db.commit()

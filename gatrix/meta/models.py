@@ -93,6 +93,20 @@ class AuditEntry(SQLModel, table=True):
     created_at: datetime = Field(default_factory=utcnow)
 
 
+class Goal(SQLModel, table=True):
+    """A conversion a project counts: a step (`event:signup`, `page:/thanks*`, with optional
+    property conditions; gatrix.insights.steps reads it) and where its revenue is."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    # no foreign key, as for audit entries: deleting a project deletes its goals itself
+    project_id: str = Field(max_length=64, index=True)
+    name: str = Field(max_length=100)
+    step: str = Field(max_length=500)
+    # a property holding the amount; empty: the events' `__revenue`
+    revenue_property: str = Field(default="", max_length=200)
+    created_at: datetime = Field(default_factory=utcnow)
+
+
 class Salt(SQLModel, table=True):
     # One random salt per UTC day: visitor ids cannot be linked across days.
     day: date = Field(primary_key=True)

@@ -1,5 +1,5 @@
-"""`python -m tools.bench ingest | insights | dashboard | export | import | people`, from the
-repository's root.
+"""`python -m tools.bench ingest | insights | product | dashboard | export | import |
+people`, from the repository's root.
 
 Benchmarks are tools, not product: they live outside the installed package. Each prints a
 human summary on stderr and one JSON line on stdout (and in `--output`).
@@ -34,6 +34,11 @@ def build_parser() -> argparse.ArgumentParser:
     people.add_argument("--profiles", type=int, default=1_000_000)
     people.add_argument("--output", default=None, help="write the JSON report here")
     people.add_argument("--data-dir", dest="data_dir", default=None)
+    product = bench.add_parser("product", help="funnel, retention, paths and goals at scale")
+    product.add_argument("--events", type=int, default=10_000_000)
+    product.add_argument("--output", default=None, help="write the JSON report here")
+    product.add_argument("--data-dir", dest="data_dir", default=None)
+    product.add_argument("--keep", action="store_true", help="keep the data and reuse it")
     dashboard = bench.add_parser("dashboard", help="first chart time and bytes, in Chromium")
     dashboard.add_argument("--events", type=int, default=1_000_000)
     dashboard.add_argument("--output", default=None, help="write the JSON report here")
@@ -61,6 +66,10 @@ def main(argv: list[str] | None = None) -> int:
         from tools.bench.people import run_people_bench
 
         return run_people_bench(args)
+    if args.bench_command == "product":
+        from tools.bench.product import run_product_bench
+
+        return run_product_bench(args)
     if args.bench_command == "insights":
         from tools.bench.insights import run_insights_bench
 

@@ -1,0 +1,38 @@
+"""Goal definitions on every SQL database we support: created, listed per project, deleted
+only by their project, bounded in number, and deleted with their project."""
+
+from __future__ import annotations
+
+import pytest
+from sqlalchemy.engine import Engine
+
+from gatrix.meta import accounts, goals, models
+from gatrix.meta.projects import create_project
+
+from .test_metadata_db import fresh_engine  # noqa: F401  (the per-backend engine)
+
+
+def test_goals_round_trip(fresh_engine: Engine) -> None:  # noqa: F811
+    engine = fresh_engine
+    models.migrate(engine)
+    one = create_project(engine, "one").project_id
+    two = create_project(engine, "two").project_id
+    signup = goals.create_goal(engine, one, {"name": "Signup", "event": "signup"})
+    thanks = goals.create_goal(
+        engine, one, {"page": "/thanks/*", "revenue_property": "amount", "name": "Ünïcode ✓"}
+    )
+    assert [g.step for g in goals.list_goals(engine, one)] == ["event:signup", "page:/thanks/*"]
+    assert goals.list_goals(engine, two) == []
+    assert goals.get_goal(engine, two, signup.id) is None
+    assert goals.get_goal(engine, one, thanks.id) == thanks and thanks.name == "Ünïcode ✓"
+    assert not goals.delete_goal(engine, two, signup.id)
+    assert goals.delete_goal(engine, one, signup.id)
+    assert [g.id for g in goals.list_goals(engine, one)] == [thanks.id]
+    for n in range(goals.MAX_GOALS - 1):
+        goals.create_goal(engine, two, {"event": f"e{n}"})
+    goals.create_goal(engine, two, {"event": "last"})
+    with pytest.raises(goals.InvalidGoal):
+        goals.create_goal(engine, two, {"event": "one too many"})
+    accounts.delete_project_rows(engine, two)
+    assert goals.list_goals(engine, two) == []
+    assert len(goals.list_goals(engine, one)) == 1
