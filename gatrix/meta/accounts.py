@@ -18,10 +18,12 @@ from sqlmodel import Session, select
 from gatrix.meta.models import (
     PROJECT_KINDS,
     ROLES,
+    Annotation,
     Client,
     Goal,
     Project,
     ProjectGrant,
+    SavedView,
     ShareLink,
     User,
 )
@@ -288,7 +290,7 @@ def set_umami_website_id(engine: Engine, project_id: str, website_id: str) -> No
 
 def delete_project_rows(engine: Engine, project_id: str) -> None:
     with Session(engine) as db:
-        for model in (ProjectGrant, ShareLink, Client, Goal):
+        for model in (ProjectGrant, ShareLink, Client, Goal, SavedView, Annotation):
             db.execute(delete(model).where(model.project_id == project_id))
         db.execute(delete(Project).where(Project.id == project_id))
         db.commit()

@@ -107,6 +107,36 @@ class Goal(SQLModel, table=True):
     created_at: datetime = Field(default_factory=utcnow)
 
 
+SAVED_KINDS = ("segment", "funnel", "retention", "paths")
+
+
+class SavedView(SQLModel, table=True):
+    """A named dashboard state a project keeps: a segment (a set of filters) or a report's
+    whole query string (a funnel's steps and window, a retention grid, a paths question).
+    The query is stored as the URL query it came from, so sharing it is sharing a URL."""
+
+    __tablename__ = "saved_view"
+    id: int | None = Field(default=None, primary_key=True)
+    project_id: str = Field(max_length=64, index=True)
+    kind: str = Field(max_length=16)
+    name: str = Field(max_length=100)
+    query: str = Field(default="", sa_column=Column(Text, nullable=False))
+    created_by: str = Field(default="", max_length=255)
+    created_at: datetime = Field(default_factory=utcnow)
+
+
+class Annotation(SQLModel, table=True):
+    """A dated note ("v2.3 released") drawn on every time-series chart of its project."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    project_id: str = Field(max_length=64, index=True)
+    # the day in the project's time zone the note belongs to
+    day: date
+    text: str = Field(max_length=200)
+    created_by: str = Field(default="", max_length=255)
+    created_at: datetime = Field(default_factory=utcnow)
+
+
 class Salt(SQLModel, table=True):
     # One random salt per UTC day: visitor ids cannot be linked across days.
     day: date = Field(primary_key=True)
