@@ -1,9 +1,9 @@
 """Where an import stands: the chunks already in ClickHouse, kept in a small JSON file under
 the data directory, named after the import (project, format and the files' content hashes).
 
-Written after each chunk's insert returns, atomically (a temporary file renamed over it). A
-crash between an insert and this write leaves one chunk unmarked; its retry carries the same
-insert deduplication token, so ClickHouse stores it once.
+Written after each block's insert returns, atomically (a temporary file renamed over it). A
+crash between an insert and this write leaves one block's chunks unmarked; its retry is cut
+the same way and carries the same insert deduplication token, so ClickHouse stores it once.
 """
 
 from __future__ import annotations

@@ -6,6 +6,8 @@ CSV cannot carry a map, so `properties` travels there as a JSON object in one ce
 
 from __future__ import annotations
 
+from itertools import accumulate, chain
+
 import pyarrow as pa
 
 _S = pa.string()
@@ -70,3 +72,11 @@ TIME_COLUMNS = frozenset(k for k, t in {**EVENT_TYPES, **PROFILE_TYPES}.items() 
 
 def schema(types: dict[str, pa.DataType]) -> pa.Schema:
     return pa.schema([("project_id", _S), *types.items()])
+
+
+def map_array(values: list[dict[str, str]], kind: pa.MapType) -> pa.Array:
+    """Dicts → a map column from flat keys, values and offsets (no per-dict list of pairs)."""
+    offsets = [0, *accumulate(map(len, values))]
+    keys = pa.array(list(chain.from_iterable(values)), pa.string())
+    items = pa.array(list(chain.from_iterable(v.values() for v in values)), pa.string())
+    return pa.MapArray.from_arrays(pa.array(offsets, pa.int32()), keys, items, type=kind)

@@ -5,13 +5,17 @@
 2. Formats whose sessions the import decides (Umami, Segment) get a session pass first:
    workers read each record's visitor and time, the parent runs the 30-minute gap rule over
    all of them at once (sessions.py), since a visitor's events may lie in any chunk.
-3. Workers parse and enrich chunks (every core); the parent inserts each chunk as one Arrow
-   block with the deduplication token `import:{id}:{chunk}:{table}`, then marks it in the
-   checkpoint. At most a few chunks wait between the two, so memory stays flat.
+3. Workers parse and enrich chunks (every core); the parent gathers consecutive chunks
+   into blocks of about BLOCK_EVENTS rows, inserts each block as one Arrow stream with the
+   deduplication token `import:{id}:{first chunk}-{last chunk}:{table}`, then marks its
+   chunks in the checkpoint. One block of 100k events goes in about twice as fast as the
+   same rows in 5k-event blocks (each insert also writes a part per rollup). At most a few
+   chunks wait to be inserted, so memory stays flat.
 
 Idempotent and resumable: a finished import is recognised by its id and stores nothing; an
-interrupted one skips the chunks its checkpoint names; a chunk inserted but not yet marked
-is stored once thanks to its token.
+interrupted one skips the chunks its checkpoint names. Blocks are cut from the first chunk
+not yet done by the chunks' event counts alone, so a block inserted but not yet marked is
+cut the same way again on resume and its token keeps it single.
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ from pathlib import Path
 from typing import TextIO
 
 import numpy as np
+import pyarrow as pa
 
 from gatrix.clickhouse.store import Store
 from gatrix.portability import work
@@ -77,6 +82,29 @@ def _session_pass(pool: multiprocessing.pool.Pool, jobs: list[work.Job]) -> dict
     return out
 
 
+BLOCK_EVENTS = 100_000
+# chunks parsed ahead of the inserts (about a block's worth of 4 MB chunks, ~2 MB of Arrow each)
+IN_FLIGHT = 16
+
+
+@dataclass
+class Block:
+    """Worker results of consecutive chunks waiting to go in as one insert."""
+
+    results: list[work.Result] = field(default_factory=list)
+
+    @property
+    def events(self) -> int:
+        return sum(r.event_count for r in self.results)
+
+    @property
+    def rows(self) -> int:
+        return sum(r.event_count + r.profile_count for r in self.results)
+
+    def token(self, iid: str, table: str) -> str:
+        return f"import:{iid}:{self.results[0].number}-{self.results[-1].number}:{table}"
+
+
 def _rows(args: tuple[work.Job, np.ndarray | None]) -> work.Result:
     return work.rows(*args)
 
@@ -92,10 +120,11 @@ def run_import(
     workers: int | None = None,
     stop_after: int | None = None,
     chunk_bytes: int = CHUNK_BYTES,
+    block_events: int = BLOCK_EVENTS,
     out: TextIO = sys.stderr,
 ) -> ImportReport:
     """Import `paths` into `project_id`. `stop_after`: stop (resumably) once at least that
-    many events are in, as an interruption would."""
+    many events are in, as an interruption would. `block_events`: events per insert."""
     csv_file = fmt_name == "gatrix" and bool(paths) and _looks_csv(paths[0])
     fmt = get_format(fmt_name, csv_file)
     chunks = plan(paths, fmt.csv, chunk_bytes)
@@ -117,10 +146,12 @@ def run_import(
         for job in jobs:
             if job.chunk.number in checkpoint.done:
                 progress.advance(job.chunk.end - job.chunk.start, 0)
+        block, block_bytes = Block(), 0
         stopped = False
         while todo or pending:
-            # a few chunks in flight: workers stay busy, the parent's memory stays bounded
-            while todo and len(pending) < workers + 2 and not stopped:
+            # enough chunks in flight that workers keep parsing while the parent inserts a
+            # block; bounded, so the parent's memory stays flat
+            while todo and len(pending) < workers + IN_FLIGHT and not stopped:
                 job = todo.popleft()
                 pending.append(
                     (job.chunk, pool.apply_async(_rows, ((job, starts.get(job.chunk.number)),)))
@@ -128,19 +159,18 @@ def run_import(
             if not pending:
                 break
             chunk, waiting = pending.popleft()
-            result = waiting.get()
-            _insert(store, iid, result)
-            checkpoint.done.add(chunk.number)
-            checkpoint.events += result.event_count
-            checkpoint.profiles += result.profile_count
-            for reason, count in result.dropped.items():
-                checkpoint.dropped[reason] = checkpoint.dropped.get(reason, 0) + count
-            checkpoint.save()
-            written += result.event_count
-            progress.advance(chunk.end - chunk.start, result.event_count)
+            block.results.append(waiting.get())
+            block_bytes += chunk.end - chunk.start
+            if block.rows < block_events and (todo or pending):
+                continue
+            written += _commit(store, iid, block, checkpoint)
+            progress.advance(block_bytes, block.events)
+            block, block_bytes = Block(), 0
             if stop_after is not None and written >= stop_after:
                 stopped = True
                 todo.clear()
+                # what is already parsed is dropped, not inserted: a resume cuts it again
+                pending.clear()
         checkpoint.complete = not stopped or len(checkpoint.done) == len(chunks)
         checkpoint.save()
     seconds = progress.finish()
@@ -155,8 +185,25 @@ def run_import(
     )
 
 
-def _insert(store: Store, iid: str, result: work.Result) -> None:
-    if result.events:
-        store.insert_arrow("events", result.events, f"import:{iid}:{result.number}:events")
-    if result.profiles:
-        store.insert_arrow("profiles", result.profiles, f"import:{iid}:{result.number}:profiles")
+def _commit(store: Store, iid: str, block: Block, checkpoint: Checkpoint) -> int:
+    """Insert one block, then mark its chunks done; the events it stored."""
+    _insert(store, block.token(iid, "events"), [r.events for r in block.results], "events")
+    _insert(store, block.token(iid, "profiles"), [r.profiles for r in block.results], "profiles")
+    for result in block.results:
+        checkpoint.done.add(result.number)
+        checkpoint.events += result.event_count
+        checkpoint.profiles += result.profile_count
+        for reason, count in result.dropped.items():
+            checkpoint.dropped[reason] = checkpoint.dropped.get(reason, 0) + count
+    checkpoint.save()
+    return block.events
+
+
+def _insert(store: Store, token: str, streams: list[bytes], table: str) -> None:
+    streams = [s for s in streams if s]
+    if not streams:
+        return
+    if len(streams) > 1:
+        tables = [pa.ipc.open_stream(s).read_all() for s in streams]
+        streams = [work.ipc_table(pa.concat_tables(tables))]
+    store.insert_arrow(table, streams[0], token)

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import hashlib
 import io
-import uuid
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
@@ -16,7 +15,7 @@ import numpy as np
 import pyarrow as pa
 
 from gatrix.portability.chunks import Chunk, read
-from gatrix.portability.columns import EVENT_TYPES, PROFILE_TYPES, schema
+from gatrix.portability.columns import EVENT_TYPES, PROFILE_TYPES, map_array, schema
 from gatrix.portability.enrich import Enricher, Imported
 from gatrix.portability.formats import ProfileRow, Row, get_format
 from gatrix.portability.formats.gatrix import GatrixFormat, Table
@@ -79,11 +78,16 @@ def _enricher(job: Job) -> Enricher:
     return _enrichers[key]
 
 
-def event_id(base: str, index: int) -> str:
-    """Deterministic: (project, file content, chunk offset, record) → the same id each time."""
-    return str(
-        uuid.UUID(bytes=hashlib.blake2b(f"{base}:{index}".encode(), digest_size=16).digest())
-    )
+def id_prefix(base: str) -> str:
+    """The first 80 bits of a chunk's event ids, from (project, file content, chunk offset)."""
+    h = hashlib.blake2b(base.encode(), digest_size=10).hexdigest()
+    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-"
+
+
+def event_id(prefix: str, index: int) -> str:
+    """Deterministic, in UUID layout: the chunk's prefix and the record's index in the chunk
+    (48 bits), so the same file gives the same ids each time at the cost of one format."""
+    return f"{prefix}{index:012x}"
 
 
 def rows(job: Job, starts: np.ndarray | None) -> Result:
@@ -91,9 +95,9 @@ def rows(job: Job, starts: np.ndarray | None) -> Result:
     sessions the import decides), from the session pass."""
     fmt = get_format(job.format, job.csv)
     chunk = job.chunk
-    base = f"{job.project_id}:{chunk.file_hash}:{chunk.start}"
+    prefix = id_prefix(f"{job.project_id}:{chunk.file_hash}:{chunk.start}")
     if isinstance(fmt, GatrixFormat):
-        return _ready_rows(job, fmt.table(read(chunk), chunk.header), base)
+        return _ready_rows(job, fmt.table(read(chunk), chunk.header), prefix)
     enricher = _enricher(job)
     events: dict[str, list[Any]] = {k: [] for k in EVENT_SCHEMA.names}
     profiles: dict[str, list[Any]] = {k: [] for k in PROFILE_SCHEMA.names}
@@ -116,7 +120,7 @@ def rows(job: Job, starts: np.ndarray | None) -> Result:
                 result.dropped[enriched if isinstance(enriched, str) else "invalid"] += 1
                 continue
             row = _timed(enriched, converted, start)
-        row["id"] = event_id(base, index)
+        row["id"] = event_id(prefix, index)
         row["project_id"] = job.project_id
         _append(events, row)
     result.event_count = len(events["id"])
@@ -128,7 +132,7 @@ def rows(job: Job, starts: np.ndarray | None) -> Result:
     return result
 
 
-def _ready_rows(job: Job, table: Table, base: str) -> Result:
+def _ready_rows(job: Job, table: Table, prefix: str) -> Result:
     """Rows that need no enrichment (our own export): add ids and the project, as columns."""
     result = Result(job.chunk.number, dropped=Counter(table.dropped), records=table.records)
     count = len(table.kept)
@@ -137,7 +141,7 @@ def _ready_rows(job: Job, table: Table, base: str) -> Result:
     sch = EVENT_SCHEMA if table.table == "events" else PROFILE_SCHEMA
     columns = {"project_id": pa.array([job.project_id] * count, pa.string()), **table.columns}
     if table.table == "events":
-        columns["id"] = pa.array([event_id(base, i) for i in table.kept], pa.string())
+        columns["id"] = pa.array([event_id(prefix, i) for i in table.kept], pa.string())
         result.events, result.event_count = (
             _ipc(pa.record_batch([columns[n] for n in sch.names], schema=sch)),
             count,
@@ -165,17 +169,23 @@ def _append(columns: dict[str, list[Any]], row: dict[str, Any]) -> None:
 def _arrow(columns: dict[str, list[Any]], sch: pa.Schema) -> bytes:
     batch = pa.record_batch(
         [
-            pa.array(
-                [list(v.items()) if v else [] for v in columns[f.name]]
-                if isinstance(f.type, pa.MapType)
-                else columns[f.name],
-                f.type,
-            )
+            map_array([v or {} for v in columns[f.name]], f.type)
+            if isinstance(f.type, pa.MapType)
+            else pa.array(columns[f.name], f.type)
             for f in sch
         ],
         schema=sch,
     )
     return _ipc(batch)
+
+
+def ipc_table(table: pa.Table) -> bytes:
+    """Several chunks' batches as one stream, not copied into one batch: the engine squashes
+    the batches of one insert into one block anyway."""
+    sink = io.BytesIO()
+    with pa.ipc.new_stream(sink, table.schema) as writer:
+        writer.write_table(table)
+    return sink.getvalue()
 
 
 def _ipc(batch: pa.RecordBatch) -> bytes:

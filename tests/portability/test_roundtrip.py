@@ -125,9 +125,16 @@ def test_an_interrupted_import_resumes_without_duplicates(store: Store, tmp_path
     path.write_bytes(
         b"".join(export(store, build_query(source, "UTC", QueryParams(range="all"), NOW), "ndjson"))
     )
-    # chunks of ~2 KB: several of them, and the stop comes after the first
+    # chunks of ~2 KB, each its own insert: several of them, and the stop comes after the first
     partial = run_import(
-        store, tmp_path / "state", target, "gatrix", [path], stop_after=1, chunk_bytes=2048
+        store,
+        tmp_path / "state",
+        target,
+        "gatrix",
+        [path],
+        stop_after=1,
+        chunk_bytes=2048,
+        block_events=1,
     )
     assert not partial.complete and 0 < partial.events < len(_specs())
     assert _count(store, target)[0] == partial.events
@@ -135,3 +142,24 @@ def test_an_interrupted_import_resumes_without_duplicates(store: Store, tmp_path
     assert done.complete and done.events == len(_specs())
     assert _count(store, target) == (len(_specs()), len(_specs()))
     assert _numbers(store, target) == _numbers(store, source)
+
+
+def test_a_block_stored_but_not_marked_is_stored_once(store: Store, tmp_path: Path) -> None:
+    """A crash after a multi-chunk block's insert and before its checkpoint: the retry cuts
+    the same block and its token keeps the rows single."""
+    source, target = f"src-{uuid.uuid4().hex[:8]}", f"dst-{uuid.uuid4().hex[:8]}"
+    events(store, source, _specs())
+    path = tmp_path / "export.ndjson"
+    path.write_bytes(
+        b"".join(export(store, build_query(source, "UTC", QueryParams(range="all"), NOW), "ndjson"))
+    )
+    state = tmp_path / "state"
+    args = (store, state, target, "gatrix", [path])
+    first = run_import(*args, chunk_bytes=2048, block_events=5, stop_after=1)
+    assert 0 < first.events < len(_specs())
+    # forget the block, as if the process died before the checkpoint's write
+    (checkpoint,) = state.iterdir()
+    checkpoint.unlink()
+    done = run_import(*args, chunk_bytes=2048, block_events=5)
+    assert done.complete and done.events == len(_specs())
+    assert _count(store, target) == (len(_specs()), len(_specs()))

@@ -15,7 +15,7 @@ from typing import Any
 import msgspec
 import pyarrow as pa
 
-from gatrix.portability.columns import EVENT_TYPES, PROFILE_TYPES
+from gatrix.portability.columns import EVENT_TYPES, PROFILE_TYPES, map_array
 from gatrix.portability.formats import Converted, csv_records, ndjson_records
 
 _props = msgspec.json.Decoder(dict[str, str])
@@ -112,16 +112,13 @@ class GatrixFormat:
         events = not lines or b'"created_at"' in lines[0]
         types, decoder = (EVENT_TYPES, _event_line) if events else (PROFILE_TYPES, _profile_line)
         names = [n for n in types if n != "id"]
-        decoded: list[Any] = []
-        kept: list[int] = []
-        dropped = 0
-        for index, line in enumerate(lines):
-            try:
-                decoded.append(decoder.decode(line))
-                kept.append(index)
-            except msgspec.DecodeError:
-                dropped += 1
-        columns = {n: [getattr(r, n) for r in decoded] for n in names}
+        decoded, kept = _decode(lines, decoder, events)
+        dropped = len(lines) - len(kept)
+        # struct → tuple → columns, all in C: a third of the cost of a getattr per cell
+        fields = (EventLine if events else ProfileLine).__struct_fields__
+        transposed = zip(*map(msgspec.structs.astuple, decoded), strict=True) if decoded else ()
+        by_field = dict(zip(fields, transposed, strict=False))
+        columns = {n: list(by_field.get(n, ())) for n in names}
         return Table(
             "events" if events else "profiles",
             _typed(columns, types),
@@ -129,6 +126,29 @@ class GatrixFormat:
             {"invalid": dropped} if dropped else {},
             len(lines),
         )
+
+
+_event_lines = msgspec.json.Decoder(list[EventLine])
+_profile_lines = msgspec.json.Decoder(list[ProfileLine])
+
+
+def _decode(lines: list[bytes], decoder: Any, events: bool) -> tuple[list[Any], list[int]]:
+    """Every line decoded, and the indexes of those kept. The whole chunk is decoded as one
+    array first (one call); only a chunk with a bad line is decoded line by line."""
+    try:
+        whole = (_event_lines if events else _profile_lines).decode(b"[" + b",".join(lines) + b"]")
+        return whole, list(range(len(lines)))
+    except msgspec.DecodeError:
+        pass
+    decoded: list[Any] = []
+    kept: list[int] = []
+    for index, line in enumerate(lines):
+        try:
+            decoded.append(decoder.decode(line))
+            kept.append(index)
+        except msgspec.DecodeError:
+            continue
+    return decoded, kept
 
 
 def _csv_table(data: bytes, header: bytes, events: bool) -> Table:
@@ -158,11 +178,13 @@ def _typed(columns: dict[str, list[Any]], types: dict[str, pa.DataType]) -> dict
     for name, values in columns.items():
         kind = types[name]
         if isinstance(kind, pa.MapType):
-            out[name] = pa.array([list(v.items()) for v in values], kind)
+            out[name] = map_array(values, kind)
         elif kind == pa.string():
             out[name] = pa.array(values, kind)
         elif isinstance(kind, pa.TimestampType):
             out[name] = pa.array([v or "1970-01-01 00:00:00" for v in values]).cast(kind)
+        elif values and not isinstance(values[0], str):
+            out[name] = pa.array(values, kind)  # decoded from JSON: numbers already
         else:
             out[name] = pa.array([str(v) if v != "" else "0" for v in values]).cast(kind)
     return out
