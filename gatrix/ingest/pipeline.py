@@ -70,6 +70,8 @@ class Draft:
     page: PageInfo | None = None
     device_id: str = ""
     prev_device_id: str = ""
+    # a known person from a backend that says nothing about the device (see `_person_only`)
+    person_only: bool = False
     # resolved once per hit: three steps need the user agent, two the client IP
     ua: str = ""
     ip: str = ""
@@ -221,9 +223,15 @@ def device_ids(hit: Hit, req: Request, ip: str, ua: str, ctx: Context) -> tuple[
     A backend that forwards nothing about the visitor has no device to speak of: the profile id
     stands for it (and its visits are kept per person, see `_session_keys`)."""
     override = _device_override(hit)
+    return _devices(hit, req, ip, ua, ctx, override, _person_only(hit, req, override))
+
+
+def _devices(
+    hit: Hit, req: Request, ip: str, ua: str, ctx: Context, override: str, person_only: bool
+) -> tuple[str, str]:
     if override:
         return override, override
-    if _person_only(hit, req):
+    if person_only:
         return hit.profile_id, hit.profile_id
     return ctx.salts.ids_at(req.received_ms, req.client.project_id, ip, ua)
 
@@ -234,18 +242,18 @@ def _device_override(hit: Hit) -> str:
     return text[:MAX_ID] if text else ""
 
 
-def _person_only(hit: Hit, req: Request) -> bool:
+def _person_only(hit: Hit, req: Request, override: str) -> bool:
     """A hit about a known person from a backend that says nothing about their device (no
-    `__deviceId`, `__ip` or `__user_agent`)."""
+    `__deviceId` (`override`), `__ip` or `__user_agent`)."""
     if not hit.profile_id or (req.browser and not req.server_side):
         return False
-    return not _device_override(hit) and not (
-        "__ip" in hit.reserved or "__user_agent" in hit.reserved
-    )
+    return not override and not ("__ip" in hit.reserved or "__user_agent" in hit.reserved)
 
 
 def step_identity(d: Draft, ctx: Context) -> str | None:
-    d.device_id, d.prev_device_id = device_ids(d.hit, d.req, d.ip, d.ua, ctx)
+    override = _device_override(d.hit)
+    d.person_only = _person_only(d.hit, d.req, override)
+    d.device_id, d.prev_device_id = _devices(d.hit, d.req, d.ip, d.ua, ctx, override, d.person_only)
     return None
 
 
@@ -311,7 +319,7 @@ def _session_keys(d: Draft, ctx: Context) -> tuple[str, str]:
     # A person tracked by a backend has their own visit key: a page that picks the profile id
     # as its `__deviceId` gets the device key of that name, never the person's visit.
     project = d.req.client.project_id
-    if _person_only(d.hit, d.req):
+    if d.person_only:
         key = ctx.keys.person_session(project, d.hit.profile_id)
         return key, key
     return ctx.keys.session(project, d.device_id), ctx.keys.session(project, d.prev_device_id)
