@@ -22,6 +22,7 @@ from sqlalchemy.engine import Engine
 
 from gatrix.buffer.flush import Flusher
 from gatrix.clickhouse.store import Store
+from gatrix.insights.identity import index_where, profile_ids
 from gatrix.insights.person import person_events_where, resolve, sessions_of, spans_of
 from gatrix.insights.sql import DT
 from gatrix.meta import audit
@@ -41,8 +42,9 @@ def erase_person(store: Store, project_id: str, person_id: str) -> dict[str, Any
     sessions = sessions_of(store, project_id, keys)
     ids = [person, *_alias_ids(store, project_id, person)]
     # one set of bound parameters for every statement below
-    params: dict[str, Any] = {"project": project_id, "ids": ids, "keys": keys}
+    params: dict[str, Any] = {"project": project_id, "ids": ids, "profiles": profile_ids(keys)}
     events_where = person_events_where(keys, spans_of(sessions), params)
+    index_rows = index_where(keys, params)
     hours = [
         r[0]
         for r in store.query_rows(
@@ -64,15 +66,17 @@ def erase_person(store: Store, project_id: str, person_id: str) -> dict[str, Any
         f"session_start >= {{first_session:{DT}}} AND session_start <= {{last_session:{DT}}} "
         "AND session_id IN {sessions:Array(String)}"
     )
-    linked = "(source IN {ids:Array(String)} OR target IN {ids:Array(String)})"
+    # links from the person's profile ids (aliases) or to them; a device that happens to
+    # bear one of these ids as its name is someone else's
+    linked = "((kind = 'alias' AND source IN {ids:Array(String)}) OR target IN {ids:Array(String)})"
     in_hours = "hour IN {hours:Array(DateTime('UTC'))}"
     plan = {
         "events": events_where,
-        "profiles": "profile_id IN {keys:Array(String)}",
-        "profile_counters": "profile_id IN {keys:Array(String)}",
+        "profiles": "profile_id IN {profiles:Array(String)}",
+        "profile_counters": "profile_id IN {profiles:Array(String)}",
         "identity_links": linked,
         "identity_targets": linked,
-        "visitor_sessions": "key IN {keys:Array(String)}",
+        "visitor_sessions": index_rows,
         "sessions": in_sessions,
         **dict.fromkeys(HOURLY_ROLLUPS, in_hours),
     }

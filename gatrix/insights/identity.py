@@ -9,7 +9,8 @@ before the person logged in.
 
 Rules: a source linked to several people belongs to the one it was linked to first; an
 alias is followed one step (the target of an alias is not looked up again), so a device
-of an aliased profile resolves to the surviving profile.
+of an aliased profile resolves to the surviving profile; of two ids aliased to each other,
+the earlier alias stands.
 """
 
 from __future__ import annotations
@@ -24,6 +25,8 @@ from gatrix.clickhouse.store import Store
 # `__deviceId: "bob"`) is never the person bob
 KEY = "if(profile_id != '', profile_id, device_id)"
 KEY_HASH = "if(profile_id != '', cityHash64(profile_id), cityHash64(device_id, 'device'))"
+# the People pages' typed keys (see below)
+PROFILE, DEVICE = "p:", "d:"
 _SOURCE_HASH = "if(kind = 'device', cityHash64(source, 'device'), cityHash64(source))"
 
 
@@ -38,9 +41,19 @@ def _links_sql(db: str, kind: str = "", sources: str = "") -> str:
         where.append(f"source IN ({sources})")
     return (
         f"SELECT {_SOURCE_HASH} AS source_hash, any(source) AS source_id, "
+        f"any(kind) AS source_kind, min(linked_at) AS first_linked, "
         f"argMin(target, linked_at) AS target FROM {db}.identity_links "
         f"WHERE {' AND '.join(where)} GROUP BY source_hash"
     )
+
+
+# A source's person: its link's target, or the target's own alias (one step). Two profile ids
+# aliased to each other (a cycle) keep the earlier alias: the later one is ignored.
+_CYCLE = "l.source_kind = 'alias' AND a.target = l.source_id"
+_PERSON = (
+    f"multiIf({_CYCLE} AND a.first_linked < l.first_linked, l.source_id, "
+    f"{_CYCLE}, l.target, a.target != '', a.target, l.target)"
+)
 
 
 def persons_sql(db: str, sources: str = "") -> str:
@@ -54,8 +67,10 @@ def persons_sql(db: str, sources: str = "") -> str:
         else ""
     )
     return (
-        f"SELECT l.source_hash AS source_hash, l.source_id AS source, "
-        f"if(a.target != '', a.target, l.target) AS person "
+        f"SELECT l.source_hash AS source_hash, l.source_id AS source, l.source_kind AS kind, "
+        f"concat(if(l.source_kind = 'device', '{DEVICE}', '{PROFILE}'), l.source_id) "
+        "AS source_token, "
+        f"{_PERSON} AS person "
         f"FROM ({_links_sql(db, sources=sources)}) AS l "
         f"LEFT ANY JOIN ({_links_sql(db, kind='alias', sources=alias_sources)}) AS a "
         f"ON a.source_id = l.target"
@@ -117,20 +132,56 @@ def has_links(store: Store, project_id: str) -> bool:
 
 
 # --- a few keys or people at a time (the People pages)
+#
+# There, a key is a typed token: "p:<profile id>" or "d:<device id>". The same text can be a
+# device id and someone's profile id (a page may send `__deviceId: "alice"`); a bare id would
+# make that device's links, sessions and erasure reach the person alice.
+
+# an event's token, and a people-index row's (visitor_sessions rows are all of one kind:
+# `profiled` is 1 exactly when the key is a profile id)
+EVENT_TOKEN = (
+    f"if(profile_id != '', concat('{PROFILE}', profile_id), concat('{DEVICE}', device_id))"
+)
+INDEX_TOKEN = f"concat(if(profiled = 1, '{PROFILE}', '{DEVICE}'), key)"
 
 
-def persons_of(store: Store, project_id: str, keys: list[str]) -> dict[str, str]:
-    """The person each key resolves to (a key without a link is its own person)."""
-    if not keys:
+def profile_token(profile_id: str) -> str:
+    return PROFILE + profile_id
+
+
+def profile_ids(tokens: list[str]) -> list[str]:
+    return [t[len(PROFILE) :] for t in tokens if t.startswith(PROFILE)]
+
+
+def index_where(tokens: list[str], params: dict[str, Any]) -> str:
+    """visitor_sessions rows of these tokens: the bare ids narrow by the primary key, the
+    tokens keep the kinds apart."""
+    params["index_ids"] = sorted({t[2:] for t in tokens})
+    params["index_tokens"] = tokens
+    return f"key IN {{index_ids:Array(String)}} AND {INDEX_TOKEN} IN {{index_tokens:Array(String)}}"
+
+
+def _token(kind: str, source: str) -> str:
+    return (DEVICE if kind == "device" else PROFILE) + source
+
+
+def persons_of(store: Store, project_id: str, tokens: list[str]) -> dict[str, str]:
+    """The person each token resolves to: its link's target, else the profile id itself;
+    "" for a device nobody was identified on."""
+    if not tokens:
         return {}
-    sql = persons_sql(store.db, sources="SELECT arrayJoin({keys:Array(String)})")
-    rows = store.query_rows(sql, {"project": project_id, "keys": keys})
-    found = {source: person for _hash, source, person in rows}
-    return {key: found.get(key, key) for key in keys}
+    sql = (
+        "SELECT kind, source, person "
+        f"FROM ({persons_sql(store.db, sources='SELECT arrayJoin({ids:Array(String)})')})"
+    )
+    ids = sorted({t[2:] for t in tokens})
+    rows = store.query_rows(sql, {"project": project_id, "ids": ids})
+    found = {_token(kind, source): person for kind, source, person in rows}
+    return {t: found.get(t, t[len(PROFILE) :] if t.startswith(PROFILE) else "") for t in tokens}
 
 
 def keys_of(store: Store, project_id: str, persons: list[str]) -> dict[str, list[str]]:
-    """Every key that resolves to each person: the person's own id, the profile ids aliased
+    """Every token that resolves to each person: the person's own id, the profile ids aliased
     to it, and the devices linked to any of these that were not linked to someone first.
     Read from the reverse links (identity_targets), two primary-key reads and one resolve."""
     if not persons:
@@ -144,15 +195,15 @@ def keys_of(store: Store, project_id: str, persons: list[str]) -> dict[str, list
     )
     ids = sorted({*persons, *(a for (a,) in aliases)})
     linked = store.query_rows(
-        f"SELECT DISTINCT source FROM {db}.identity_targets WHERE project_id = {{project:String}}"
-        " AND target IN {ids:Array(String)}",
+        f"SELECT DISTINCT kind, source FROM {db}.identity_targets "
+        "WHERE project_id = {project:String} AND target IN {ids:Array(String)}",
         {**params, "ids": ids},
     )
-    candidates = sorted({*ids, *(s for (s,) in linked)})
+    candidates = sorted({*map(profile_token, ids), *(_token(k, s) for k, s in linked)})
     resolved = persons_of(store, project_id, candidates)
     wanted = set(persons)
     out: dict[str, list[str]] = {p: [] for p in persons}
-    for key, person in resolved.items():
+    for token, person in resolved.items():
         if person in wanted:
-            out[person].append(key)
+            out[person].append(token)
     return out

@@ -16,7 +16,17 @@ from datetime import UTC, datetime
 from typing import Any
 
 from gatrix.clickhouse.store import Store
-from gatrix.insights.identity import keys_of, persons_of, persons_sql
+from gatrix.insights.identity import (
+    DEVICE,
+    INDEX_TOKEN,
+    PROFILE,
+    index_where,
+    keys_of,
+    persons_of,
+    persons_sql,
+    profile_ids,
+    profile_token,
+)
 from gatrix.insights.query import InvalidQuery
 
 SORTS = ("last_seen", "first_seen", "events")
@@ -53,7 +63,8 @@ def list_people(store: Store, pq: PeopleQuery) -> dict[str, Any]:
     if q:
         matched = _matching_ids(store, pq.project_id, q, EXACT_MATCHES + 1)
         if len(matched) <= EXACT_MATCHES:
-            people = sorted(set(persons_of(store, pq.project_id, matched).values()))
+            tokens = [profile_token(m) for m in matched]
+            people = sorted(set(persons_of(store, pq.project_id, tokens).values()) - {""})
             stats = person_stats(store, pq.project_id, keys_of(store, pq.project_id, people))
             ordered = _sorted(stats, pq.sort)[:want]
         elif pq.sort == "last_seen":
@@ -151,10 +162,10 @@ def _walk(store: Store, project_id: str, want: int, q: str = "") -> list[str]:
             f"WHERE project_id = {{project:String}} ORDER BY last_at DESC, key LIMIT {n}",
             {"project": project_id},
         )
-        keys = list(dict.fromkeys(k for k, _ in rows))
-        persons = persons_of(store, project_id, keys)
-        profiled = {k for k, p in rows if p}
-        ordered = list(dict.fromkeys(persons[k] for k in keys if k in profiled or persons[k] != k))
+        tokens = list(dict.fromkeys((PROFILE if p else DEVICE) + k for k, p in rows))
+        persons = persons_of(store, project_id, tokens)
+        # anonymous devices (person "") are nobody yet
+        ordered = list(dict.fromkeys(persons[t] for t in tokens if persons[t]))
         if q:
             ordered = _keep_matching(store, project_id, ordered, q)
         if len(ordered) >= want or len(rows) < n:
@@ -164,7 +175,7 @@ def _walk(store: Store, project_id: str, want: int, q: str = "") -> list[str]:
 
 def _keep_matching(store: Store, project_id: str, people: list[str], q: str) -> list[str]:
     ids = keys_of(store, project_id, people)
-    owner = {k: p for p, keys in ids.items() for k in keys}
+    owner = {k: p for p, tokens in ids.items() for k in profile_ids(tokens)}
     rows = store.query_rows(
         f"SELECT id FROM ({_match_sql(store.db)}) WHERE id IN {{ids:Array(String)}}",
         {"project": project_id, "q": q, "ids": list(owner)},
@@ -176,10 +187,12 @@ def _keep_matching(store: Store, project_id: str, people: list[str], q: str) -> 
 def _ranked(store: Store, project_id: str, sort: str, want: int | None, q: str = "") -> list[str]:
     """Every person aggregated at once (one join of the index with the links), best first."""
     db = store.db
-    resolved = "if(people.person != '', people.person, key)"
+    # a row's person: its link's, else its own profile id; an unlinked device is nobody
+    resolved = "if(people.person != '', people.person, if(profiled = 1, key, ''))"
     matching = (
         f" AND person IN (SELECT id FROM ({_match_sql(db)}) UNION DISTINCT SELECT person FROM "
-        f"({persons_sql(db, sources=f'SELECT id FROM ({_match_sql(db)})')}))"
+        f"({persons_sql(db, sources=f'SELECT id FROM ({_match_sql(db)})')}) "
+        "WHERE kind = 'alias')"
         if q
         else ""
     )
@@ -187,9 +200,9 @@ def _ranked(store: Store, project_id: str, sort: str, want: int | None, q: str =
     order = {"first_seen": "min(first_at)", "events": "sum(events)"}[sort]
     rows = store.query_rows(
         f"SELECT {resolved} AS person FROM {db}.visitor_sessions "
-        f"LEFT ANY JOIN ({persons_sql(db)}) AS people ON people.source = key "
+        f"LEFT ANY JOIN ({persons_sql(db)}) AS people ON people.source_token = {INDEX_TOKEN} "
         f"WHERE project_id = {{project:String}} GROUP BY person "
-        f"HAVING (max(profiled) = 1 OR max(people.person != '') = 1){matching} "
+        f"HAVING person != ''{matching} "
         f"ORDER BY {order} DESC, person DESC{limit}",
         {"project": project_id, "q": q},
     )
@@ -202,18 +215,20 @@ def _ranked(store: Store, project_id: str, sort: str, want: int | None, q: str =
 def person_stats(
     store: Store, project_id: str, keys: dict[str, list[str]]
 ) -> dict[str, dict[str, Any]]:
-    """first_seen, last_seen, events and sessions of each person (their keys from
+    """first_seen, last_seen, events and sessions of each person (their tokens from
     `keys_of`) with any row in the index."""
     flat = [(k, p) for p, ks in keys.items() for k in ks]
     if not flat:
         return {}
+    params: dict[str, Any] = {"project": project_id, "ps": [p for _, p in flat]}
+    where = index_where([k for k, _ in flat], params)
     rows = store.query_dicts(
-        f"SELECT transform(key, {{ks:Array(String)}}, {{ps:Array(String)}}, '') AS person, "
-        "min(first_at) AS first_seen, max(last_at) AS last_seen, sum(events) AS events, "
-        "uniqExactIf(session_id, session_id != '') AS sessions, max(profiled) AS profiled "
-        f"FROM {store.db}.visitor_sessions WHERE project_id = {{project:String}} "
-        "AND key IN {ks:Array(String)} GROUP BY person",
-        {"project": project_id, "ks": [k for k, _ in flat], "ps": [p for _, p in flat]},
+        f"SELECT transform({INDEX_TOKEN}, {{index_tokens:Array(String)}}, {{ps:Array(String)}}, "
+        "'') AS person, min(first_at) AS first_seen, max(last_at) AS last_seen, "
+        "sum(events) AS events, uniqExactIf(session_id, session_id != '') AS sessions "
+        f"FROM {store.db}.visitor_sessions "
+        f"WHERE project_id = {{project:String}} AND {where} GROUP BY person",
+        params,
     )
     return {r["person"]: r for r in rows}
 
@@ -222,7 +237,7 @@ def profile_fields(
     store: Store, project_id: str, keys: dict[str, list[str]]
 ) -> dict[str, dict[str, Any]]:
     """Newest non-empty identify fields of each person, over their own and aliased ids."""
-    flat = [(k, p) for p, ks in keys.items() for k in ks]
+    flat = [(k, p) for p, ks in keys.items() for k in profile_ids(ks)]
     if not flat:
         return {}
     rows = store.query_dicts(

@@ -13,7 +13,15 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from gatrix.clickhouse.store import Store
-from gatrix.insights.identity import KEY, keys_of, persons_of
+from gatrix.insights.identity import (
+    DEVICE,
+    EVENT_TOKEN,
+    index_where,
+    keys_of,
+    persons_of,
+    profile_ids,
+    profile_token,
+)
 from gatrix.insights.people import person_row, profile_fields
 from gatrix.insights.sql import DT
 
@@ -42,16 +50,31 @@ def check_id(person_id: str) -> str:
 
 
 def resolve(store: Store, project_id: str, person_id: str) -> tuple[str, list[str]] | None:
-    """The person `person_id` belongs to (itself, or the profile it was aliased to) and their
-    keys; None when nobody of that id was identified or seen with a profile id."""
-    person = persons_of(store, project_id, [check_id(person_id)])[person_id]
+    """The person `person_id` belongs to and their typed keys (identity.py); None when nobody
+    of that id was identified or seen with a profile id. The id is a profile id (the person
+    itself, or an id aliased to them); only when no profile has it is it read as a device id
+    (a device identified as someone), so a device named after a person never stands for them."""
+    check_id(person_id)
+    found = _resolve_profile(store, project_id, person_id)
+    if found is None:
+        device = DEVICE + person_id
+        owner = persons_of(store, project_id, [device])[device]
+        found = _resolve_profile(store, project_id, owner) if owner else None
+    return found
+
+
+def _resolve_profile(
+    store: Store, project_id: str, profile_id: str
+) -> tuple[str, list[str]] | None:
+    own = profile_token(profile_id)
+    person = persons_of(store, project_id, [own])[own]
     keys = keys_of(store, project_id, [person])[person]
     known = store.query_rows(
         f"SELECT 1 FROM {store.db}.visitor_sessions WHERE project_id = {{project:String}} "
-        "AND key IN {keys:Array(String)} AND profiled = 1 LIMIT 1",
-        {"project": project_id, "keys": keys},
+        "AND key IN {ids:Array(String)} AND profiled = 1 LIMIT 1",
+        {"project": project_id, "ids": profile_ids(keys)},
     )
-    if not known and keys == [person]:
+    if not known and keys == [profile_token(person)]:
         counters = store.query_rows(
             f"SELECT 1 FROM {store.db}.profile_counters WHERE project_id = {{project:String}} "
             "AND profile_id = {person:String} LIMIT 1",
@@ -73,12 +96,13 @@ def get_person(
     if found is None:
         return None
     person, keys = found
+    params: dict[str, Any] = {"project": project_id}
     index = store.query_dicts(
         "SELECT session_id, min(session_start) AS session_start, min(first_at) AS first_at, "
         f"max(last_at) AS last_at, sum(events) AS events FROM {store.db}.visitor_sessions "
-        "WHERE project_id = {project:String} AND key IN {keys:Array(String)} "
+        f"WHERE project_id = {{project:String}} AND {index_where(keys, params)} "
         "GROUP BY session_id ORDER BY last_at DESC, session_id DESC",
-        {"project": project_id, "keys": keys},
+        params,
     )
     sessions = [r for r in index if r["session_id"]]  # '' is the identify calls' row
     stats = {
@@ -90,12 +114,12 @@ def get_person(
     fields = profile_fields(store, project_id, {person: keys}).get(person, {})
     links = store.query_rows(
         f"SELECT DISTINCT source, target, kind FROM {store.db}.identity_targets "
-        "WHERE project_id = {project:String} AND target IN {keys:Array(String)} "
+        "WHERE project_id = {project:String} AND target IN {ids:Array(String)} "
         "ORDER BY source",
-        {"project": project_id, "keys": keys},
+        {"project": project_id, "ids": profile_ids(keys)},
     )
     aliases = [s for s, t, kind in links if kind == "alias" and t == person]
-    linked = [s for s, _, kind in links if kind == "device" and s in keys and s != person]
+    linked = [s for s, _, kind in links if kind == "device" and DEVICE + s in keys]
     spans = spans_of(sessions)
     if stats["events"] <= WHOLE_HISTORY:
         # a few events: one read of all of them, the page and the summaries made from it
@@ -172,12 +196,13 @@ def _locations_of(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 def sessions_of(store: Store, project_id: str, keys: list[str]) -> list[dict[str, Any]]:
     """The person's sessions from the index, newest activity first."""
+    params: dict[str, Any] = {"project": project_id}
     return store.query_dicts(
         "SELECT session_id, min(session_start) AS session_start, min(first_at) AS first_at, "
         f"max(last_at) AS last_at, sum(events) AS events FROM {store.db}.visitor_sessions "
-        "WHERE project_id = {project:String} AND key IN {keys:Array(String)} "
+        f"WHERE project_id = {{project:String}} AND {index_where(keys, params)} "
         "AND session_id != '' GROUP BY session_id ORDER BY last_at DESC, session_id DESC",
-        {"project": project_id, "keys": keys},
+        params,
     )
 
 
@@ -216,7 +241,7 @@ def person_events_where(
     params["keys"] = keys
     return (
         f"project_id = {{project:String}} AND {spans_sql(spans, params)} "
-        f"AND {KEY} IN {{keys:Array(String)}}"
+        f"AND {EVENT_TOKEN} IN {{keys:Array(String)}}"
     )
 
 
@@ -292,7 +317,7 @@ def _properties(store: Store, project_id: str, keys: list[str]) -> dict[str, str
             "ARRAY JOIN mapKeys(properties) AS key, mapValues(properties) AS value "
             "WHERE project_id = {project:String} AND profile_id IN {keys:Array(String)} "
             "GROUP BY key ORDER BY key",
-            {"project": project_id, "keys": keys},
+            {"project": project_id, "keys": profile_ids(keys)},
         )
     )
 
@@ -303,7 +328,7 @@ def _counters(store: Store, project_id: str, keys: list[str]) -> dict[str, float
             f"SELECT property, sum(value) FROM {store.db}.profile_counters "
             "WHERE project_id = {project:String} AND profile_id IN {keys:Array(String)} "
             "GROUP BY property ORDER BY property",
-            {"project": project_id, "keys": keys},
+            {"project": project_id, "keys": profile_ids(keys)},
         )
     )
 

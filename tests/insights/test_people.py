@@ -213,3 +213,64 @@ async def test_erasing_a_person_removes_exactly_their_rows(store: Store, people:
     alice = get_person(store, people, "alice")
     assert alice is not None and len(alice["events"]) == 4
     assert erase_person(store, people, "gina") is None
+
+
+async def test_a_device_named_after_a_person_never_stands_for_them(
+    buffer: Buffer,  # noqa: F811
+    ctx: Context,  # noqa: F811
+    store: Store,
+    project: str,
+) -> None:
+    """A page may choose its device id: naming it after alice and identifying as mallory
+    gives mallory a device called "alice", not alice's profile, sessions or erasure."""
+    laptop = Sender(ctx, project, "8.8.8.8")
+    attacker = Sender(ctx, project, "6.6.6.6", ua=FIREFOX_UA)
+    await send(
+        buffer,
+        laptop.page(minutes(0), "/"),
+        laptop.identify(minutes(1), "alice", email="alice@victim.test", first_name="Alice"),
+        laptop.page(minutes(2), "/buy", profile="alice"),
+        attacker.page(minutes(5), "/x", profile="mallory", __deviceId="alice"),
+    )
+    await Flusher(buffer, store).run()
+    alice = get_person(store, project, "alice")
+    assert alice is not None and alice["id"] == "alice"
+    assert alice["email"] == "alice@victim.test"
+    assert [e["path"] for e in alice["events"]] == ["/buy", "/"]
+    mallory = get_person(store, project, "mallory")
+    assert mallory is not None and mallory["email"] == "" and mallory["name"] == ""
+    assert [e["path"] for e in mallory["events"]] == ["/x"]
+    rows = {r["id"]: r for r in list_people(store, PeopleQuery(project))["rows"]}
+    assert rows["alice"]["email"] == "alice@victim.test" and rows["alice"]["events"] == 2
+    assert rows["mallory"]["email"] == "" and rows["mallory"]["events"] == 1
+    assert listed(store, project, q="victim") == ["alice"]
+    assert listed(store, project, q="victim", sort="events") == ["alice"]
+    # erasing mallory takes mallory's event only; alice keeps everything
+    out = erase_person(store, project, "mallory")
+    assert out is not None and out["id"] == "mallory"
+    assert out["deleted"]["events"] == 1 and out["deleted"]["profiles"] == 0
+    alice_after = get_person(store, project, "alice")
+    assert alice_after is not None and alice_after["email"] == "alice@victim.test"
+    assert [e["path"] for e in alice_after["events"]] == ["/buy", "/"]
+
+
+async def test_two_ids_aliased_to_each_other_keep_the_earlier_alias(
+    buffer: Buffer,  # noqa: F811
+    ctx: Context,  # noqa: F811
+    store: Store,
+    project: str,
+) -> None:
+    backend = Sender(ctx, project, "192.0.2.1", ua="", backend=True)
+    await send(
+        buffer,
+        backend.page(minutes(0), "/a", profile="q"),
+        backend.alias(minutes(1), "p", "q"),  # q is p from now on
+        backend.alias(minutes(2), "q", "p"),  # a cycle: ignored, the earlier alias stands
+        backend.alias(minutes(3), "q", "r"),  # r → q → p (one step from r is q's person)
+        backend.page(minutes(4), "/b", profile="p"),
+    )
+    await Flusher(buffer, store).run()
+    for name in ("p", "q", "r"):
+        person = get_person(store, project, name)
+        assert person is not None and person["id"] == "p", name
+    assert listed(store, project) == ["p"]
