@@ -81,8 +81,9 @@ def internal_error(headers: dict) -> dict[str, str]:
 
 def _may_send(hit: Hit, req: Request) -> None:
     # Merging two people rewrites history for everyone who reads the reports: only the
-    # project's backend (which proved it knows the secret) may do it, never a web page.
-    if hit.type == "alias" and req.browser and not req.server_side:
+    # project's backend (which proved it knows the secret) may do it, never a web page nor
+    # anyone who only knows the public client id.
+    if hit.type == "alias" and not req.server_side:
         raise AuthError(
             403,
             "alias_needs_secret",
@@ -278,8 +279,8 @@ class IngestApp:
         if hit.type == "track":
             outcome = process_track(hit, req, self.ctx)
             return outcome if isinstance(outcome, Dropped) else [outcome]
-        if hit.type == "alias" and req.browser and not req.server_side:
-            return Dropped("alias_from_page")  # see _may_send; /track answers 403 first
+        if hit.type == "alias" and not req.server_side:
+            return Dropped("alias_needs_secret")  # see _may_send; /track answers 403 first
         return process_profile(hit, req, self.ctx)
 
     # --- many events

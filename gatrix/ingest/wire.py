@@ -203,6 +203,11 @@ class WireApp:
                 "password to have context.ip and context.userAgent honoured",
             )
         client, server_side = await self._admit(scope, headers, origin, key, secret)
+        if SEGMENT_PATHS[path] == "alias" and not server_side:
+            # as on /track: a write key alone (public in every page) cannot merge two people
+            raise AuthError(
+                403, "alias_needs_secret", "alias merges two people: send the secret as well"
+            )
         req = self._request(scope, headers, client, server_side, "segment")
         req.browser = bool(origin)
         parsed = segment.parse(SEGMENT_PATHS[path], doc, req.received_ms, server_side)

@@ -125,7 +125,7 @@ def test_gzip_batch_with_skewed_clock_page_screen_identify_alias(
         "/v1/batch",
         content=gzip.compress(json.dumps(body).encode()),
         headers={"content-type": "application/json", "content-encoding": "gzip"},
-        auth=(server_project.client_id, ""),
+        auth=(server_project.client_id, server_project.client_secret),  # alias needs it
     )
     assert reply.status_code == 200, reply.text
     rows = wait_events(store, server_project.project_id, 2)
@@ -169,7 +169,8 @@ def test_bad_input_is_a_json_4xx_and_stores_nothing(
         ("/v1/batch", {"batch": [track(), {"type": "nope"}]}, "invalid_type"),
         ("/v1/alias", {"userId": "u"}, "missing_field"),
     ]:
-        reply = http.post(path, json=body, auth=auth)
+        with_secret = (server_project.client_id, server_project.client_secret)
+        reply = http.post(path, json=body, auth=with_secret if "alias" in path else auth)
         assert reply.status_code == 400, (path, body)
         assert reply.json()["error"] == code
     bomb = gzip.compress(b"[" + b" " * 5_000_000 + b"]")
@@ -177,3 +178,27 @@ def test_bad_input_is_a_json_4xx_and_stores_nothing(
     assert reply.status_code == 413
     assert http.post("/v1/track", content=b"{", auth=auth).json()["error"] == "invalid_json"
     assert event_rows(store, server_project.project_id) == []
+
+
+def test_alias_needs_the_secret(
+    http: httpx.Client, server_project: NewClient, store: Store
+) -> None:
+    """The write key is public (every page that embeds a tracker shows it): merging two
+    people takes the secret, as on /track."""
+    alias = {"userId": "victim", "previousId": "attacker"}
+    for auth in ((server_project.client_id, ""), None):
+        body = alias if auth else {**alias, "writeKey": server_project.client_id}
+        reply = http.post("/v1/alias", json=body, auth=auth)
+        assert reply.status_code == 403 and reply.json()["error"] == "alias_needs_secret"
+    # inside a batch, the alias is dropped and the rest stored
+    batch = {"batch": [{**alias, "type": "alias"}, track(event="kept")]}
+    reply = http.post("/v1/batch", json=batch, auth=(server_project.client_id, ""))
+    assert reply.status_code == 200
+    rows = wait_events(store, server_project.project_id, 1)
+    assert [r["name"] for r in rows] == ["kept"]
+    links = store.query_rows(
+        "SELECT count() FROM gatrix.identity_links WHERE project_id = {p:String} "
+        "AND kind = 'alias'",
+        {"p": server_project.project_id},
+    )
+    assert links == [(0,)]
