@@ -7,7 +7,6 @@ insights route; erasing takes a `root` client. Personal data: never on share lin
 from __future__ import annotations
 
 import asyncio
-from datetime import datetime
 from typing import Any
 
 import msgspec
@@ -17,7 +16,7 @@ from litestar.openapi.datastructures import ResponseSpec
 from gatrix.insights import erase as erasure
 from gatrix.insights.api import ERROR_RESPONSES, ApiError, ErrorBody, authorize
 from gatrix.insights.people import PeopleQuery, list_people
-from gatrix.insights.person import MAX_EVENTS, InvalidPerson, get_person
+from gatrix.insights.person import MAX_EVENTS, Cursor, InvalidPerson, get_person
 from gatrix.insights.query import InvalidQuery
 from gatrix.services import Services
 
@@ -128,13 +127,20 @@ def _not_found(found: Any) -> Any:
     return found
 
 
-def _before(value: str | None) -> datetime | None:
+def _id(path: str) -> str:
+    """The profile id from the rest of the URL: ids may hold `/` (`team/42`)."""
+    return path.removeprefix("/")
+
+
+def _before(value: str | None) -> Cursor | None:
     if not value:
         return None
     try:
-        return datetime.fromisoformat(value)
+        return Cursor.parse(value)
     except ValueError:
-        raise ApiError(400, "invalid_query", "before: an ISO 8601 time") from None
+        raise ApiError(
+            400, "invalid_query", "before: an ISO 8601 time, or the next_before of a page"
+        ) from None
 
 
 class PeopleController(Controller):
@@ -156,7 +162,7 @@ class PeopleController(Controller):
         pq = await _call(PeopleQuery, project_id, q, sort, limit, page)
         return msgspec.convert(await _call(list_people, services.store, pq), PeopleOut)
 
-    @get("/{profile_id:str}", summary="One person and their events", responses=PERSON_ERRORS)
+    @get("/{profile_id:path}", summary="One person and their events", responses=PERSON_ERRORS)
     async def person(
         self,
         request: Request,
@@ -170,12 +176,12 @@ class PeopleController(Controller):
         if not 1 <= limit <= MAX_EVENTS:
             raise ApiError(400, "invalid_query", f"limit must be between 1 and {MAX_EVENTS}")
         found = await _call(
-            get_person, services.store, project_id, profile_id, _before(before), limit
+            get_person, services.store, project_id, _id(profile_id), _before(before), limit
         )
         return msgspec.convert(_not_found(found), PersonOut)
 
     @delete(
-        "/{profile_id:str}",
+        "/{profile_id:path}",
         summary="Erase a person (root client)",
         responses=PERSON_ERRORS,
         status_code=200,
@@ -190,7 +196,7 @@ class PeopleController(Controller):
                 services.flusher,
                 services.engine,
                 project_id,
-                profile_id,
+                _id(profile_id),
                 reader.actor,
             )
         except InvalidPerson as exc:

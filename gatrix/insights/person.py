@@ -9,6 +9,7 @@ primary key narrows by day and the events' time index skips the rest of each day
 from __future__ import annotations
 
 from collections import Counter
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -37,6 +38,30 @@ EVENT_COLUMNS = (
     "id, name, created_at, session_id, device_id, profile_id, path, title, referrer_name, "
     "country, city, browser, os, device, revenue, properties"
 )
+
+
+@dataclass(frozen=True, slots=True)
+class Cursor:
+    """Where the next page of a person's events starts: before this time, or at this time
+    after this event id (events are listed newest first, then by id, and many may share a
+    time: imports and batches often carry whole seconds)."""
+
+    at: datetime
+    after_id: str = ""
+
+    @classmethod
+    def parse(cls, text: str) -> Cursor:
+        """`<ISO time>` or `<ISO time>|<event id>` (what `next_before` holds); ValueError."""
+        moment, _, after = text.partition("|")
+        at = datetime.fromisoformat(moment)
+        return cls(at if at.tzinfo else at.replace(tzinfo=UTC), after[:64])
+
+    def naive(self) -> datetime:
+        return self.at.astimezone(UTC).replace(tzinfo=None)
+
+
+def _next(shown: list[dict[str, Any]]) -> str:
+    return f"{shown[-1]['created_at']}|{shown[-1]['id']}"
 
 
 class InvalidPerson(ValueError):
@@ -89,7 +114,7 @@ def get_person(
     store: Store,
     project_id: str,
     person_id: str,
-    before: datetime | None = None,
+    before: Cursor | None = None,
     limit: int = 50,
 ) -> dict[str, Any] | None:
     found = resolve(store, project_id, person_id)
@@ -149,19 +174,20 @@ def get_person(
     }
 
 
-def _page(rows: list[dict[str, Any]], before: datetime | None, limit: int) -> dict[str, Any]:
-    """The events page from all of a person's events (newest first)."""
+def _page(rows: list[dict[str, Any]], before: Cursor | None, limit: int) -> dict[str, Any]:
+    """The events page from all of a person's events (in the engine's order: newest first,
+    then by id)."""
     limit = max(1, min(limit, MAX_EVENTS))
     if before is not None:
-        cut = before.astimezone(UTC).replace(tzinfo=None) if before.tzinfo else before
-        rows = [r for r in rows if _naive(r["created_at"]) < cut]
+        cut = before.naive()
+        at = [i for i, r in enumerate(rows) if str(r["id"]) == before.after_id]
+        if at and _naive(rows[at[0]]["created_at"]) == cut:
+            rows = rows[at[0] + 1 :]
+        else:
+            rows = [r for r in rows if _naive(r["created_at"]) < cut]
     shown = [_shown(r) for r in rows[:limit]]
     more = len(rows) > limit
-    return {
-        "events": shown,
-        "has_more": more,
-        "next_before": shown[-1]["created_at"] if more else None,
-    }
+    return {"events": shown, "has_more": more, "next_before": _next(shown) if more else None}
 
 
 def _naive(moment: datetime) -> datetime:
@@ -250,15 +276,14 @@ def events_page(
     project_id: str,
     keys: list[str],
     sessions: list[dict[str, Any]],
-    before: datetime | None,
+    before: Cursor | None,
     limit: int,
 ) -> dict[str, Any]:
     """`limit` events before `before` (newest first), read from the newest sessions that
     can hold them; `next_before` continues the list."""
     limit = max(1, min(limit, MAX_EVENTS))
-    if before is not None and before.tzinfo is not None:
-        before = before.astimezone(UTC).replace(tzinfo=None)  # as ClickHouse hands times out
-    older = [s for s in sessions if before is None or s["first_at"] < before]
+    cut = before.naive() if before is not None else None  # as ClickHouse hands times out
+    older = [s for s in sessions if cut is None or s["first_at"] <= cut]
     chosen, total = [], 0
     for s in older:
         chosen.append(s)
@@ -273,7 +298,7 @@ def events_page(
     return {
         "events": shown,
         "has_more": len(rows) > limit,
-        "next_before": shown[-1]["created_at"] if len(rows) > limit else None,
+        "next_before": _next(shown) if len(rows) > limit else None,
     }
 
 
@@ -282,14 +307,17 @@ def _events(
     project_id: str,
     keys: list[str],
     spans: list[tuple[datetime, datetime]],
-    before: datetime | None,
+    before: Cursor | None,
     limit: int,
 ) -> list[dict[str, Any]]:
     params: dict[str, Any] = {"project": project_id}
     where = person_events_where(keys, spans, params)
     if before is not None:
-        params["before"] = before
-        where += f" AND created_at < {{before:{DT}}}"
+        params["before"], params["after_id"] = before.naive(), before.after_id
+        where += (
+            f" AND (created_at < {{before:{DT}}} OR (created_at = {{before:{DT}}} "
+            "AND id > toUUIDOrZero({after_id:String})))"
+        )
     return store.query_dicts(
         f"SELECT {EVENT_COLUMNS} FROM {store.db}.events WHERE {where} "
         f"ORDER BY created_at DESC, id LIMIT {int(limit)}",

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import re
-from datetime import UTC, datetime
+from datetime import datetime
 from itertools import groupby
 from typing import Annotated, Any
 from urllib.parse import quote, urlencode
@@ -24,7 +24,7 @@ from litestar.response import Redirect, Template
 
 from gatrix.insights import erase as erasure
 from gatrix.insights.people import PeopleQuery, list_people
-from gatrix.insights.person import InvalidPerson, get_person
+from gatrix.insights.person import Cursor, InvalidPerson, get_person
 from gatrix.insights.query import InvalidQuery
 from gatrix.meta import accounts
 from gatrix.meta.timezones import usable
@@ -64,9 +64,20 @@ def list_context(services: Services, project: dict[str, Any], pq: PeopleQuery) -
     return {"people": out, "sorts": SORT_LABELS}
 
 
+# ids a path segment cannot carry: a browser folds `.`/`..` (even percent-encoded) and many
+# servers refuse an encoded `/`; these people's pages take the id as a query parameter
+_BY_QUERY = "person"
+
+
 def person_path(person_id: str) -> str:
     """A person's page below the list's URL (ids may hold any character)."""
+    if "/" in person_id or person_id in (".", "..", _BY_QUERY) or person_id.startswith("."):
+        return f"{_BY_QUERY}?{urlencode({'id': person_id})}"
     return quote(person_id, safe="")
+
+
+def _with_query(url: str, **params: str) -> str:
+    return url + ("&" if "?" in url else "?") + urlencode(params)
 
 
 def list_url(base: str, q: str, sort: str, page: int) -> str:
@@ -76,7 +87,7 @@ def list_url(base: str, q: str, sort: str, page: int) -> str:
 
 
 def person_context(
-    services: Services, project: dict[str, Any], person_id: str, before: datetime | None
+    services: Services, project: dict[str, Any], person_id: str, before: Cursor | None
 ) -> dict[str, Any] | None:
     zone = ZoneInfo(usable(project["timezone"]))
     person = get_person(services.store, project["id"], person_id, before, TIMELINE_SIZE)
@@ -91,9 +102,14 @@ def person_context(
         {"session_id": sid, "events": list(events)}
         for sid, events in groupby(person["events"], key=lambda e: e["session_id"])
     ]
+    href = person_path(person["id"])
     return {
         "person": person,
-        "href": person_path(person["id"]),
+        "href": href,
+        "erase_href": _with_query(f"{_BY_QUERY}/erase", id=person["id"]),
+        "older_href": (
+            _with_query(href, before=person["next_before"]) if person["has_more"] else ""
+        ),
         "aliases": [{"id": a, "href": person_path(a)} for a in person["aliases"]],
         "initials": initials(person["name"], person["email"], person["id"]),
         "first_seen_shown": _when(person["first_seen"], zone),
@@ -137,14 +153,13 @@ async def people_page(
     return page(request, "pages/people.html.j2", user=user, **context, **flash)
 
 
-def _before(value: str) -> datetime | None:
+def _before(value: str) -> Cursor | None:
     if not value:
         return None
     try:
-        moment = datetime.fromisoformat(value)
+        return Cursor.parse(value)
     except ValueError:
         raise PageError(status_code=400, detail="Invalid position in the timeline.") from None
-    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
 async def _person(
@@ -159,6 +174,17 @@ async def _person(
     if data is None:
         raise PageError(status_code=404, detail="No person of this project has that id.")
     return data
+
+
+@get("/dashboard/{project_id:str}/people/person", include_in_schema=False)
+async def person_page_by_query(
+    request: Request,
+    services: Services,
+    project_id: str,
+    person_id: Annotated[str, Parameter(query="id")],
+    before: str = "",
+) -> Template:
+    return await person_page.fn(request, services, project_id, person_id, before)
 
 
 @get("/dashboard/{project_id:str}/people/{person_id:str}", include_in_schema=False)
@@ -180,9 +206,12 @@ async def person_page(
     return page(request, "pages/person.html.j2", user=user, **context, **flash)
 
 
-@post("/dashboard/{project_id:str}/people/{person_id:str}/erase", include_in_schema=False)
+@post("/dashboard/{project_id:str}/people/person/erase", include_in_schema=False)
 async def erase_person(
-    request: Request, services: Services, project_id: str, person_id: str
+    request: Request,
+    services: Services,
+    project_id: str,
+    person_id: Annotated[str, Parameter(query="id")],
 ) -> Redirect:
     user, _ = await require_role(request, services, project_id, admin=True)
     form = await form_of(request)
@@ -203,4 +232,4 @@ async def erase_person(
     return await done(request, services, user, f"/dashboard/{project_id}/people", notice=notice)
 
 
-PEOPLE_ROUTES = [people_page, person_page, erase_person]
+PEOPLE_ROUTES = [people_page, person_page_by_query, person_page, erase_person]

@@ -16,7 +16,7 @@ from gatrix.ingest.payloads import Hit
 from gatrix.ingest.pipeline import Context, process_profile
 from gatrix.insights.erase import erase_person
 from gatrix.insights.people import PeopleQuery, list_people
-from gatrix.insights.person import InvalidPerson, get_person
+from gatrix.insights.person import Cursor, InvalidPerson, get_person
 from gatrix.insights.query import InvalidQuery
 
 from .test_identity import FIREFOX_UA, Sender, buffer, ctx, kpis, minutes, send  # noqa: F401
@@ -143,10 +143,8 @@ async def test_the_person_page_holds_the_events_before_the_login(store: Store, p
         get_person(store, people, "x" * 201)
 
 
-def _at(iso: str) -> Any:
-    from datetime import datetime
-
-    return datetime.fromisoformat(iso)
+def _at(cursor: str) -> Cursor:
+    return Cursor.parse(cursor)
 
 
 def _rollups(store: Store, project: str) -> dict[str, Any]:
@@ -274,3 +272,44 @@ async def test_two_ids_aliased_to_each_other_keep_the_earlier_alias(
         person = get_person(store, project, name)
         assert person is not None and person["id"] == "p", name
     assert listed(store, project) == ["p"]
+
+
+async def test_events_that_share_a_time_are_all_reachable_page_by_page(
+    buffer: Buffer,  # noqa: F811
+    ctx: Context,  # noqa: F811
+    store: Store,
+    project: str,
+) -> None:
+    backend = Sender(ctx, project, "192.0.2.1", ua="", backend=True)
+    same = minutes(5)
+    await send(buffer, *[backend.page(same, f"/step{n}", profile="tie") for n in range(5)])
+    await Flusher(buffer, store).run()
+    seen: list[str] = []
+    cursor = None
+    for _ in range(5):
+        page = get_person(store, project, "tie", before=cursor, limit=2)
+        assert page is not None
+        seen += [e["path"] for e in page["events"]]
+        if not page["has_more"]:
+            break
+        cursor = Cursor.parse(page["next_before"])
+    assert sorted(seen) == [f"/step{n}" for n in range(5)]
+
+
+async def test_ids_with_slashes_and_dots_have_pages(
+    buffer: Buffer,  # noqa: F811
+    ctx: Context,  # noqa: F811
+    store: Store,
+    project: str,
+) -> None:
+    from gatrix.web.people import person_path
+
+    backend = Sender(ctx, project, "192.0.2.1", ua="", backend=True)
+    ids = ["team/42", "..", ".", "person", "../admin"]
+    await send(buffer, *[backend.page(minutes(n), "/", profile=i) for n, i in enumerate(ids)])
+    await Flusher(buffer, store).run()
+    for person_id in ids:
+        found = get_person(store, project, person_id)
+        assert found is not None and found["id"] == person_id
+        assert person_path(person_id).startswith("person?id=")
+    assert person_path("alice smith") == "alice%20smith"

@@ -103,7 +103,7 @@ def test_the_erase_form_needs_its_csrf_token_and_the_typed_id(
     project = owner["project_id"]
     _seed(store, project)
     web: httpx.Client = owner["web"]
-    url = f"/dashboard/{project}/people/user-bo/erase"
+    url = f"/dashboard/{project}/people/person/erase?id=user-bo"
     assert web.post(url, data={"confirm": "user-bo"}).status_code == 403  # no CSRF token
     token = _csrf(web.get(f"/dashboard/{project}/people/user-bo").text)
     kept = web.post(url, data={"_csrf": token, "confirm": "USER-BO"})
@@ -114,6 +114,19 @@ def test_the_erase_form_needs_its_csrf_token_and_the_typed_id(
         f"/dashboard/{project}/people?flash="
     )
     assert web.get(f"/dashboard/{project}/people/user-bo").status_code == 404
+    # an id a path segment cannot carry has its page and erase form by query
+    at = datetime.now(UTC).replace(microsecond=0) - timedelta(hours=1)
+    one = {"at": at, "device_id": "t42", "profile_id": "team/42", "session_id": "st42"}
+    events(store, project, [{**one, "path": "/"}])
+    odd = f"/dashboard/{project}/people/person?id=team%2F42"
+    page = web.get(odd)
+    assert page.status_code == 200 and "team/42" in page.text
+    assert 'action="/dashboard/' in page.text and "person/erase?id=team%2F42" in page.text
+    erased = web.post(
+        f"/dashboard/{project}/people/person/erase?id=team%2F42",
+        data={"_csrf": _csrf(page.text), "confirm": "team/42"},
+    )
+    assert erased.status_code == 303 and web.get(odd).status_code == 404
     # logged out: no people at all
     with httpx.Client(base_url=site.url) as stranger:
         assert stranger.get(f"/dashboard/{project}/people").status_code in (401, 302, 303)
