@@ -145,13 +145,19 @@ def _steps(texts: list[str] | None) -> list[Step]:
     return [parse_step(text, f"step {n}") for n, text in enumerate(texts, start=1)]
 
 
-def _retention_start(values: list[str] | None) -> tuple[Step | None, str | None]:
+def _retention_start(values: list[str] | None, range_: str) -> tuple[Step | None, str | None]:
     """`start` is the start step when it reads `page:…`/`event:…`, else the custom range's
-    start date: a custom range with a start step repeats the parameter."""
+    start date: a custom range with a start step repeats the parameter. Anything else is
+    refused, not ignored (a mistyped step must not silently become "any event")."""
     steps = [v for v in values or [] if v.startswith(("page:", "event:"))]
     dates = [v for v in values or [] if not v.startswith(("page:", "event:"))]
     if len(steps) > 1 or len(dates) > 1:
         raise InvalidQuery("start: at most one step and one date")
+    if dates and range_ != "custom":
+        raise InvalidQuery(
+            f"start: {dates[0][:40]!r} is neither a step (page:… or event:…) nor, with "
+            "range=custom, a date"
+        )
     return (parse_step(steps[0], "start") if steps else None), (dates[0] if dates else None)
 
 
@@ -230,7 +236,7 @@ class ProductController(Controller):
         end: str | None = None,
         filters: FilterParam = None,
     ) -> RetentionOut:
-        start_step, start_date = _parsed(_retention_start, start)
+        start_step, start_date = _parsed(_retention_start, start, range_)
         return_step = _parsed(parse_step, returned, "return") if returned is not None else None
         params = _params(range_, start_date, end, None, None, filters)
         result = await _report(
