@@ -356,21 +356,39 @@ def cmd_import(settings: Settings, args: argparse.Namespace) -> int:
     if missing:
         _say(f"error: no such file: {', '.join(missing)}")
         return 2
+    unreadable = [str(p) for p in paths if _binary(p)]
+    if unreadable:
+        _say(
+            f"error: {', '.join(unreadable)}: not text (a Parquet export is not read back; "
+            "export as ndjson or csv to import)"
+        )
+        return 2
     store = open_store(settings)
     if settings.auto_migrate:
         store.migrate()
-    report = run_import(
-        store,
-        settings.data_path / "imports",
-        args.project,
-        args.format,
-        paths,
-        geoip_path=settings.geoip_path,
-        workers=args.workers,
-        stop_after=args.stop_after,
-    )
+    try:
+        report = run_import(
+            store,
+            settings.data_path / "imports",
+            args.project,
+            args.format,
+            paths,
+            geoip_path=settings.geoip_path,
+            workers=args.workers,
+            stop_after=args.stop_after,
+        )
+    except (UnicodeDecodeError, ValueError) as exc:
+        _say(f"error: the files could not be read as {args.format}: {exc}")
+        return 1
     if report.already_done:
         _say("this import was done before: nothing stored twice")
+    elif not report.events and not report.profiles:
+        why = f" ({', '.join(f'{k}: {n}' for k, n in report.dropped.items())} dropped)"
+        _say(
+            f"error: nothing in these files reads as {args.format} records"
+            f"{why if report.dropped else ''}"
+        )
+        return 1
     print(
         json.dumps(
             {
@@ -385,6 +403,19 @@ def cmd_import(settings: Settings, args: argparse.Namespace) -> int:
         flush=True,
     )
     return 0
+
+
+def _binary(path: Any) -> bool:
+    """A file that is not UTF-8 text in its first block (Parquet starts with `PAR1`)."""
+    with path.open("rb") as f:
+        head = f.read(4096)
+    if head.startswith(b"PAR1") or b"\x00" in head:
+        return True
+    try:
+        head.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        return exc.start < len(head) - 4  # a character cut by the block's end is fine
+    return False
 
 
 def cmd_admin_create(settings: Settings, args: argparse.Namespace) -> int:

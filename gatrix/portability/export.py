@@ -31,7 +31,7 @@ FORMATS = ("csv", "ndjson", "parquet")
 KINDS = ("events", "profiles")
 PAGE_ROWS = 50_000
 CONTENT_TYPES = {
-    "csv": "text/csv; charset=utf-8",
+    "csv": "text/csv",  # the framework adds "; charset=utf-8" to text types
     "ndjson": "application/x-ndjson",
     "parquet": "application/vnd.apache.parquet",
 }

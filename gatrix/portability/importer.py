@@ -121,7 +121,7 @@ def run_import(
     stop_after: int | None = None,
     chunk_bytes: int = CHUNK_BYTES,
     block_events: int = BLOCK_EVENTS,
-    out: TextIO = sys.stderr,
+    out: TextIO | None = None,
 ) -> ImportReport:
     """Import `paths` into `project_id`. `stop_after`: stop (resumably) once at least that
     many events are in, as an interruption would. `block_events`: events per insert."""
@@ -137,7 +137,8 @@ def run_import(
         )
     workers = workers or os.cpu_count() or 1
     jobs = [work.Job(fmt_name, csv_file, project_id, geoip_path, c) for c in chunks]
-    progress = Progress(sum(c.end - c.start for c in chunks), out)
+    # stderr as it is now (not as it was at import time: it may have been replaced since)
+    progress = Progress(sum(c.end - c.start for c in chunks), out or sys.stderr)
     with _pool_context().Pool(workers) as pool:
         starts = _session_pass(pool, jobs) if fmt.sessions else {}
         written = 0

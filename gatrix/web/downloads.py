@@ -111,7 +111,7 @@ async def render_download(
     view, text = await asyncio.to_thread(build)
     return Response(
         text,
-        media_type="text/csv; charset=utf-8",
+        media_type="text/csv",  # the framework adds "; charset=utf-8"
         headers={
             "Content-Disposition": f'attachment; filename="{download_name(project, stem, view)}"',
             "Cache-Control": "no-store",

@@ -52,7 +52,7 @@ def test_export_streams_a_file_with_the_range_and_filters(
         url, params={"format": "csv", "range": "24h"}, headers=_headers(server_project)
     )
     assert reply.status_code == 200, reply.text
-    assert reply.headers["content-type"].startswith("text/csv")
+    assert reply.headers["content-type"] == "text/csv; charset=utf-8"
     assert "attachment" in reply.headers["content-disposition"]
     rows = list(csv.DictReader(io.StringIO(reply.text)))
     assert [r["path"] for r in rows] == ["/a", "/b", "/c"]

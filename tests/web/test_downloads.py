@@ -19,7 +19,7 @@ from ..factory import events
 
 def _csv(reply: Any) -> list[list[str]]:
     assert reply.status_code == 200, reply.text
-    assert reply.headers["content-type"].startswith("text/csv")
+    assert reply.headers["content-type"] == "text/csv; charset=utf-8"
     assert re.match(r'attachment; filename="[\w.-]+\.csv"', reply.headers["content-disposition"])
     return list(csv.reader(io.StringIO(reply.text)))
 

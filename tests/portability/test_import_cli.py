@@ -1,0 +1,56 @@
+"""`gatrix import` from a user's side: files it cannot read get one clear line and a non-zero
+exit, never a traceback; a file of the wrong format says nothing was understood."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from gatrix import cli
+
+from ..conftest import LiveServer
+
+
+@pytest.fixture
+def import_args(site: LiveServer, monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    s = site.settings
+    # the CLI reads the environment: point it at this server's databases
+    monkeypatch.setenv("DATABASE_URL", s.database_dsn)
+    monkeypatch.setenv("CLICKHOUSE_URL", s.clickhouse_dsn)
+    monkeypatch.setenv("REDIS_URL", s.redis_dsn or "")
+    from gatrix.meta.projects import create_project
+
+    project = create_project(site.services.engine, f"imp {uuid.uuid4().hex[:6]}").project_id
+    return ["import", "--project", project, "--data-dir", str(s.data_path)]
+
+
+def test_a_parquet_export_is_refused_in_one_line(
+    import_args: list[str], tmp_path: Path, capsys: Any
+) -> None:
+    parquet = tmp_path / "export.parquet"
+    parquet.write_bytes(b"PAR1" + bytes(range(256)) * 4 + b"PAR1")
+    assert cli.main([*import_args, "--format", "gatrix", str(parquet)]) == 2
+    err = capsys.readouterr().err
+    assert "not text" in err and "ndjson or csv" in err and "Traceback" not in err
+
+
+def test_a_file_of_another_format_says_nothing_was_read(
+    import_args: list[str], tmp_path: Path, capsys: Any
+) -> None:
+    junk = tmp_path / "notes.txt"
+    junk.write_text("hello\nthis is not a data export\n")
+    assert cli.main([*import_args, "--format", "umami", str(junk)]) == 1
+    captured = capsys.readouterr()
+    assert "nothing in these files reads as umami records" in captured.err
+    assert "Traceback" not in captured.err
+    good = tmp_path / "events.ndjson"
+    when = (datetime.now(UTC) - timedelta(hours=1)).isoformat()
+    line = {"type": "track", "event": "x", "anonymousId": "a", "timestamp": when}
+    good.write_text(json.dumps(line) + "\n")
+    assert cli.main([*import_args, "--format", "segment", str(good)]) == 0
+    assert json.loads(capsys.readouterr().out)["events"] == 1
