@@ -197,7 +197,8 @@ def read_funnel(params: Any) -> FunnelState:
     if "add" in params and len(rows) < funnels.MAX_STEPS:
         rows.append(StepRow())
     given = [row for row in rows if not row.blank]
-    rows = given + [row for row in rows if row.blank]  # blank rows wait at the end
+    if builder:
+        rows = given + [row for row in rows if row.blank]  # blank rows wait at the end
     state = FunnelState(
         rng,
         tuple(rows),

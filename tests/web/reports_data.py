@@ -54,7 +54,7 @@ def seed(store: Store, project_id: str) -> None:
 def tables(html: str) -> list[list[list[str]]]:
     """Each report table of a page: its header row, then its rows, cells as text."""
     found = []
-    for body in re.findall(r'<table class="list report"[^>]*>(.*?)</table>', html, re.S):
+    for body in re.findall(r'<table class="list report[^"]*"[^>]*>(.*?)</table>', html, re.S):
         rows = []
         for tr in re.findall(r"<tr>(.*?)</tr>", body, re.S):
             cells = re.findall(r"<t[hd][^>]*>(.*?)</t[hd]>", tr, re.S)

@@ -158,3 +158,39 @@ def test_a_saved_report_reopens_its_state(
         page.click("form.delete-saved button")
     assert not page.locator("a.saved-report").count()
     assert not page.errors
+
+
+def test_the_builder_works_as_a_plain_form_without_javascript(
+    browser: Any, site: LiveServer, seeded: dict[str, Any]
+) -> None:
+    project = seeded["project_id"]
+    context = browser.new_context(java_script_enabled=False)
+    context.add_cookies([{"name": "gatrix_session", "value": seeded["cookie"], "url": site.url}])
+    tab = context.new_page()
+    try:
+        tab.goto(f"{site.url}/dashboard/{project}/funnels")
+        tab.locator("input[name=target]").nth(0).fill("/")
+        with tab.expect_navigation():
+            tab.click("button.add-step")  # the server adds a row, keeping what was typed
+        rows = tab.locator("ol.steps .step-row")
+        assert rows.count() == 3
+        assert rows.nth(0).locator("input[name=target]").input_value() == "/"
+        rows.nth(1).locator("input[name=target]").fill("/pricing")
+        rows.nth(2).locator("select[name=kind]").select_option("event")
+        rows.nth(2).locator("input[name=target]").fill("signup")
+        with tab.expect_navigation():
+            tab.click("text=Show funnel")
+        assert "kind=event" in tab.url  # the form's own fields: still a working address
+        steps = _api(seeded, "funnel", f"?{FUNNEL_24H}")["steps"]
+        assert _table(tab)[1:] == funnel_rows(steps)
+        with tab.expect_navigation():
+            rows.nth(0).locator("button.remove-step").click()
+        assert [i.input_value() for i in tab.locator("input[name=target]").all()] == [
+            "/pricing",
+            "signup",
+        ]
+    finally:
+        context.close()
+
+
+FUNNEL_24H = "range=30d&step=page%3A%2F&step=page%3A%2Fpricing&step=event%3Asignup"
