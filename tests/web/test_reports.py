@@ -191,6 +191,9 @@ def test_hostile_parameters_are_an_inline_message_never_a_failure(
             assert '<div id="report">' in reply.text
         swapped = _page(web, project, path, query, **{"HX-Request": "true"})
         assert swapped.status_code == 200, query[:80]
+        # htmx swaps only 2xx answers: the message must come as the fragment
+        problem = 'class="error report-problem"' in swapped.text
+        assert problem == (reply.status_code == 400), query[:80]
         csv_reply = web.get(f"/dashboard/{project}/reports/{path.rstrip('s')}.csv?{query}")
         assert csv_reply.status_code in (200, 400, 404), query[:80]
     # the defaults: a builder to fill, the grid of any event, the most viewed pages to start at
