@@ -53,6 +53,7 @@ from gatrix.web.headers import security_headers
 from gatrix.web.keeping import KEEPING_ROUTES
 from gatrix.web.kit import PageError, login_url
 from gatrix.web.people import PEOPLE_ROUTES
+from gatrix.web.report_pages import REPORT_ROUTES
 from gatrix.web.share import SHARE_ROUTES
 from gatrix.web.tracker import tracker_script
 from gatrix.web.vendor import HTMX_PATH, PLOTLY_PATH, VENDOR_ROUTES
@@ -190,6 +191,7 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> Litestar:
             *DASHBOARD_ROUTES,
             *DOWNLOAD_ROUTES,
             *PEOPLE_ROUTES,
+            *REPORT_ROUTES,
             *ADMIN_ROUTES,
             *KEEPING_ROUTES,
             *SHARE_ROUTES,
