@@ -75,6 +75,9 @@ def decode_json(body: bytes) -> Any:
         raise InvalidPayload("invalid_json", "body is nested too deeply") from None
 
 
+MAX_COUNTER_STEP = 1e15
+
+
 def _text(value: Any, what: str, limit: int, required: bool = False) -> str:
     if value is None:
         if required:
@@ -217,8 +220,13 @@ def _counter(kind: str) -> Any:
         if value is None:
             value = 1
         amount = _finite_float(value)
-        if amount is None:
-            raise InvalidPayload("invalid_field", "payload.value must be a finite number")
+        # bounded, so that no run of increments can add up to infinity (shown as null)
+        if amount is None or abs(amount) > MAX_COUNTER_STEP:
+            raise InvalidPayload(
+                "invalid_field",
+                f"payload.value must be a number between -{MAX_COUNTER_STEP:g} and "
+                f"{MAX_COUNTER_STEP:g}",
+            )
         return Hit(
             type=kind,
             profile_id=_text(payload.get("profileId"), "payload.profileId", MAX_ID, required=True),

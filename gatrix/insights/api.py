@@ -158,7 +158,14 @@ async def authorize(
     a role on the project; with `root`, only a root client (an erasure). Anything else is
     401/403 saying what is wrong."""
     client_id = request.headers.get("openpanel-client-id", "").strip()
-    if not client_id and request.cookies.get(SESSION_COOKIE) and not root:
+    if not client_id and request.cookies.get(SESSION_COOKIE):
+        if root:
+            raise ApiError(
+                403,
+                "client_not_root",
+                "erasing takes a root client's credentials; in the dashboard, use the erase "
+                "form on the person's page",
+            )
         return await _authorize_user(request, services, project_id)
     directory = services.directory
     secret = request.headers.get("openpanel-client-secret", "")

@@ -365,6 +365,12 @@ BAD_BODIES: list[tuple[str, bytes, int, str]] = [
         "invalid_field",
     ),
     (
+        "increment value near the float limit",
+        b'{"type":"increment","payload":{"profileId":"a","property":"p","value":1e308}}',
+        400,
+        "invalid_field",
+    ),
+    (
         "increment without property",
         b'{"type":"increment","payload":{"profileId":"a"}}',
         400,

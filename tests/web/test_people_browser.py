@@ -105,6 +105,10 @@ def test_the_erase_form_needs_its_csrf_token_and_the_typed_id(
     web: httpx.Client = owner["web"]
     url = f"/dashboard/{project}/people/person/erase?id=user-bo"
     assert web.post(url, data={"confirm": "user-bo"}).status_code == 403  # no CSRF token
+    # the API's DELETE is for root clients; a logged-in admin is told where to erase
+    api = web.delete(f"/insights/{project}/profiles/user-bo")
+    assert api.status_code == 403 and api.json()["error"] == "client_not_root"
+    assert "erase form" in api.json()["detail"]
     token = _csrf(web.get(f"/dashboard/{project}/people/user-bo").text)
     kept = web.post(url, data={"_csrf": token, "confirm": "USER-BO"})
     assert kept.status_code == 303 and "/people/user-bo?flash=" in kept.headers["location"]
