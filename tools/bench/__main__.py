@@ -1,4 +1,4 @@
-"""`python -m tools.bench ingest | insights | product | dashboard | export | import |
+"""`python -m tools.bench ingest | wire | insights | product | dashboard | export | import |
 people`, from the repository's root.
 
 Benchmarks are tools, not product: they live outside the installed package. Each prints a
@@ -23,6 +23,10 @@ def build_parser() -> argparse.ArgumentParser:
     ingest.add_argument(
         "--exclusions", type=int, default=0, help="give the project N non-matching exclusion rules"
     )
+    wire = bench.add_parser("wire", help="req/s of /api/send, /api/event, /v1/track vs /track")
+    wire.add_argument("--seconds", type=float, default=10.0)
+    wire.add_argument("--connections", type=int, default=32)
+    wire.add_argument("--output", default=None, help="write the JSON report here")
     insights = bench.add_parser("insights", help="query latency of every report at scale")
     insights.add_argument(
         "--events", type=int, action="append", help="dataset size (repeatable; default 1M and 10M)"
@@ -62,6 +66,10 @@ def main(argv: list[str] | None = None) -> int:
 
         run = portability.run_export_bench
         return (run if args.bench_command == "export" else portability.run_import_bench)(args)
+    if args.bench_command == "wire":
+        from tools.bench.wire import run_wire_bench
+
+        return run_wire_bench(args)
     if args.bench_command == "people":
         from tools.bench.people import run_people_bench
 

@@ -172,18 +172,22 @@ async def _read_response(reader: asyncio.StreamReader) -> int:
     return status
 
 
-async def _fallback_async(
-    port: int, path: str, client_id: str, connections: int, seconds: float
-) -> dict[str, Any]:
-    head = "".join(f"{k}: {v}\r\n" for k, v in headers(client_id).items())
-    requests = [
+def raw_requests(port: int, path: str, head: dict[str, str], bodies: list[bytes]) -> list[bytes]:
+    """Whole HTTP/1.1 POST requests, formatted once: the generator only cycles through them."""
+    lines = "".join(f"{k}: {v}\r\n" for k, v in head.items())
+    return [
         (
-            f"POST {path} HTTP/1.1\r\nHost: {HOST}:{port}\r\n{head}"
+            f"POST {path} HTTP/1.1\r\nHost: {HOST}:{port}\r\n{lines}"
             f"Content-Length: {len(body)}\r\n\r\n"
         ).encode()
         + body
-        for body in track_bodies()
+        for body in bodies
     ]
+
+
+async def _fallback_async(
+    port: int, requests: list[bytes], connections: int, seconds: float
+) -> dict[str, Any]:
     latencies: list[float] = []
     status = {"200": 0, "other_2xx": 0, "non_2xx": 0}
     errors = {"connect": 0, "read": 0, "write": 0, "timeout": 0}
@@ -242,7 +246,7 @@ async def _fallback_async(
 
 
 def _fallback_load(
-    conn: Connection, port: int, path: str, client_id: str, connections: int, seconds: float
+    conn: Connection, port: int, requests: list[bytes], connections: int, seconds: float
 ) -> None:
     """Entry point of the generator process (module level, so it works with spawn)."""
     with contextlib.suppress(ImportError):
@@ -250,21 +254,24 @@ def _fallback_load(
 
         uvloop.install()
     try:
-        conn.send(asyncio.run(_fallback_async(port, path, client_id, connections, seconds)))
+        conn.send(asyncio.run(_fallback_async(port, requests, connections, seconds)))
     except Exception as exc:
         conn.send({"error": f"{type(exc).__name__}: {exc}"})
     finally:
         conn.close()
 
 
-def _run_fallback(port: int, client_id: str, connections: int, seconds: float) -> dict[str, Any]:
+def run_requests(
+    port: int, requests: list[bytes], connections: int, seconds: float
+) -> dict[str, Any]:
+    """Load `port` with `requests` in turn from a generator process of its own."""
     # spawn, not fork: the parent may hold threads and sockets a forked child must not inherit.
     # A bare Process rather than a Pool: a Pool would respawn a worker that dies, forever.
     ctx = multiprocessing.get_context("spawn")
     parent, child = ctx.Pipe(duplex=False)
     proc = ctx.Process(
         target=_fallback_load,
-        args=(child, port, "/track", client_id, connections, seconds),
+        args=(child, port, requests, connections, seconds),
         daemon=True,
     )
     proc.start()
@@ -295,4 +302,5 @@ def run_load(
 ) -> dict[str, Any]:
     if generator == "wrk" and script is not None:
         return _run_wrk(f"http://{HOST}:{port}/track", script, connections, seconds)
-    return _run_fallback(port, client_id, connections, seconds)
+    requests = raw_requests(port, "/track", headers(client_id), track_bodies())
+    return run_requests(port, requests, connections, seconds)
