@@ -140,10 +140,13 @@ async def people_page(
     project_id: str,
     q: str = "",
     sort: str = "last_seen",
-    page_no: Annotated[int, Parameter(query="page")] = 1,
+    page_no: Annotated[str, Parameter(query="page")] = "1",
 ) -> Template:
     user, _, project = await _project(request, services, project_id)
-    pq = _people_query(project_id, q, sort, page_no)
+    # read here rather than by the framework, so a bad value gets this page's own message
+    if not page_no.isdigit() or len(page_no) > 6:
+        raise PageError(status_code=400, detail="Invalid search: page must be a number.")
+    pq = _people_query(project_id, q, sort, int(page_no))
     data = await asyncio.to_thread(list_context, services, project, pq)
     base = request.app.state.settings.root_path + f"/dashboard/{project_id}/people"
     context = {"project": project, "base": base, "list_url": list_url, **data}
