@@ -33,6 +33,7 @@ from gatrix.services import Services
 from gatrix.web import report_charts, report_tables
 from gatrix.web.dashboard import _project_summary, period_of, resolve
 from gatrix.web.downloads import csv_text
+from gatrix.web.figures import figure_json
 from gatrix.web.kit import PageError, form_of, go, page, require_role, take_flash
 from gatrix.web.report_view import (
     BREAKDOWNS,
@@ -60,11 +61,6 @@ class Report:
     csv: Callable[[dict[str, Any]], tuple[list[str], list[list[Any]]]]
 
 
-def _figure_json(figure: dict[str, Any]) -> str:
-    # inside <script type="application/json">: "</" must not end the script element
-    return json.dumps(figure).replace("</", "<\\/")
-
-
 def _funnel(services: Services, q: Query, state: FunnelState) -> dict[str, Any]:
     steps = [parse_step(text, f"step {n}") for n, text in enumerate(state.steps(), start=1)]
     seconds = funnels.parse_window(state.window)
@@ -73,7 +69,7 @@ def _funnel(services: Services, q: Query, state: FunnelState) -> dict[str, Any]:
     return {
         "result": result,
         "tables": report_tables.funnel_tables(result),
-        "figure": _figure_json(report_charts.funnel_figure(result["steps"], rows)),
+        "figure": figure_json(report_charts.funnel_figure(result["steps"], rows)),
         "empty": not result["steps"][0]["visitors"],
     }
 
@@ -85,7 +81,7 @@ def _retention(services: Services, q: Query, state: RetentionState) -> dict[str,
     return {
         "result": result,
         "tables": [report_tables.retention_table(result)],
-        "figure": _figure_json(report_charts.retention_figure(state.interval, result["cohorts"])),
+        "figure": figure_json(report_charts.retention_figure(state.interval, result["cohorts"])),
         "empty": not any(c["size"] for c in result["cohorts"]),
     }
 
@@ -96,7 +92,7 @@ def _paths(services: Services, q: Query, state: PathsState) -> dict[str, Any]:
     return {
         "result": result,
         "tables": [report_tables.transitions_table(result)],
-        "figure": _figure_json(report_charts.paths_figure(result["nodes"], result["links"])),
+        "figure": figure_json(report_charts.paths_figure(result["nodes"], result["links"])),
         "empty": not result["sessions"],
     }
 
@@ -281,7 +277,7 @@ async def report_download(
     filename = f"{project_id}-{report.path}-{data['state'].range.view.range}.csv"
     return Response(
         csv_text(header, rows),
-        media_type="text/csv; charset=utf-8",
+        media_type="text/csv",  # the framework adds "; charset=utf-8"
         headers={
             "Content-Disposition": f'attachment; filename="{filename}"',
             "Cache-Control": "no-store",

@@ -108,7 +108,7 @@ def test_retention_and_paths_show_the_apis_numbers(seeded: dict[str, Any]) -> No
 
 def _csv(reply: Any) -> list[list[str]]:
     assert reply.status_code == 200, reply.text
-    assert reply.headers["content-type"].startswith("text/csv")
+    assert reply.headers["content-type"] == "text/csv; charset=utf-8"
     assert re.match(r'attachment; filename="[\w.-]+\.csv"', reply.headers["content-disposition"])
     return list(csv.reader(io.StringIO(reply.text)))
 
@@ -311,3 +311,40 @@ def test_share_links_and_strangers_see_no_reports(site: LiveServer, seeded: dict
     overview = web.get(f"/dashboard/{project}").text
     for path in ("funnels", "retention", "paths"):
         assert f'href="/dashboard/{project}/{path}"' in overview
+
+
+def _figure(page: str) -> Any:
+    import json
+
+    [raw] = re.findall(r'<script type="application/json">(.*?)</script>', page, re.S)
+    assert "<" not in raw and ">" not in raw  # nothing the HTML parser could read as markup
+    return json.loads(raw)
+
+
+def test_tracked_markup_is_text_in_every_chart(owner: dict[str, Any], store: Store) -> None:
+    """Page paths and step text reach the charts' labels, which Plotly renders as a subset of
+    HTML: a tracked `<a href>` must stay text and `<!--<script>` must not break the page."""
+    from datetime import UTC, datetime, timedelta
+
+    from ..factory import events
+
+    web, project = owner["web"], owner["project_id"]
+    link = '/<a href="https://evil.example/">Session expired</a>'
+    at = datetime.now(UTC).replace(microsecond=0) - timedelta(hours=2)
+    visit = [("/pricing", 0), ("/x<!--<script>", 1), (link, 2)]
+    events(
+        store,
+        project,
+        [
+            {"at": at + timedelta(minutes=m), "device_id": "mx", "session_id": "mx1", "path": p}
+            for p, m in visit
+        ],
+    )
+    reply = _page(web, project, "paths", "range=30d&from=%2Fpricing")
+    assert reply.status_code == 200
+    labels = _figure(reply.text)["data"][0]["node"]["label"]
+    assert any("&lt;!--&lt;script&gt;" in label for label in labels)
+    assert not any("<a" in label for label in labels)
+    query = "range=30d&step=page%3A%2Fpricing&step=page%3A%2Fx%3C!--%3Cscript%3E"
+    funnel = _figure(_page(web, project, "funnels", query).text)
+    assert any("&lt;script&gt;" in str(x) for x in funnel["data"][0]["x"])
