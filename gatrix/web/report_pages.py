@@ -16,8 +16,10 @@ import secrets
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Any
+from urllib.parse import parse_qsl
 
 from litestar import Request, Response, get, post
+from litestar.datastructures import MultiDict
 from litestar.plugins.htmx import HTMXRequest
 from litestar.response import Redirect, Template
 
@@ -299,6 +301,15 @@ async def _back(
     return Redirect(url, status_code=303)
 
 
+def _runnable(report: Report, query: str) -> str | None:
+    """The report's own URL query for `query` when it reads as a complete report of its
+    kind, else None: a saved report is a report, not any string (nor a URL elsewhere)."""
+    if len(query) > saved_reports.MAX_QUERY_BYTES:
+        return None
+    state = report.read(MultiDict(parse_qsl(query, keep_blank_values=True)))
+    return state.query_string() if state.ready else None
+
+
 @post("/dashboard/{project_id:str}/reports/{kind:str}/save", include_in_schema=False)
 async def save_report(request: Request, services: Services, project_id: str, kind: str) -> Redirect:
     user, _ = await require_role(request, services, project_id, admin=True)
@@ -306,6 +317,11 @@ async def save_report(request: Request, services: Services, project_id: str, kin
     form = await form_of(request)
     query, name = str(form.get("query", "")), str(form.get("name", ""))
     path = f"/dashboard/{project_id}/{report.path}"
+    canonical = _runnable(report, query)
+    if canonical is None:
+        error = "Not saved: this is not a complete report (build it, then save it)."
+        return await _back(request, services, user, path, "", error=error)
+    query = canonical
     try:
         made = await asyncio.to_thread(
             saved_reports.add_report,

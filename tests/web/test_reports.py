@@ -254,6 +254,11 @@ def test_saved_reports_belong_to_their_project_and_admins(
     bad = _save(web, project, "funnel", "funnels", FUNNEL, "x" * 101)
     assert "Not saved" in web.get(bad.headers["location"]).text
     assert bad.headers["location"].startswith(f"/dashboard/{project}/funnels?{FUNNEL}&flash=")
+    # a saved report is a report of its kind, not any string or a URL elsewhere
+    for junk in ("https://evil.example", "//evil.example/x", "#javascript:x", "step=page%3A%2F"):
+        refused = _save(web, project, "funnel", "funnels", junk, "junk")
+        assert "not a complete report" in web.get(refused.headers["location"]).text
+    assert len(saved_reports.list_reports(site.services.engine, project, "funnel")) == 1
     # a viewer sees the menu, not the forms, and is refused both
     viewer = _viewer(site, project)
     seen = _page(viewer, project, "funnels").text
