@@ -115,7 +115,8 @@ async def done(
     token = secrets.token_urlsafe(16)
     record = json.dumps({"user": user.id, **flash})
     await services.redis.set(services.keys.flash(token), record, ex=FLASH_TTL_S)
-    return Redirect(go(request, f"{path}?flash={token}"), status_code=303)
+    joint = "&" if "?" in path else "?"  # a dashboard path keeps its view's query
+    return Redirect(go(request, f"{path}{joint}flash={token}"), status_code=303)
 
 
 async def take_flash(request: Request, services: Services, user: UserInfo) -> dict[str, Any]:
