@@ -173,6 +173,11 @@ def test_bodies_that_are_not_json_are_400(api: Api, raw: bytes) -> None:
         assert set(reply.json()) == {"error", "detail"}
 
 
+def test_a_goal_definition_of_bad_utf8_is_400(api: Api) -> None:
+    reply = send(api, "POST", "goals/definitions", content=b'{"event": "\xff"}')
+    assert reply.status_code == 400 and reply.json()["error"] == "invalid_json"
+
+
 @pytest.mark.parametrize("ident", ["abc", "-1", "0", "99999999999999", "²", "1.5"])
 def test_odd_ids_are_404(api: Api, ident: str) -> None:
     for path in ("segments", "annotations"):
