@@ -172,6 +172,7 @@ def test_goals_panel_shows_the_api_numbers_and_a_goal_shows_conversion_rates(
     first = page.locator("#panel-locations tbody tr").first.locator("td").all_inner_texts()
     assert "Korea" in first[0] and first[1:] == ["1", "3", "33.3%"]
     assert page.locator(f"#panel-goals tr.active[data-goal='{goal.id}']").count() == 1
+    assert "Saw page two" in page.inner_text(".goal-chosen")
     # the goals CSV holds the same numbers
     csv = httpx.get(
         f"{base}/export/goals.csv?range=7d", cookies={"gatrix_session": owner["cookie"]}
@@ -183,7 +184,10 @@ def test_goals_panel_shows_the_api_numbers_and_a_goal_shows_conversion_rates(
     page.wait_for_selector("#panel-locations:not(.loading)")
     assert page.locator("#panel-locations .goal-hint").count() == 0
     assert page.errors == []
-    goals.delete_goal(engine(site), project_id, goal.id)
+    # the settings page deletes it
+    gone = post_form(web, settings, f"/projects/{project_id}/goals/{goal.id}/delete")
+    assert "Goal deleted." in gone.text and "Saw page two" not in gone.text
+    assert goals.get_goal(engine(site), project_id, goal.id) is None
 
 
 def test_share_links_show_notes_and_goals_read_only(
