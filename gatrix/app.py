@@ -37,6 +37,7 @@ from gatrix.ingest.wire import WIRE_PATHS
 from gatrix.insights.api import InsightsController, api_error_handler, internal_error_response
 from gatrix.insights.people_api import PeopleController
 from gatrix.insights.product_api import ProductController
+from gatrix.insights.saved_api import SavedController
 from gatrix.logs import configure as configure_logs
 from gatrix.logs import log_unexpected, request_id
 from gatrix.metrics import render as render_metrics
@@ -48,6 +49,7 @@ from gatrix.web import humane
 from gatrix.web.admin import ADMIN_ROUTES
 from gatrix.web.auth import metrics_authorized
 from gatrix.web.dashboard import DASHBOARD_ROUTES
+from gatrix.web.definitions import DEFINITION_ROUTES
 from gatrix.web.downloads import DOWNLOAD_ROUTES
 from gatrix.web.headers import security_headers
 from gatrix.web.keeping import KEEPING_ROUTES
@@ -187,6 +189,7 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> Litestar:
             PeopleController,
             *PORTABILITY_ROUTES,
             ProductController,
+            SavedController,
             *VENDOR_ROUTES,
             *DASHBOARD_ROUTES,
             *DOWNLOAD_ROUTES,
@@ -194,6 +197,7 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> Litestar:
             *REPORT_ROUTES,
             *ADMIN_ROUTES,
             *KEEPING_ROUTES,
+            *DEFINITION_ROUTES,
             *SHARE_ROUTES,
             create_static_files_router(
                 path="/assets",

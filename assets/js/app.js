@@ -42,6 +42,10 @@
       params.delete("filter");
       kept.concat([change.filter]).forEach(function (f) { params.append("filter", f); });
     }
+    if (change.filters) {  // a saved segment: its filters replace the view's
+      params.delete("filter");
+      change.filters.forEach(function (f) { params.append("filter", f); });
+    }
     if (change.unfilter) {
       var rest = params.getAll("filter").filter(function (f) { return f !== change.unfilter; });
       params.delete("filter");

@@ -177,7 +177,7 @@ async def _body(request: Request) -> Any:
         raise ApiError(400, "invalid_goal", f"a goal definition is at most {MAX_BODY} bytes")
     try:
         return msgspec.json.decode(raw)
-    except msgspec.DecodeError:
+    except (msgspec.DecodeError, UnicodeDecodeError):  # the latter: a string of bad UTF-8
         raise ApiError(400, "invalid_json", "the body is not JSON") from None
 
 

@@ -17,6 +17,7 @@ from litestar.response import Redirect, Template
 from gatrix.clickhouse.footprint import footprint
 from gatrix.ingest import health as ingest_health
 from gatrix.meta import accounts, keeping
+from gatrix.meta import goals as goal_defs
 from gatrix.meta.accounts import AccountError, UserInfo
 from gatrix.meta.projects import create_client, create_project
 from gatrix.services import Services
@@ -191,6 +192,7 @@ async def _admin_page(
     # a form sent back with an error shows what was typed (`keeping` in extra), not the rows
     if "keeping" not in extra:
         extra["keeping"] = await asyncio.to_thread(keeping.keeping, engine, project_id)
+    goals = await asyncio.to_thread(goal_defs.list_goals, engine, project_id)
     stored = await asyncio.to_thread(footprint, services.store, project_id)
     oldest = stored.oldest and ingest_health.for_people(stored.oldest, project["timezone"])
     return page(
@@ -203,6 +205,7 @@ async def _admin_page(
         health=health,
         stored=stored,
         oldest=oldest or "",
+        goals=goals,
         **extra,
     )
 

@@ -5,6 +5,7 @@ follow the light/dark preference without being rebuilt."""
 from __future__ import annotations
 
 from datetime import datetime, timedelta
+from html import escape
 from typing import Any
 
 from gatrix.web import humane
@@ -106,9 +107,12 @@ def _yaxis(metric: str, values: list[float]) -> dict[str, Any]:
     return axis
 
 
-def timeseries_figure(series: dict[str, Any]) -> dict[str, Any]:
+def timeseries_figure(
+    series: dict[str, Any], notes: list[dict[str, str]] | None = None
+) -> dict[str, Any]:
     """The range's buckets up to now against the whole previous period (dotted), on an axis
-    spanning the whole range; None values (a ratio without sessions) are gaps."""
+    spanning the whole range; None values (a ratio without sessions) are gaps. `notes`
+    (`{"day", "text"}`, days inside the range) are drawn as vertical markers."""
     metric, interval = series["metric"], series["interval"]
     points = series["points"]
     axis = series.get("axis") or [p["bucket"] for p in points]
@@ -167,7 +171,52 @@ def timeseries_figure(series: dict[str, Any]) -> dict[str, Any]:
         )
     shown = [v for trace in data for v in trace["y"] if v is not None]
     layout["yaxis"].update(_yaxis(metric, shown))
+    if notes and axis:
+        layout.update(_note_marks(notes, _wall_clock(axis[0])))
     return {"data": data, "layout": layout}
+
+
+NOTE_COLOUR = "rgba(217,119,6,0.85)"
+
+
+def _note_marks(notes: list[dict[str, str]], first: str) -> dict[str, list[dict[str, Any]]]:
+    """A dashed vertical line at the start of each noted day (the range's first bucket for a
+    day that began before it) and a marker at its top whose hover shows the notes; one mark
+    per day, however many notes it has."""
+    by_day: dict[str, list[str]] = {}
+    for note in notes:
+        by_day.setdefault(note["day"], []).append(note["text"])
+    shapes, marks = [], []
+    for day, texts in sorted(by_day.items()):
+        x = max(f"{day}T00:00:00", first)
+        shapes.append(
+            {
+                "type": "line",
+                "xref": "x",
+                "yref": "paper",
+                "x0": x,
+                "x1": x,
+                "y0": 0,
+                "y1": 1,
+                "line": {"color": NOTE_COLOUR, "width": 1, "dash": "dash"},
+            }
+        )
+        # plotly.js reads a subset of HTML in texts: the notes are escaped to stay text
+        marks.append(
+            {
+                "x": x,
+                "y": 1,
+                "xref": "x",
+                "yref": "paper",
+                "yanchor": "top",
+                "showarrow": False,
+                "text": "◆",
+                "font": {"color": NOTE_COLOUR},
+                "hovertext": "<br>".join(f"{day}: {escape(t)}" for t in texts),
+                "captureevents": True,
+            }
+        )
+    return {"shapes": shapes, "annotations": marks}
 
 
 def _padded(axis: list[str], interval: str) -> list[str]:

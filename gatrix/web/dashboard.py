@@ -7,14 +7,14 @@ from __future__ import annotations
 import asyncio
 import json
 from dataclasses import replace
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 from litestar import Request, get
 from litestar.plugins.htmx import HTMXRequest
 from litestar.response import Template
 
-from gatrix.insights import reports
+from gatrix.insights import goals, reports
 from gatrix.insights.filters import InvalidFilter
 from gatrix.insights.live import live, live_visitors
 from gatrix.insights.query import (
@@ -27,10 +27,12 @@ from gatrix.insights.query import (
     interval_fits,
 )
 from gatrix.insights.sql import from_first_event
-from gatrix.meta import accounts, projects
+from gatrix.meta import accounts, annotations, projects, segments
+from gatrix.meta import goals as goal_defs
+from gatrix.meta.goals import GoalDef
 from gatrix.services import Services
 from gatrix.web import charts, humane
-from gatrix.web.kit import PageError, base_url, page, require_role
+from gatrix.web.kit import PageError, base_url, page, require_role, take_flash
 from gatrix.web.view import (
     COLUMN_LABELS,
     DIMENSION_LABELS,
@@ -46,6 +48,8 @@ from gatrix.web.view import (
 )
 
 DRILL_DOWN = {"browsers": ("browsers", "browser_versions"), "os": ("os", "os_versions")}
+# panels that show a chosen goal's conversion rate per value
+GOAL_PANELS = ("pages", "sources", "locations", "devices")
 
 
 def _figure_json(figure: dict[str, Any]) -> str:
@@ -154,14 +158,49 @@ def _change(now: float | None, before: float | None) -> float | None:
     return None if not before or now is None else round(100 * (now - before) / before, 1)
 
 
+def notes_in(services: Services, q: Query) -> list[dict[str, Any]]:
+    """The project's annotations on the days in view (in the project's zone)."""
+    first, last = period_of(q)
+    found = annotations.list_annotations(
+        services.engine, q.project_id, date.fromisoformat(first), date.fromisoformat(last)
+    )
+    return [note.as_dict() for note in found]
+
+
 def chart_context(services: Services, q: Query, view: View) -> dict[str, Any]:
     metric = view.metric
     series = reports.timeseries(services.store, q, metric)
+    notes = notes_in(services, q)
     return {
-        "figure": _figure_json(charts.timeseries_figure(series)),
+        "figure": _figure_json(charts.timeseries_figure(series, notes)),
         "points": len(series["points"]),
         "metric": metric,
+        "notes": notes,
     }
+
+
+def chosen_goal(services: Services, project_id: str, view: View) -> GoalDef | None:
+    """The goal the URL names, when this project has it (another's id names nothing)."""
+    if not view.goal:
+        return None
+    return goal_defs.get_goal(services.engine, project_id, int(view.goal))
+
+
+def goals_context(services: Services, q: Query, view: View) -> dict[str, Any]:
+    defs = goal_defs.list_goals(services.engine, q.project_id)
+    report = goals.goals(services.store, q, defs)
+    rows = [
+        {
+            **g,
+            "chosen": str(g["id"]) == view.goal,
+            "cells": [show_metric(k, g[k]) for k in GOAL_COLUMNS],
+        }
+        for g in report["goals"]
+    ]
+    return {"visitors": report["visitors"], "rows": rows, "columns": GOAL_COLUMNS}
+
+
+GOAL_COLUMNS = ("visitors", "conversions", "conversion_rate", "revenue")
 
 
 def panel_context(services: Services, q: Query, view: View, panel: str) -> dict[str, Any]:
@@ -173,6 +212,7 @@ def panel_context(services: Services, q: Query, view: View, panel: str) -> dict[
     if tab in DRILL_DOWN and any(f.startswith(f"{DRILL_DOWN[tab][0]}:is:") for f in view.filters):
         dimension = filter_dim = DRILL_DOWN[tab][1]
     extra: dict[str, Any] = {}
+    goal = chosen_goal(services, q.project_id, view) if panel in GOAL_PANELS else None
     chosen_event = next(
         (f.split(":", 2)[2] for f in view.filters if f.startswith(("name:is:", "events:is:"))), None
     )
@@ -183,6 +223,10 @@ def panel_context(services: Services, q: Query, view: View, panel: str) -> dict[
         extra = {"event": chosen_event, "keys": keys, "key": key}
         filter_dim = f"property.{key}"
         heading = key or "property"
+    elif goal is not None:
+        rows = goals.goal_breakdown(store, q, goal, dimension, limit=10)["rows"]
+        extra = {"goal": goal.as_dict()}
+        heading = DIMENSION_LABELS.get(dimension, dimension.replace("_", " ").capitalize())
     elif dimension in ("regions", "cities") and not services.settings.geoip_path:
         rows = []  # nothing but "(not set)" without a city database: the hint says why
         heading = DIMENSION_LABELS[dimension]
@@ -192,7 +236,7 @@ def panel_context(services: Services, q: Query, view: View, panel: str) -> dict[
         if panel == "events":
             filter_dim = "name"
         heading = DIMENSION_LABELS.get(dimension, dimension.replace("_", " ").capitalize())
-    columns = panel_columns(panel, dimension, rows)
+    columns = goal_columns() if goal is not None else panel_columns(panel, dimension, rows)
     context = {
         "panel": panel,
         "title": PANEL_TITLES[panel],
@@ -209,6 +253,13 @@ def panel_context(services: Services, q: Query, view: View, panel: str) -> dict[
     if panel == "locations" and rows:
         context["figure"] = _figure_json(charts.bars_figure(rows, dimension=dimension))
     return context
+
+
+def goal_columns() -> list[dict[str, str]]:
+    """A panel by a goal: the visitors with each value, those who reached the goal, the rate;
+    sorted by conversions (gatrix.insights.goals)."""
+    keys = ["conversions", "visitors", "conversion_rate"]
+    return [{"key": k, "label": COLUMN_LABELS[k]} for k in keys]
 
 
 def panel_columns(panel: str, dimension: str, rows: list[dict[str, Any]]) -> list[dict[str, str]]:
@@ -283,6 +334,7 @@ def _common(
         "ranges": RANGE_LABELS,
         "panels": list(PANELS),
         "panel_titles": PANEL_TITLES,
+        "col_labels": COLUMN_LABELS,
         "dash": request.app.state.settings.root_path + dash,
         "shared": shared,
     }
@@ -309,8 +361,11 @@ async def render_dashboard(
     project: dict[str, Any],
     dash: str,
     user: Any = None,
+    admin: bool = False,
 ) -> Template:
-    """The overview; `dash` is where its links and fragments live (a login or a share link)."""
+    """The overview; `dash` is where its links and fragments live (a login or a share link).
+    Only a logged-in user sees the saved segments; only a project admin the forms that
+    change segments and notes."""
     view, q = await asyncio.to_thread(resolve, services, project, _asked(request))
     fragment_only = _wants_fragment(request)
 
@@ -318,7 +373,10 @@ async def render_dashboard(
         data = {
             "kpis": kpis_context(services, q),
             "chart": chart_context(services, q, view),
+            "goal": chosen_goal(services, project["id"], view),
         }
+        if user is not None:
+            data["segments"] = segments.list_segments(services.engine, project["id"])
         if not fragment_only:
             data["live_badge"] = live_visitors(services.store, project["id"], datetime.now(UTC))
         if user is not None and not data["kpis"]["has_data"] and not view.filters:
@@ -327,11 +385,14 @@ async def render_dashboard(
 
     data = await asyncio.to_thread(build)
     common = _common(request, project, view, dash, user is None)
+    flash = await take_flash(request, services, user) if user is not None else {}
     context = {
         **common,
         **data,
         "period": dict(zip(("start", "end"), period_of(q), strict=True)),
         "intervals": usable_intervals(q),
+        "admin": admin and user is not None,
+        "flash": flash,
     }
     if fragment_only:
         push = f"{common['dash']}?{view.query_string()}"
@@ -373,7 +434,7 @@ async def render_fragment(
         data = await asyncio.to_thread(live_context, services, project)
         common = _common(request, project, asked, dash, False)
         return page(request, "fragments/realtime.html.j2", **common, **data)
-    if name not in ("kpis", "chart") and not (name == "panel" and panel in PANELS):
+    if name not in ("kpis", "chart", "goals") and not (name == "panel" and panel in PANELS):
         raise PageError(status_code=404, detail="No such fragment.")
 
     def build() -> tuple[View, dict[str, Any]]:  # one worker-thread hop for the whole fragment
@@ -382,6 +443,8 @@ async def render_fragment(
             return view, {"kpis": kpis_context(services, q)}
         if name == "chart":
             return view, {"chart": chart_context(services, q, view)}
+        if name == "goals":
+            return view, {"goals": goals_context(services, q, view)}
         return view, {"p": panel_context(services, q, view, panel)}
 
     view, data = await asyncio.to_thread(build)
@@ -394,9 +457,10 @@ async def render_fragment(
 
 @get("/dashboard/{project_id:str}", include_in_schema=False)
 async def dashboard_page(request: Request, services: Services, project_id: str) -> Template:
-    user, _ = await require_role(request, services, project_id)
+    user, role = await require_role(request, services, project_id)
     project = await _project_summary(services, project_id)
-    return await render_dashboard(request, services, project, f"/dashboard/{project_id}", user)
+    dash = f"/dashboard/{project_id}"
+    return await render_dashboard(request, services, project, dash, user, role == "admin")
 
 
 @get("/dashboard/{project_id:str}/realtime", include_in_schema=False)

@@ -23,12 +23,13 @@ from gatrix.services import Services
 from gatrix.web.dashboard import (
     _asked,
     _project,
+    goals_context,
     kpis_context,
     panel_context,
     resolve,
 )
 from gatrix.web.kit import PageError
-from gatrix.web.view import KPI_LABELS, PANELS
+from gatrix.web.view import COLUMN_LABELS, KPI_LABELS, PANELS
 
 _FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 _SAFE_NAME = re.compile(r"[^A-Za-z0-9_.-]+")
@@ -85,6 +86,14 @@ def panel_table(services: Services, q: Any, view: Any, panel: str) -> tuple[list
     return header, [[row["label"], *row["numbers"]] for row in p["rows"]]
 
 
+def goals_table(services: Services, q: Any, view: Any) -> tuple[list[str], list[list[Any]]]:
+    g = goals_context(services, q, view)
+    header = ["Goal", "Step", *(COLUMN_LABELS[k] for k in g["columns"])]
+    return header, [
+        [row["name"], row["step"], *(row[k] for k in g["columns"])] for row in g["rows"]
+    ]
+
+
 def download_name(project: dict[str, Any], name: str, view: Any) -> str:
     return _SAFE_NAME.sub("-", f"{project['name']}-{name}-{view.range}").strip("-") + ".csv"
 
@@ -92,9 +101,9 @@ def download_name(project: dict[str, Any], name: str, view: Any) -> str:
 async def render_download(
     request: Request, services: Services, project: dict[str, Any], name: str
 ) -> Response[str]:
-    """`name`: kpis.csv, chart.csv or PANEL.csv (a panel of the overview)."""
+    """`name`: kpis.csv, chart.csv, goals.csv or PANEL.csv (a panel of the overview)."""
     stem = name.removesuffix(".csv")
-    if not name.endswith(".csv") or (stem not in ("kpis", "chart") and stem not in PANELS):
+    if not name.endswith(".csv") or (stem not in ("kpis", "chart", "goals") and stem not in PANELS):
         raise PageError(status_code=404, detail="No such download.")
     asked = _asked(request)
 
@@ -104,6 +113,8 @@ async def render_download(
             header, rows = kpis_table(services, q)
         elif stem == "chart":
             header, rows = chart_table(services, q, view.metric)
+        elif stem == "goals":
+            header, rows = goals_table(services, q, view)
         else:
             header, rows = panel_table(services, q, view, stem)
         return view, csv_text(header, rows)

@@ -30,6 +30,8 @@ KPI_LABELS = {
 }
 COLUMN_LABELS = {
     "visitors": "Visitors",
+    "conversions": "Conversions",
+    "conversion_rate": "Conversion rate",
     "pageviews": "Views",
     "events": "Events",
     "revenue": "Revenue",
@@ -66,7 +68,7 @@ def show_metric(key: str, value: float | None) -> str:
     """A number as the dashboard prints it: units once, durations in minutes and seconds."""
     if value is None:
         return "—"
-    if key == "bounce_rate":
+    if key in ("bounce_rate", "conversion_rate"):
         return f"{value:g}%"
     if key == "avg_session_duration":
         return humane.duration(value)
@@ -156,6 +158,7 @@ class View:
     filters: tuple[str, ...] = ()
     tabs: dict[str, str] = field(default_factory=dict)
     shown_range: str = ""  # the range the submitted form was showing (to tell which changed)
+    goal: str = ""  # a goal's id: the panels show conversion rates for it
 
     @classmethod
     def from_request(cls, request: Request) -> View:
@@ -171,6 +174,9 @@ class View:
             filters=_filters(q.getall("filter", [])),
             tabs={k: v for k, v in tabs.items() if v},
             shown_range=q.get("shown_range") or "",
+            goal=goal
+            if (goal := q.get("goal") or "").isascii() and goal.isdigit() and len(goal) < 10
+            else "",
         )
 
     def params(self) -> QueryParams:
@@ -200,6 +206,8 @@ class View:
         if view.metric != "visitors":
             pairs.append(("metric", view.metric))
         pairs += [("filter", f) for f in view.filters]
+        if view.goal:
+            pairs.append(("goal", view.goal))
         pairs += [(f"tab_{panel}", tab) for panel, tab in sorted(view.tabs.items())]
         return urlencode(pairs)
 

@@ -281,12 +281,15 @@ def test_insights_api_never_5xx(http: httpx.Client, admin: httpx.Client, proj: S
 
 # --- dashboard, fragments, realtime, share, settings
 
-fragments = mostly(st.sampled_from(["kpis", "chart", "panel", "live-badge", "realtime"]), segments)
+fragments = mostly(
+    st.sampled_from(["kpis", "chart", "panel", "goals", "live-badge", "realtime"]), segments
+)
 dashboard_params = st.fixed_dictionaries(
     {},
     optional={
         "panel": mostly(st.sampled_from(list(PANELS)), hostile_text),
         "prop": mostly(st.sampled_from(["plan", "k\u00e9y"]), hostile_text),
+        "goal": mostly(st.sampled_from(["1", "2", "999999999"]), hostile_text),
         **{
             f"tab_{p}": mostly(st.sampled_from([t[0] for t in PANELS[p]]), hostile_text)
             for p in PANELS
@@ -370,5 +373,47 @@ def test_settings_and_project_forms_never_5xx(
         # whatever was saved, the project's pages still answer
         no_5xx(admin.get(f"/dashboard/{own.id}?range=7d"), html_ok=True)
         no_5xx(http.get(f"/insights/{own.id}/timeseries", headers=own.read_headers))
+
+    run()
+
+
+def test_segment_note_and_goal_forms_never_5xx(
+    site: LiveServer, admin: httpx.Client, http: httpx.Client
+) -> None:
+    own = new_project(site, admin, f"marks {uuid.uuid4().hex[:6]}")
+    token = csrf_of(admin.get(f"/projects/{own.id}/settings").text)
+    actions = st.sampled_from(
+        [
+            f"/dashboard/{own.id}/segments",
+            f"/dashboard/{own.id}/annotations",
+            f"/projects/{own.id}/goals",
+            f"/dashboard/{own.id}/segments/1/delete",
+            f"/dashboard/{own.id}/annotations/x/delete",
+            f"/projects/{own.id}/goals/99999999999/delete",
+        ]
+    )
+    forms = st.fixed_dictionaries(
+        {},
+        optional={
+            "name": hostile_text,
+            "view": mostly(st.just("range=7d&filter=countries:is:KR"), hostile_text),
+            "day": mostly(
+                st.sampled_from(["2026-03-05", "1999-01-01", "2026-02-30"]), hostile_text
+            ),
+            "text": hostile_text,
+            "kind": mostly(st.sampled_from(["event", "page", "step"]), hostile_text),
+            "target": mostly(st.sampled_from(["signup", "/p*", "event:x[a=b]"]), hostile_text),
+            "revenue_property": hostile_text,
+        },
+    )
+
+    @bounded(60)
+    @given(action=actions, form=forms)
+    def run(action: str, form: dict[str, str]) -> None:
+        no_5xx(admin.post(action, data={"_csrf": token, **form}), html_ok=True)
+        # whatever was saved, the pages that show it still answer
+        no_5xx(admin.get(f"/dashboard/{own.id}?range=7d"), html_ok=True)
+        no_5xx(admin.get(f"/dashboard/{own.id}/fragments/goals?range=7d"), html_ok=True)
+        no_5xx(http.get(f"/share/{own.share_token}?range=7d"), html_ok=True)
 
     run()

@@ -46,6 +46,22 @@ def test_every_bucket_of_the_range_is_on_the_axis_and_the_last_is_labelled() -> 
     assert len(long["tickvals"]) <= charts.MAX_TICKS and long["ticktext"][-1] == "Mar 31"
 
 
+def test_notes_are_one_marker_per_day_at_its_start_and_escaped() -> None:
+    notes = [
+        {"day": "2026-03-03", "text": "v2.3 <b>released</b>"},
+        {"day": "2026-03-03", "text": "blog post"},
+        {"day": "2026-02-20", "text": "before the first bucket"},
+    ]
+    layout = charts.timeseries_figure(series("visitors", [1, 2, 3]), notes)["layout"]
+    assert [s["x0"] for s in layout["shapes"]] == ["2026-03-01T00:00:00", "2026-03-03T00:00:00"]
+    assert all(s["yref"] == "paper" and s["x0"] == s["x1"] for s in layout["shapes"])
+    assert layout["annotations"][1]["hovertext"] == (
+        "2026-03-03: v2.3 &lt;b&gt;released&lt;/b&gt;<br>2026-03-03: blog post"
+    )
+    plain = charts.timeseries_figure(series("visitors", [1, 2, 3]))["layout"]
+    assert "shapes" not in plain and "annotations" not in plain
+
+
 def test_gaps_stay_gaps_and_the_previous_period_overlays() -> None:
     previous = [{"bucket": f"2026-02-2{d}T00:00:00+09:00", "value": 50.0} for d in range(2, 9)]
     fig = charts.timeseries_figure(
