@@ -122,6 +122,23 @@
         event.detail.requestConfig.elt.getAttribute("role") === "tab") chosen.focus();
   });
 
+  // Links to the project's other pages carry the range and filters in view. The page's
+  // controls swap the view with htmx and move the address bar, not these links: read the
+  // scope from the address bar when one is clicked.
+  var SCOPE = ["range", "start", "end", "filter"];
+  document.addEventListener("click", function (event) {
+    var link = event.target.closest && event.target.closest("a[data-keep-scope]");
+    if (!link) return;
+    var here = new URLSearchParams(window.location.search);
+    if (!here.has("range")) return;
+    var url = new URL(link.href, window.location.href);
+    SCOPE.forEach(function (key) { url.searchParams.delete(key); });
+    SCOPE.forEach(function (key) {
+      here.getAll(key).forEach(function (value) { url.searchParams.append(key, value); });
+    });
+    link.href = url.toString();
+  });
+
   document.addEventListener("click", function (event) {
     var button = event.target.closest && event.target.closest("[data-copy]");
     if (!button) return;

@@ -336,6 +336,7 @@ def _common(
         "panel_titles": PANEL_TITLES,
         "col_labels": COLUMN_LABELS,
         "dash": request.app.state.settings.root_path + dash,
+        "scope": view.scope_query(),
         "shared": shared,
     }
 

@@ -210,6 +210,7 @@ async def render_report(
         "query": query,
         "here": here,
         "dash": dash,
+        "scope": state.range.view.scope_query(),
         "chips": _chips(here, state),
         "ranges": RANGE_LABELS,
         "windows": WINDOWS if state_window(state) in WINDOWS else (*WINDOWS, state_window(state)),

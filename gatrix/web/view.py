@@ -211,6 +211,15 @@ class View:
         pairs += [(f"tab_{panel}", tab) for panel, tab in sorted(view.tabs.items())]
         return urlencode(pairs)
 
+    def scope_query(self) -> str:
+        """What every page of a project shares: the range (with its dates) and the filters;
+        the overview's tabs, metric and goal stay on the overview."""
+        pairs: list[tuple[str, str]] = [("range", self.range)]
+        if self.range == "custom":
+            pairs += [("start", self.start), ("end", self.end)]
+        pairs += [("filter", f) for f in self.filters]
+        return urlencode(pairs)
+
     def with_filter(self, dimension: str, value: str) -> str:
         new = f"{dimension}:is:{value}"
         kept = tuple(f for f in self.filters if f != new)

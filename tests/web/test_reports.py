@@ -315,7 +315,7 @@ def test_share_links_and_strangers_see_no_reports(site: LiveServer, seeded: dict
     # the overview links to each report
     overview = web.get(f"/dashboard/{project}").text
     for path in ("funnels", "retention", "paths"):
-        assert f'href="/dashboard/{project}/{path}"' in overview
+        assert f'href="/dashboard/{project}/{path}?range=30d"' in overview
 
 
 def _figure(page: str) -> Any:
@@ -353,3 +353,16 @@ def test_tracked_markup_is_text_in_every_chart(owner: dict[str, Any], store: Sto
     query = "range=30d&step=page%3A%2Fpricing&step=page%3A%2Fx%3C!--%3Cscript%3E"
     funnel = _figure(_page(web, project, "funnels", query).text)
     assert any("&lt;script&gt;" in str(x) for x in funnel["data"][0]["x"])
+
+
+def test_links_between_the_overview_and_reports_keep_range_and_filters(
+    seeded: dict[str, Any],
+) -> None:
+    web, project = seeded["web"], seeded["project_id"]
+    scope = "range=7d&filter=country%3Ais%3ADE"
+    overview = web.get(f"/dashboard/{project}?{scope}&metric=pageviews").text
+    for path in ("funnels", "retention", "paths"):
+        assert f'href="/dashboard/{project}/{path}?{scope.replace("&", "&amp;")}"' in overview
+    report = _page(web, project, "funnels", scope).text
+    assert f'href="/dashboard/{project}?{scope.replace("&", "&amp;")}"' in report
+    assert f'href="/dashboard/{project}/paths?{scope.replace("&", "&amp;")}"' in report

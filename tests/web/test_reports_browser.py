@@ -49,7 +49,7 @@ def test_a_funnel_built_in_the_page_shows_the_apis_numbers_after_a_reload(
     project = seeded["project_id"]
     page.goto(f"{site.url}/dashboard/{project}")
     page.click(".dash-head a:text-is('Funnels')")
-    page.wait_for_url(re.compile(r"/funnels$"))
+    page.wait_for_url(re.compile(r"/funnels\?range=30d$"))
     assert "Choose at least two steps" in page.inner_text("#report")
     rows = page.locator("ol.steps .step-row")
     assert rows.count() == 2
@@ -101,7 +101,7 @@ def test_retention_and_paths_show_the_apis_numbers(
     project = seeded["project_id"]
     page.goto(f"{site.url}/dashboard/{project}")
     page.click(".dash-head a:text-is('Retention')")
-    page.wait_for_url(re.compile(r"/retention$"))
+    page.wait_for_url(re.compile(r"/retention\?range=30d$"))
     _drawn(page, "hm")
     page.select_option("select[name=interval]", "day")
     page.click("#report button:text-is('Apply')")
@@ -116,7 +116,7 @@ def test_retention_and_paths_show_the_apis_numbers(
     page.reload()
     assert _table(page) == grid
     page.click(".report-nav a:text-is('Paths')")
-    page.wait_for_url(re.compile(r"/paths$"))
+    page.wait_for_url(re.compile(r"/paths\?range=30d$"))
     page.fill("input[name=page]", "/")
     page.select_option("select[name=depth]", "2")
     page.click("text=Show paths")
