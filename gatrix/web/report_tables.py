@@ -64,8 +64,9 @@ def funnel_table(steps: list[dict[str, Any]], title: str = "") -> Table:
                 s["step"],
                 s["visitors"],
                 s["conversion"],
-                s["conversion_from_previous"],
-                s["dropped"],
+                # the table's "—": step 1 has no previous step
+                s["conversion_from_previous"] if n > 1 else None,
+                s["dropped"] if n > 1 else None,
                 median,
             ],
         )
@@ -144,7 +145,9 @@ def transitions_table(result: dict[str, Any]) -> Table:
     for link in links[:MAX_TRANSITIONS]:
         a, b = names[link["source"]], names[link["target"]]
         share = round(100 * link["sessions"] / total, 1) if total else 0.0
-        step = f"{a['level']} → {b['level']}"
+        # "step -1 → 0" rather than "-1 → 0": a cell starting with "-" is guarded against
+        # spreadsheet formulas, which would show the guard's apostrophe
+        step = f"step {a['level']} → {b['level']}"
         table.add(
             [step, a["name"], b["name"], _count(link["sessions"]), _pct(share)],
             [step, a["name"], b["name"], link["sessions"], share],
