@@ -143,6 +143,9 @@ def read_range(params: Any, dates: list[str] | None = None) -> Range:
         compare="off",  # reports have no previous period
         shown_range=_one(params, "shown_range")[:16],
     )
+    if chosen and chosen not in RANGES:
+        # as the API answers the same query: refused, not read as the default range
+        return Range(view, f"Unknown range {chosen[:40]!r}.")
     try:
         view = replace(view, filters=_filters(_all(params, "filter")))
     except InvalidQuery as exc:

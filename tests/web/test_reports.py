@@ -196,6 +196,9 @@ def test_hostile_parameters_are_an_inline_message_never_a_failure(
         assert problem == (reply.status_code == 400), query[:80]
         csv_reply = web.get(f"/dashboard/{project}/reports/{path.rstrip('s')}.csv?{query}")
         assert csv_reply.status_code in (200, 400, 404), query[:80]
+    # what the API refuses, the page refuses too
+    bogus = _page(web, project, path, "range=bogus&step=page%3A%2F&step=page%3A%2Fx&from=%2F")
+    assert bogus.status_code == 400 and "Unknown range" in bogus.text
     # the defaults: a builder to fill, the grid of any event, the most viewed pages to start at
     assert "Choose at least two steps" in _page(web, project, "funnels").text
     assert tables(_page(web, project, "retention").text)
