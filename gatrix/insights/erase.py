@@ -102,6 +102,14 @@ def erase_person(store: Store, project_id: str, person_id: str) -> dict[str, Any
     # leave the person's events out themselves, so they need not wait for the events to go;
     # a rollup's rebuilt rows are inserted after its delete was made, and a mutation only
     # touches the parts older than itself, so they stay.
+    if session_ids:
+        # read before the deletes start: the latest event of the person's visits, theirs or not
+        rollup_last = store.query_rows(
+            f"SELECT max(last_at) FROM {db}.sessions WHERE project_id = {{project:String}} "
+            f"AND {in_sessions}",
+            params,
+        )[0][0]
+        params["last_event"] = max([_utc(rollup_last), *(_utc(x["last_at"]) for x in sessions)])
     started = [t for t in plan if deleted.get(t)]
     for table in started:
         store.command(
@@ -111,13 +119,15 @@ def erase_person(store: Store, project_id: str, person_id: str) -> dict[str, Any
     remaining = f"NOT ({events_where})"
     views = _view_selects(store, ["sessions", *REBUILT_ROLLUPS])
     if session_ids:
-        # a visit may hold someone else's events too (rare): it is rebuilt from them
+        # a visit may hold someone else's events too (rare): it is rebuilt from them, read
+        # up to the visits' last event as the rollup knew it before its delete (an event
+        # flushed later into one of them has its own rollup row, which the delete spares)
         _rebuild(
             store,
             views["sessions"],
             "sessions",
             f"project_id = {{project:String}} AND created_at >= {{first_session:{DT}}} "
-            f"AND {in_sessions} AND {remaining}",
+            f"AND created_at <= {{last_event:{DT}}} AND {in_sessions} AND {remaining}",
             params,
         )
     if hours:
@@ -152,6 +162,10 @@ def _wait_for_deletes(store: Store, tables: list[str], timeout_s: float = 600.0)
             why = "; ".join(f"{table}: {reason or 'running'}" for table, reason in pending)
             raise TimeoutError(f"erasing not finished: {why[:500]}")
         time.sleep(0.02)
+
+
+def _utc(moment: datetime) -> datetime:
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
 def _hour_ranges_sql(hours: list[datetime], params: dict[str, Any]) -> str:
