@@ -4,17 +4,19 @@ What goes: the profile rows and counters of the person's profile ids (their own 
 aliased to them), the identity links from or to those ids, every event whose resolved person
 they are (so the events their devices sent before the identify go too, but a shared device's
 events that resolve to someone else stay), the person's rows in the people index, and the
-sessions rollup rows of the sessions those events were in. The hourly rollups hold
-uniqState values that cannot be subtracted, so every hour that held one of the events is
-rebuilt from the events that remain, with the very SELECT its materialized view runs.
+sessions rollup rows of the sessions those events were in, and their keys' rows in
+`visitor_hourly` (one row per key and hour, so nobody else's rows change). The other hourly
+rollups hold uniqState values that cannot be subtracted, so every hour that held one of the
+events is rebuilt from the events that remain, with the very SELECT its materialized view runs.
 
-Deletes are lightweight (`DELETE FROM … WHERE`): synchronous, and hidden from every read at
-once. `erase` empties the buffer first and writes the audit entry.
+Deletes are lightweight (`DELETE FROM … WHERE`), and `erase_person` returns once every one
+of them is applied. `erase` empties the buffer first and writes the audit entry.
 """
 
 from __future__ import annotations
 
 import asyncio
+import time
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -22,13 +24,20 @@ from sqlalchemy.engine import Engine
 
 from gatrix.buffer.flush import Flusher
 from gatrix.clickhouse.store import Store
-from gatrix.insights.identity import index_where, profile_ids
-from gatrix.insights.person import person_events_where, resolve, sessions_of, spans_of
+from gatrix.insights.identity import KEY_HASH, index_where, profile_ids
+from gatrix.insights.person import (
+    MAX_SPANS,
+    person_events_where,
+    resolve,
+    sessions_of,
+    spans_of,
+)
 from gatrix.insights.sql import DT
 from gatrix.meta import audit
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-HOURLY_ROLLUPS = ("hourly", "page_hourly", "event_hourly", "visitor_hourly")
+# hourly rollups of uniqState values, which cannot be subtracted: their hours are rebuilt
+REBUILT_ROLLUPS = ("hourly", "page_hourly", "event_hourly")
 
 
 def erase_person(store: Store, project_id: str, person_id: str) -> dict[str, Any] | None:
@@ -45,22 +54,20 @@ def erase_person(store: Store, project_id: str, person_id: str) -> dict[str, Any
     params: dict[str, Any] = {"project": project_id, "ids": ids, "profiles": profile_ids(keys)}
     events_where = person_events_where(keys, spans_of(sessions), params)
     index_rows = index_where(keys, params)
-    hours = [
-        r[0]
-        for r in store.query_rows(
-            f"SELECT DISTINCT toStartOfHour(created_at) AS hour FROM {db}.events "
-            f"WHERE {events_where} ORDER BY hour",
-            params,
-        )
-    ]
+    # the hours the person's events fall in, and the key hashes `visitor_hourly` holds for
+    # them (an event's own key: every event of these keys is the person's)
+    events, hours, key_hashes = store.query_rows(
+        f"SELECT count(), arraySort(groupUniqArray(toStartOfHour(created_at))), "
+        f"arraySort(groupUniqArray({KEY_HASH})) FROM {db}.events WHERE {events_where}",
+        params,
+    )[0]
     session_ids = [s["session_id"] for s in sessions]
     params.update(
         sessions=session_ids,
         first_session=min((s["session_start"] for s in sessions), default=EPOCH),
         last_session=max((s["session_start"] for s in sessions), default=EPOCH),
         hours=hours,
-        first_hour=min(hours, default=EPOCH),
-        end_hour=max(hours, default=EPOCH) + timedelta(hours=1),
+        key_hashes=key_hashes,
     )
     in_sessions = (
         f"session_start >= {{first_session:{DT}}} AND session_start <= {{last_session:{DT}}} "
@@ -71,14 +78,15 @@ def erase_person(store: Store, project_id: str, person_id: str) -> dict[str, Any
     linked = "((kind = 'alias' AND source IN {ids:Array(String)}) OR target IN {ids:Array(String)})"
     in_hours = "hour IN {hours:Array(DateTime('UTC'))}"
     plan = {
-        "events": events_where,
         "profiles": "profile_id IN {profiles:Array(String)}",
         "profile_counters": "profile_id IN {profiles:Array(String)}",
         "identity_links": linked,
         "identity_targets": linked,
         "visitor_sessions": index_rows,
         "sessions": in_sessions,
-        **dict.fromkeys(HOURLY_ROLLUPS, in_hours),
+        **dict.fromkeys(REBUILT_ROLLUPS, in_hours),
+        # one row per key and hour: the person's rows go, nobody else's change
+        "visitor_hourly": f"{in_hours} AND key_hash IN {{key_hashes:Array(UInt64)}}",
     }
     where = {t: f"project_id = {{project:String}} AND ({w})" for t, w in plan.items()}
     # a lightweight delete says nothing of how many rows it took: count them first, at once
@@ -88,33 +96,101 @@ def erase_person(store: Store, project_id: str, person_id: str) -> dict[str, Any
         ),
         params,
     )
-    deleted = {t: int(n) for t, n in counted}
-    for table in plan:
-        if deleted.get(table):
-            store.command(f"DELETE FROM {db}.{table} WHERE {where[table]}", params)
-    views = _view_selects(store, ["sessions", *HOURLY_ROLLUPS])
+    deleted = {"events": int(events), **{t: int(n) for t, n in counted}}
+    if events:
+        plan = {"events": events_where, **plan}
+        where["events"] = events_where
+    # Every delete is started, then they are waited for together: each costs mostly its
+    # wait for a background mutation, not work (BENCHMARKS.md, people). The rebuilds below
+    # leave the person's events out themselves, so they need not wait for the events to go;
+    # a rollup's rebuilt rows are inserted after its delete was made, and a mutation only
+    # touches the parts older than itself, so they stay.
     if session_ids:
-        # a visit may hold someone else's events too (rare): it is rebuilt from them
+        # read before the deletes start: the latest event of the person's visits, theirs or not
+        rollup_last = store.query_rows(
+            f"SELECT max(last_at) FROM {db}.sessions WHERE project_id = {{project:String}} "
+            f"AND {in_sessions}",
+            params,
+        )[0][0]
+        params["last_event"] = max([_utc(rollup_last), *(_utc(x["last_at"]) for x in sessions)])
+    started = [t for t in plan if deleted.get(t)]
+    for table in started:
+        store.command(
+            f"DELETE FROM {db}.{table} WHERE {where[table]} SETTINGS lightweight_deletes_sync = 0",
+            params,
+        )
+    remaining = f"NOT ({events_where})"
+    views = _view_selects(store, ["sessions", *REBUILT_ROLLUPS])
+    if session_ids:
+        # a visit may hold someone else's events too (rare): it is rebuilt from them, read
+        # up to the visits' last event as the rollup knew it before its delete (an event
+        # flushed later into one of them has its own rollup row, which the delete spares)
         _rebuild(
             store,
             views["sessions"],
             "sessions",
             f"project_id = {{project:String}} AND created_at >= {{first_session:{DT}}} "
-            f"AND {in_sessions}",
+            f"AND created_at <= {{last_event:{DT}}} AND {in_sessions} AND {remaining}",
             params,
         )
     if hours:
-        for table in HOURLY_ROLLUPS:
+        in_hour_ranges = _hour_ranges_sql(hours, params)
+        for table in REBUILT_ROLLUPS:
             _rebuild(
                 store,
                 views[table],
                 table,
-                f"project_id = {{project:String}} AND created_at >= {{first_hour:{DT}}} "
-                f"AND created_at < {{end_hour:{DT}}} "
-                "AND toStartOfHour(created_at) IN {hours:Array(DateTime('UTC'))}",
+                f"project_id = {{project:String}} AND {in_hour_ranges} "
+                f"AND toStartOfHour(created_at) IN {{hours:Array(DateTime('UTC'))}} "
+                f"AND {remaining}",
                 params,
             )
+    _wait_for_deletes(store, started)
     return {"id": person, "deleted": deleted, "hours_rebuilt": len(hours)}
+
+
+def _wait_for_deletes(store: Store, tables: list[str], timeout_s: float = 600.0) -> None:
+    """Return once every delete started on `tables` has been applied."""
+    deadline = time.monotonic() + timeout_s
+    while tables:
+        pending = store.query_rows(
+            "SELECT table, latest_fail_reason FROM system.mutations WHERE database = {db:String} "
+            "AND table IN {tables:Array(String)} AND NOT is_done",
+            {"db": store.db, "tables": tables},
+        )
+        if not pending:
+            return
+        if time.monotonic() > deadline:
+            # a mutation that fails is retried; its last error tells why it never finished
+            why = "; ".join(f"{table}: {reason or 'running'}" for table, reason in pending)
+            raise TimeoutError(f"erasing not finished: {why[:500]}")
+        time.sleep(0.02)
+
+
+def _utc(moment: datetime) -> datetime:
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+def _hour_ranges_sql(hours: list[datetime], params: dict[str, Any]) -> str:
+    """`created_at` inside the hours (consecutive ones as one range), as bound parameters:
+    the primary key and the events' time index then read those hours only, not every
+    day between the first and the last."""
+    gap = timedelta(hours=1)
+    while True:
+        ranges: list[list[datetime]] = []
+        for hour in sorted(hours):
+            if ranges and hour - ranges[-1][1] <= gap:
+                ranges[-1][1] = hour
+            else:
+                ranges.append([hour, hour])
+        if len(ranges) <= MAX_SPANS:
+            break
+        gap *= 4  # fewer, wider ranges (the hour list keeps the rebuild exact)
+    parts = []
+    for n, (first, last) in enumerate(ranges):
+        params[f"h{n}"], params[f"he{n}"] = first, last + timedelta(hours=1)
+        parts.append(f"(created_at >= {{h{n}:{DT}}} AND created_at < {{he{n}:{DT}}})")
+    return f"({' OR '.join(parts)})"
 
 
 def _alias_ids(store: Store, project_id: str, person: str) -> list[str]:

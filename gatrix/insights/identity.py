@@ -77,13 +77,47 @@ def persons_sql(db: str, sources: str = "") -> str:
     )
 
 
+def _link_hashes_sql(db: str, kind: str = "", sources: str = "") -> str:
+    """(source hash, target hash) per source, the earliest link winning: `_links_sql` with
+    numbers only, so the reports' resolution groups and joins no strings."""
+    where = ["project_id = {project:String}"]
+    if kind:
+        where.append(f"kind = '{kind}'")
+    if sources:
+        where.append(f"source IN ({sources})")
+    return (
+        f"SELECT {_SOURCE_HASH} AS source_hash, argMin(cityHash64(target), linked_at) "
+        f"AS target_hash, min(linked_at) AS first_linked FROM {db}.identity_links "
+        f"WHERE {' AND '.join(where)} GROUP BY source_hash"
+    )
+
+
+# `_PERSON` in hashes: an alias source's hash is its profile id's, so a cycle is a target
+# alias pointing back at the source
+_CYCLE_HASH = "a.target_hash = l.source_hash"
+_PERSON_HASH = (
+    f"multiIf({_CYCLE_HASH} AND a.first_linked < l.first_linked, l.source_hash, "
+    f"{_CYCLE_HASH}, l.target_hash, a.target_hash != 0, a.target_hash, l.target_hash)"
+)
+
+
 def people_sql(db: str, sources: str = "") -> str:
     """key → person for every linked key (or only those `sources` selects), both as 64-bit
     hashes: joining and counting numbers instead of strings keeps resolution about as cheap
-    as no resolution (BENCHMARKS.md, people)."""
+    as no resolution (BENCHMARKS.md, people). The same answer as `persons_sql`: an alias's
+    source hash is the hash of the profile id it names, so the alias step joins on hashes."""
+    alias_sources = (
+        f"SELECT target FROM {db}.identity_links WHERE project_id = {{project:String}} "
+        f"AND source IN ({sources})"
+        if sources
+        else ""
+    )
     return (
-        f"SELECT source_hash AS key_hash, cityHash64(person) AS person_hash "
-        f"FROM ({persons_sql(db, sources)})"
+        f"SELECT l.source_hash AS key_hash, "
+        f"{_PERSON_HASH} AS person_hash "
+        f"FROM ({_link_hashes_sql(db, sources=sources)}) AS l "
+        f"LEFT ANY JOIN ({_link_hashes_sql(db, kind='alias', sources=alias_sources)}) AS a "
+        f"ON a.source_hash = l.target_hash"
     )
 
 

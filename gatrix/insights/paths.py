@@ -16,7 +16,7 @@ from typing import Any
 
 from gatrix.clickhouse.store import Store
 from gatrix.insights.query import InvalidQuery, Query
-from gatrix.insights.sql import base_params, filtered_sessions, from_first_event
+from gatrix.insights.sql import base_params, filtered_sessions, from_first_event, uses_rollups
 from gatrix.insights.steps import Step, like, parse_step
 from gatrix.pageviews import PAGEVIEW_SQL
 
@@ -26,6 +26,8 @@ MAX_LIMIT = 20
 # never be mistaken for a page
 EXIT, ENTRY = "\x00exit", "\x00entry"
 OTHER = "(other)"
+# a page with at least this share of the page views is ordered with every session
+COMMON = 0.05
 
 
 def anchor_step(text: str) -> Step:
@@ -60,11 +62,12 @@ def paths(
         "created_at < {end:DateTime64(3, 'UTC')}",
         PAGEVIEW_SQL,
     ]
-    # only sessions that viewed the page are ordered into paths: usually a small share
-    where.append(
-        f"session_id IN (SELECT session_id FROM {db}.events WHERE {' AND '.join(where)} "
-        f"AND path {'LIKE' if anchor.is_glob else '='} {{{target}:String}})"
-    )
+    if not _common(store, q, anchor, target, params.values):
+        # only sessions that viewed the page are ordered into paths: usually a small share
+        where.append(
+            f"session_id IN (SELECT session_id FROM {db}.events WHERE {' AND '.join(where)} "
+            f"AND path {'LIKE' if anchor.is_glob else '='} {{{target}:String}})"
+        )
     sessions = filtered_sessions(db, q, params)
     if sessions:
         where.append(sessions)
@@ -78,6 +81,9 @@ def paths(
             f"arraySlice(arrayConcat(arrayReverse(arraySlice(pages, 1, at)), ['{ENTRY}']), "
             f"1, {n + 1})"
         )
+    # a session's page views are gathered by the 64-bit hash of its id: grouping numbers
+    # instead of strings takes ~40% less CPU at 10M events (BENCHMARKS.md), and two
+    # sessions of one range sharing a hash are as unlikely as in the visitor counts
     rows = store.query_rows(
         f"SELECT i, seq[i] AS a, seq[i + 1] AS b, count() FROM ("
         f"SELECT {seq} AS seq FROM ("
@@ -85,7 +91,7 @@ def paths(
         f"SELECT arrayFilter((p, i) -> i = 1 OR p != raw[i - 1], raw, arrayEnumerate(raw)) "
         f"AS pages FROM (SELECT arrayMap(x -> x.2, arraySort(x -> x.1, groupArray(("
         f"created_at, path)))) AS raw FROM {db}.events WHERE {' AND '.join(where)} "
-        f"GROUP BY session_id)) WHERE at > 0)) "
+        f"GROUP BY cityHash64(session_id))) WHERE at > 0)) "
         f"ARRAY JOIN arrayEnumerate(arrayPopBack(seq)) AS i GROUP BY i, a, b",
         params.values,
     )
@@ -97,6 +103,23 @@ def paths(
         "depth": depth,
         **_sankey(links, direction, limit),
     }
+
+
+def _common(store: Store, q: Query, anchor: Step, target: str, params: dict[str, Any]) -> bool:
+    """Whether the page holds at least COMMON of the range's page views (from the hourly
+    page rollup, when the range allows it). Such a page is in most sessions: picking the
+    sessions that viewed it first costs more than ordering every session (BENCHMARKS.md)."""
+    if not uses_rollups(q):
+        return False
+    matches = f"path {'LIKE' if anchor.is_glob else '='} {{{target}:String}}"
+    rows = store.query_rows(
+        f"SELECT sumIf(pageviews, {matches}), sum(pageviews) FROM {store.db}.page_hourly "
+        "WHERE project_id = {project:String} AND hour >= {start:DateTime64(3, 'UTC')} "
+        "AND hour < {end:DateTime64(3, 'UTC')}",
+        params,
+    )
+    views, total = rows[0] if rows else (0, 0)
+    return bool(total) and int(views) >= COMMON * int(total)
 
 
 def _sankey(links: list[tuple[int, str, str, int]], direction: str, limit: int) -> dict[str, Any]:

@@ -60,13 +60,17 @@ class PeopleQuery:
 def list_people(store: Store, pq: PeopleQuery) -> dict[str, Any]:
     want = pq.page * pq.limit + 1  # one more than shown: is there a next page?
     q = pq.q.strip()
+    # a narrow search already has the keys and stats of every match: the page reuses them
+    known_keys: dict[str, list[str]] | None = None
+    known_stats: dict[str, dict[str, Any]] = {}
     if q:
         matched = _matching_ids(store, pq.project_id, q, EXACT_MATCHES + 1)
         if len(matched) <= EXACT_MATCHES:
             tokens = [profile_token(m) for m in matched]
             people = sorted(set(persons_of(store, pq.project_id, tokens).values()) - {""})
-            stats = person_stats(store, pq.project_id, keys_of(store, pq.project_id, people))
-            ordered = _sorted(stats, pq.sort)[:want]
+            known_keys = keys_of(store, pq.project_id, people)
+            known_stats = person_stats(store, pq.project_id, known_keys)
+            ordered = _sorted(known_stats, pq.sort)[:want]
         elif pq.sort == "last_seen":
             ordered = _walk(store, pq.project_id, want, q)
         else:
@@ -76,8 +80,12 @@ def list_people(store: Store, pq: PeopleQuery) -> dict[str, Any]:
     else:
         ordered = _ranked(store, pq.project_id, pq.sort, want)
     shown = ordered[(pq.page - 1) * pq.limit : pq.page * pq.limit]
-    keys = keys_of(store, pq.project_id, shown)
-    stats = person_stats(store, pq.project_id, keys)
+    if known_keys is not None:
+        keys = {p: known_keys[p] for p in shown}
+        stats = {p: known_stats[p] for p in shown if p in known_stats}
+    else:
+        keys = keys_of(store, pq.project_id, shown)
+        stats = person_stats(store, pq.project_id, keys)
     fields = profile_fields(store, pq.project_id, keys)
     return {
         "q": pq.q,

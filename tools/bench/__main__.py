@@ -38,6 +38,7 @@ def build_parser() -> argparse.ArgumentParser:
     people.add_argument("--profiles", type=int, default=1_000_000)
     people.add_argument("--output", default=None, help="write the JSON report here")
     people.add_argument("--data-dir", dest="data_dir", default=None)
+    people.add_argument("--keep", action="store_true", help="keep the data and reuse it")
     product = bench.add_parser("product", help="funnel, retention, paths and goals at scale")
     product.add_argument("--events", type=int, default=10_000_000)
     product.add_argument("--output", default=None, help="write the JSON report here")
