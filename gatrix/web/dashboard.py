@@ -5,7 +5,6 @@ from `gatrix.insights` (the same functions as the JSON API); charts from `web.ch
 from __future__ import annotations
 
 import asyncio
-import json
 from dataclasses import replace
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
@@ -32,6 +31,7 @@ from gatrix.meta import goals as goal_defs
 from gatrix.meta.goals import GoalDef
 from gatrix.services import Services
 from gatrix.web import charts, humane
+from gatrix.web.figures import figure_json
 from gatrix.web.kit import PageError, base_url, page, require_role, take_flash
 from gatrix.web.view import (
     COLUMN_LABELS,
@@ -53,8 +53,8 @@ GOAL_PANELS = ("pages", "sources", "locations", "devices")
 
 
 def _figure_json(figure: dict[str, Any]) -> str:
-    # embedded in <script type="application/json">: "</" must not end the script element
-    return json.dumps(figure).replace("</", "<\\/")
+    # the builders (gatrix.web.charts) escape the visitors' text they draw themselves
+    return figure_json(figure, escape_data=False)
 
 
 def _asked(request: Request) -> View:
