@@ -33,6 +33,10 @@ from litestar.template.config import TemplateConfig
 from redis.exceptions import RedisError
 
 from gatrix import __version__
+from gatrix.ingest.forward import peer_from_primary_socket
+from gatrix.ingest.pool import PoolPlan
+from gatrix.ingest.routes import INGEST_PATHS
+from gatrix.ingest.siblings import read_reports
 from gatrix.ingest.wire import WIRE_PATHS
 from gatrix.insights.api import InsightsController, api_error_handler, internal_error_response
 from gatrix.insights.people_api import PeopleController
@@ -60,15 +64,17 @@ from gatrix.web.share import SHARE_ROUTES
 from gatrix.web.tracker import tracker_script
 from gatrix.web.vendor import HTMX_PATH, PLOTLY_PATH, VENDOR_ROUTES
 
-INGEST_PATHS = frozenset({"/track", "/track/", "/track/batch", "/track/batch/"})
-
 
 @get("/metrics", include_in_schema=False, media_type="text/plain; version=0.0.4")
 async def metrics_endpoint(request: Request, services: Services) -> str:
     if not metrics_authorized(request.headers.get("authorization", ""), services.settings):
         raise NotAuthorizedException(detail="send Authorization: Bearer <GATRIX_METRICS_TOKEN>")
     await services.supervisor.observe()  # fresh buffer figures (Redis down: NaN)
-    return render_metrics(services)
+    plan = services.plan
+    reports = []
+    if plan is not None:
+        reports = await read_reports(services.redis, services.keys, plan.server, plan.count)
+    return render_metrics(services, reports)
 
 
 @get("/health", summary="Health of every part")
@@ -238,6 +244,9 @@ class FrontDoor:
         self.runtime: Runtime = app.state.runtime
         self.log = logging.getLogger("gatrix.http")
         self.root = app.state.settings.root_path
+        plan = self.runtime.plan
+        # requests forwarded by this server's ingest processes arrive on this socket
+        self.private_socket = plan.primary_socket if plan is not None and plan.count else ""
         self.track_latency = self.runtime.request_metrics.histogram("track", 200)
         self.ingest: Any = None  # the ingest handler, once the lifespan has started it
         # replies FrontDoor writes itself (NUL in the URL, a bad Host, a crash) get the same
@@ -248,6 +257,8 @@ class FrontDoor:
         if scope["type"] != "http":
             await self.app(scope, receive, send)  # type: ignore[arg-type]
             return
+        if self.private_socket:
+            scope = peer_from_primary_socket(scope, self.private_socket)
         path = scope["path"]
         root = self.root
         if root and (path == root or path.startswith(root + "/")):
@@ -378,6 +389,9 @@ def _route_group(path: str) -> str:
     return "pages"
 
 
-def create_asgi(settings: Settings, owns_process: bool = False) -> FrontDoor:
+def create_asgi(
+    settings: Settings, owns_process: bool = False, plan: PoolPlan | None = None
+) -> FrontDoor:
     configure_logs(settings.log_level, settings.log_format)
-    return FrontDoor(create_app(settings, Runtime(settings, owns_process=owns_process)))
+    runtime = Runtime(settings, owns_process=owns_process, plan=plan)
+    return FrontDoor(create_app(settings, runtime))

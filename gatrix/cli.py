@@ -11,6 +11,7 @@ import argparse
 import asyncio
 import json
 import os
+import shutil
 import sys
 from typing import Any
 
@@ -23,6 +24,9 @@ def load_settings(args: argparse.Namespace) -> Settings:
         value = getattr(args, name, None)
         if value is not None:
             overrides[name] = value
+    # `import --workers` means parsing processes, not server processes
+    if getattr(args, "command", None) == "serve" and args.workers is not None:
+        overrides["workers"] = args.workers
     return Settings(**overrides)
 
 
@@ -72,19 +76,38 @@ def ensure_default_project(settings: Settings) -> None:
 
 
 def cmd_serve(settings: Settings) -> int:
+    import tempfile
+
     import uvicorn
 
     from gatrix.app import create_asgi
+    from gatrix.ingest.listen import listening_socket, private_socket
+    from gatrix.ingest.pool import PoolPlan
+    from gatrix.ingest.siblings import server_tag
 
     if not settings.default_client_id:
         ensure_default_project(settings)
+    try:
+        sockets = [listening_socket(settings.host, settings.port)]
+    except OSError as exc:
+        _say(f"cannot listen on {settings.host}:{settings.port}: {exc.strerror or exc}")
+        return 1
+    processes = settings.process_count
+    plan = None
+    private_dir = None
+    if processes > 1:
+        # the ingest processes forward the non-ingest paths here; a private directory keeps
+        # the socket (and the peer address it vouches for) to this user
+        private_dir = tempfile.mkdtemp(prefix="gatrix-")
+        path = os.path.join(private_dir, "primary.sock")
+        sockets.append(private_socket(path))
+        plan = PoolPlan(count=processes - 1, primary_socket=path, server=server_tag())
     _say(
-        f"Gatrix Analytics on http://{settings.host}:{settings.port} (data in {settings.data_path})"
+        f"Gatrix Analytics on http://{settings.host}:{settings.port} "
+        f"({processes} process{'es' if processes > 1 else ''}, data in {settings.data_path})"
     )
-    uvicorn.run(
-        create_asgi(settings, owns_process=True),
-        host=settings.host,
-        port=settings.port,
+    config = uvicorn.Config(
+        create_asgi(settings, owns_process=True, plan=plan),
         loop="uvloop",
         http="httptools",
         lifespan="on",
@@ -94,7 +117,13 @@ def cmd_serve(settings: Settings) -> int:
         backlog=2048,
         proxy_headers=False,  # client IPs come from GATRIX_TRUSTED_PROXIES rules only
     )
-    return 0
+    server = uvicorn.Server(config)
+    try:
+        server.run(sockets=sockets)
+    finally:
+        if private_dir is not None:
+            shutil.rmtree(private_dir, ignore_errors=True)
+    return 0 if server.started else 1
 
 
 def cmd_worker(settings: Settings) -> int:
@@ -443,6 +472,9 @@ def build_parser() -> argparse.ArgumentParser:
     serve = sub.add_parser("serve", help="web server (+ in-process flush worker when embedded)")
     serve.add_argument("--host", default=None)
     serve.add_argument("--port", type=int, default=None)
+    serve.add_argument(
+        "--workers", type=int, default=None, help="processes (default: one per core)"
+    )
     common(serve)
     common(sub.add_parser("worker", help="flush worker alone (server mode)"))
     common(sub.add_parser("migrate", help="apply metadata and ClickHouse migrations"))

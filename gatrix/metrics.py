@@ -1,5 +1,7 @@
 """`GET /metrics` in the Prometheus text format: ingestion outcomes, buffer, flush and request
-latency. Counters live in this process (scrape every process); buffer figures are global."""
+latency. Request and outcome counts cover every process of this server (the ingest processes
+report theirs through Redis, see `gatrix.ingest.siblings`); flush counts are the primary's, the
+only process that flushes; buffer figures are global."""
 
 from __future__ import annotations
 
@@ -8,6 +10,7 @@ from collections import defaultdict
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    from gatrix.ingest.siblings import Report
     from gatrix.services import Services
 
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
@@ -60,15 +63,18 @@ def _number(value: float | None, empty: float | None = None) -> str:
     return str(value)
 
 
-def render(services: Services) -> str:
+def render(services: Services, reports: list[Report] | None = None) -> str:
+    from gatrix.ingest.siblings import add_up
+
     lines: list[str] = []
+    requests, outcomes = add_up(services.request_metrics, services.counters.totals, reports or [])
 
     def metric(name: str, kind: str, help_text: str) -> None:
         lines.append(f"# HELP {name} {help_text}")
         lines.append(f"# TYPE {name} {kind}")
 
     metric("gatrix_events_total", "counter", "Ingest outcomes by project and outcome.")
-    for (project, outcome), n in sorted(services.counters.totals.items()):
+    for (project, outcome), n in sorted(outcomes.items()):
         lines.append(
             f'gatrix_events_total{{project="{_esc(project)}",outcome="{_esc(outcome)}"}} {n}'
         )
@@ -118,8 +124,13 @@ def render(services: Services) -> str:
     metric("gatrix_group_commits_total", "counter", "Redis round trips of the writer.")
     lines.append(f"gatrix_group_commits_total {services.writer.round_trips}")
     metric("gatrix_request_duration_seconds", "histogram", "HTTP request latency.")
-    for (group, status), histogram in sorted(services.request_metrics.by_group.items()):
+    for (group, status), histogram in sorted(requests.by_group.items()):
         lines += histogram.lines(
             "gatrix_request_duration_seconds", f'route="{group}",status="{status}"'
         )
+    expected = services.plan.count if services.plan is not None else 0
+    metric("gatrix_processes", "gauge", "Processes of this server: the primary and ingest ones.")
+    lines.append(f"gatrix_processes {1 + expected}")
+    metric("gatrix_ingest_processes_reporting", "gauge", "Ingest processes whose figures are in.")
+    lines.append(f"gatrix_ingest_processes_reporting {len(reports or [])}")
     return "\n".join(lines) + "\n"

@@ -14,16 +14,16 @@ import asyncio
 import contextlib
 import faulthandler
 import gc
-import ipaddress
 import logging
 import os
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from redis.asyncio import BlockingConnectionPool, Redis
+from redis.asyncio import Redis
 from saq import Queue, Worker
 from sqlalchemy import text
 from sqlalchemy.engine import Engine
@@ -42,12 +42,20 @@ from gatrix.buffer.worker import (
 )
 from gatrix.buffer.writer import BufferWriter
 from gatrix.clickhouse.store import Store
+from gatrix.ingest.assembly import (
+    connect_redis,
+    load_tables,
+    make_ingest,
+    make_writer,
+    refresh_salts,
+)
 from gatrix.ingest.counters import IngestCounters
 from gatrix.ingest.enrich.geo import GeoLookup
 from gatrix.ingest.enrich.useragent import is_bot, parse_user_agent
-from gatrix.ingest.pipeline import Context
-from gatrix.ingest.routes import IngestApp, IngestConfig
-from gatrix.ingest.salts import SESSION_TIMEOUT_MS, SaltBook
+from gatrix.ingest.pool import IngestPool, PoolPlan
+from gatrix.ingest.routes import IngestApp
+from gatrix.ingest.salts import SaltBook
+from gatrix.ingest.siblings import announce_change
 from gatrix.ingest.wire import WireApp
 from gatrix.meta import models
 from gatrix.meta.projects import Directory, default_client_id
@@ -59,23 +67,8 @@ from gatrix.web.tracker import bundle as tracker_bundle
 from gatrix.web.vendor import HTMX, PLOTLY, read_bundle
 
 log = logging.getLogger("gatrix")
-# Concurrent requests share one group-commit call, so few connections serve many requests;
-# the pool is still sized on purpose for health checks, the worker and bursts.
-REDIS_MAX_CONNECTIONS = 64
 # `gatrix serve` exits this long after a stop began if it has not ended by itself
 STOP_WATCHDOG_S = 50
-
-
-def connect_redis(url: str) -> Redis:
-    pool = BlockingConnectionPool.from_url(
-        url,
-        max_connections=REDIS_MAX_CONNECTIONS,
-        timeout=5,
-        socket_timeout=10,
-        socket_connect_timeout=3,
-        health_check_interval=30,
-    )
-    return Redis(connection_pool=pool)
 
 
 def open_store(settings: Settings) -> Store:
@@ -118,6 +111,8 @@ class Services:
     request_metrics: RequestMetrics
     embedded_redis: EmbeddedRedis | None  # None with a configured Redis: nothing to supervise
     started_at: float
+    plan: PoolPlan | None  # this server's ingest processes, if it runs any
+    processes: Callable[[], list[dict[str, Any]]]  # their state, for /health
 
 
 class Runtime:
@@ -129,8 +124,12 @@ class Runtime:
         run_worker: bool | None = None,
         request_metrics: RequestMetrics | None = None,
         owns_process: bool = False,
+        plan: PoolPlan | None = None,
     ) -> None:
         self.settings = settings
+        # `gatrix serve --workers N`: the ingest processes this primary keeps running
+        self.plan = plan
+        self.pool: IngestPool | None = None
         # True under `gatrix serve`: a stop that hangs may end the process (see stop)
         self.owns_process = owns_process
         self.run_worker = settings.embedded_worker if run_worker is None else run_worker
@@ -164,40 +163,35 @@ class Runtime:
             await asyncio.to_thread(models.migrate, engine)
             await asyncio.to_thread(store.migrate)
         salts = SaltBook(engine)
-        await asyncio.to_thread(salts.ensure, datetime.now(UTC).date())
         geo = GeoLookup(s.geoip_path)
-        await asyncio.to_thread(geo.load)
+        await load_tables(salts, geo)
 
         redis = connect_redis(redis_url)
         keys = RedisKeys(s.redis_prefix)
         buffer = Buffer(redis, s.redis_prefix)
         self._queue = make_queue(redis, keys.queue_name)
         flusher = make_flusher(s, buffer, store)
-        writer = BufferWriter(buffer, SESSION_TIMEOUT_MS, s.flush_batch_size, self._early_flush)
+        writer = make_writer(s, buffer, self._early_flush)
         writer.start()
         counters = IngestCounters(redis, keys)
         counters.start()
         directory = Directory(engine)
         default_id = s.default_client_id or await asyncio.to_thread(default_client_id, engine)
-        ingest = IngestApp(
-            IngestConfig(
-                max_body_bytes=s.max_body_bytes,
-                trusted_proxies=tuple(
-                    ipaddress.ip_network(c, strict=False) for c in s.trusted_proxies
-                ),
-                default_client_id=default_id,
-            ),
-            directory,
-            writer,
-            Context(
-                salts=salts,
-                geo=geo,
-                keys=keys,
-                max_event_age_ms=s.max_event_age_days * 86_400_000,
-            ),
-            counters,
+        ingest = make_ingest(
+            s,
+            engine=engine,
+            keys=keys,
+            writer=writer,
+            counters=counters,
+            directory=directory,
+            salts=salts,
+            geo=geo,
+            default_client_id=default_id,
         )
-        self._salt_task = asyncio.create_task(self._refresh_salts(salts))
+        if self.plan is not None and self.plan.count:
+            # a client change made here reaches the ingest processes' caches within a second
+            directory.on_forget = lambda: _spawn_quietly(announce_change(redis, keys))
+        self._salt_task = asyncio.create_task(refresh_salts(salts))
         self._retention = retention_job(engine, store)
         if self.run_worker:
             await self._start_worker(flusher)
@@ -226,6 +220,8 @@ class Runtime:
             request_metrics=self.request_metrics,
             embedded_redis=embedded_redis,
             started_at=time.time(),
+            plan=self.plan if self.plan is not None and self.plan.count else None,
+            processes=self._processes,
         )
         await supervisor.observe()
         supervisor.start()
@@ -234,7 +230,21 @@ class Runtime:
         await asyncio.to_thread(_warm_up, geo)
         gc.collect()
         gc.freeze()
+        if self.plan is not None and self.plan.count:
+            # started last: they need the buffer's Redis, the migrated metadata and the
+            # default client, and must not take hits the primary could not yet flush
+            child = s.model_copy(
+                update={"redis_url": redis_url, "default_client_id": default_id or ""}
+            )
+            self.pool = IngestPool(self.plan, child)
+            self.pool.start()
         return self._services
+
+    def _processes(self) -> list[dict[str, Any]]:
+        primary: dict[str, Any] = {"index": 0, "pid": os.getpid(), "alive": True, "role": "primary"}
+        if self.pool is None:
+            return [primary]
+        return [primary, *({**p, "role": "ingest"} for p in self.pool.status())]
 
     async def _start_worker(self, flusher: Flusher) -> None:
         assert self._queue is not None  # made before the worker, in start()
@@ -261,13 +271,6 @@ class Runtime:
         if self._queue is not None:
             await enqueue_early_flush(self._queue)
 
-    async def _refresh_salts(self, salts: SaltBook) -> None:
-        # Create tomorrow's salt well before midnight so no request waits on the database.
-        while True:
-            await asyncio.sleep(600)
-            with contextlib.suppress(Exception):
-                await asyncio.to_thread(salts.ensure, datetime.now(UTC).date())
-
     async def stop(self) -> None:
         services = self._services
         if services is None:
@@ -278,6 +281,9 @@ class Runtime:
         if self.owns_process:
             faulthandler.dump_traceback_later(STOP_WATCHDOG_S, exit=True)
         started = time.monotonic()
+        if self.pool is not None:
+            # first: what they accepted goes into the buffer before the last flush below
+            await _bounded("ingest processes", self.pool.stop(), 20)
         log.info("stopping: draining the buffer")
         await services.supervisor.stop()
         if self._salt_task is not None:
@@ -347,6 +353,7 @@ async def health_report(services: Services) -> tuple[bool, dict[str, Any]]:
             "items": services.writer.items_sent,
         },
         "redis_restarts": services.embedded_redis.restarts if services.embedded_redis else 0,
+        "processes": services.processes(),
         "uptime_s": round(time.time() - services.started_at, 1),
     }
 
@@ -370,6 +377,14 @@ def _warm_up(geo: GeoLookup) -> None:
     tracker_bundle()
     read_bundle(PLOTLY)
     read_bundle(HTMX)
+
+
+def _spawn_quietly(work: Any) -> None:
+    """Run a best-effort coroutine from synchronous code on the running loop."""
+    try:
+        asyncio.get_running_loop().create_task(work)
+    except RuntimeError:  # no loop (a CLI path): nothing to tell
+        work.close()
 
 
 def _ping_sql(engine: Engine) -> None:

@@ -7,6 +7,7 @@ checked against this list by a test, so a new field without documentation fails 
 from __future__ import annotations
 
 import ipaddress
+import os
 import re
 from pathlib import Path
 from typing import Annotated
@@ -34,6 +35,9 @@ class Settings(BaseSettings):
     log_format: str = Field("text", validation_alias=_env("GATRIX_LOG_FORMAT"))
     # served under a path prefix, e.g. /api/v1/analytics behind the Gatrix backend
     root_path: str = Field("", validation_alias=_env("GATRIX_ROOT_PATH"))
+    # processes of `gatrix serve`: the primary plus (workers - 1) ingest processes; 0 = one per
+    # core the process may use
+    workers: int = Field(0, ge=0, le=64, validation_alias=_env("GATRIX_WORKERS", "WEB_CONCURRENCY"))
 
     # --- ClickHouse: a URL, or the seed's host/port/database names, or embedded chDB
     clickhouse_url: str = Field("", validation_alias=_env("CLICKHOUSE_URL"))
@@ -147,6 +151,16 @@ class Settings(BaseSettings):
                 "embedded Redis fills before /track pushes back"
             )
         return self
+
+    @property
+    def process_count(self) -> int:
+        """How many processes `gatrix serve` runs (GATRIX_WORKERS, or the usable cores)."""
+        if self.workers:
+            return self.workers
+        try:
+            return max(1, min(len(os.sched_getaffinity(0)), 8))
+        except AttributeError:  # not Linux
+            return max(1, min(os.cpu_count() or 1, 8))
 
     @property
     def data_path(self) -> Path:

@@ -37,6 +37,9 @@ class RedisKeys:
         self.session_prefix = f"{prefix}:s:"
         # the SAQ queue's own keys all start with this name
         self.queue_name = prefix
+        # what the processes of one server tell each other (see gatrix.ingest.siblings)
+        self.directory_generation = f"{prefix}:procs:directory"
+        self.process_report = f"{prefix}:procs:report:"
 
     def processing(self, batch_id: str) -> str:
         return f"{self.buffer}:processing:{batch_id}"

@@ -37,6 +37,8 @@ from gatrix.meta.projects import ClientInfo, Directory, SecretsThrottled, origin
 log = logging.getLogger("gatrix.ingest")
 _encode = msgspec.json.Encoder().encode
 MAX_BATCH = 1000
+# the paths this module serves, after GATRIX_ROOT_PATH is taken off
+INGEST_PATHS = frozenset({"/track", "/track/", "/track/batch", "/track/batch/"})
 # how long a client should wait before retrying a 503 (the flush runs every second)
 RETRY_AFTER_S = b"5"
 BUFFER_FULL_DETAIL = (

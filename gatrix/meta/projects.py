@@ -17,6 +17,7 @@ import re
 import secrets
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -317,6 +318,8 @@ class Directory:
         self._sites: list[tuple[tuple[str, ...], str]] = []
         self._sites_until = 0.0
         self._domains: dict[str, list[str]] = {}
+        # told when the cache is dropped, to drop the other processes' caches too
+        self.on_forget: Callable[[], None] | None = None
 
     def cached(self, client_id: str, now: float) -> tuple[bool, ClientInfo | None]:
         hit = self._clients.get(client_id)
@@ -410,6 +413,12 @@ class Directory:
         return found
 
     def forget(self) -> None:
+        if self.on_forget is not None:
+            self.on_forget()
+        self.drop()
+
+    def drop(self) -> None:
+        """Forget this process's cache only."""
         self._clients.clear()
         self._secrets.clear()
         self._umami.clear()
