@@ -133,4 +133,10 @@ def render(services: Services, reports: list[Report] | None = None) -> str:
     lines.append(f"gatrix_processes {1 + expected}")
     metric("gatrix_ingest_processes_reporting", "gauge", "Ingest processes whose figures are in.")
     lines.append(f"gatrix_ingest_processes_reporting {len(reports or [])}")
+    metric("gatrix_process_requests_total", "counter", "Requests each process handled itself.")
+    own = sum(h.n for h in services.request_metrics.by_group.values())
+    lines.append(f'gatrix_process_requests_total{{process="0"}} {own}')
+    for report in reports or []:
+        handled = sum(sum(int(n) for n in counts) for _, _, counts, _ in report.requests)
+        lines.append(f'gatrix_process_requests_total{{process="{report.index}"}} {handled}')
     return "\n".join(lines) + "\n"

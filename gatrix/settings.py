@@ -37,7 +37,7 @@ class Settings(BaseSettings):
     root_path: str = Field("", validation_alias=_env("GATRIX_ROOT_PATH"))
     # processes of `gatrix serve`: the primary plus (workers - 1) ingest processes; 0 = one per
     # core the process may use
-    workers: int = Field(0, ge=0, le=64, validation_alias=_env("GATRIX_WORKERS", "WEB_CONCURRENCY"))
+    workers: int = Field(0, ge=0, le=64, validation_alias=_env("GATRIX_WORKERS"))
 
     # --- ClickHouse: a URL, or the seed's host/port/database names, or embedded chDB
     clickhouse_url: str = Field("", validation_alias=_env("CLICKHOUSE_URL"))

@@ -34,6 +34,7 @@ def server_env(**extra: str) -> dict[str, str]:
 
 class ServeProcess:
     def __init__(self, data_dir: Path, **env: str) -> None:
+        self.data_dir = data_dir
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log = data_dir.parent / f"serve-{self.port}.log"
@@ -55,9 +56,13 @@ class ServeProcess:
         )
 
     def wait_ready(self, timeout: float = 60) -> None:
+        self.wait_ready_at("/health", timeout)
+
+    def wait_ready_at(self, health_path: str, timeout: float = 60) -> None:
         def up() -> bool:
             try:
-                return httpx.get(f"{self.url}/health", timeout=2).status_code in (200, 503)
+                reply = httpx.get(f"{self.url}{health_path}", timeout=2)
+                return reply.status_code in (200, 503)
             except httpx.HTTPError:
                 assert self.proc.poll() is None, self.log.read_text()[-3000:]
                 return False

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import signal
 import sys
 import time
@@ -61,6 +62,8 @@ class IngestPool:
             self.plan.primary_socket,
             "--server",
             self.plan.server,
+            "--parent",
+            str(os.getpid()),
             stdin=asyncio.subprocess.PIPE,
         )
         assert process.stdin is not None  # asked for above

@@ -8,7 +8,8 @@ same Redis buffer as the primary and answers exactly as it would. Everything els
 insights API, admin, health) is forwarded to the primary, the only process that opens
 ClickHouse. The primary starts and restarts them; one exits by itself when its primary is gone.
 
-Started as `python -m gatrix.ingest.process --index K --primary-socket PATH --server TAG`,
+Started as `python -m gatrix.ingest.process --index K --primary-socket PATH --server TAG
+--parent PID`,
 with the primary's resolved settings as JSON on standard input.
 """
 
@@ -193,6 +194,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--index", type=int, required=True)
     parser.add_argument("--primary-socket", required=True)
     parser.add_argument("--server", required=True)
+    # the primary's pid, given rather than read: it may die before this process gets that far
+    parser.add_argument("--parent", type=int, required=True)
     args = parser.parse_args(argv)
     settings = Settings.model_validate_json(sys.stdin.buffer.read())
     configure_logs(settings.log_level, settings.log_format)
@@ -210,7 +213,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     server = uvicorn.Server(config)
     sock = listening_socket(settings.host, settings.port)
-    parent = os.getppid()
+    parent = args.parent
 
     async def run() -> None:
         watcher = asyncio.create_task(_exit_when_orphaned(server, parent))

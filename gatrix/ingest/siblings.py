@@ -73,7 +73,8 @@ async def keep_in_touch(
     counters: IngestCounters,
 ) -> None:
     """An ingest process's loop: publish figures, follow the primary's client changes."""
-    seen: bytes | None = None
+    unread = object()  # the generation may not exist yet (None): that is a value too
+    seen: object = unread
     encode = msgspec.json.encode
     while True:
         try:
@@ -85,7 +86,7 @@ async def keep_in_touch(
                     ex=REPORT_TTL_S,
                 )
                 generation, _ = await pipe.execute()
-            if seen is not None and generation != seen:
+            if seen is not unread and generation != seen:
                 directory.drop()
             seen = generation
         except asyncio.CancelledError:
