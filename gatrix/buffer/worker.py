@@ -19,11 +19,12 @@ import logging
 import time
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from saq import CronJob, Queue, Worker
 
-from gatrix.buffer.flush import Flusher
+if TYPE_CHECKING:  # ingest processes enqueue flushes without loading the ClickHouse client
+    from gatrix.buffer.flush import Flusher
 
 JOB_OPTIONS = {"timeout": 60, "ttl": 60, "retries": 1}
 # every day at 03:17 UTC: off the hour, when most sites are quiet

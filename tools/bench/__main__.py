@@ -23,6 +23,9 @@ def build_parser() -> argparse.ArgumentParser:
     ingest.add_argument(
         "--exclusions", type=int, default=0, help="give the project N non-matching exclusion rules"
     )
+    ingest.add_argument(
+        "--workers", type=int, default=0, help="gatrix serve processes (default: its own default)"
+    )
     wire = bench.add_parser("wire", help="req/s of /api/send, /api/event, /v1/track vs /track")
     wire.add_argument("--seconds", type=float, default=10.0)
     wire.add_argument("--connections", type=int, default=32)

@@ -35,3 +35,50 @@ async def bare_app(scope: dict[str, Any], receive: Any, send: Any) -> None:
         more = bool(message.get("more_body", False))
     await send({"type": "http.response.start", "status": 200, "headers": _BARE_HEADERS})
     await send({"type": "http.response.body", "body": _BARE_BODY})
+
+
+def serve(port: int, processes: int) -> None:
+    """`processes` copies of the bare app on one port, spread by SO_REUSEPORT exactly as the
+    processes of `gatrix serve --workers N` are, so the two are compared on equal terms."""
+    import signal
+    import subprocess
+    import sys
+
+    import uvicorn
+
+    from gatrix.ingest.listen import listening_socket
+
+    if processes > 1:
+        argv = [sys.executable, "-m", "tools.bench.bare", "--port", str(port), "--processes", "1"]
+        copies = [subprocess.Popen(argv) for _ in range(processes)]
+
+        def stop(signum: int, _frame: Any) -> None:
+            for copy in copies:
+                copy.send_signal(signal.SIGTERM)
+
+        signal.signal(signal.SIGTERM, stop)
+        signal.signal(signal.SIGINT, stop)
+        for copy in copies:
+            copy.wait()
+        return
+    config = uvicorn.Config(
+        bare_app,
+        loop="uvloop",
+        http="httptools",
+        lifespan="on",
+        access_log=False,
+        log_level="warning",
+        proxy_headers=False,
+        backlog=2048,
+    )
+    uvicorn.Server(config).run(sockets=[listening_socket("127.0.0.1", port)])
+
+
+if __name__ == "__main__":
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="python -m tools.bench.bare")
+    parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--processes", type=int, default=1)
+    args = parser.parse_args()
+    serve(args.port, args.processes)

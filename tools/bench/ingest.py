@@ -14,9 +14,11 @@ import shutil
 import signal
 import sys
 import tempfile
+import time
 from pathlib import Path
 from typing import Any
 
+from gatrix.settings import Settings
 from tools.bench.batch import batch_phase
 from tools.bench.load import run_load, write_wrk_script
 from tools.bench.payloads import HOST
@@ -30,6 +32,7 @@ from tools.bench.processes import (
     embedded_env,
     free_port,
     get_json,
+    group_rss_mb,
     run_flush_phase,
     say,
     wait_drained,
@@ -112,6 +115,14 @@ def _run_flush(events: int, env: dict[str, str], problems: list[str]) -> dict[st
     return {**result, **doc}
 
 
+IDLE_SETTLE_S = 5.0
+
+
+def _bare_service(port: int, processes: int, log: Path) -> Service:
+    argv = [sys.executable, "-m", "tools.bench.bare", "--port", str(port)]
+    return Service(f"bare app ×{processes}", [*argv, "--processes", str(processes)], log)
+
+
 def _machine() -> dict[str, Any]:
     return {
         "cpu_count": os.cpu_count(),
@@ -138,23 +149,28 @@ def run_ingest_bench(args: Any) -> int:
     env = embedded_env()
     data_dir = tempfile.mkdtemp(prefix="gatrix-bench-")
     log_dir = Path(tempfile.mkdtemp(prefix="gatrix-bench-logs-"))
-    gport, bport = free_port(), free_port()
+    gport, bport, bnport = free_port(), free_port(), free_port()
+    workers = int(getattr(args, "workers", 0) or 0) or Settings().process_count
     server = Service(
         "gatrix serve",
-        [sys.executable, "-m", "gatrix.cli", "serve", "--port", str(gport), "--data-dir", data_dir],
-        log_dir / "gatrix.log",
-    )
-    bare = Service(
-        "bare app",
         [
             sys.executable,
-            "-c",
-            "import uvicorn; uvicorn.run('tools.bench:bare_app', host='127.0.0.1', "
-            f"port={bport}, loop='uvloop', http='httptools', lifespan='on', access_log=False, "
-            "log_level='warning', proxy_headers=False, backlog=2048)",
+            "-m",
+            "gatrix.cli",
+            "serve",
+            "--port",
+            str(gport),
+            "--data-dir",
+            data_dir,
+            "--workers",
+            str(workers),
         ],
-        log_dir / "bare.log",
+        log_dir / "gatrix.log",
     )
+    # the baseline of the ratio: one bare process, as it has always been measured; with
+    # several gatrix processes, a bare app with as many processes too
+    bare = _bare_service(bport, 1, log_dir / "bare.log")
+    bare_n = _bare_service(bnport, workers, log_dir / "bare-n.log") if workers > 1 else None
     problems: list[str] = []  # something wrong with what was measured
     notes: list[str] = []  # expected artefacts of the method, reported for transparency
     keep_logs = False
@@ -169,8 +185,15 @@ def run_ingest_bench(args: Any) -> int:
 
         server.start(env)
         bare.start(env)
-        say(f"gatrix ready in {wait_ready(server, gport):.1f}s on port {gport}")
+        ready_s = wait_ready(server, gport)
+        say(f"gatrix ready in {ready_s:.1f}s on port {gport} ({workers} processes)")
+        assert server.proc is not None  # started above
+        time.sleep(IDLE_SETTLE_S)  # the ingest processes finish starting
+        rss_idle = group_rss_mb(server.proc.pid)
         wait_ready(bare, bport)
+        if bare_n is not None:
+            bare_n.start(env)
+            wait_ready(bare_n, bnport)
 
         script: Path | None = None
         if generator == "wrk":
@@ -181,8 +204,14 @@ def run_ingest_bench(args: Any) -> int:
         # its own load without anything else running.
         say(f"loading the bare app for {seconds:g}s…")
         bare_run = run_load(generator, bport, client_id, script, connections, seconds)
+        bare_n_run = None
+        if bare_n is not None:
+            say(f"loading the bare app in {workers} processes for {seconds:g}s…")
+            bare_n_run = run_load(generator, bnport, client_id, script, connections, seconds)
+            bare_n.stop(timeout=10)
         say(f"loading gatrix /track for {seconds:g}s…")
         g_run = run_load(generator, gport, client_id, script, connections, seconds)
+        rss_load = group_rss_mb(server.proc.pid)
         queryable_s, health = wait_drained(gport)
         if queryable_s is None:
             problems.append(f"buffer not drained {DRAIN_TIMEOUT:.0f}s after load; health {health}")
@@ -227,6 +256,18 @@ def run_ingest_bench(args: Any) -> int:
                 "errors": sum(bare_run["socket_errors"].values()),
             },
             "ratio": round(g_run["rps"] / bare_run["rps"], 4) if bare_run["rps"] else None,
+            "workers": workers,
+            "rss_mb": {"idle": rss_idle, "after_track_load": rss_load},
+            "bare_same_processes": (
+                {k: bare_n_run[k] for k in ("rps", "p50_ms", "p99_ms", "requests", "non_2xx")}
+                if bare_n_run
+                else None
+            ),
+            "ratio_same_processes": (
+                round(g_run["rps"] / bare_n_run["rps"], 4)
+                if bare_n_run and bare_n_run["rps"]
+                else None
+            ),
             "seconds_until_queryable": round(queryable_s, 3) if queryable_s is not None else None,
             "batch": {
                 k: batch.get(k)
@@ -268,6 +309,8 @@ def run_ingest_bench(args: Any) -> int:
         return 1
     finally:
         bare.stop(timeout=10)
+        if bare_n is not None:
+            bare_n.stop(timeout=10)
         server.stop()
         shutil.rmtree(data_dir, ignore_errors=True)
         if not keep_logs:

@@ -286,3 +286,33 @@ def run_flush_phase(events: int, env: dict[str, str], timeout: float) -> tuple[d
     if not isinstance(doc, dict):
         return None, f"flush phase failed ({proc.returncode}): {err[-2000:]}"
     return doc, ""
+
+
+def group_rss_mb(pgid: int) -> dict[str, float]:
+    """Resident memory of every process in a service's group, by role, in MB: the primary
+    (`gatrix serve`), its ingest processes, and the embedded Redis."""
+    out: dict[str, float] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+            status = (entry / "status").read_text()
+            cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            continue
+        if int(stat.rsplit(")", 1)[1].split()[2]) != pgid:
+            continue
+        match = re.search(r"^VmRSS:\s+(\d+) kB", status, flags=re.MULTILINE)
+        if not match:
+            continue
+        if "gatrix.ingest.process" in cmdline:
+            role = f"ingest {cmdline.split('--index ')[1].split()[0]}"
+        elif "serve" in cmdline and "gatrix" in cmdline:
+            role = "primary"
+        elif "valkey" in cmdline or "redis" in cmdline:
+            role = "redis"
+        else:
+            role = cmdline.split(" ")[0].rsplit("/", 1)[-1]
+        out[role] = round(out.get(role, 0.0) + int(match.group(1)) / 1024, 1)
+    return out

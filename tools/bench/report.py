@@ -61,7 +61,8 @@ def summary(report: dict[str, Any]) -> str:
         f"p99 {fmt(b['p99_ms'], '.2f')} ms",
         f"  gatrix /track      : {fmt(g['rps'])} req/s   p50 {fmt(g['p50_ms'], '.2f')} ms   "
         f"p99 {fmt(g['p99_ms'], '.2f')} ms",
-        f"  ratio              : {fmt(report['ratio'], '.1%')} of the ceiling",
+        f"  ratio              : {fmt(report['ratio'], '.1%')} of the ceiling "
+        f"(gatrix in {report.get('workers', 1)} processes, bare in 1)",
         f"  accepted           : {g['accepted']:,}   non-2xx {g['non_2xx']:,}   "
         f"socket errors {g['errors']:,}",
         f"  queryable after    : {fmt(report['seconds_until_queryable'], '.2f')} s "
@@ -74,6 +75,19 @@ def summary(report: dict[str, Any]) -> str:
         f"uncounted in flight {fmt(report['uncounted_in_flight'], ',')}",
         f"  buffer → ClickHouse: {_flush_line(report['flush'])}",
     ]
+    rss = report.get("rss_mb")
+    if rss:
+        idle = ", ".join(f"{k} {v:,.0f}" for k, v in sorted(rss["idle"].items()))
+        load = ", ".join(f"{k} {v:,.0f}" for k, v in sorted(rss["after_track_load"].items()))
+        lines.append(f"  RSS idle (MB)      : {idle}")
+        lines.append(f"  RSS after load (MB): {load}")
+    same = report.get("bare_same_processes")
+    if same:
+        lines.append(
+            f"  bare, {report['workers']} processes: {fmt(same['rps'])} req/s   "
+            f"p99 {fmt(same['p99_ms'], '.2f')} ms   gatrix is "
+            f"{fmt(report['ratio_same_processes'], '.1%')} of it"
+        )
     lines += [f"  note: {note}" for note in report["notes"]]
     lines += [f"  PROBLEM: {problem}" for problem in report["problems"]]
     return "\n".join(lines)
