@@ -88,7 +88,7 @@ def cmd_serve(settings: Settings) -> int:
     if not settings.default_client_id:
         ensure_default_project(settings)
     try:
-        sockets = [listening_socket(settings.host, settings.port)]
+        sockets = [listening_socket(settings.host, settings.port, first=True)]
     except OSError as exc:
         _say(f"cannot listen on {settings.host}:{settings.port}: {exc.strerror or exc}")
         return 1

@@ -14,8 +14,15 @@ import socket
 BACKLOG = 2048
 
 
-def listening_socket(host: str, port: int) -> socket.socket:
+def listening_socket(host: str, port: int, first: bool = False) -> socket.socket:
+    """A socket in the port's SO_REUSEPORT group. `first` (the primary) makes sure the port is
+    free before: the group would otherwise let a second server started by mistake (same user,
+    same port) silently take half of the first one's connections."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    if first:
+        with socket.socket(family, socket.SOCK_STREAM) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            probe.bind((host, port))  # EADDRINUSE while anything listens there
     sock = socket.socket(family, socket.SOCK_STREAM)
     try:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)

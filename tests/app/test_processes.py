@@ -9,13 +9,15 @@ import json
 import os
 import re
 import signal
+import subprocess
+import sys
 from pathlib import Path
 
 import httpx
 import pytest
 
 from ..conftest import wait_for
-from ..processes import ServeProcess, count_rows
+from ..processes import ServeProcess, count_rows, server_env
 from ..websession import PASSWORD, post_form
 
 pytestmark = pytest.mark.timeout(300)
@@ -174,3 +176,26 @@ def test_one_worker_runs_one_process(tmp_path: Path) -> None:
         assert "gatrix_ingest_processes_reporting 0" in httpx.get(f"{serve.url}/metrics").text
     finally:
         serve.stop()
+
+
+def test_a_second_server_on_the_same_port_is_refused(served: ServeProcess, tmp_path: Path) -> None:
+    """SO_REUSEPORT would let it join the port and take half of the first server's traffic."""
+    second = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "gatrix.cli",
+            "serve",
+            "--port",
+            str(served.port),
+            "--data-dir",
+            str(tmp_path / "other"),
+        ],
+        env=server_env(GATRIX_WORKERS="2"),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert second.returncode == 1
+    assert f"cannot listen on 127.0.0.1:{served.port}" in second.stderr
+    assert _processes(served)[0]["alive"]
