@@ -144,6 +144,10 @@ def test_no_dashboard_page_is_wider_than_a_phone(
         f"{base}?range=7d",
         f"{base}?range=7d&filter=countries:is:KR&tab_sources=referrers",
         f"{base}/realtime",
+        f"{base}/people",
+        f"{base}/funnels?range=7d&kind=page&target=/&kind=event&target=signup",
+        f"{base}/retention?range=30d",
+        f"{base}/paths?range=7d",
     ):
         tab.goto(url)
         tab.wait_for_selector(".htmx-request, .panel.loading", state="detached")
