@@ -1,5 +1,5 @@
-"""`python -m tools.bench ingest | wire | insights | product | dashboard | export | import |
-people`, from the repository's root.
+"""`python -m tools.bench ingest | forwarding | wire | insights | product | dashboard | export |
+import | people`, from the repository's root.
 
 Benchmarks are tools, not product: they live outside the installed package. Each prints a
 human summary on stderr and one JSON line on stdout (and in `--output`).
@@ -26,6 +26,9 @@ def build_parser() -> argparse.ArgumentParser:
     ingest.add_argument(
         "--workers", type=int, default=0, help="gatrix serve processes (default: its own default)"
     )
+    forwarding = bench.add_parser("forwarding", help="page latency with 1 and 2 processes")
+    forwarding.add_argument("--requests", type=int, default=400)
+    forwarding.add_argument("--output", default=None, help="write the JSON report here")
     wire = bench.add_parser("wire", help="req/s of /api/send, /api/event, /v1/track vs /track")
     wire.add_argument("--seconds", type=float, default=10.0)
     wire.add_argument("--connections", type=int, default=32)
@@ -82,6 +85,10 @@ def main(argv: list[str] | None = None) -> int:
         from tools.bench.product import run_product_bench
 
         return run_product_bench(args)
+    if args.bench_command == "forwarding":
+        from tools.bench.forwarding import run_forwarding_bench
+
+        return run_forwarding_bench(args)
     if args.bench_command == "insights":
         from tools.bench.insights import run_insights_bench
 
