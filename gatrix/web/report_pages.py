@@ -348,7 +348,9 @@ async def delete_saved_report(
 ) -> Redirect:
     user, _ = await require_role(request, services, project_id, admin=True)
     report = _report_of(kind)
-    await form_of(request)
+    form = await form_of(request)
+    # back to the report that was in view (the form carries it), not to an empty builder
+    in_view = _runnable(report, str(form.get("query", ""))) or ""
     number = int(report_id) if report_id.isdigit() and len(report_id) < 10 else 0
     gone = await asyncio.to_thread(
         saved_reports.delete_report, services.engine, project_id, kind, number
@@ -356,7 +358,7 @@ async def delete_saved_report(
     if not gone:
         raise PageError(status_code=404, detail="No such saved report in this project.")
     path = f"/dashboard/{project_id}/{report.path}"
-    return await _back(request, services, user, path, "", notice="Deleted the saved report.")
+    return await _back(request, services, user, path, in_view, notice="Deleted the saved report.")
 
 
 REPORT_ROUTES = [

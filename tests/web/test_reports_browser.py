@@ -92,6 +92,15 @@ def test_a_funnel_built_in_the_page_shows_the_apis_numbers_after_a_reload(
     answer = _api(seeded, "funnel", page.url)
     assert page.locator("table.report").count() == 1 + len(answer["breakdown"]["rows"])
     assert _table(page, 1)[1:] == funnel_rows(answer["breakdown"]["rows"][0]["steps"])
+    # Enter in a step's box shows the funnel; it must not press the first step's ✕
+    page.select_option("select[name=window]", "14d")
+    page.locator("input[name=target]").first.press("Enter")
+    swapped(page, r"window=14d")
+    assert [i.input_value() for i in page.locator("input[name=target]").all()] == [
+        "/",
+        "/pricing",
+        "signup",
+    ]
     assert not page.errors
 
 
