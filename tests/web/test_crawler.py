@@ -31,6 +31,8 @@ from playwright.sync_api import TimeoutError as PlaywrightTimeout
 
 from gatrix.clickhouse.store import Store
 from gatrix.ingest.pipeline import ch_time
+from gatrix.meta.goals import create_goal
+from gatrix.meta.segments import create_segment
 
 from ..conftest import ARTIFACTS, LiveServer, needs_chromium
 from ..factory import events
@@ -249,7 +251,7 @@ def visit_specs(now: datetime) -> list[dict[str, Any]]:
 
 
 @pytest.fixture(scope="module")
-def seeded(owner: dict[str, Any], store: Store) -> dict[str, Any]:
+def seeded(owner: dict[str, Any], store: Store, site: LiveServer) -> dict[str, Any]:
     """The module's project ("Dash test crawler", an id of its own in the shared ClickHouse)
     with the week `owner` seeds plus visits that touch every dimension."""
     events(store, owner["project_id"], visit_specs(datetime.now(UTC)))
@@ -262,6 +264,11 @@ def seeded(owner: dict[str, Any], store: Store) -> dict[str, Any]:
         "updated_at": ch_time(int(datetime.now(UTC).timestamp() * 1000) - 86_400_000),
     }
     store.insert_json_rows("profiles", [json.dumps(identify).encode()], "crawl-identify")
+    # a goal of each kind for the Goals panel, and a saved segment for the segment menu
+    engine = site.services.engine
+    create_goal(engine, owner["project_id"], {"name": "Signed up", "event": "signup"})
+    create_goal(engine, owner["project_id"], {"name": "Saw pricing", "page": "/pricing*"})
+    create_segment(engine, owner["project_id"], {"name": "Koreans", "filters": ["countries:is:KR"]})
     return owner
 
 
@@ -285,6 +292,9 @@ def changed_view(current: str, href: str, change: dict[str, Any]) -> str:
         pairs.insert(0, ("range", "30d"))  # the default, which the canonical URL spells out
     for key, value in (change.get("set") or {}).items():
         pairs = [(k, v) for k, v in pairs if k != key] + ([(key, value)] if value else [])
+    if "filters" in change:  # a saved segment: its filters replace the view's
+        pairs = [p for p in pairs if p[0] != "filter"]
+        pairs += [("filter", f) for f in change["filters"]]
     if change.get("filter"):
         pairs = [p for p in pairs if p != ("filter", change["filter"])]
         pairs.append(("filter", change["filter"]))
@@ -639,6 +649,42 @@ def filtered_view(c: Crawler, tab: Any, label: str, rows_per_tab: int | None) ->
                 drop_chips(c, tab, label, keep=1)
 
 
+def goals_and_segments(c: Crawler, tab: Any, base: str, segments: bool) -> None:
+    """Each goal of the Goals panel (chosen, then chosen again to clear it) and each saved
+    segment of the menu."""
+    c.visit(tab, "back to the overview", base)
+    tab.wait_for_selector("#panel-goals:not(.loading)")
+    goals = tab.locator("#panel-goals a.goal-link")
+    names = [goals.nth(i).inner_text() for i in range(goals.count())]
+    if not names:
+        c.fail(tab, "the Goals panel lists none of the project's goals")
+    for name in names:
+        sel = f"#panel-goals a.goal-link:text-is({json.dumps(name)})"
+        if c.swap(tab, "goal", sel, "#dash", f"goal {name!r}"):
+            if "goal" not in query_of(tab.url):
+                c.fail(tab, f"choosing goal {name!r} left it out of the URL")
+            tab.wait_for_selector("#panel-goals:not(.loading)")
+            c.swap(tab, "goal", sel, "#dash", f"goal {name!r} again (clears it)")
+    if not segments:
+        return
+    c.visit(tab, "back to the overview", base)
+    names = []
+    if tab.locator("details#segments").count():
+        tab.click("details#segments > summary")
+        menu = tab.locator("details#segments a.segment")
+        names = [menu.nth(i).inner_text() for i in range(menu.count())]
+    if not names:
+        c.fail(tab, "the segment menu lists none of the project's segments")
+    for name in names:
+        if not tab.locator("details#segments[open]").count():
+            tab.click("details#segments > summary")
+        sel = f"details#segments a.segment:text-is({json.dumps(name)})"
+        if c.swap(tab, "segment", sel, "#dash", f"segment {name!r}") and not query_of(tab.url).get(
+            "filter"
+        ):
+            c.fail(tab, f"segment {name!r} applied no filter")
+
+
 def crawl_overview(
     c: Crawler,
     tab: Any,
@@ -709,6 +755,7 @@ def crawl_overview(
             lambda: tab.click("form.controls button[type=submit]"),
             lambda now: "range" in query_of(now),
         )
+        goals_and_segments(c, tab, base, segments=not c.shared)
         c.visit(tab, "back to the overview", base)
     for panel in panel_names(tab):
         tabs = tab.locator(f"#panel-{panel} a[role=tab]")

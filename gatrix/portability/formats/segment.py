@@ -104,7 +104,7 @@ class SegmentFormat:
                 return "invalid"
             url = _str(page.get("url"))
         elif kind == "page":
-            name = "screen_view"
+            name = "pageview"  # as /v1/page names it: live and imported data read alike
             url = _str(page.get("url")) or _str(props.get("url"))
         else:
             name = "screen_view"

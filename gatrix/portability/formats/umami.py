@@ -82,7 +82,7 @@ class UmamiFormat:
             return "invalid"
         get = record.get
         event_type = get("event_type", "1")
-        name = get("event_name", "") if event_type != "1" and get("event_name") else "screen_view"
+        name = get("event_name", "") if event_type != "1" and get("event_name") else "pageview"
         os_name, os_version = OSES.get(get("os", ""), (get("os", ""), ""))
         browser = get("browser", "")
         given = {
