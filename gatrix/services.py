@@ -16,6 +16,7 @@ import faulthandler
 import gc
 import logging
 import os
+import shutil
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -299,6 +300,9 @@ class Runtime:
         services.engine.dispose()
         if services.embedded_redis is not None:
             services.embedded_redis.stop()
+        if self.plan is not None and self.plan.count:
+            # the private socket's directory (made by `gatrix serve`); listeners are closed
+            shutil.rmtree(os.path.dirname(self.plan.primary_socket), ignore_errors=True)
         log.info("stopped in %.1f s", time.monotonic() - started)
 
 

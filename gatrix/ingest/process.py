@@ -199,6 +199,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     settings = Settings.model_validate_json(sys.stdin.buffer.read())
     configure_logs(settings.log_level, settings.log_format)
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # the primary logs every request
     app = IngestProcess(settings, args.index, args.primary_socket, args.server)
     config = uvicorn.Config(
         app,

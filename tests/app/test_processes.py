@@ -103,6 +103,20 @@ def test_both_processes_take_hits_and_the_primary_stores_them_all(served: ServeP
         pages = [admin.get(f"{ROOT}/dashboard/default") for _ in range(20)]
         assert {p.status_code for p in pages} == {200}
         assert all('hx-get="' in p.text for p in pages)
+    # a stranger, whichever process they reach, is not the administrator who came before:
+    # a forwarding process keeps no cookies of its own
+    stranger = httpx.Client(base_url=serve.url, limits=httpx.Limits(max_keepalive_connections=0))
+    with stranger:
+        tries = [stranger.get(f"{ROOT}/projects") for _ in range(20)]
+        assert {t.status_code for t in tries} <= {302, 303}, [t.status_code for t in tries]
+        exports = [stranger.get(f"{ROOT}/insights/default/export?format=csv") for _ in range(10)]
+        assert {e.status_code for e in exports} == {401}
+        # nor does it add headers the client did not send (an encoding it did not ask for)
+        scripts = [
+            stranger.get(f"{ROOT}/op1.js", headers={"accept-encoding": ""}) for _ in range(10)
+        ]
+        assert {s.headers.get("content-encoding") for s in scripts} == {None}
+        assert all(s.headers.get_list("date").__len__() == 1 for s in scripts)
 
     def reported() -> dict[str, int] | None:
         counts = _per_process(serve)
