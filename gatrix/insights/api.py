@@ -7,6 +7,7 @@ that project. Handlers parse, call one report function off the event loop, and r
 from __future__ import annotations
 
 import asyncio
+import logging
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Annotated, Any
@@ -381,7 +382,15 @@ def _now() -> datetime:
     return datetime.now(UTC)
 
 
+# what the framework says when a client hung up before its request body was complete
+CLIENT_LEFT = "client disconnected prematurely"
+
+
 def api_error_handler(request: Request, exc: HTTPException) -> Response[dict[str, str]]:
+    if exc.status_code == 500 and exc.detail == CLIENT_LEFT:
+        # nobody will read the answer: no traceback in the log, no "internal error"
+        logging.getLogger("gatrix.http").info("client left mid-request: %s", request.scope["path"])
+        return Response({"error": "client_disconnected", "detail": CLIENT_LEFT}, status_code=400)
     if exc.status_code == 500:
         return internal_error_response(request, exc)
     detail = str(exc.detail)

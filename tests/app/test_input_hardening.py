@@ -7,6 +7,8 @@ from __future__ import annotations
 import json
 import logging
 import re
+import socket
+import time
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -21,7 +23,7 @@ from gatrix.logs import JsonFormatter
 from gatrix.meta.models import Project
 from gatrix.meta.projects import create_project
 
-from ..conftest import CHROME_UA, LiveServer, wait_events
+from ..conftest import CHROME_UA, LiveServer, wait_events, wait_for
 from ..factory import events
 from ..websession import SiteProject, admin_session, new_project, post_form
 
@@ -375,3 +377,23 @@ def test_replies_written_before_the_framework_carry_the_security_headers(
     assert reply.status_code == 400
     assert reply.headers["x-frame-options"] == "DENY"
     assert "frame-ancestors 'none'" in reply.headers["content-security-policy"]
+
+
+@pytest.mark.parametrize("path", ["/login", "/setup"])
+def test_a_client_that_hangs_up_mid_body_leaves_no_traceback(
+    site: LiveServer, caplog: pytest.LogCaptureFixture, path: str
+) -> None:
+    """Half a form, then the connection closes: nobody is there to answer, and it is no bug."""
+    head = (
+        f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1:{site.port}\r\n"
+        "Content-Type: application/x-www-form-urlencoded\r\nTransfer-Encoding: chunked\r\n\r\n"
+        "10\r\nemail=a%40b.c&pa\r\n"
+    )
+    with caplog.at_level(logging.INFO):
+        with socket.create_connection(("127.0.0.1", site.port), timeout=5) as sock:
+            sock.sendall(head.encode())
+            time.sleep(0.3)  # the handler is reading the body when the client leaves
+        assert wait_for(
+            lambda: any("left mid-request" in r.getMessage() for r in caplog.records), timeout=5
+        ), [(r.name, r.getMessage()) for r in caplog.records]
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR or r.exc_info]
