@@ -59,7 +59,7 @@ from gatrix.ingest.salts import SaltBook
 from gatrix.ingest.siblings import announce_change
 from gatrix.ingest.wire import WireApp
 from gatrix.meta import models
-from gatrix.meta.projects import Directory, default_client_id
+from gatrix.meta.projects import Directory, default_client_id, failure_share
 from gatrix.metrics import RequestMetrics
 from gatrix.retention import Expired, expire_all
 from gatrix.settings import Settings
@@ -190,6 +190,7 @@ class Runtime:
             default_client_id=default_id,
         )
         if self.plan is not None and self.plan.count:
+            directory.secret_failures = failure_share(self.plan.count + 1)
             # a client change made here reaches the ingest processes' caches within a second
             directory.on_forget = lambda: _spawn_quietly(announce_change(redis, keys))
         self._salt_task = asyncio.create_task(refresh_salts(salts))

@@ -46,7 +46,7 @@ from gatrix.ingest.siblings import keep_in_touch
 from gatrix.ingest.wire import WIRE_PATHS, WireApp
 from gatrix.logs import configure as configure_logs
 from gatrix.meta import models
-from gatrix.meta.projects import Directory
+from gatrix.meta.projects import Directory, failure_share
 from gatrix.metrics import RequestMetrics
 from gatrix.settings import Settings
 
@@ -137,6 +137,7 @@ class IngestProcess:
         counters = IngestCounters(redis, keys)
         counters.start()
         directory = Directory(engine)
+        directory.secret_failures = failure_share(s.process_count)
         self.ingest = make_ingest(
             s,
             engine=engine,

@@ -298,6 +298,10 @@ class SecretsThrottled(Exception):
     """Too many wrong secrets for one client lately: answer 429 without checking."""
 
 
+def failure_share(processes: int) -> int:
+    return max(1, MAX_SECRET_FAILURES // max(1, processes))
+
+
 class Directory:
     """The cache in front of `load_client` and `verify_secret`."""
 
@@ -311,6 +315,9 @@ class Directory:
         self._secrets: dict[tuple[str, bytes], float] = {}
         # (client, sender address) → (window start, wrong secrets in it)
         self._failures: dict[tuple[str, str], tuple[float, int]] = {}
+        # this process's share of the budget: with N processes a sender's guesses are spread
+        # over N counters, so each allows 1/N and the server as a whole still allows the budget
+        self.secret_failures = MAX_SECRET_FAILURES
         self._inflight: dict[str, asyncio.Future[ClientInfo | None]] = {}
         self._checking = asyncio.Semaphore(1)
         # Umami website ids → client, and the sites Plausible domains are matched against
@@ -366,7 +373,7 @@ class Directory:
         started, failures = self._failures.get(budget, (now, 0))
         if now - started > SECRET_FAILURE_WINDOW_S:
             started, failures = now, 0
-        if failures >= MAX_SECRET_FAILURES:
+        if failures >= self.secret_failures:
             raise SecretsThrottled(info.client_id)
         # counted before the check, as a failure until it proves right: concurrent requests
         # must see each other's attempts, or they all pass the budget together

@@ -118,9 +118,21 @@ def test_both_processes_take_hits_and_the_primary_stores_them_all(served: ServeP
         assert {s.headers.get("content-encoding") for s in scripts} == {None}
         assert all(s.headers.get_list("date").__len__() == 1 for s in scripts)
 
+    # wrong secrets spread over both processes: the server as a whole checks at most 20
+    guesses = [
+        httpx.post(
+            f"{serve.url}{ROOT}/track",
+            headers={"openpanel-client-id": ids["client_id"], "openpanel-client-secret": f"no{i}"},
+            json={"type": "track", "payload": {"name": "x"}},
+            timeout=10,
+        ).status_code
+        for i in range(25)
+    ]
+    assert guesses.count(401) <= 20 and guesses.count(429) >= 5, guesses
+
     def reported() -> dict[str, int] | None:
         counts = _per_process(serve)
-        return counts if len(counts) == 2 and sum(counts.values()) >= 230 else None
+        return counts if len(counts) == 2 and sum(counts.values()) >= 255 else None
 
     counts = wait_for(reported, timeout=15)
     assert counts, _per_process(serve)

@@ -12,7 +12,7 @@ from gatrix.buffer.keys import RedisKeys
 from gatrix.ingest.counters import IngestCounters
 from gatrix.ingest.forward import PEER_HEADER, peer_from_primary_socket
 from gatrix.ingest.siblings import add_up, announce_change, keep_in_touch, read_reports
-from gatrix.meta.projects import ClientInfo, Directory
+from gatrix.meta.projects import MAX_SECRET_FAILURES, ClientInfo, Directory, failure_share
 from gatrix.metrics import RequestMetrics
 
 
@@ -100,3 +100,10 @@ def test_the_peer_header_is_believed_only_on_the_private_socket() -> None:
     assert peer_from_primary_socket(public, "")["client"] == ("10.0.0.9", 5000)
     # on the private socket without the header: no peer rather than the socket's own
     assert peer_from_primary_socket(_scope((private, None), None), private)["client"] is None
+
+
+@pytest.mark.fast
+def test_each_process_allows_its_share_of_the_wrong_secret_budget() -> None:
+    assert failure_share(1) == MAX_SECRET_FAILURES
+    assert failure_share(2) * 2 <= MAX_SECRET_FAILURES
+    assert failure_share(8) * 8 <= MAX_SECRET_FAILURES and failure_share(64) == 1
