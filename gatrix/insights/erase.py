@@ -87,6 +87,8 @@ def erase_person(store: Store, project_id: str, person_id: str) -> dict[str, Any
         **dict.fromkeys(REBUILT_ROLLUPS, in_hours),
         # one row per key and hour: the person's rows go, nobody else's change
         "visitor_hourly": f"{in_hours} AND key_hash IN {{key_hashes:Array(UInt64)}}",
+        # the realtime copy of the last hour's events: the same rows as in `events`
+        "live_events": events_where,
     }
     where = {t: f"project_id = {{project:String}} AND ({w})" for t, w in plan.items()}
     # a lightweight delete says nothing of how many rows it took: count them first, at once

@@ -1,5 +1,9 @@
 """Realtime: who is on the site now. "Now" is the last 5 minutes (as Plausible and OpenPanel
-count live visitors); the per-minute series covers the last 30 minutes."""
+count live visitors); the per-minute series covers the last 30 minutes.
+
+Everything here reads `live_events` (migration 0008): the last hour of events sorted by time,
+so a poll reads the minutes it shows, not a slice of a table that grows with the history.
+That table keeps about an hour: a `now` older than that finds nobody."""
 
 from __future__ import annotations
 
@@ -30,28 +34,26 @@ def live(store: Store, project_id: str, now: datetime, timezone: str = "UTC") ->
         "series_from": series_from,
         "until": now + timedelta(minutes=1),
     }
-    # toDate(created_at) bounds let the primary key (project, date, ...) skip older days
-    recent_days = (
-        "project_id = {project:String} AND toDate(created_at) >= toDate({series_from:" + DT + "})"
+    recent_rows = (
+        "project_id = {project:String} AND created_at >= {series_from:" + DT + "} "
+        "AND created_at < {until:" + DT + "}"
     )
     # only the links of the keys seen in the last minutes: the read stays small however
     # many people the project knows
     v = resolution(
         store,
         project_id,
-        sources=f"SELECT DISTINCT {KEY} FROM {db}.events WHERE {recent_days} "
-        f"AND created_at >= {{series_from:{DT}}} AND created_at < {{until:{DT}}}",
+        sources=f"SELECT DISTINCT {KEY} FROM {db}.live_events WHERE {recent_rows}",
     )
     pages = store.query_dicts(
-        f"SELECT path, uniq({v.expr()}) AS visitors FROM {db}.events{v.join()} WHERE {recent_days} "
-        f"AND created_at >= {{since:{DT}}} AND created_at < {{until:{DT}}} AND {PAGEVIEW_SQL} "
+        f"SELECT path, uniq({v.expr()}) AS visitors FROM {db}.live_events{v.join()} "
+        f"WHERE {recent_rows} AND created_at >= {{since:{DT}}} AND {PAGEVIEW_SQL} "
         f"GROUP BY path ORDER BY visitors DESC, path ASC LIMIT 10",
         params,
     )
     recent = store.query_dicts(
-        f"SELECT name, path, country, browser, created_at FROM {db}.events WHERE {recent_days} "
-        f"AND created_at >= {{series_from:{DT}}} AND created_at < {{until:{DT}}} "
-        f"AND name != '{ENGAGEMENT_NAME}' ORDER BY created_at DESC LIMIT 20",
+        f"SELECT name, path, country, browser, created_at FROM {db}.live_events "
+        f"WHERE {recent_rows} AND name != '{ENGAGEMENT_NAME}' ORDER BY created_at DESC LIMIT 20",
         params,
     )
     # one pass for the minute series; the grand-total grouping set (minute left at its
@@ -60,8 +62,7 @@ def live(store: Store, project_id: str, now: datetime, timezone: str = "UTC") ->
         f"SELECT toStartOfMinute(created_at) AS minute, uniq({v.expr()}) AS visitors, "
         f"countIf({PAGEVIEW_SQL}) AS pageviews, "
         f"uniqIf({v.expr()}, created_at >= {{since:{DT}}}) AS live_visitors "
-        f"FROM {db}.events{v.join()} WHERE {recent_days} "
-        f"AND created_at >= {{series_from:{DT}}} AND created_at < {{until:{DT}}} "
+        f"FROM {db}.live_events{v.join()} WHERE {recent_rows} "
         f"GROUP BY GROUPING SETS ((minute), ())",
         params,
     )
@@ -106,14 +107,16 @@ def live_visitors(store: Store, project_id: str, now: datetime) -> int:
     now = now.astimezone(UTC)
     since = now - LIVE_WINDOW
     recent = (
-        f"project_id = {{project:String}} AND toDate(created_at) >= toDate({{since:{DT}}}) "
-        f"AND created_at >= {{since:{DT}}} AND created_at < {{until:{DT}}}"
+        f"project_id = {{project:String}} AND created_at >= {{since:{DT}}} "
+        f"AND created_at < {{until:{DT}}}"
     )
     v = resolution(
-        store, project_id, sources=f"SELECT DISTINCT {KEY} FROM {store.db}.events WHERE {recent}"
+        store,
+        project_id,
+        sources=f"SELECT DISTINCT {KEY} FROM {store.db}.live_events WHERE {recent}",
     )
     rows = store.query_rows(
-        f"SELECT uniq({v.expr()}) FROM {store.db}.events{v.join()} WHERE {recent}",
+        f"SELECT uniq({v.expr()}) FROM {store.db}.live_events{v.join()} WHERE {recent}",
         {"project": project_id, "since": since, "until": now + timedelta(minutes=1)},
     )
     return int(rows[0][0])

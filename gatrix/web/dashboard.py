@@ -13,6 +13,7 @@ from litestar import Request, get
 from litestar.plugins.htmx import HTMXRequest
 from litestar.response import Template
 
+from gatrix.clickhouse.store import QueryTooHeavy
 from gatrix.insights import goals, reports
 from gatrix.insights.filters import InvalidFilter
 from gatrix.insights.live import live, live_visitors
@@ -371,15 +372,18 @@ async def render_dashboard(
     fragment_only = _wants_fragment(request)
 
     def build() -> dict[str, Any]:
-        data = {
-            "kpis": kpis_context(services, q),
-            "chart": chart_context(services, q, view),
-            "goal": chosen_goal(services, project["id"], view),
-        }
+        data: dict[str, Any] = {"goal": chosen_goal(services, project["id"], view)}
         if user is not None:
             data["segments"] = segments.list_segments(services.engine, project["id"])
         if not fragment_only:
             data["live_badge"] = live_visitors(services.store, project["id"], datetime.now(UTC))
+        try:
+            data["kpis"] = kpis_context(services, q)
+            data["chart"] = chart_context(services, q, view)
+        except QueryTooHeavy as exc:
+            # the controls stay, so the range can be narrowed from here
+            data["too_heavy"] = exc.advice
+            return data
         if user is not None and not data["kpis"]["has_data"] and not view.filters:
             data["snippet"] = _snippet(request, services, project["id"])
         return data
@@ -440,16 +444,31 @@ async def render_fragment(
 
     def build() -> tuple[View, dict[str, Any]]:  # one worker-thread hop for the whole fragment
         view, q = resolve(services, project, asked)
+        try:
+            return view, report(view, q)
+        except QueryTooHeavy as exc:
+            return view, {"too_heavy": exc.advice}
+
+    def report(view: View, q: Query) -> dict[str, Any]:
         if name == "kpis":
-            return view, {"kpis": kpis_context(services, q)}
+            return {"kpis": kpis_context(services, q)}
         if name == "chart":
-            return view, {"chart": chart_context(services, q, view)}
+            return {"chart": chart_context(services, q, view)}
         if name == "goals":
-            return view, {"goals": goals_context(services, q, view)}
-        return view, {"p": panel_context(services, q, view, panel)}
+            return {"goals": goals_context(services, q, view)}
+        return {"p": panel_context(services, q, view, panel)}
 
     view, data = await asyncio.to_thread(build)
     common = _common(request, project, view, dash, False)
+    if "too_heavy" in data:
+        # in place of the fragment, with its id, and not polled: asking again costs as much
+        target = {"kpis": "kpis", "chart": "chart-data", "goals": "panel-goals"}.get(
+            name, f"panel-{panel}"
+        )
+        title = PANEL_TITLES.get(panel, "") if name == "panel" else ""
+        return page(
+            request, "fragments/too_heavy.html.j2", **common, **data, target=target, title=title
+        )
     if name == "panel":
         push = f"{common['dash']}?{view.query_string()}"
         return _swap(request, "fragments/panel.html.j2", {**common, **data}, push)

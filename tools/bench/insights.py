@@ -165,15 +165,27 @@ def measure(store: Store, now: datetime) -> dict[str, float]:
 
 
 def run_insights_bench(args: Any) -> int:
+    """`--keep` leaves each dataset in `--data-dir`, and a later run with `--keep` measures
+    it again (at its generation time `now`, kept beside it) instead of generating anew."""
     sizes = [int(n) for n in (getattr(args, "events", None) or [1_000_000, 10_000_000])]
-    now = datetime.now(UTC).replace(microsecond=0)
+    keep = bool(getattr(args, "keep", False))
     data_dir = Path(getattr(args, "data_dir", None) or tempfile.mkdtemp(prefix="gatrix-bi-"))
-    report: dict[str, Any] = {"now": now.isoformat(), "runs": RUNS, "sizes": {}}
+    report: dict[str, Any] = {"runs": RUNS, "sizes": {}}
     for size in sizes:
         store = Store(f"chdb://{data_dir / 'clickhouse'}", f"bench_{size}")
-        store.command(f"DROP DATABASE IF EXISTS {store.db}")
-        store.migrate()
-        seconds = generate(store, size, now)
+        stamp = data_dir / f"bench_insights_{size}.now"
+        seconds = 0.0
+        if keep and stamp.exists():
+            now = datetime.fromisoformat(stamp.read_text().strip())
+            store.migrate()  # a newer schema's migrations, on the kept data
+        else:
+            now = datetime.now(UTC).replace(microsecond=0)
+            store.command(f"DROP DATABASE IF EXISTS {store.db}")
+            store.migrate()
+            seconds = generate(store, size, now)
+            if keep:
+                stamp.write_text(now.isoformat())
+        report["now"] = now.isoformat()
         rows = store.query_rows(f"SELECT count() FROM {store.db}.events")[0][0]
         print(f"{rows:,} events generated in {seconds:.1f} s", file=sys.stderr, flush=True)
         settled = settle(store)
@@ -186,7 +198,8 @@ def run_insights_bench(args: Any) -> int:
         }
         for name, ms in latencies.items():
             print(f"  {size:>11,}  {name:<28} {ms:8.1f} ms", file=sys.stderr, flush=True)
-        store.command(f"DROP DATABASE {store.db}")
+        if not keep:
+            store.command(f"DROP DATABASE {store.db}")
     print(json.dumps(report))
     output = getattr(args, "output", None)
     if output:
