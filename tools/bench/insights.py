@@ -97,6 +97,41 @@ def _median_ms(fn: Any, *args: Any) -> float:
     return round(statistics.median(_timed(fn, *args) for _ in range(RUNS)), 1)
 
 
+class _Recording(Store):
+    """A store that keeps the statements it ran, to ask the engine what each one reads."""
+
+    def __init__(self, store: Store) -> None:
+        super().__init__(store.dsn, store.db, budget=store.budget)
+        self.statements: list[tuple[str, dict[str, Any] | None]] = []
+
+    def query_rows(
+        self, sql: str, parameters: dict[str, Any] | None = None, bounded: bool = True
+    ) -> list[tuple]:
+        self.statements.append((sql, parameters))
+        return super().query_rows(sql, parameters, bounded)
+
+    def query_dicts(
+        self,
+        sql: str,
+        parameters: dict[str, Any] | None = None,
+        settings: dict[str, Any] | None = None,
+        bounded: bool = True,
+    ) -> list[dict]:
+        self.statements.append((sql, parameters))
+        return super().query_dicts(sql, parameters, settings, bounded)
+
+
+def live_rows_read(store: Store, now: datetime) -> list[int]:
+    """Rows each of live's statements reads (EXPLAIN ESTIMATE): what must not grow with the
+    table."""
+    recording = _Recording(store)
+    live(recording, PROJECT, now)
+    return [
+        sum(row[3] for row in store.query_rows("EXPLAIN ESTIMATE " + sql, params))
+        for sql, params in recording.statements
+    ]
+
+
 def generate(store: Store, events: int, now: datetime) -> float:
     sessions = max(1, events * 2 // 21)  # mean session length 10.5 events
     started = time.perf_counter()
@@ -195,6 +230,7 @@ def run_insights_bench(args: Any) -> int:
             "events": rows,
             "generate_s": round(seconds, 1),
             "median_ms": latencies,
+            "live_rows_read": live_rows_read(store, now),
         }
         for name, ms in latencies.items():
             print(f"  {size:>11,}  {name:<28} {ms:8.1f} ms", file=sys.stderr, flush=True)
