@@ -375,9 +375,10 @@ async def render_dashboard(
         data: dict[str, Any] = {"goal": chosen_goal(services, project["id"], view)}
         if user is not None:
             data["segments"] = segments.list_segments(services.engine, project["id"])
-        if not fragment_only:
-            data["live_badge"] = live_visitors(services.store, project["id"], datetime.now(UTC))
         try:
+            if not fragment_only:
+                now = datetime.now(UTC)
+                data["live_badge"] = live_visitors(services.store, project["id"], now)
             data["kpis"] = kpis_context(services, q)
             data["chart"] = chart_context(services, q, view)
         except QueryTooHeavy as exc:
@@ -415,7 +416,10 @@ def _snippet(request: Request, services: Services, project_id: str) -> str:
 async def render_realtime(
     request: Request, services: Services, project: dict[str, Any], dash: str, user: Any = None
 ) -> Template:
-    data = await asyncio.to_thread(live_context, services, project)
+    try:
+        data = await asyncio.to_thread(live_context, services, project)
+    except QueryTooHeavy as exc:
+        raise PageError(status_code=422, detail=exc.advice) from None
     return page(
         request,
         "pages/realtime.html.j2",
@@ -429,16 +433,18 @@ async def render_fragment(
     request: Request, services: Services, project: dict[str, Any], dash: str, name: str, panel: str
 ) -> Template:
     asked = _asked(request)
-    if name == "live-badge":
-        count = await asyncio.to_thread(
-            live_visitors, services.store, project["id"], datetime.now(UTC)
-        )
+    if name in ("live-badge", "realtime"):
         common = _common(request, project, asked, dash, False)
-        return page(request, "fragments/live_badge.html.j2", **common, live_badge=count)
-    if name == "realtime":
-        data = await asyncio.to_thread(live_context, services, project)
-        common = _common(request, project, asked, dash, False)
-        return page(request, "fragments/realtime.html.j2", **common, **data)
+        try:
+            if name == "live-badge":
+                count = await asyncio.to_thread(
+                    live_visitors, services.store, project["id"], datetime.now(UTC)
+                )
+                return page(request, "fragments/live_badge.html.j2", **common, live_badge=count)
+            data = await asyncio.to_thread(live_context, services, project)
+            return page(request, "fragments/realtime.html.j2", **common, **data)
+        except QueryTooHeavy as exc:
+            return _too_heavy(request, common, name, exc.advice)
     if name not in ("kpis", "chart", "goals") and not (name == "panel" and panel in PANELS):
         raise PageError(status_code=404, detail="No such fragment.")
 
@@ -461,18 +467,29 @@ async def render_fragment(
     view, data = await asyncio.to_thread(build)
     common = _common(request, project, view, dash, False)
     if "too_heavy" in data:
-        # in place of the fragment, with its id, and not polled: asking again costs as much
         target = {"kpis": "kpis", "chart": "chart-data", "goals": "panel-goals"}.get(
             name, f"panel-{panel}"
         )
         title = PANEL_TITLES.get(panel, "") if name == "panel" else ""
-        return page(
-            request, "fragments/too_heavy.html.j2", **common, **data, target=target, title=title
-        )
+        return _too_heavy(request, common, target, data["too_heavy"], title)
     if name == "panel":
         push = f"{common['dash']}?{view.query_string()}"
         return _swap(request, "fragments/panel.html.j2", {**common, **data}, push)
     return page(request, f"fragments/{name}.html.j2", **common, **data)
+
+
+def _too_heavy(
+    request: Request, common: dict[str, Any], target: str, advice: str, title: str = ""
+) -> Template:
+    # in place of the fragment, with its id, and not polled: asking again costs as much
+    return page(
+        request,
+        "fragments/too_heavy.html.j2",
+        **common,
+        target=target,
+        title=title,
+        too_heavy=advice,
+    )
 
 
 @get("/dashboard/{project_id:str}", include_in_schema=False)

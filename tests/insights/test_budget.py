@@ -103,7 +103,8 @@ def test_live_reads_only_the_last_hour(store: Store) -> None:
 
 def recent(store: Store, project: str) -> None:
     now = datetime.now(UTC)
-    days = [now - timedelta(days=d, hours=h) for d in range(4) for h in range(2)]
+    # two events in the last minutes (live reads them), the others on the days before
+    days = [now - timedelta(days=d, minutes=m) for d in range(4) for m in (1, 2)]
     events(store, project, [{"at": t, "device_id": "a", "session_id": f"{t}"} for t in days])
 
 
@@ -146,7 +147,7 @@ def test_the_dashboard_says_too_heavy_in_place(
     assert page.status_code == 200
     assert "Too heavy for this server" in page.text
     assert 'id="range"' in page.text  # the controls stay, to narrow the range
-    for name, target in (("kpis", "kpis"), ("panel", "panel-pages")):
+    for name, target in (("kpis", "kpis"), ("panel", "panel-pages"), ("realtime", "realtime")):
         reply = http.get(
             f"/share/{token}/fragments/{name}", params={"range": "7d", "panel": "pages"}
         )
