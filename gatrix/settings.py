@@ -47,6 +47,12 @@ class Settings(BaseSettings):
     clickhouse_user: str = Field("default", validation_alias=_env("CLICKHOUSE_USER"))
     clickhouse_password: str = Field("", validation_alias=_env("CLICKHOUSE_PASSWORD"))
     clickhouse_cluster: str = Field("", validation_alias=_env("GATRIX_CLICKHOUSE_CLUSTER"))
+    # every report's budget (0: no limit); past it the report answers "too heavy", not a 500
+    query_max_seconds: float = Field(30.0, ge=0, validation_alias=_env("GATRIX_QUERY_MAX_SECONDS"))
+    query_max_rows: int = Field(1_000_000_000, ge=0, validation_alias=_env("GATRIX_QUERY_MAX_ROWS"))
+    query_max_memory_mb: int = Field(
+        2048, ge=0, validation_alias=_env("GATRIX_QUERY_MAX_MEMORY_MB")
+    )
 
     # --- Redis: a URL, or host/port, or the embedded server
     redis_url: str = Field("", validation_alias=_env("REDIS_URL"))

@@ -11,6 +11,7 @@ from __future__ import annotations
 import re
 import threading
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from string import Template
 from typing import Any, TypeVar
@@ -37,6 +38,7 @@ PROJECT_TABLES = (
     "page_hourly",
     "event_hourly",
     "visitor_hourly",
+    "live_events",
 )
 _IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
 T = TypeVar("T")
@@ -58,6 +60,61 @@ UNAVAILABLE_CODES = {
     252,  # TOO_MANY_PARTS
     999,  # KEEPER_EXCEPTION
 }
+
+
+# What ClickHouse answers when a read passes one of its budget's limits.
+BUDGET_CODES = {
+    158: "rows",  # TOO_MANY_ROWS (max_rows_to_read)
+    159: "time",  # TIMEOUT_EXCEEDED (max_execution_time)
+    160: "time",  # TOO_SLOW: the estimated time passes max_execution_time before it runs
+    241: "memory",  # MEMORY_LIMIT_EXCEEDED (max_memory_usage)
+    307: "bytes",  # TOO_MANY_BYTES
+    396: "rows",  # TOO_MANY_ROWS_OR_BYTES (the result's size)
+}
+MB = 1 << 20
+
+
+@dataclass(frozen=True, slots=True)
+class QueryBudget:
+    """What one read may cost before ClickHouse stops it: wall time, rows read and memory.
+    Zero means no limit. Spilling keeps big GROUP BYs and sorts working under the memory
+    limit: past half of it they go to disk instead of failing (BENCHMARKS.md, "Query budgets
+    and memory")."""
+
+    seconds: float = 30.0
+    rows: int = 1_000_000_000
+    memory_mb: int = 2048
+
+    def settings(self) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        if self.seconds:
+            out["max_execution_time"] = self.seconds
+        if self.rows:
+            out["max_rows_to_read"] = self.rows
+        if self.memory_mb:
+            out["max_memory_usage"] = self.memory_mb * MB
+            out["max_bytes_before_external_group_by"] = self.memory_mb * MB // 2
+            out["max_bytes_before_external_sort"] = self.memory_mb * MB // 2
+        return out
+
+
+class QueryTooHeavy(Exception):
+    """A read passed its budget (`limit`: time, rows, bytes or memory). Nothing is wrong with
+    the store: the question asks too much at once, and a narrower one will answer."""
+
+    def __init__(self, limit: str, message: str) -> None:
+        super().__init__(message)
+        self.limit = limit
+
+    @property
+    def advice(self) -> str:
+        what = {"time": "took too long", "memory": "needed too much memory"}.get(
+            self.limit, "had to read too many rows"
+        )
+        return (
+            f"This report {what} for the server's query budget: narrow the date range or "
+            "add a filter, then ask again."
+        )
 
 
 class StoreUnavailable(Exception):
@@ -91,8 +148,16 @@ def classify(exc: BaseException) -> Exception:
 
 
 class Store:
-    def __init__(self, dsn: str, database: str = "gatrix", cluster: str = "") -> None:
+    def __init__(
+        self,
+        dsn: str,
+        database: str = "gatrix",
+        cluster: str = "",
+        budget: QueryBudget | None = None,
+    ) -> None:
         self.dsn = dsn
+        # every read runs inside it unless its caller opts out (`bounded=False`)
+        self.budget = budget or QueryBudget()
         self.embedded = dsn.startswith("chdb://")
         parts = urlsplit(dsn)
         if not self.embedded and parts.path.strip("/"):
@@ -146,25 +211,47 @@ class Store:
     def command(self, sql: str, parameters: dict[str, Any] | None = None) -> Any:
         return self._call(lambda c: c.command(sql, parameters=parameters))
 
-    def query_rows(self, sql: str, parameters: dict[str, Any] | None = None) -> list[tuple]:
-        return self._call(lambda c: c.query(sql, parameters=parameters).result_rows)
+    def _read(self, fn: Callable[[Client], T]) -> T:
+        try:
+            return self._call(fn)
+        except DatabaseError as exc:
+            limit = BUDGET_CODES.get(_error_code(exc) or 0)
+            if limit is None:
+                raise
+            raise QueryTooHeavy(limit, str(exc)) from exc
+
+    def _limits(self, c: Client, settings: dict[str, Any] | None, bounded: bool) -> dict | None:
+        """The statement's own settings over the budget's. Settings the server does not know
+        are left out: they tune behaviour that a server without them does not have (the
+        client read the server's settings when it connected, so this costs no query)."""
+        merged = {**(self.budget.settings() if bounded else {}), **(settings or {})}
+        known = {k: v for k, v in merged.items() if k in c.server_settings}
+        return known or None
+
+    def query_rows(
+        self, sql: str, parameters: dict[str, Any] | None = None, bounded: bool = True
+    ) -> list[tuple]:
+        def run(c: Client) -> list[tuple]:
+            limits = self._limits(c, None, bounded)
+            return c.query(sql, parameters=parameters, settings=limits).result_rows
+
+        return self._read(run)
 
     def query_dicts(
         self,
         sql: str,
         parameters: dict[str, Any] | None = None,
         settings: dict[str, Any] | None = None,
+        bounded: bool = True,
     ) -> list[dict]:
-        """Rows as dicts. `settings` the server does not know are left out: they tune
-        behaviour that a server without them does not have (the client read the server's
-        settings when it connected, so this costs no query)."""
+        """Rows as dicts, the statement's `settings` added to the budget's."""
 
         def run(c: Client) -> list[dict]:
-            known = {k: v for k, v in (settings or {}).items() if k in c.server_settings}
-            result = c.query(sql, parameters=parameters, settings=known or None)
+            limits = self._limits(c, settings, bounded)
+            result = c.query(sql, parameters=parameters, settings=limits)
             return [dict(zip(result.column_names, row, strict=True)) for row in result.result_rows]
 
-        return self._call(run)
+        return self._read(run)
 
     def ping(self) -> bool:
         try:

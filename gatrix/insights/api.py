@@ -18,6 +18,7 @@ from litestar.exceptions import HTTPException, ValidationException
 from litestar.openapi.datastructures import ResponseSpec
 from litestar.params import Parameter
 
+from gatrix.clickhouse.store import QueryTooHeavy
 from gatrix.insights import goals, reports
 from gatrix.insights import live as live_report
 from gatrix.insights.filters import InvalidFilter
@@ -130,17 +131,30 @@ ERROR_RESPONSES: dict[int, ResponseSpec] = {
     400: _error_spec("invalid_query: a parameter is missing, unknown or malformed"),
     401: _error_spec("unauthenticated or invalid_credentials"),
     403: _error_spec("forbidden or client_cannot_read"),
+    422: _error_spec("query_too_heavy: the report passed the rows or memory budget; narrow it"),
     500: ResponseSpec(
         data_container=InternalErrorBody,
         description="internal_error: a bug; the request id is in the server log",
     ),
+    503: _error_spec("query_too_heavy: the report passed the time budget; narrow it or retry"),
 }
 
 
 class ApiError(HTTPException):
-    def __init__(self, status: int, code: str, detail: str) -> None:
-        super().__init__(status_code=status, detail=detail, extra={"error": code})
+    def __init__(
+        self, status: int, code: str, detail: str, headers: dict[str, str] | None = None
+    ) -> None:
+        super().__init__(status_code=status, detail=detail, extra={"error": code}, headers=headers)
         self.code = code
+
+
+def too_heavy(exc: QueryTooHeavy) -> ApiError:
+    """A report past the query budget: a 422 when it read or held too much (the same
+    question fails again), a 503 when it ran out of time (it may pass on a quieter server)."""
+    logging.getLogger("gatrix.insights").warning("query over budget (%s): %s", exc.limit, exc)
+    if exc.limit == "time":
+        return ApiError(503, "query_too_heavy", exc.advice, {"retry-after": "30"})
+    return ApiError(422, "query_too_heavy", exc.advice)
 
 
 @dataclass(frozen=True)
@@ -237,6 +251,8 @@ async def _run(fn: Any, *args: Any) -> Any:
         return await asyncio.to_thread(fn, *args)
     except (InvalidQuery, InvalidFilter) as exc:
         raise ApiError(400, "invalid_query", str(exc)) from None
+    except QueryTooHeavy as exc:
+        raise too_heavy(exc) from None
 
 
 RangeParam = Annotated[str, Parameter(query="range", description="named range or custom")]
@@ -416,6 +432,8 @@ def api_error_handler(request: Request, exc: HTTPException) -> Response[dict[str
 
 
 def internal_error_response(request: Request, exc: BaseException) -> Response[dict[str, str]]:
+    if isinstance(exc, QueryTooHeavy):  # a handler that did not expect it: still not a fault
+        return api_error_handler(request, too_heavy(exc))
     rid = log_unexpected(exc, f"{request.method} {request.scope.get('path', '')}")
     return Response(
         {

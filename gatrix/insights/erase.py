@@ -60,6 +60,7 @@ def erase_person(store: Store, project_id: str, person_id: str) -> dict[str, Any
         f"SELECT count(), arraySort(groupUniqArray(toStartOfHour(created_at))), "
         f"arraySort(groupUniqArray({KEY_HASH})) FROM {db}.events WHERE {events_where}",
         params,
+        bounded=False,  # an erasure is owed, whatever the reports' budget
     )[0]
     session_ids = [s["session_id"] for s in sessions]
     params.update(
@@ -87,6 +88,8 @@ def erase_person(store: Store, project_id: str, person_id: str) -> dict[str, Any
         **dict.fromkeys(REBUILT_ROLLUPS, in_hours),
         # one row per key and hour: the person's rows go, nobody else's change
         "visitor_hourly": f"{in_hours} AND key_hash IN {{key_hashes:Array(UInt64)}}",
+        # the realtime copy of the last hour's events: the same rows as in `events`
+        "live_events": events_where,
     }
     where = {t: f"project_id = {{project:String}} AND ({w})" for t, w in plan.items()}
     # a lightweight delete says nothing of how many rows it took: count them first, at once
@@ -95,6 +98,7 @@ def erase_person(store: Store, project_id: str, person_id: str) -> dict[str, Any
             f"SELECT '{t}' AS t, count() AS n FROM {db}.{t} WHERE {w}" for t, w in where.items()
         ),
         params,
+        bounded=False,
     )
     deleted = {"events": int(events), **{t: int(n) for t, n in counted}}
     if events:
@@ -111,6 +115,7 @@ def erase_person(store: Store, project_id: str, person_id: str) -> dict[str, Any
             f"SELECT max(last_at) FROM {db}.sessions WHERE project_id = {{project:String}} "
             f"AND {in_sessions}",
             params,
+            bounded=False,
         )[0][0]
         params["last_event"] = max([_utc(rollup_last), *(_utc(x["last_at"]) for x in sessions)])
     started = [t for t in plan if deleted.get(t)]

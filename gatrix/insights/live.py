@@ -1,5 +1,9 @@
 """Realtime: who is on the site now. "Now" is the last 5 minutes (as Plausible and OpenPanel
-count live visitors); the per-minute series covers the last 30 minutes."""
+count live visitors); the per-minute series covers the last 30 minutes.
+
+Everything here reads `live_events` (migration 0008): the last hour of events sorted by time,
+so a poll reads the minutes it shows, not a slice of a table that grows with the history.
+That table keeps about an hour: a `now` older than that finds nobody."""
 
 from __future__ import annotations
 
@@ -30,43 +34,43 @@ def live(store: Store, project_id: str, now: datetime, timezone: str = "UTC") ->
         "series_from": series_from,
         "until": now + timedelta(minutes=1),
     }
-    # toDate(created_at) bounds let the primary key (project, date, ...) skip older days
-    recent_days = (
-        "project_id = {project:String} AND toDate(created_at) >= toDate({series_from:" + DT + "})"
+    recent_rows = (
+        "project_id = {project:String} AND created_at >= {series_from:" + DT + "} "
+        "AND created_at < {until:" + DT + "}"
     )
     # only the links of the keys seen in the last minutes: the read stays small however
     # many people the project knows
     v = resolution(
         store,
         project_id,
-        sources=f"SELECT DISTINCT {KEY} FROM {db}.events WHERE {recent_days} "
-        f"AND created_at >= {{series_from:{DT}}} AND created_at < {{until:{DT}}}",
-    )
-    pages = store.query_dicts(
-        f"SELECT path, uniq({v.expr()}) AS visitors FROM {db}.events{v.join()} WHERE {recent_days} "
-        f"AND created_at >= {{since:{DT}}} AND created_at < {{until:{DT}}} AND {PAGEVIEW_SQL} "
-        f"GROUP BY path ORDER BY visitors DESC, path ASC LIMIT 10",
-        params,
+        sources=f"SELECT DISTINCT {KEY} FROM {db}.live_events WHERE {recent_rows}",
     )
     recent = store.query_dicts(
-        f"SELECT name, path, country, browser, created_at FROM {db}.events WHERE {recent_days} "
-        f"AND created_at >= {{series_from:{DT}}} AND created_at < {{until:{DT}}} "
-        f"AND name != '{ENGAGEMENT_NAME}' ORDER BY created_at DESC LIMIT 20",
+        f"SELECT name, path, country, browser, created_at FROM {db}.live_events "
+        f"WHERE {recent_rows} AND name != '{ENGAGEMENT_NAME}' ORDER BY created_at DESC LIMIT 20",
         params,
     )
-    # one pass for the minute series; the grand-total grouping set (minute left at its
-    # default, the epoch) carries the 5-minute visitor count
+    # One pass for the rest (each statement costs a few ms however small its read): the
+    # minute series, the active pages (the page views of the last 5 minutes by path; every
+    # other row falls in the '' group) and the grand total with the 5-minute visitor count.
+    fresh_view = f"created_at >= {{since:{DT}}} AND {PAGEVIEW_SQL}"
     rows = store.query_dicts(
-        f"SELECT toStartOfMinute(created_at) AS minute, uniq({v.expr()}) AS visitors, "
-        f"countIf({PAGEVIEW_SQL}) AS pageviews, "
-        f"uniqIf({v.expr()}, created_at >= {{since:{DT}}}) AS live_visitors "
-        f"FROM {db}.events{v.join()} WHERE {recent_days} "
-        f"AND created_at >= {{series_from:{DT}}} AND created_at < {{until:{DT}}} "
-        f"GROUP BY GROUPING SETS ((minute), ())",
+        f"SELECT toStartOfMinute(created_at) AS minute, if({fresh_view}, path, '') AS page, "
+        f"grouping(minute) AS by_minute, grouping(page) AS by_page, "
+        f"uniq({v.expr()}) AS visitors, countIf({PAGEVIEW_SQL}) AS pageviews, "
+        f"uniqIf({v.expr()}, created_at >= {{since:{DT}}}) AS live_visitors, "
+        f"uniqIf({v.expr()}, {fresh_view}) AS page_visitors "
+        f"FROM {db}.live_events{v.join()} WHERE {recent_rows} "
+        f"GROUP BY GROUPING SETS ((minute), (page), ())",
         params,
     )
-    totals = [r for r in rows if _utc(r["minute"]).year == 1970]
-    per_minute_rows = [r for r in rows if _utc(r["minute"]).year != 1970]
+    # grouping(x) is 1 where x was rolled up (the SQL standard's sense)
+    per_minute_rows = [r for r in rows if not r["by_minute"]]
+    pages = sorted(
+        (r for r in rows if not r["by_page"] and r["page_visitors"]),
+        key=lambda r: (-r["page_visitors"], r["page"]),
+    )[:10]
+    totals = [r for r in rows if r["by_minute"] and r["by_page"]]
     visitors = totals[0]["live_visitors"] if totals else 0
     by_minute = {_utc(r["minute"]): r for r in per_minute_rows}
     per_minute = []
@@ -82,7 +86,7 @@ def live(store: Store, project_id: str, now: datetime, timezone: str = "UTC") ->
         )
     return {
         "visitors": int(visitors),
-        "pages": [{"path": p["path"], "visitors": int(p["visitors"])} for p in pages],
+        "pages": [{"path": p["page"], "visitors": int(p["page_visitors"])} for p in pages],
         "recent": [
             {
                 "name": r["name"],
@@ -106,14 +110,16 @@ def live_visitors(store: Store, project_id: str, now: datetime) -> int:
     now = now.astimezone(UTC)
     since = now - LIVE_WINDOW
     recent = (
-        f"project_id = {{project:String}} AND toDate(created_at) >= toDate({{since:{DT}}}) "
-        f"AND created_at >= {{since:{DT}}} AND created_at < {{until:{DT}}}"
+        f"project_id = {{project:String}} AND created_at >= {{since:{DT}}} "
+        f"AND created_at < {{until:{DT}}}"
     )
     v = resolution(
-        store, project_id, sources=f"SELECT DISTINCT {KEY} FROM {store.db}.events WHERE {recent}"
+        store,
+        project_id,
+        sources=f"SELECT DISTINCT {KEY} FROM {store.db}.live_events WHERE {recent}",
     )
     rows = store.query_rows(
-        f"SELECT uniq({v.expr()}) FROM {store.db}.events{v.join()} WHERE {recent}",
+        f"SELECT uniq({v.expr()}) FROM {store.db}.live_events{v.join()} WHERE {recent}",
         {"project": project_id, "since": since, "until": now + timedelta(minutes=1)},
     )
     return int(rows[0][0])

@@ -13,6 +13,7 @@ from litestar import Request, get
 from litestar.plugins.htmx import HTMXRequest
 from litestar.response import Template
 
+from gatrix.clickhouse.store import QueryTooHeavy
 from gatrix.insights import goals, reports
 from gatrix.insights.filters import InvalidFilter
 from gatrix.insights.live import live, live_visitors
@@ -371,15 +372,19 @@ async def render_dashboard(
     fragment_only = _wants_fragment(request)
 
     def build() -> dict[str, Any]:
-        data = {
-            "kpis": kpis_context(services, q),
-            "chart": chart_context(services, q, view),
-            "goal": chosen_goal(services, project["id"], view),
-        }
+        data: dict[str, Any] = {"goal": chosen_goal(services, project["id"], view)}
         if user is not None:
             data["segments"] = segments.list_segments(services.engine, project["id"])
-        if not fragment_only:
-            data["live_badge"] = live_visitors(services.store, project["id"], datetime.now(UTC))
+        try:
+            if not fragment_only:
+                now = datetime.now(UTC)
+                data["live_badge"] = live_visitors(services.store, project["id"], now)
+            data["kpis"] = kpis_context(services, q)
+            data["chart"] = chart_context(services, q, view)
+        except QueryTooHeavy as exc:
+            # the controls stay, so the range can be narrowed from here
+            data["too_heavy"] = exc.advice
+            return data
         if user is not None and not data["kpis"]["has_data"] and not view.filters:
             data["snippet"] = _snippet(request, services, project["id"])
         return data
@@ -411,7 +416,10 @@ def _snippet(request: Request, services: Services, project_id: str) -> str:
 async def render_realtime(
     request: Request, services: Services, project: dict[str, Any], dash: str, user: Any = None
 ) -> Template:
-    data = await asyncio.to_thread(live_context, services, project)
+    try:
+        data = await asyncio.to_thread(live_context, services, project)
+    except QueryTooHeavy as exc:
+        raise PageError(status_code=422, detail=exc.advice) from None
     return page(
         request,
         "pages/realtime.html.j2",
@@ -425,35 +433,63 @@ async def render_fragment(
     request: Request, services: Services, project: dict[str, Any], dash: str, name: str, panel: str
 ) -> Template:
     asked = _asked(request)
-    if name == "live-badge":
-        count = await asyncio.to_thread(
-            live_visitors, services.store, project["id"], datetime.now(UTC)
-        )
+    if name in ("live-badge", "realtime"):
         common = _common(request, project, asked, dash, False)
-        return page(request, "fragments/live_badge.html.j2", **common, live_badge=count)
-    if name == "realtime":
-        data = await asyncio.to_thread(live_context, services, project)
-        common = _common(request, project, asked, dash, False)
-        return page(request, "fragments/realtime.html.j2", **common, **data)
+        try:
+            if name == "live-badge":
+                count = await asyncio.to_thread(
+                    live_visitors, services.store, project["id"], datetime.now(UTC)
+                )
+                return page(request, "fragments/live_badge.html.j2", **common, live_badge=count)
+            data = await asyncio.to_thread(live_context, services, project)
+            return page(request, "fragments/realtime.html.j2", **common, **data)
+        except QueryTooHeavy as exc:
+            return _too_heavy(request, common, name, exc.advice)
     if name not in ("kpis", "chart", "goals") and not (name == "panel" and panel in PANELS):
         raise PageError(status_code=404, detail="No such fragment.")
 
     def build() -> tuple[View, dict[str, Any]]:  # one worker-thread hop for the whole fragment
         view, q = resolve(services, project, asked)
+        try:
+            return view, report(view, q)
+        except QueryTooHeavy as exc:
+            return view, {"too_heavy": exc.advice}
+
+    def report(view: View, q: Query) -> dict[str, Any]:
         if name == "kpis":
-            return view, {"kpis": kpis_context(services, q)}
+            return {"kpis": kpis_context(services, q)}
         if name == "chart":
-            return view, {"chart": chart_context(services, q, view)}
+            return {"chart": chart_context(services, q, view)}
         if name == "goals":
-            return view, {"goals": goals_context(services, q, view)}
-        return view, {"p": panel_context(services, q, view, panel)}
+            return {"goals": goals_context(services, q, view)}
+        return {"p": panel_context(services, q, view, panel)}
 
     view, data = await asyncio.to_thread(build)
     common = _common(request, project, view, dash, False)
+    if "too_heavy" in data:
+        target = {"kpis": "kpis", "chart": "chart-data", "goals": "panel-goals"}.get(
+            name, f"panel-{panel}"
+        )
+        title = PANEL_TITLES.get(panel, "") if name == "panel" else ""
+        return _too_heavy(request, common, target, data["too_heavy"], title)
     if name == "panel":
         push = f"{common['dash']}?{view.query_string()}"
         return _swap(request, "fragments/panel.html.j2", {**common, **data}, push)
     return page(request, f"fragments/{name}.html.j2", **common, **data)
+
+
+def _too_heavy(
+    request: Request, common: dict[str, Any], target: str, advice: str, title: str = ""
+) -> Template:
+    # in place of the fragment, with its id, and not polled: asking again costs as much
+    return page(
+        request,
+        "fragments/too_heavy.html.j2",
+        **common,
+        target=target,
+        title=title,
+        too_heavy=advice,
+    )
 
 
 @get("/dashboard/{project_id:str}", include_in_schema=False)

@@ -22,6 +22,7 @@ from litestar.params import Parameter
 from litestar.plugins.htmx import HTMXRequest
 from litestar.response import Redirect, Template
 
+from gatrix.clickhouse.store import QueryTooHeavy
 from gatrix.insights import erase as erasure
 from gatrix.insights.people import PeopleQuery, list_people
 from gatrix.insights.person import Cursor, InvalidPerson, get_person
@@ -147,7 +148,10 @@ async def people_page(
     if not page_no.isdigit() or len(page_no) > 6:
         raise PageError(status_code=400, detail="Invalid search: page must be a number.")
     pq = _people_query(project_id, q, sort, int(page_no))
-    data = await asyncio.to_thread(list_context, services, project, pq)
+    try:
+        data = await asyncio.to_thread(list_context, services, project, pq)
+    except QueryTooHeavy as exc:
+        raise PageError(status_code=422, detail=exc.advice) from None
     base = request.app.state.settings.root_path + f"/dashboard/{project_id}/people"
     context = {"project": project, "base": base, "list_url": list_url, **data}
     if _fragment(request):
@@ -174,6 +178,8 @@ async def _person(
         )
     except InvalidPerson as exc:
         raise PageError(status_code=400, detail=str(exc)) from None
+    except QueryTooHeavy as exc:
+        raise PageError(status_code=422, detail=exc.advice) from None
     if data is None:
         raise PageError(status_code=404, detail="No person of this project has that id.")
     return data

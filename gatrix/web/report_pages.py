@@ -24,6 +24,7 @@ from litestar.plugins.htmx import HTMXRequest
 from litestar.response import Redirect, Template
 
 from gatrix.buffer.keys import FLASH_TTL_S
+from gatrix.clickhouse.store import QueryTooHeavy
 from gatrix.insights import cohorts, funnels, paths
 from gatrix.insights.breakdowns import breakdown
 from gatrix.insights.filters import InvalidFilter
@@ -160,6 +161,8 @@ def report_context(
             out.update(report.build(services, q, state))
     except (InvalidQuery, InvalidFilter) as exc:
         out["problem"] = str(exc)
+    except QueryTooHeavy as exc:  # the form stays, to narrow the range or the steps
+        out["problem"] = exc.advice
     return out
 
 

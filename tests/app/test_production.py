@@ -173,9 +173,9 @@ def test_cluster_ddl() -> None:
     assert backfills and all("_local" not in s for s in backfills)
     local = [s for s in statements if "_local ON CLUSTER" in s and "CREATE TABLE" in s]
     distributed = [s for s in statements if "ENGINE = Distributed(" in s]
-    # events, profiles, counters, identity links, 5 rollups and the 2 tables of the people
-    # index
-    assert len(local) == len(distributed) == 11
+    # events, profiles, counters, identity links, 5 rollups, the 2 tables of the people
+    # index and live_events
+    assert len(local) == len(distributed) == 12
     assert (
         "ENGINE = ReplicatedMergeTree('/clickhouse/tables/{shard}/analytics/events', "
         "'{replica}')" in local[0]
@@ -188,8 +188,8 @@ def test_cluster_ddl() -> None:
     assert any("ReplicatedAggregatingMergeTree(" in s for s in local)
     views = [s for s in statements if "MATERIALIZED VIEW" in s]
     # 9 views (3 of them — sessions, hourly, event_hourly — dropped and made again by 0006),
-    # and the people index's 3
-    assert len(views) == 12
+    # the people index's 3 and live_events'
+    assert len(views) == 13
     drops = [s for s in statements if s.startswith("DROP VIEW")]
     assert drops == [
         f"DROP VIEW IF EXISTS analytics.{name} ON CLUSTER gatrix_cluster"

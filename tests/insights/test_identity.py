@@ -174,8 +174,25 @@ async def test_one_person_on_two_devices_is_one_visitor(
     )
     await Flusher(buffer, store).run()
     assert kpis(store, project) == (2, 3, 4)
-    # the phone's anonymous view and carol's are one person on the site now
-    now = minutes(33)
+
+
+async def test_live_counts_one_person_on_two_devices_once(
+    buffer: Buffer, ctx: Context, store: Store, project: str
+) -> None:
+    # live reads only the last hour's events (as received now): times around the real clock
+    now = datetime.now(UTC).replace(microsecond=0)
+    laptop = Sender(ctx, project, "1.2.3.4")
+    phone = Sender(ctx, project, "5.6.7.8", ua=FIREFOX_UA)
+    await send(
+        buffer,
+        laptop.page(now - timedelta(minutes=4), "/"),
+        laptop.identify(now - timedelta(minutes=4), "carol"),
+        phone.page(now - timedelta(minutes=3), "/m"),
+        phone.identify(now - timedelta(minutes=3), "carol"),
+        phone.page(now - timedelta(minutes=2), "/m/app", profile="carol"),
+    )
+    await Flusher(buffer, store).run()
+    # the phone's anonymous view, the laptop's and carol's are one person on the site now
     assert live.live_visitors(store, project, now) == 1
     assert live.live(store, project, now)["visitors"] == 1
 

@@ -13,7 +13,7 @@ from typing import Any
 import httpx
 import pytest
 
-from gatrix.clickhouse.store import Store
+from gatrix.clickhouse.store import QueryBudget, Store
 from gatrix.meta import accounts, saved_reports
 
 from ..conftest import LiveServer
@@ -375,3 +375,22 @@ def test_links_between_the_overview_and_reports_keep_range_and_filters(
     report = _page(web, project, "funnels", scope).text
     assert f'href="/dashboard/{project}?{scope.replace("&", "&amp;")}"' in report
     assert f'href="/dashboard/{project}/paths?{scope.replace("&", "&amp;")}"' in report
+
+
+def test_a_report_past_the_query_budget_says_so_instead_of_failing(
+    seeded: dict[str, Any], site: LiveServer
+) -> None:
+    web, project = seeded["web"], seeded["project_id"]
+    store = site.services.store
+    kept, store.budget = store.budget, QueryBudget(rows=1)
+    try:
+        reply = _page(web, project, "funnels", FUNNEL)
+        # the page's answer to every question it cannot answer, with the reason in place
+        assert reply.status_code == 400, reply.text
+        assert "narrow the date range" in reply.text
+        assert 'class="report-form"' in reply.text  # the builder stays, to ask a smaller question
+        people = web.get(f"/dashboard/{project}/people")
+        assert people.status_code == 422
+        assert "narrow the date range" in people.text
+    finally:
+        store.budget = kept

@@ -39,6 +39,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     insights.add_argument("--output", default=None, help="write the JSON report here")
     insights.add_argument("--data-dir", dest="data_dir", default=None)
+    insights.add_argument("--keep", action="store_true", help="keep the data and reuse it")
     people = bench.add_parser("people", help="People list, person page and erasure at scale")
     people.add_argument("--events", type=int, default=10_000_000)
     people.add_argument("--profiles", type=int, default=1_000_000)

@@ -97,6 +97,41 @@ def _median_ms(fn: Any, *args: Any) -> float:
     return round(statistics.median(_timed(fn, *args) for _ in range(RUNS)), 1)
 
 
+class _Recording(Store):
+    """A store that keeps the statements it ran, to ask the engine what each one reads."""
+
+    def __init__(self, store: Store) -> None:
+        super().__init__(store.dsn, store.db, budget=store.budget)
+        self.statements: list[tuple[str, dict[str, Any] | None]] = []
+
+    def query_rows(
+        self, sql: str, parameters: dict[str, Any] | None = None, bounded: bool = True
+    ) -> list[tuple]:
+        self.statements.append((sql, parameters))
+        return super().query_rows(sql, parameters, bounded)
+
+    def query_dicts(
+        self,
+        sql: str,
+        parameters: dict[str, Any] | None = None,
+        settings: dict[str, Any] | None = None,
+        bounded: bool = True,
+    ) -> list[dict]:
+        self.statements.append((sql, parameters))
+        return super().query_dicts(sql, parameters, settings, bounded)
+
+
+def live_rows_read(store: Store, now: datetime) -> list[int]:
+    """Rows each of live's statements reads (EXPLAIN ESTIMATE): what must not grow with the
+    table."""
+    recording = _Recording(store)
+    live(recording, PROJECT, now)
+    return [
+        sum(row[3] for row in store.query_rows("EXPLAIN ESTIMATE " + sql, params))
+        for sql, params in recording.statements
+    ]
+
+
 def generate(store: Store, events: int, now: datetime) -> float:
     sessions = max(1, events * 2 // 21)  # mean session length 10.5 events
     started = time.perf_counter()
@@ -165,15 +200,27 @@ def measure(store: Store, now: datetime) -> dict[str, float]:
 
 
 def run_insights_bench(args: Any) -> int:
+    """`--keep` leaves each dataset in `--data-dir`, and a later run with `--keep` measures
+    it again (at its generation time `now`, kept beside it) instead of generating anew."""
     sizes = [int(n) for n in (getattr(args, "events", None) or [1_000_000, 10_000_000])]
-    now = datetime.now(UTC).replace(microsecond=0)
+    keep = bool(getattr(args, "keep", False))
     data_dir = Path(getattr(args, "data_dir", None) or tempfile.mkdtemp(prefix="gatrix-bi-"))
-    report: dict[str, Any] = {"now": now.isoformat(), "runs": RUNS, "sizes": {}}
+    report: dict[str, Any] = {"runs": RUNS, "sizes": {}}
     for size in sizes:
         store = Store(f"chdb://{data_dir / 'clickhouse'}", f"bench_{size}")
-        store.command(f"DROP DATABASE IF EXISTS {store.db}")
-        store.migrate()
-        seconds = generate(store, size, now)
+        stamp = data_dir / f"bench_insights_{size}.now"
+        seconds = 0.0
+        if keep and stamp.exists():
+            now = datetime.fromisoformat(stamp.read_text().strip())
+            store.migrate()  # a newer schema's migrations, on the kept data
+        else:
+            now = datetime.now(UTC).replace(microsecond=0)
+            store.command(f"DROP DATABASE IF EXISTS {store.db}")
+            store.migrate()
+            seconds = generate(store, size, now)
+            if keep:
+                stamp.write_text(now.isoformat())
+        report["now"] = now.isoformat()
         rows = store.query_rows(f"SELECT count() FROM {store.db}.events")[0][0]
         print(f"{rows:,} events generated in {seconds:.1f} s", file=sys.stderr, flush=True)
         settled = settle(store)
@@ -183,10 +230,12 @@ def run_insights_bench(args: Any) -> int:
             "events": rows,
             "generate_s": round(seconds, 1),
             "median_ms": latencies,
+            "live_rows_read": live_rows_read(store, now),
         }
         for name, ms in latencies.items():
             print(f"  {size:>11,}  {name:<28} {ms:8.1f} ms", file=sys.stderr, flush=True)
-        store.command(f"DROP DATABASE {store.db}")
+        if not keep:
+            store.command(f"DROP DATABASE {store.db}")
     print(json.dumps(report))
     output = getattr(args, "output", None)
     if output:
