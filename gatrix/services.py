@@ -42,7 +42,7 @@ from gatrix.buffer.worker import (
     stop_worker,
 )
 from gatrix.buffer.writer import BufferWriter
-from gatrix.clickhouse.store import Store
+from gatrix.clickhouse.store import QueryBudget, Store
 from gatrix.ingest.assembly import (
     connect_redis,
     load_tables,
@@ -73,7 +73,12 @@ STOP_WATCHDOG_S = 50
 
 
 def open_store(settings: Settings) -> Store:
-    return Store(settings.clickhouse_dsn, settings.clickhouse_database, settings.clickhouse_cluster)
+    budget = QueryBudget(
+        settings.query_max_seconds, settings.query_max_rows, settings.query_max_memory_mb
+    )
+    return Store(
+        settings.clickhouse_dsn, settings.clickhouse_database, settings.clickhouse_cluster, budget
+    )
 
 
 def retention_job(engine: Engine, store: Store) -> Retention:

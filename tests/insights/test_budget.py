@@ -154,3 +154,14 @@ def test_the_dashboard_says_too_heavy_in_place(
         assert reply.status_code == 200
         assert f'id="{target}"' in reply.text
         assert "Too heavy for this server" in reply.text
+
+
+def test_the_budget_settings_reach_the_servers_store(tmp_path: Any) -> None:
+    from gatrix.services import open_store
+    from tests.conftest import make_settings
+
+    settings = make_settings(
+        tmp_path, query_max_seconds=7, query_max_rows=5, query_max_memory_mb=64
+    )
+    budget = open_store(settings).budget
+    assert (budget.seconds, budget.rows, budget.memory_mb) == (7, 5, 64)
