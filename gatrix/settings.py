@@ -160,13 +160,18 @@ class Settings(BaseSettings):
 
     @property
     def process_count(self) -> int:
-        """How many processes `gatrix serve` runs (GATRIX_WORKERS, or the usable cores)."""
+        """How many processes `gatrix serve` runs: GATRIX_WORKERS, or the cores this process
+        may use (its CPU affinity, and a container's CPU quota when one is set), at most 8."""
         if self.workers:
             return self.workers
         try:
-            return max(1, min(len(os.sched_getaffinity(0)), 8))
+            cores = len(os.sched_getaffinity(0))
         except AttributeError:  # not Linux
-            return max(1, min(os.cpu_count() or 1, 8))
+            cores = os.cpu_count() or 1
+        quota = _cgroup_cpu_quota()
+        if quota is not None:
+            cores = min(cores, quota)
+        return max(1, min(cores, 8))
 
     @property
     def data_path(self) -> Path:
@@ -226,6 +231,18 @@ class Settings(BaseSettings):
         if self.allowed_hosts:
             return frozenset(self.allowed_hosts)
         return frozenset({"localhost", "127.0.0.1", "::1", self.host.strip("[]").lower()})
+
+
+def _cgroup_cpu_quota(path: Path = Path("/sys/fs/cgroup/cpu.max")) -> int | None:
+    """A container's CPU limit in whole CPUs (cgroup v2 `cpu.max`: "quota period"), rounded
+    up; None when there is none."""
+    try:
+        quota, period = path.read_text().split()[:2]
+    except (OSError, ValueError):
+        return None
+    if quota == "max" or not quota.isdigit() or not period.isdigit() or int(period) == 0:
+        return None
+    return max(1, -(-int(quota) // int(period)))
 
 
 def env_names() -> set[str]:

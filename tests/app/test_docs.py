@@ -6,6 +6,8 @@ import argparse
 import re
 from pathlib import Path
 
+import pytest
+
 from gatrix.cli import build_parser
 from gatrix.settings import Settings, env_names
 from tools.bench.__main__ import build_parser as build_bench_parser
@@ -81,3 +83,16 @@ def test_cli_commands_parse_and_match_the_readme() -> None:
     assert named == _subcommands(parser)
     benches = set(re.findall(r"^python -m tools\.bench (\w+)", section, re.M))
     assert benches == _subcommands(build_bench_parser())
+
+
+@pytest.mark.fast
+def test_a_containers_cpu_quota_bounds_the_default_process_count(tmp_path: Path) -> None:
+    from gatrix.settings import _cgroup_cpu_quota
+
+    limits = {"max 100000": None, "150000 100000": 2, "50000 100000": 1, "": None, "x y": None}
+    for text, cpus in limits.items():
+        (tmp_path / "cpu.max").write_text(text)
+        assert _cgroup_cpu_quota(tmp_path / "cpu.max") == cpus, text
+    assert _cgroup_cpu_quota(tmp_path / "missing") is None
+    assert Settings(workers=3).process_count == 3
+    assert 1 <= Settings().process_count <= 8
