@@ -111,7 +111,7 @@ def render(services: Services, reports: list[Report] | None = None) -> str:
     metric("gatrix_redis_restarts_total", "counter", "Restarts of the embedded Redis.")
     lines.append(f"gatrix_redis_restarts_total {restarts}")
     stats = services.flusher.stats
-    metric("gatrix_flush_batches_total", "counter", "Batches inserted by this process.")
+    metric("gatrix_flush_batches_total", "counter", "Chunks of claimed batches inserted here.")
     lines.append(f"gatrix_flush_batches_total {stats.batches}")
     metric("gatrix_flush_rows_total", "counter", "Rows inserted by this process.")
     lines.append(f"gatrix_flush_rows_total {stats.rows}")
@@ -119,7 +119,7 @@ def render(services: Services, reports: list[Report] | None = None) -> str:
     lines.append(f"gatrix_flush_errors_total {stats.errors}")
     metric("gatrix_flush_isolations_total", "counter", "Batches split to isolate bad rows.")
     lines.append(f"gatrix_flush_isolations_total {stats.isolations}")
-    metric("gatrix_flush_duration_seconds", "histogram", "Time to insert one batch.")
+    metric("gatrix_flush_duration_seconds", "histogram", "Time to insert one chunk.")
     lines += stats.histogram.lines("gatrix_flush_duration_seconds", "")
     metric("gatrix_group_commits_total", "counter", "Redis round trips of the writer.")
     lines.append(f"gatrix_group_commits_total {services.writer.round_trips}")

@@ -92,7 +92,9 @@ class Settings(BaseSettings):
 
     # --- flushing the buffer into ClickHouse
     flush_interval: float = Field(1.0, validation_alias=_env("GATRIX_FLUSH_INTERVAL"))
-    flush_batch_size: int = Field(10000, validation_alias=_env("GATRIX_FLUSH_BATCH_SIZE"))
+    # rows per ClickHouse insert: each insert also writes every rollup, so a large one costs
+    # far less per row (measured 10k → 50k: the flush went from ~0.4 to ~0.75 of a plain insert)
+    flush_batch_size: int = Field(50_000, ge=1, validation_alias=_env("GATRIX_FLUSH_BATCH_SIZE"))
     # a claimed batch whose flusher stopped renewing it this long ago is retried by another
     flush_lease_seconds: float = Field(
         5.0, gt=0, validation_alias=_env("GATRIX_FLUSH_LEASE_SECONDS")

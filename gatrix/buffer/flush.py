@@ -1,9 +1,15 @@
-"""Buffer → ClickHouse: claim a batch, insert it with one statement per table, acknowledge.
+"""Buffer → ClickHouse: claim a batch, insert it chunk by chunk with one statement per table
+per chunk, acknowledge.
 
-Order of work in one run: first batches whose flusher died or gave up (same batch id, so the
-same deduplication token), then fresh batches until the buffer is short of a full batch or
-the run's time is up. A flusher renews the lease of the batches it holds while it works, so a
-claim whose lease lapsed belongs to a dead process and is taken over within seconds.
+A claim takes everything waiting (up to `CLAIM_CHUNKS` chunks) in one constant-time step
+(a longer list gives up its first `HEAD_CLAIM_ITEMS`);
+the flusher then reads `batch_size` items at a time, so its memory stays bounded by a chunk
+and each insert is large enough that the rollups' per-insert cost stays small. Order of work
+in one run: first batches whose flusher died or gave up (same batch id and chunk size, so
+the same deduplication tokens; chunks recorded as stored are skipped), then fresh batches
+until the buffer holds less than a chunk or the run's time is up. A flusher renews the lease
+of the batches it holds while it works, so a claim whose lease lapsed belongs to a dead
+process and is taken over within seconds.
 
 Failures are told apart by what they say, not assumed:
 - **Unavailable** (ClickHouse down, table detached, merges behind): the batch is released
@@ -26,7 +32,7 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 
 from gatrix.buffer.queue import Batch, Buffer
-from gatrix.buffer.rows import KIND_OF_TABLE, project_of, split_by_table
+from gatrix.buffer.rows import KIND_OF_TABLE, project_of, table_bodies
 from gatrix.clickhouse.store import RowsRejected, Store, StoreUnavailable
 from gatrix.metrics import Histogram
 
@@ -38,6 +44,13 @@ MAX_UNAVAILABLE_ATTEMPTS = 3
 ISOLATION_FAILURE_BUDGET = 24
 # A holder stops renewing after this long, so a hung insert cannot keep a batch forever.
 MAX_HOLD_S = 120.0
+# A claim takes the whole waiting list when it holds at most this many chunks: a renamed
+# list is free to claim, and a takeover resumes after the last chunk stored. One flusher then
+# holds all of it, so with several flushers a backlog is shared only beyond this size.
+CLAIM_CHUNKS = 20
+# A longer list has its head copied inside a script, ~5 us an item during which Redis serves
+# no one: at most this many items (~50 ms) per claim.
+HEAD_CLAIM_ITEMS = 10_000
 
 
 @dataclass
@@ -49,7 +62,12 @@ class FlushStats:
     isolations: int = 0
     unavailable: str = ""
     last_success: float = 0.0
+    insert_seconds: float = 0.0  # spent inside ClickHouse inserts (the rest: Redis, Python)
     histogram: Histogram = field(default_factory=Histogram)
+
+
+# one chunk of a batch: (JSONEachRow body, row count) per table, and items of unknown kind
+_Chunk = tuple[dict[str, tuple[bytes, int]], list[bytes]]
 
 
 @dataclass
@@ -89,10 +107,15 @@ class Flusher:
     async def _run(self, max_seconds: float) -> int:
         deadline = time.monotonic() + max_seconds
         written = 0
+        head = min(self.batch_size, HEAD_CLAIM_ITEMS)
         while time.monotonic() < deadline:
             batch = await self.buffer.take_stale(self.lease_ms)
             if batch is None:
-                batch = await self.buffer.claim(self.batch_size)
+                batch = await self.buffer.claim(
+                    head,
+                    chunk=self.batch_size,
+                    whole=self.batch_size * CLAIM_CHUNKS,
+                )
             if batch is None:
                 break
             self._held[batch.id] = time.monotonic()
@@ -103,7 +126,7 @@ class Flusher:
                 self.stats.errors += 1
                 log.warning(
                     "ClickHouse unavailable, %d items stay in Redis: %s",
-                    len(batch.items),
+                    batch.size - batch.done,
                     str(exc)[:200],
                 )
                 await self.buffer.release(batch)
@@ -113,7 +136,8 @@ class Flusher:
             self.stats.unavailable = ""
             self.stats.last_success = time.time()
             await self.buffer.ack(batch)
-            if len(batch.items) < self.batch_size:
+            # a whole list shorter than one insert: the buffer is drained (a head: more waits)
+            if batch.size < self.batch_size and batch.size != head:
                 break
         return written
 
@@ -128,21 +152,52 @@ class Flusher:
                     await self.buffer.renew(live)
 
     async def write(self, batch: Batch) -> int:
+        """Insert every chunk of a claimed batch not yet known to be stored; rows written."""
+        # only a batch seen before can have failed before: fresh claims skip the round trip
+        attempts = await self.buffer.attempts(batch) if batch.retried else 0
+        offsets = range(batch.done, batch.size, batch.chunk)
+        rows = 0
+        # The next chunk is read and split while ClickHouse parses this one (its insert runs
+        # in a thread without the GIL): Redis and Python then cost the flush little time.
+        ahead = self._read_ahead(batch, offsets, 0)
+        try:
+            for n, offset in enumerate(offsets):
+                chunk = await ahead
+                ahead = self._read_ahead(batch, offsets, n + 1)
+                rows += await self._write_chunk(batch, offset, chunk, attempts)
+                if offset + batch.chunk < batch.size:
+                    await self.buffer.mark_done(batch, offset + batch.chunk)
+        finally:
+            ahead.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await ahead
+        return rows
+
+    def _read_ahead(self, batch: Batch, offsets: range, n: int) -> asyncio.Future[_Chunk]:
+        if n >= len(offsets):
+            done: asyncio.Future[_Chunk] = asyncio.get_running_loop().create_future()
+            done.set_result(({}, []))
+            return done
+        return asyncio.ensure_future(self._read_chunk(batch, offsets[n]))
+
+    async def _read_chunk(self, batch: Batch, offset: int) -> _Chunk:
+        return table_bodies(await self.buffer.read(batch, offset, batch.chunk))
+
+    async def _write_chunk(self, batch: Batch, offset: int, chunk: _Chunk, attempts: int) -> int:
         started = time.perf_counter()
-        by_table, unknown = split_by_table(batch.items)
+        by_table, unknown = chunk
         for item in unknown:
             await self.buffer.dead_letter(item, "unknown buffer item kind")
             self.stats.dead_letters += 1
-        # only a batch seen before can have failed before: fresh claims skip the round trip
-        attempts = await self.buffer.attempts(batch) if batch.retried else 0
         isolation = _Isolation(active=attempts >= MAX_UNAVAILABLE_ATTEMPTS)
         if isolation.active:
             self.stats.isolations += 1
             log.warning("batch %s failed %d times; isolating its rows", batch.id, attempts)
         rows = 0
         try:
-            for table, lines in by_table.items():
-                rows += await self._insert(table, lines, f"{batch.id}:{table}", isolation)
+            for table, (body, count) in by_table.items():
+                token = batch.token(offset, table)
+                rows += await self._insert(table, body, count, token, isolation)
         except StoreUnavailable:
             await self.buffer.count_attempt(batch)
             raise
@@ -153,28 +208,36 @@ class Flusher:
         return rows
 
     async def _insert(
-        self, table: str, lines: list[bytes], token: str, isolation: _Isolation
+        self, table: str, body: bytes, count: int, token: str, isolation: _Isolation
     ) -> int:
         try:
-            await asyncio.to_thread(self.store.insert_json_rows, table, lines, token)
+            await self._timed_insert(table, body, token)
         except RowsRejected as exc:
             self.stats.errors += 1
             if not isolation.active:
                 isolation.active = True
                 self.stats.isolations += 1
-            return await self._isolate(table, lines, token, isolation, exc)
+            return await self._isolate(table, body, count, token, isolation, exc)
         except StoreUnavailable as exc:
             if not isolation.active:
                 raise
             self.stats.errors += 1
-            return await self._isolate(table, lines, token, isolation, exc)
+            return await self._isolate(table, body, count, token, isolation, exc)
         isolation.successes += 1
-        return len(lines)
+        return count
+
+    async def _timed_insert(self, table: str, body: bytes, token: str) -> None:
+        started = time.perf_counter()
+        try:
+            await asyncio.to_thread(self.store.insert_json, table, body, token)
+        finally:
+            self.stats.insert_seconds += time.perf_counter() - started
 
     async def _isolate(
         self,
         table: str,
-        lines: list[bytes],
+        body: bytes,
+        count: int,
         token: str,
         isolation: _Isolation,
         exc: Exception,
@@ -183,11 +246,13 @@ class Flusher:
         unavailable = isinstance(exc, StoreUnavailable)
         if isolation.failures > ISOLATION_FAILURE_BUDGET and not isolation.successes:
             raise StoreUnavailable(f"isolation found no row ClickHouse accepts: {exc}")
-        if len(lines) == 1:
-            return await self._lone_row(table, lines[0], isolation, exc, unavailable)
+        if count == 1:
+            return await self._lone_row(table, body, isolation, exc, unavailable)
         total = 0
-        for n, part in enumerate(_split(lines)):
-            total += await self._insert(table, part, f"{token}.{n}", isolation)
+        for n, part in enumerate(_split(body.split(b"\n"))):
+            total += await self._insert(
+                table, b"\n".join(part), len(part), f"{token}.{n}", isolation
+            )
         return total
 
     async def _lone_row(

@@ -31,6 +31,8 @@ class RedisKeys:
         self.deadletter = f"{prefix}:deadletter"
         self.last_flush = f"{prefix}:last_flush"
         self.attempts = f"{prefix}:claim_attempts"
+        # batch id → how many items at the head of the batch are stored (deleted at the ack)
+        self.progress = f"{prefix}:claim_progress"
         # project id → when its last event was accepted (ms), a sorted set written with GT so
         # processes only move it forward (TTL: INGEST_STATS_TTL_S, renewed on each write)
         self.last_accepted = f"{prefix}:stats:last-accepted"

@@ -270,17 +270,22 @@ class Store:
 
     def insert_json_rows(self, table: str, rows: Sequence[bytes], token: str) -> None:
         """Insert JSONEachRow lines as one block; a retry with the same token stores nothing."""
-        if not rows:
-            return
+        if rows:
+            self.insert_json(table, b"\n".join(rows), token)
+
+    def insert_json(self, table: str, body: bytes, token: str) -> None:
+        """Insert a JSONEachRow body (rows separated by newlines) as one block, deduplicated
+        by `token` like `insert_json_rows`."""
         if not _IDENT.match(table):
             raise ValueError(f"invalid table name: {table!r}")
-        body = b"\n".join(rows)
         settings = {
             "insert_deduplication_token": token,
             # the rollups (materialized views) must skip a retried block too
             "deduplicate_blocks_in_dependent_materialized_views": 1,
             "input_format_skip_unknown_fields": 1,
             "date_time_input_format": "best_effort",
+            # the rollups of a block are built side by side rather than in turn
+            "parallel_view_processing": 1,
         }
         try:
             self._call(

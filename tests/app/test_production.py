@@ -221,8 +221,10 @@ async def test_two_flushers_on_one_redis(redis: Any, prefix: str, scratch_store:
     ]
     buffer = Buffer(redis, prefix)
     await buffer.push_raw(items)
-    first = Flusher(buffer, scratch_store, batch_size=300)
-    second = Flusher(Buffer(redis, prefix), scratch_store, batch_size=300)
+    # a claim takes the whole list when it holds at most 20 inserts' worth: with 100 rows per
+    # insert the first claims take heads of the list, so both flushers have work
+    first = Flusher(buffer, scratch_store, batch_size=100)
+    second = Flusher(Buffer(redis, prefix), scratch_store, batch_size=100)
     written = await asyncio.gather(first.run(), second.run(), first.run(), second.run())
     assert sum(written) == 5000
     assert first.stats.batches > 0 and second.stats.batches > 0  # both took part

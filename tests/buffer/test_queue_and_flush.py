@@ -134,7 +134,7 @@ async def test_claims_are_atomic_between_two_flushers(
 
     async def drain(buf: Buffer) -> None:
         while batch := await buf.claim(37):
-            claimed.extend(batch.items)
+            claimed.extend(await buf.read(batch))
             await buf.ack(batch)
 
     await asyncio.gather(drain(first), drain(second), drain(first), drain(second))

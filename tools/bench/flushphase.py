@@ -5,6 +5,12 @@ calling it, because it opens a chDB data path and a process may hold only one; t
 process itself never opens one. It fills a fresh embedded Redis with N realistic event rows
 (not timed), then times one flusher draining them into a fresh embedded ClickHouse, the way
 the embedded server's worker does. The JSON result is the last line on stdout.
+
+Its baseline, in the same process and run: the same rows inserted straight into a copy of
+the events table without rollups, in the same chunks, no Redis (`baseline_events_per_s`,
+the mean of one run before the flush and one after, as background merges slow whichever
+comes second). `insert_seconds` is the flush's time inside ClickHouse inserts; the rest of
+`seconds` is claiming, reading and splitting the buffer.
 """
 
 from __future__ import annotations
@@ -28,10 +34,10 @@ from gatrix.buffer.flush import Flusher
 from gatrix.buffer.queue import Buffer
 from gatrix.clickhouse.store import Store
 from gatrix.services import connect_redis
+from gatrix.settings import Settings
 
 DEFAULT_EVENTS = 200_000
 PUSH_CHUNK = 10_000
-FLUSH_BATCH = 10_000
 FLUSH_BUDGET_S = 600.0
 DEVICES = 5_000
 # Rows spread over the last few minutes, like live traffic: one monthly partition, except for
@@ -101,12 +107,14 @@ def event_rows(count: int, seed: int = 1) -> list[bytes]:
             else ({"theme": "dark"} if rng.random() < 0.3 else {})
         )
         row: dict[str, Any] = {
+            # the three fields the push script writes in front of the pipeline's row
+            "session_id": sessions[slot],
+            "session_start": round((now_ms - SPREAD_MS) / 1000 - slot % 600, 3),
+            "device_id": device_id,
             "id": str(uuid.uuid4()),
             "project_id": "bench",
             "name": rng.choice(CUSTOM_NAMES) if custom else "screen_view",
-            "device_id": device_id,
             "profile_id": "",
-            "session_id": sessions[slot],
             "created_at": _ch_time(created_ms),
             "received_at": _ch_time(created_ms + rng.randrange(5, 400)),
             "origin": ORIGIN,
@@ -145,7 +153,16 @@ def event_rows(count: int, seed: int = 1) -> list[bytes]:
     return items
 
 
-async def _measure(redis_url: str, store: Store, events: int) -> dict[str, Any]:
+def _baseline(store: Store, lines: list[bytes], chunk: int, table: str) -> float:
+    """Seconds to insert `lines` into `table` (no rollups) in chunks of `chunk` rows."""
+    started = time.perf_counter()
+    for n, start in enumerate(range(0, len(lines), chunk)):
+        store.insert_json_rows(table, lines[start : start + chunk], f"{table}:{n}")
+    return time.perf_counter() - started
+
+
+async def _flush(redis_url: str, store: Store, events: int, chunk: int) -> tuple[float, float]:
+    """(seconds, of which inside inserts) for one flusher to drain `events` buffered rows."""
     redis = connect_redis(redis_url)
     try:
         buffer = Buffer(redis, "bench")
@@ -153,23 +170,44 @@ async def _measure(redis_url: str, store: Store, events: int) -> dict[str, Any]:
         for start in range(0, len(items), PUSH_CHUNK):
             await buffer.push_raw(items[start : start + PUSH_CHUNK])
         del items  # the rows now live in Redis; keep the flusher's heap as in production
-        flusher = Flusher(buffer, store, batch_size=FLUSH_BATCH)
+        flusher = Flusher(buffer, store, batch_size=chunk)
         started = time.perf_counter()
         await flusher.run(max_seconds=FLUSH_BUDGET_S)
-        seconds = time.perf_counter() - started
+        return time.perf_counter() - started, flusher.stats.insert_seconds
     finally:
         await redis.aclose()
+
+
+def _measure(redis_url: str, store: Store, events: int, chunk: int) -> dict[str, Any]:
+    store.command(f"CREATE TABLE {store.db}.baseline_events AS {store.db}.events")
+    store.command(f"CREATE TABLE {store.db}.baseline_after AS {store.db}.events")
+    lines = [item[1:] for item in event_rows(events, seed=2)]
+    before = _baseline(store, lines, chunk, "baseline_events")
+    seconds, inserting = asyncio.run(_flush(redis_url, store, events, chunk))
+    after = _baseline(store, lines, chunk, "baseline_after")
     rows = int(store.query_rows(f"SELECT count() FROM {store.db}.events")[0][0])
+    baseline = (before + after) / 2
+
+    def rate(s: float) -> float | None:
+        return round(events / s, 1) if s > 0 else None
+
     return {
         "events": events,
+        "chunk": chunk,
         "seconds": round(seconds, 3),
-        "events_per_s": round(events / seconds, 1) if seconds > 0 else None,
+        "insert_seconds": round(inserting, 3),
+        "events_per_s": rate(seconds),
         "rows": rows,
+        "baseline_seconds": [round(before, 3), round(after, 3)],
+        "baseline_events_per_s": rate(baseline),
+        "ratio_to_baseline": round(baseline / seconds, 3) if seconds > 0 else None,
     }
 
 
 def main(argv: list[str]) -> int:
     events = int(argv[1]) if len(argv) > 1 else DEFAULT_EVENTS
+    # the chunk a server would use: GATRIX_FLUSH_BATCH_SIZE, else the product's default
+    chunk = int(argv[2]) if len(argv) > 2 else Settings().flush_batch_size
     data_dir = tempfile.mkdtemp(prefix="gatrix-bench-flush-")
     redis_server = EmbeddedRedis(Path(data_dir))
     try:
@@ -177,7 +215,7 @@ def main(argv: list[str]) -> int:
         store = Store(f"chdb://{data_dir}/clickhouse", "gatrix")
         # Migrating also warms chDB up, so its start-up cost stays out of the timed part.
         store.migrate()
-        result = asyncio.run(_measure(url, store, events))
+        result = _measure(url, store, events, chunk)
     finally:
         redis_server.stop()
         shutil.rmtree(data_dir, ignore_errors=True)
