@@ -100,8 +100,8 @@ def retention_figure(interval: str, cohorts: list[dict[str, Any]]) -> dict[str, 
         shares = [v["share"] if c["size"] else None for v in c["values"]]
         z.append(shares + [None] * (width - len(shares)))
         text.append([f"{s:g}%" if s is not None else "" for s in z[-1]])
-    layout = _layout(max(200, 28 * len(cohorts) + 80))
-    layout["margin"]["l"] = 140
+    layout = _layout(max(160, 28 * len(cohorts) + 56))
+    layout["margin"].update({"l": 140, "t": 40, "b": 8})  # the offsets' labels sit on top
     layout["xaxis"] = {"side": "top", "type": "category"}
     layout["yaxis"] = {"autorange": "reversed", "type": "category", "automargin": True}
     return {

@@ -132,6 +132,13 @@ def retention_csv(result: dict[str, Any]) -> tuple[list[str], list[list[Any]]]:
     return header, rows
 
 
+def place(level: int) -> str:
+    """A Sankey column in words: the chosen page, or how many pages after or before it."""
+    if level == 0:
+        return "the page"
+    return f"{abs(level)} {'after' if level > 0 else 'before'}"
+
+
 def transitions_table(result: dict[str, Any]) -> Table:
     """The Sankey's links as rows, most sessions first: from which page to which, at which
     step, and the share of the sessions that reached the page."""
@@ -145,9 +152,7 @@ def transitions_table(result: dict[str, Any]) -> Table:
     for link in links[:MAX_TRANSITIONS]:
         a, b = names[link["source"]], names[link["target"]]
         share = round(100 * link["sessions"] / total, 1) if total else 0.0
-        # "step -1 → 0" rather than "-1 → 0": a cell starting with "-" is guarded against
-        # spreadsheet formulas, which would show the guard's apostrophe
-        step = f"step {a['level']} → {b['level']}"
+        step = f"{place(a['level'])} → {place(b['level'])}"
         table.add(
             [step, a["name"], b["name"], _count(link["sessions"]), _pct(share)],
             [step, a["name"], b["name"], link["sessions"], share],

@@ -13,6 +13,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import httpx
 
+from gatrix.meta.goals import create_goal
 from gatrix.web.vendor import HTMX_PATH
 
 from ..conftest import LiveServer, needs_chromium
@@ -139,9 +140,12 @@ def test_no_dashboard_page_is_wider_than_a_phone(
     context.add_cookies([{"name": "gatrix_session", "value": owner["cookie"], "url": site.url}])
     tab = context.new_page()
     base = f"{site.url}/dashboard/{owner['project_id']}"
+    # a chosen goal adds three columns to every panel
+    goal = create_goal(site.services.engine, owner["project_id"], {"page": "/pricing*"})
     wide = []
     for url in (
         f"{base}?range=7d",
+        f"{base}?range=7d&goal={goal.id}",
         f"{base}?range=7d&filter=countries:is:KR&tab_sources=referrers",
         f"{base}/realtime",
         f"{base}/people",

@@ -102,6 +102,9 @@ def test_retention_and_paths_show_the_apis_numbers(seeded: dict[str, Any]) -> No
         (names[x["source"]], names[x["target"]], f"{x['sessions']:,}") for x in answer["links"]
     }
     assert {(r[1], r[2], r[3]) for r in transitions[1:]} == expected
+    # the step in words: from the chosen page to the pages after it
+    assert {r[0] for r in transitions[1:]} <= {"the page → 1 after", "1 after → 2 after"}
+    assert "the page → 1 after" in {r[0] for r in transitions[1:]}
     assert ("/", "/pricing", "4") in expected and '"type": "sankey"' in reply.text
     assert "exit" in {n["name"] for n in answer["nodes"]}
 
