@@ -11,6 +11,7 @@ import re
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import httpx
@@ -118,7 +119,9 @@ def test_both_processes_take_hits_and_the_primary_stores_them_all(served: ServeP
         assert {s.headers.get("content-encoding") for s in scripts} == {None}
         assert all(s.headers.get_list("date").__len__() == 1 for s in scripts)
 
-    # wrong secrets spread over both processes: the server as a whole checks at most 20
+    # wrong secrets spread over both processes: the server as a whole checks at most 20 in
+    # the budget's 10 s window (a slower run spans two windows: only the throttle is sure)
+    began = time.monotonic()
     guesses = [
         httpx.post(
             f"{serve.url}{ROOT}/track",
@@ -128,7 +131,9 @@ def test_both_processes_take_hits_and_the_primary_stores_them_all(served: ServeP
         ).status_code
         for i in range(25)
     ]
-    assert guesses.count(401) <= 20 and guesses.count(429) >= 5, guesses
+    assert 429 in guesses, guesses
+    if time.monotonic() - began < 10:
+        assert guesses.count(401) <= 20 and guesses.count(429) >= 5, guesses
 
     def reported() -> dict[str, int] | None:
         counts = _per_process(serve)
