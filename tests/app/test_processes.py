@@ -11,7 +11,7 @@ import re
 import signal
 import subprocess
 import sys
-import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
@@ -119,21 +119,19 @@ def test_both_processes_take_hits_and_the_primary_stores_them_all(served: ServeP
         assert {s.headers.get("content-encoding") for s in scripts} == {None}
         assert all(s.headers.get_list("date").__len__() == 1 for s in scripts)
 
-    # wrong secrets spread over both processes: the server as a whole checks at most 20 in
-    # the budget's 10 s window (a slower run spans two windows: only the throttle is sure)
-    began = time.monotonic()
-    guesses = [
-        httpx.post(
+    # wrong secrets spread over both processes, all at once (each counts before it checks):
+    # the server as a whole checks at most 20, whatever the machine's speed
+    def guess(i: int) -> int:
+        return httpx.post(
             f"{serve.url}{ROOT}/track",
             headers={"openpanel-client-id": ids["client_id"], "openpanel-client-secret": f"no{i}"},
             json={"type": "track", "payload": {"name": "x"}},
-            timeout=10,
+            timeout=60,
         ).status_code
-        for i in range(25)
-    ]
-    assert 429 in guesses, guesses
-    if time.monotonic() - began < 10:
-        assert guesses.count(401) <= 20 and guesses.count(429) >= 5, guesses
+
+    with ThreadPoolExecutor(max_workers=25) as pool:
+        guesses = list(pool.map(guess, range(25)))
+    assert guesses.count(401) <= 20 and guesses.count(429) >= 5, guesses
 
     def reported() -> dict[str, int] | None:
         counts = _per_process(serve)
