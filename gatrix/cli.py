@@ -81,7 +81,7 @@ def cmd_serve(settings: Settings) -> int:
     import uvicorn
 
     from gatrix.app import create_asgi
-    from gatrix.ingest.listen import listening_socket, private_socket
+    from gatrix.ingest.listen import listening_socket, private_socket, server_config
     from gatrix.ingest.pool import PoolPlan
     from gatrix.ingest.siblings import server_tag
 
@@ -106,17 +106,7 @@ def cmd_serve(settings: Settings) -> int:
         f"Gatrix Analytics on http://{settings.host}:{settings.port} "
         f"({processes} process{'es' if processes > 1 else ''}, data in {settings.data_path})"
     )
-    config = uvicorn.Config(
-        create_asgi(settings, owns_process=True, plan=plan),
-        loop="uvloop",
-        http="httptools",
-        lifespan="on",
-        access_log=False,
-        log_level="warning",
-        timeout_graceful_shutdown=15,
-        backlog=2048,
-        proxy_headers=False,  # client IPs come from GATRIX_TRUSTED_PROXIES rules only
-    )
+    config = server_config(create_asgi(settings, owns_process=True, plan=plan))
     server = uvicorn.Server(config)
     try:
         server.run(sockets=sockets)

@@ -43,23 +43,16 @@ from gatrix.buffer.worker import (
 )
 from gatrix.buffer.writer import BufferWriter
 from gatrix.clickhouse.store import QueryBudget, Store
-from gatrix.ingest.assembly import (
-    connect_redis,
-    load_tables,
-    make_ingest,
-    make_writer,
-    refresh_salts,
-)
+from gatrix.ingest.assembly import connect_redis, refresh_salts, start_ingest
 from gatrix.ingest.counters import IngestCounters
 from gatrix.ingest.enrich.geo import GeoLookup
 from gatrix.ingest.enrich.useragent import is_bot, parse_user_agent
 from gatrix.ingest.pool import IngestPool, PoolPlan
 from gatrix.ingest.routes import IngestApp
-from gatrix.ingest.salts import SaltBook
 from gatrix.ingest.siblings import announce_change
 from gatrix.ingest.wire import WireApp
 from gatrix.meta import models
-from gatrix.meta.projects import Directory, default_client_id, failure_share
+from gatrix.meta.projects import Directory, default_client_id
 from gatrix.metrics import RequestMetrics
 from gatrix.retention import Expired, expire_all
 from gatrix.settings import Settings
@@ -168,34 +161,25 @@ class Runtime:
         if s.auto_migrate:
             await asyncio.to_thread(models.migrate, engine)
             await asyncio.to_thread(store.migrate)
-        salts = SaltBook(engine)
-        geo = GeoLookup(s.geoip_path)
-        await load_tables(salts, geo)
-
         redis = connect_redis(redis_url)
         keys = RedisKeys(s.redis_prefix)
         buffer = Buffer(redis, s.redis_prefix)
         self._queue = make_queue(redis, keys.queue_name)
         flusher = make_flusher(s, buffer, store)
-        writer = make_writer(s, buffer, self._early_flush)
-        writer.start()
-        counters = IngestCounters(redis, keys)
-        counters.start()
-        directory = Directory(engine)
         default_id = s.default_client_id or await asyncio.to_thread(default_client_id, engine)
-        ingest = make_ingest(
+        parts = await start_ingest(
             s,
             engine=engine,
+            redis=redis,
             keys=keys,
-            writer=writer,
-            counters=counters,
-            directory=directory,
-            salts=salts,
-            geo=geo,
+            buffer=buffer,
+            early_flush=self._early_flush,
             default_client_id=default_id,
+            processes=1 + (self.plan.count if self.plan is not None else 0),
         )
+        salts, geo, writer = parts.salts, parts.geo, parts.writer
+        counters, directory, ingest = parts.counters, parts.directory, parts.ingest
         if self.plan is not None and self.plan.count:
-            directory.secret_failures = failure_share(self.plan.count + 1)
             # a client change made here reaches the ingest processes' caches within a second
             directory.on_forget = lambda: _spawn_quietly(announce_change(redis, keys))
         self._salt_task = asyncio.create_task(refresh_salts(salts))

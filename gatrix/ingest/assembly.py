@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import ipaddress
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from redis.asyncio import BlockingConnectionPool, Redis
@@ -25,7 +26,7 @@ from gatrix.ingest.enrich.geo import GeoLookup
 from gatrix.ingest.pipeline import Context
 from gatrix.ingest.routes import IngestApp, IngestConfig
 from gatrix.ingest.salts import SESSION_TIMEOUT_MS, SaltBook
-from gatrix.meta.projects import Directory
+from gatrix.meta.projects import Directory, failure_share
 from gatrix.settings import Settings
 
 # Concurrent requests share one group-commit call, so few connections serve many requests;
@@ -47,22 +48,51 @@ def connect_redis(url: str) -> Redis:
     return Redis(connection_pool=pool)
 
 
-def make_writer(
-    settings: Settings, buffer: Buffer, early_flush: Callable[[], Awaitable[None]]
-) -> BufferWriter:
-    return BufferWriter(buffer, SESSION_TIMEOUT_MS, settings.flush_batch_size, early_flush)
+@dataclass(frozen=True)
+class IngestParts:
+    """The started ingest side of a process; its writer and counters run until stopped."""
+
+    ingest: IngestApp
+    writer: BufferWriter
+    counters: IngestCounters
+    directory: Directory
+    salts: SaltBook
+    geo: GeoLookup
 
 
-def make_ingest(
+async def start_ingest(
     settings: Settings,
     *,
     engine: Engine,
+    redis: Redis,
     keys: RedisKeys,
+    buffer: Buffer,
+    early_flush: Callable[[], Awaitable[None]],
+    default_client_id: str | None,
+    processes: int,
+) -> IngestParts:
+    """Load the tables, start the writer and the counters, and build the handler, the same
+    in the primary and in every ingest process (`processes`: how many share the port)."""
+    salts, geo = SaltBook(engine), GeoLookup(settings.geoip_path)
+    await load_tables(salts, geo)
+    writer = BufferWriter(buffer, SESSION_TIMEOUT_MS, settings.flush_batch_size, early_flush)
+    writer.start()
+    counters = IngestCounters(redis, keys)
+    counters.start()
+    directory = Directory(engine)
+    directory.secret_failures = failure_share(processes)
+    ingest = _ingest_app(settings, directory, writer, counters, salts, geo, keys, default_client_id)
+    return IngestParts(ingest, writer, counters, directory, salts, geo)
+
+
+def _ingest_app(
+    settings: Settings,
+    directory: Directory,
     writer: BufferWriter,
     counters: IngestCounters,
-    directory: Directory,
     salts: SaltBook,
     geo: GeoLookup,
+    keys: RedisKeys,
     default_client_id: str | None,
 ) -> IngestApp:
     return IngestApp(

@@ -10,6 +10,9 @@ process). Linux lets only processes of the same user join the group.
 from __future__ import annotations
 
 import socket
+from typing import Any
+
+import uvicorn
 
 BACKLOG = 2048
 
@@ -43,3 +46,19 @@ def private_socket(path: str) -> socket.socket:
     sock.listen(BACKLOG)
     sock.setblocking(False)
     return sock
+
+
+def server_config(app: Any) -> uvicorn.Config:
+    """How every process of `gatrix serve` serves HTTP (the benchmarks' bare app too, so the
+    two are compared on the same server software and options)."""
+    return uvicorn.Config(
+        app,
+        loop="uvloop",
+        http="httptools",
+        lifespan="on",
+        access_log=False,
+        log_level="warning",
+        timeout_graceful_shutdown=15,
+        backlog=BACKLOG,
+        proxy_headers=False,  # client IPs come from GATRIX_TRUSTED_PROXIES rules only
+    )

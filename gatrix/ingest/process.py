@@ -29,24 +29,14 @@ from gatrix.buffer.keys import RedisKeys
 from gatrix.buffer.queue import Buffer
 from gatrix.buffer.supervisor import Supervisor
 from gatrix.buffer.worker import enqueue_early_flush, make_queue
-from gatrix.ingest.assembly import (
-    connect_redis,
-    load_tables,
-    make_ingest,
-    make_writer,
-    refresh_salts,
-)
-from gatrix.ingest.counters import IngestCounters
-from gatrix.ingest.enrich.geo import GeoLookup
+from gatrix.ingest.assembly import connect_redis, refresh_salts, start_ingest
 from gatrix.ingest.forward import Forwarder
-from gatrix.ingest.listen import listening_socket
+from gatrix.ingest.listen import listening_socket, server_config
 from gatrix.ingest.routes import INGEST_PATHS
-from gatrix.ingest.salts import SaltBook
 from gatrix.ingest.siblings import keep_in_touch
 from gatrix.ingest.wire import WIRE_PATHS, WireApp
 from gatrix.logs import configure as configure_logs
 from gatrix.meta import models
-from gatrix.meta.projects import Directory, failure_share
 from gatrix.metrics import RequestMetrics
 from gatrix.settings import Settings
 
@@ -120,9 +110,6 @@ class IngestProcess:
         s = self.settings
         engine = models.make_engine(s.database_dsn)
         self._stop.append(engine.dispose)
-        salts = SaltBook(engine)
-        geo = GeoLookup(s.geoip_path)
-        await load_tables(salts, geo)
         redis = connect_redis(s.redis_dsn)
         self._stop.append(redis.aclose)
         keys = RedisKeys(s.redis_prefix)
@@ -132,23 +119,23 @@ class IngestProcess:
         async def early_flush() -> None:
             await enqueue_early_flush(queue)
 
-        writer = make_writer(s, buffer, early_flush)
-        writer.start()
-        counters = IngestCounters(redis, keys)
-        counters.start()
-        directory = Directory(engine)
-        directory.secret_failures = failure_share(s.process_count)
-        self.ingest = make_ingest(
+        parts = await start_ingest(
             s,
             engine=engine,
+            redis=redis,
             keys=keys,
-            writer=writer,
-            counters=counters,
-            directory=directory,
-            salts=salts,
-            geo=geo,
+            buffer=buffer,
+            early_flush=early_flush,
             default_client_id=s.default_client_id or None,
+            processes=s.process_count,
         )
+        salts, writer, counters, directory = (
+            parts.salts,
+            parts.writer,
+            parts.counters,
+            parts.directory,
+        )
+        self.ingest = parts.ingest
         self.wire = WireApp(self.ingest, s.message_dedup_hours * 3_600_000)
         # /track answers 503 over the high-water mark here as in the primary; only the
         # primary restarts an embedded Redis or the flush worker
@@ -202,17 +189,7 @@ def main(argv: list[str] | None = None) -> int:
     configure_logs(settings.log_level, settings.log_format)
     logging.getLogger("httpx").setLevel(logging.WARNING)  # the primary logs every request
     app = IngestProcess(settings, args.index, args.primary_socket, args.server)
-    config = uvicorn.Config(
-        app,
-        loop="uvloop",
-        http="httptools",
-        lifespan="on",
-        access_log=False,
-        log_level="warning",
-        timeout_graceful_shutdown=15,
-        backlog=2048,
-        proxy_headers=False,
-    )
+    config = server_config(app)
     server = uvicorn.Server(config)
     sock = listening_socket(settings.host, settings.port)
     parent = args.parent

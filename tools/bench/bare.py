@@ -46,7 +46,7 @@ def serve(port: int, processes: int) -> None:
 
     import uvicorn
 
-    from gatrix.ingest.listen import listening_socket
+    from gatrix.ingest.listen import listening_socket, server_config
 
     if processes > 1:
         argv = [sys.executable, "-m", "tools.bench.bare", "--port", str(port), "--processes", "1"]
@@ -61,16 +61,7 @@ def serve(port: int, processes: int) -> None:
         for copy in copies:
             copy.wait()
         return
-    config = uvicorn.Config(
-        bare_app,
-        loop="uvloop",
-        http="httptools",
-        lifespan="on",
-        access_log=False,
-        log_level="warning",
-        proxy_headers=False,
-        backlog=2048,
-    )
+    config = server_config(bare_app)
     uvicorn.Server(config).run(sockets=[listening_socket("127.0.0.1", port)])
 
 
