@@ -51,6 +51,8 @@ CLAIM_CHUNKS = 20
 # A longer list has its head copied inside a script, ~5 us an item during which Redis serves
 # no one: at most this many items (~50 ms) per claim.
 HEAD_CLAIM_ITEMS = 10_000
+# A cancelled flush gives its claim back within this long, or leaves it to lapse.
+RELEASE_WAIT_S = 2.0
 
 
 @dataclass
@@ -131,6 +133,14 @@ class Flusher:
                 )
                 await self.buffer.release(batch)
                 break
+            except asyncio.CancelledError:
+                # stopped mid-batch (a shutdown cancels the flush job): the claim goes back at
+                # once, so the server's last flush finishes it now rather than leaving the
+                # tables not yet written (a chunk's profiles after its events) in Redis until
+                # the next start; chunks already stored are skipped by their tokens
+                with contextlib.suppress(Exception):
+                    await asyncio.wait_for(self.buffer.release(batch), RELEASE_WAIT_S)
+                raise
             finally:
                 self._held.pop(batch.id, None)
             self.stats.unavailable = ""

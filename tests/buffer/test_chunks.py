@@ -3,7 +3,10 @@ way, so every chunk's retry is deduplicated (rollups included) and stored chunks
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
+import threading
 import uuid
 from datetime import UTC, datetime, timedelta
 
@@ -128,4 +131,45 @@ async def test_a_claim_made_before_chunks_keeps_its_token(
 
     await Flusher(buffer, scratch_store, batch_size=10, lease_ms=0).run()
     assert stored(scratch_store, "upgrade") == 40
+    assert (await buffer.stats())["claimed_batches"] == 0
+
+
+class _HeldProfiles:
+    """The real store, except that an insert into `profiles` waits until it is let go:
+    the moment a shutdown cancels the flush job, between a chunk's events and its profiles."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+        self.reached = threading.Event()
+        self.go = threading.Event()
+
+    def insert_json(self, table: str, body: bytes, token: str) -> None:
+        if table == "profiles":
+            self.reached.set()
+            self.go.wait(10)
+        self.store.insert_json(table, body, token)
+
+
+async def test_a_flush_cancelled_mid_chunk_gives_its_claim_back_for_the_last_flush(
+    redis: Redis, prefix: str, scratch_store: Store
+) -> None:
+    buffer = Buffer(redis, prefix)
+    profile = {
+        "project_id": "cancelled",
+        "profile_id": "p1",
+        "email": "a@b.c",
+        "updated_at": ch_time(int(NOW.timestamp() * 1000)),
+    }
+    await buffer.push_raw([*events("cancelled", 20), b"p" + json.dumps(profile).encode()])
+    held = _HeldProfiles(scratch_store)
+    job = asyncio.create_task(Flusher(buffer, held, lease_ms=60_000).run())  # type: ignore[arg-type]
+    assert await asyncio.to_thread(held.reached.wait, 10)
+    job.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await job
+    held.go.set()  # the thread's insert finishes on its own; its token makes a retry a no-op
+    # the server's last flush: the claim is still leased for a minute, yet it is taken now
+    assert await Flusher(buffer, scratch_store, lease_ms=60_000).run() == 21
+    assert stored(scratch_store, "cancelled") == 20
+    assert stored(scratch_store, "cancelled", "profiles") == 1
     assert (await buffer.stats())["claimed_batches"] == 0

@@ -4,6 +4,7 @@ no input and no fault may stop ingestion for everyone, and nothing answered 2xx 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import signal
@@ -488,3 +489,33 @@ async def test_the_writer_stops_concurrent_requests_at_the_mark(redis: Redis, pr
     # 10 requests of 200 items arrived together over a mark of 1,000 items: none may pass
     assert outcomes == ["full"] * 10
     assert await buffer.depth() == 0
+
+
+async def test_a_stuck_supervisor_cannot_hold_the_shutdown(
+    redis: Redis, prefix: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    buffer = Buffer(redis, prefix)
+    released = asyncio.Event()
+
+    async def stuck_tick() -> None:  # a step that swallows its cancellation
+        while not released.is_set():
+            with contextlib.suppress(asyncio.CancelledError):
+                await released.wait()
+
+    monkeypatch.setattr("gatrix.buffer.supervisor.STOP_WAIT_S", 0.3, raising=False)
+    writer = BufferWriter(buffer, 60_000, backlog_threshold=10**9)
+    supervisor = Supervisor(buffer, writer, high_water_bytes=1 << 20)
+    monkeypatch.setattr(supervisor, "tick", stuck_tick)
+    supervisor.start()
+    task = supervisor._task
+    assert task is not None
+    await asyncio.sleep(0.05)
+    stopping = asyncio.create_task(supervisor.stop())
+    await asyncio.wait({stopping}, timeout=10)
+    stopped_alone = stopping.done()  # without the bound: stop() waits as long as the tick
+    released.set()
+    assert stopped_alone and not task.done()  # the shutdown went on without the stuck tick
+    await asyncio.sleep(0.05)
+    task.cancel()  # now in the loop's own sleep: this one is honoured
+    await asyncio.wait({task}, timeout=1)
+    assert task.done()
