@@ -51,14 +51,18 @@ class Step:
         the (large) properties column is read only for the rows that pass it."""
         if self.kind == "event":
             parts = [f"name = {{{params.add(self.target)}:String}}"]
-        elif self.is_glob:
-            parts = [PAGEVIEW_SQL, f"{path_column} LIKE {{{params.add(like(self.target))}:String}}"]
         else:
-            parts = [PAGEVIEW_SQL, f"{path_column} = {{{params.add(self.target)}:String}}"]
+            parts = [PAGEVIEW_SQL, self.path_sql(params, path_column)]
         for key, value in () if coarse else self.conditions:
             key_p, value_p = params.add(key), params.add(value)
             parts.append(f"properties[{{{key_p}:String}}] = {{{value_p}:String}}")
         return "(" + " AND ".join(parts) + ")"
+
+    def path_sql(self, params: Params, path_column: str = "path") -> str:
+        """A page step's test of the path alone (for tables that hold only page views)."""
+        if self.is_glob:
+            return f"{path_column} LIKE {{{params.add(like(self.target))}:String}}"
+        return f"{path_column} = {{{params.add(self.target)}:String}}"
 
 
 def prefilter(steps: list[Step], params: Params) -> str:

@@ -378,6 +378,41 @@ def test_goals_report_and_breakdown(store: Store) -> None:
     assert rows[0] == {"value": "/", "visitors": 4, "conversions": 2, "conversion_rate": 50.0}
 
 
+def test_goals_from_the_rollups_equal_goals_from_the_raw_events(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # an unfiltered, hour-aligned range with nobody linked reads page and event goals from
+    # the hourly rollups; the raw-event pass must give the same answer
+    project = new_project()
+    rows = []
+    for n in range(40):
+        device, hour = f"v{n}", minutes(90 * (n % 9))
+        rows.append(view(device, hour, f"/p{n % 13}", country="KR"))
+        rows.append(view(device, hour + timedelta(minutes=1), "/a_b%c" if n % 5 else "/axbyc"))
+        if n % 3 == 0:
+            rows.append(act(device, hour + timedelta(minutes=2), "signup", revenue=n / 2))
+        if n % 4 == 0:
+            rows.append(act(device, hour + timedelta(minutes=3), "signup"))
+    events(store, project, rows)
+    defs = [
+        GoalDef(1, "Pages one", "page:/p1*", ""),
+        GoalDef(2, "Exact", "page:/p3", ""),
+        GoalDef(3, "Odd path", "page:/a_b%c", ""),
+        GoalDef(4, "Signup", "event:signup", ""),
+        GoalDef(5, "Any view", "event:screen_view", ""),
+        GoalDef(6, "Never", "page:/none*", ""),
+    ]
+    rolled = goals.goals(store, q(project), defs)
+    assert [g["visitors"] for g in rolled["goals"]] == [12, 3, 32, 20, 40, 0]
+    assert rolled["goals"][3]["conversions"] == 24
+    assert rolled["goals"][3]["revenue"] == sum(n / 2 for n in range(0, 40, 3))
+    used: list[bool] = []
+    real = goals._from_rollups
+    monkeypatch.setattr(goals, "_from_rollups", lambda *a: used.append(real(*a)) or False)
+    assert goals.goals(store, q(project), defs) == rolled
+    assert used == [True, True, True, True, False, True]
+
+
 @pytest.mark.parametrize(
     "body",
     [
