@@ -28,7 +28,7 @@ from gatrix.insights import reports
 from gatrix.insights.erase import erase_person
 from gatrix.insights.identity import DIRECT
 from gatrix.insights.people import PeopleQuery, list_people
-from gatrix.insights.person import get_person
+from gatrix.insights.person import Cursor, get_person
 from gatrix.insights.query import QueryParams, build_query
 from tools.bench.insights import GENERATE, PROJECT, settle
 
@@ -139,7 +139,7 @@ def measure(store: Store, now: datetime) -> dict[str, Any]:
         "list_sort_events": _median_ms(partial(people, sort="events"), runs=2),
         "profile_page": _median_ms(get_person, store, PROJECT, persons[0]),
         "profile_page_older": _median_ms(
-            get_person, store, PROJECT, persons[0], now.replace(day=1), 20
+            get_person, store, PROJECT, persons[0], Cursor(now.replace(day=1)), 20
         ),
         "metrics_resolved": _median_ms(reports.metrics, store, q30),
     }
