@@ -364,6 +364,7 @@ def cmd_export(settings: Settings, args: argparse.Namespace) -> int:
 def cmd_import(settings: Settings, args: argparse.Namespace) -> int:
     from pathlib import Path
 
+    from gatrix.portability.chunks import is_parquet
     from gatrix.portability.importer import run_import
     from gatrix.services import open_store
 
@@ -375,11 +376,13 @@ def cmd_import(settings: Settings, args: argparse.Namespace) -> int:
     if missing:
         _say(f"error: no such file: {', '.join(missing)}")
         return 2
-    unreadable = [str(p) for p in paths if _binary(p)]
+    # our own Parquet export comes back with --format gatrix; any other binary file is refused
+    parquet_ok = args.format == "gatrix"
+    unreadable = [str(p) for p in paths if _binary(p) and not (parquet_ok and is_parquet(p))]
     if unreadable:
         _say(
-            f"error: {', '.join(unreadable)}: not text (a Parquet export is not read back; "
-            "export as ndjson or csv to import)"
+            f"error: {', '.join(unreadable)}: not text (only a Gatrix Parquet export is read "
+            "back, with --format gatrix)"
         )
         return 2
     store = open_store(settings)

@@ -1,4 +1,5 @@
-"""Files → chunks: byte ranges that hold whole records, cut the same way every time.
+"""Files → chunks: byte ranges that hold whole records, cut the same way every time; in a
+Parquet file (our own export), its row groups.
 
 The cut depends only on the file's bytes and CHUNK_BYTES, so a resumed or repeated import
 sees the same chunks (same event ids, same insert deduplication tokens). A CSV record may
@@ -13,6 +14,8 @@ import mmap
 from dataclasses import dataclass
 from pathlib import Path
 
+import pyarrow.parquet as pq
+
 CHUNK_BYTES = 4 * 1024 * 1024
 
 
@@ -24,6 +27,7 @@ class Chunk:
     start: int
     end: int
     header: bytes  # a CSV file's header line (without its newline); b"" for NDJSON
+    group: int = -1  # a Parquet file's row group (start/end: its bytes, for progress only)
 
 
 def file_hash(path: Path) -> str:
@@ -54,11 +58,38 @@ def _cut(data: mmap.mmap | bytes, start: int, target: int, csv: bool) -> int:
         return nl + 1
 
 
+PARQUET_MAGIC = b"PAR1"
+
+
+def is_parquet(path: Path) -> bool:
+    with path.open("rb") as f:
+        return f.read(4) == PARQUET_MAGIC
+
+
+def _row_groups(path: Path, digest: str, first: int) -> list[Chunk]:
+    """One chunk per non-empty row group: the export writes a row group per page, so they
+    are already of a size to insert, and Arrow reads one without the rest of the file."""
+    meta = pq.ParquetFile(path).metadata
+    chunks, offset = [], 0
+    for group in range(meta.num_row_groups):
+        info = meta.row_group(group)
+        size = max(1, sum(info.column(c).total_compressed_size for c in range(info.num_columns)))
+        if info.num_rows:
+            chunks.append(
+                Chunk(first + len(chunks), str(path), digest, offset, offset + size, b"", group)
+            )
+        offset += size
+    return chunks
+
+
 def plan(paths: list[Path], csv: bool, chunk_bytes: int = CHUNK_BYTES) -> list[Chunk]:
     chunks: list[Chunk] = []
     for path in paths:
         digest = file_hash(path)
         if path.stat().st_size == 0:
+            continue
+        if is_parquet(path):
+            chunks += _row_groups(path, digest, len(chunks))
             continue
         with path.open("rb") as f, mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as data:
             start, header = 0, b""

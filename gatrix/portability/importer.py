@@ -35,7 +35,7 @@ import pyarrow as pa
 from gatrix.clickhouse.store import Store
 from gatrix.portability import work
 from gatrix.portability.checkpoint import Checkpoint, import_id
-from gatrix.portability.chunks import CHUNK_BYTES, Chunk, plan
+from gatrix.portability.chunks import CHUNK_BYTES, Chunk, is_parquet, plan
 from gatrix.portability.formats import get_format
 from gatrix.portability.progress import Progress
 from gatrix.portability.sessions import session_starts
@@ -85,6 +85,9 @@ def _session_pass(pool: multiprocessing.pool.Pool, jobs: list[work.Job]) -> dict
 BLOCK_EVENTS = 100_000
 # chunks parsed ahead of the inserts (about a block's worth of 4 MB chunks, ~2 MB of Arrow each)
 IN_FLIGHT = 16
+# a Parquet row group is an export page (50,000 events, ~20 MB of Arrow): one or two ahead
+# keep the workers busy, more only grow the parent's memory
+IN_FLIGHT_GROUPS = 2
 
 
 @dataclass
@@ -125,7 +128,11 @@ def run_import(
 ) -> ImportReport:
     """Import `paths` into `project_id`. `stop_after`: stop (resumably) once at least that
     many events are in, as an interruption would. `block_events`: events per insert."""
-    csv_file = fmt_name == "gatrix" and bool(paths) and _looks_csv(paths[0])
+    parquet = [p for p in paths if is_parquet(p)]
+    if parquet and fmt_name != "gatrix":
+        raise ValueError(f"{parquet[0].name} is Parquet: only our own export is read as Parquet")
+    text = [p for p in paths if p not in parquet]
+    csv_file = fmt_name == "gatrix" and bool(text) and _looks_csv(text[0])
     fmt = get_format(fmt_name, csv_file)
     chunks = plan(paths, fmt.csv, chunk_bytes)
     hashes = list(dict.fromkeys(c.file_hash for c in chunks))
@@ -152,7 +159,8 @@ def run_import(
         while todo or pending:
             # enough chunks in flight that workers keep parsing while the parent inserts a
             # block; bounded, so the parent's memory stays flat
-            while todo and len(pending) < workers + IN_FLIGHT and not stopped:
+            ahead = IN_FLIGHT_GROUPS if todo and todo[0].chunk.group >= 0 else IN_FLIGHT
+            while todo and len(pending) < workers + ahead and not stopped:
                 job = todo.popleft()
                 pending.append(
                     (job.chunk, pool.apply_async(_rows, ((job, starts.get(job.chunk.number)),)))

@@ -18,7 +18,7 @@ from gatrix.portability.chunks import Chunk, read
 from gatrix.portability.columns import EVENT_TYPES, PROFILE_TYPES, schema
 from gatrix.portability.enrich import Enricher, Imported
 from gatrix.portability.formats import ProfileRow, Row, get_format
-from gatrix.portability.formats.gatrix import GatrixFormat, Table
+from gatrix.portability.formats.gatrix import GatrixFormat, Table, parquet_table
 from gatrix.portability.sessions import DROPPED, session_id
 
 EVENT_SCHEMA = schema(EVENT_TYPES)
@@ -97,6 +97,8 @@ def rows(job: Job, starts: np.ndarray | None) -> Result:
     chunk = job.chunk
     prefix = id_prefix(f"{job.project_id}:{chunk.file_hash}:{chunk.start}")
     if isinstance(fmt, GatrixFormat):
+        if chunk.group >= 0:
+            return _ready_rows(job, parquet_table(chunk.path, chunk.group), prefix)
         return _ready_rows(job, fmt.table(read(chunk), chunk.header), prefix)
     enricher = _enricher(job)
     events: list[dict[str, Any]] = []

@@ -29,14 +29,55 @@ def import_args(site: LiveServer, monkeypatch: pytest.MonkeyPatch) -> list[str]:
     return ["import", "--project", project, "--data-dir", str(s.data_path)]
 
 
-def test_a_parquet_export_is_refused_in_one_line(
+def test_a_broken_parquet_file_is_refused_in_one_line(
     import_args: list[str], tmp_path: Path, capsys: Any
 ) -> None:
     parquet = tmp_path / "export.parquet"
     parquet.write_bytes(b"PAR1" + bytes(range(256)) * 4 + b"PAR1")
-    assert cli.main([*import_args, "--format", "gatrix", str(parquet)]) == 2
+    assert cli.main([*import_args, "--format", "gatrix", str(parquet)]) == 1
     err = capsys.readouterr().err
-    assert "not text" in err and "ndjson or csv" in err and "Traceback" not in err
+    assert "could not be read as gatrix" in err and "Traceback" not in err
+    # Parquet is our own export's format only
+    assert cli.main([*import_args, "--format", "umami", str(parquet)]) == 2
+    err = capsys.readouterr().err
+    assert "not text" in err and "--format gatrix" in err and "Traceback" not in err
+
+
+def test_a_parquet_export_comes_back_with_the_cli(
+    site: LiveServer, import_args: list[str], tmp_path: Path, capsys: Any
+) -> None:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    when = datetime.now(UTC).replace(tzinfo=None) - timedelta(hours=2)
+    rows = pa.table(
+        {
+            "name": ["screen_view", "signup", "screen_view"],
+            "created_at": pa.array([when, when, None], pa.timestamp("ms", "UTC")),
+            "session_start": pa.array([when] * 3, pa.timestamp("ms", "UTC")),
+            "session_id": ["s1", "s1", "s2"],
+            "device_id": ["d1", "d1", "d2"],
+            "path": ["/", "", "/x"],
+            "properties": pa.array([[], [("plan", "pro")], []], pa.map_(pa.binary(), pa.binary())),
+            "revenue": [0.0, 9.5, 0.0],
+        }
+    )
+    path = tmp_path / "events.parquet"
+    pq.write_table(rows, path)
+    assert cli.main([*import_args, "--format", "gatrix", str(path)]) == 0
+    report = json.loads(capsys.readouterr().out)
+    # the row without a time is no event; the file's missing columns take their defaults
+    assert (report["events"], report["dropped"]) == (2, {"invalid": 1})
+    project = import_args[import_args.index("--project") + 1]
+    stored = site.services.store.query_rows(
+        "SELECT name, path, properties['plan'], revenue, country FROM gatrix.events "
+        "WHERE project_id = {p:String} ORDER BY name",
+        {"p": project},
+    )
+    assert [list(r) for r in stored] == [
+        ["screen_view", "/", "", 0.0, ""],
+        ["signup", "", "pro", 9.5, ""],
+    ]
 
 
 def test_a_file_of_another_format_says_nothing_was_read(

@@ -3,6 +3,7 @@ resumable. Real chDB (the session's), real worker processes."""
 
 from __future__ import annotations
 
+import json
 import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -71,7 +72,7 @@ def _count(store: Store, project: str) -> tuple[int, int]:
     return rows[0][0], rows[0][1]
 
 
-@pytest.mark.parametrize("fmt", ["ndjson", "csv"])
+@pytest.mark.parametrize("fmt", ["ndjson", "csv", "parquet"])
 def test_export_then_import_gives_the_same_numbers(store: Store, tmp_path: Path, fmt: str) -> None:
     source, target = f"src-{uuid.uuid4().hex[:8]}", f"dst-{uuid.uuid4().hex[:8]}"
     events(store, source, _specs())
@@ -101,13 +102,13 @@ def test_parquet_export_holds_every_event(store: Store, tmp_path: Path) -> None:
     )
 
 
-def test_importing_twice_stores_nothing_twice(store: Store, tmp_path: Path) -> None:
+@pytest.mark.parametrize("fmt", ["ndjson", "parquet"])
+def test_importing_twice_stores_nothing_twice(store: Store, tmp_path: Path, fmt: str) -> None:
     source, target = f"src-{uuid.uuid4().hex[:8]}", f"dst-{uuid.uuid4().hex[:8]}"
     events(store, source, _specs())
-    path = tmp_path / "export.ndjson"
-    path.write_bytes(
-        b"".join(export(store, build_query(source, "UTC", QueryParams(range="all"), NOW), "ndjson"))
-    )
+    path = tmp_path / f"export.{fmt}"
+    q = build_query(source, "UTC", QueryParams(range="all"), NOW)
+    path.write_bytes(b"".join(export(store, q, fmt, page_rows=9)))
     first = run_import(store, tmp_path / "state", target, "gatrix", [path], workers=1)
     again = run_import(store, tmp_path / "state", target, "gatrix", [path], workers=1)
     assert again.already_done and again.events == first.events
@@ -163,3 +164,35 @@ def test_a_block_stored_but_not_marked_is_stored_once(store: Store, tmp_path: Pa
     done = run_import(*args, chunk_bytes=2048, block_events=5)
     assert done.complete and done.events == len(_specs())
     assert _count(store, target) == (len(_specs()), len(_specs()))
+
+
+def test_a_profiles_parquet_export_round_trips(store: Store, tmp_path: Path) -> None:
+    source, target = f"src-{uuid.uuid4().hex[:8]}", f"dst-{uuid.uuid4().hex[:8]}"
+    rows = [
+        {
+            "project_id": source,
+            "profile_id": f"user-{n}",
+            "email": f"u{n}@example.com",
+            "properties": {"plan": "pro" if n % 2 else "free"},
+            "updated_at": (NOW - timedelta(days=n)).strftime("%Y-%m-%d %H:%M:%S"),
+        }
+        for n in range(5)
+    ]
+    store.insert_json_rows("profiles", [json.dumps(r).encode() for r in rows], uuid.uuid4().hex)
+    q = build_query(source, "UTC", QueryParams(range="all"), NOW)
+    path = tmp_path / "profiles.parquet"
+    path.write_bytes(b"".join(export(store, q, "parquet", kind="profiles", page_rows=2)))
+    report = run_import(store, tmp_path / "state", target, "gatrix", [path], workers=1)
+    assert (report.events, report.profiles, report.dropped) == (0, 5, {})
+
+    def stored(project: str) -> list[list[Any]]:
+        return [
+            list(r)
+            for r in store.query_rows(
+                "SELECT profile_id, email, properties['plan'], updated_at FROM gatrix.profiles "
+                "WHERE project_id = {p:String} ORDER BY profile_id",
+                {"p": project},
+            )
+        ]
+
+    assert stored(target) == stored(source) and len(stored(target)) == 5

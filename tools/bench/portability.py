@@ -145,6 +145,7 @@ def _import(store: Store, state: Path, fmt: str, path: Path, project: str) -> di
         "events": report.events,
         "seconds": round(report.seconds, 1),
         "events_per_s": round(report.events / report.seconds),
+        "rss_parent_start_mb": rss.start,
         "rss_parent_peak_mb": rss.peak,
         "rss_worker_peak_mb": children,
         "dropped": report.dropped,
@@ -161,8 +162,14 @@ def run_import_bench(args: Any) -> int:
     _export_file(store, "ndjson", source, now)
     report: dict[str, Any] = {"events": args.events, "formats": {}}
     state = data_dir / "imports"
-    report["formats"]["gatrix"] = _import(store, state, "gatrix", source, "bench-gatrix")
-    if "segment" in (args.format or ["gatrix", "segment"]):
+    wanted = args.format or ["gatrix", "parquet", "segment"]
+    if "gatrix" in wanted:
+        report["formats"]["gatrix"] = _import(store, state, "gatrix", source, "bench-gatrix")
+    if "parquet" in wanted:  # our own Parquet export, read back as `--format gatrix`
+        parquet = data_dir / "export.parquet"
+        _export_file(store, "parquet", parquet, now)
+        report["formats"]["parquet"] = _import(store, state, "gatrix", parquet, "bench-parquet")
+    if "segment" in wanted:
         segment = data_dir / "segment.ndjson"
         _segment_file(source, segment)
         report["formats"]["segment"] = _import(store, state, "segment", segment, "bench-segment")

@@ -1,10 +1,11 @@
-"""Our own export, NDJSON or CSV (`GET /insights/…/export`, `gatrix export`), back in.
+"""Our own export, NDJSON, CSV or Parquet (`GET /insights/…/export`, `gatrix export`), back in.
 
 The rows are enriched already and carry their sessions (decided by the live path, or by an
 earlier import), so they are written as they are: only the id (new, deterministic) and the
 project change. A profiles export (`kind=profiles`) goes back into `profiles`. Nothing is
 enriched, so a chunk is handled column by column: msgspec decodes NDJSON lines into typed
-structs, and Arrow casts CSV text to numbers and times.
+structs, Arrow casts CSV text to numbers and times, and a Parquet row group is columns
+already, cast to the table's types (no row is looked at in Python).
 """
 
 from __future__ import annotations
@@ -14,6 +15,8 @@ from typing import Any
 
 import msgspec
 import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
 
 from gatrix.portability.columns import EVENT_TYPES, PROFILE_TYPES, map_array
 from gatrix.portability.formats import Converted, csv_records, ndjson_records
@@ -188,3 +191,38 @@ def _typed(columns: dict[str, list[Any]], types: dict[str, pa.DataType]) -> dict
         else:
             out[name] = pa.array([str(v) if v != "" else "0" for v in values]).cast(kind)
     return out
+
+
+# the columns without which a row is not an event (a profile): as the NDJSON structs require
+_REQUIRED = {"events": ("created_at", "session_start"), "profiles": ("profile_id", "updated_at")}
+
+
+def parquet_table(path: str, group: int) -> Table:
+    """One row group of a Parquet export. A row missing a required column's value is
+    dropped as invalid; so is the whole group when its columns cannot take the table's
+    types (text that is not UTF-8, a number column holding text)."""
+    data = pq.ParquetFile(path).read_row_group(group)
+    events = "created_at" in data.column_names
+    table, types = ("events", EVENT_TYPES) if events else ("profiles", PROFILE_TYPES)
+    records = data.num_rows
+    required = _REQUIRED[table]
+    if any(name not in data.column_names for name in required):
+        return Table(table, {}, [], {"invalid": records}, records)
+    valid = pc.and_kleene(*(pc.is_valid(data[name]) for name in required))
+    kept = pc.indices_nonzero(valid).to_pylist()
+    if len(kept) < records:
+        data = data.filter(valid)
+    try:
+        columns = {name: _column(data, name, kind) for name, kind in types.items() if name != "id"}
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError):
+        return Table(table, {}, [], {"invalid": records}, records)
+    dropped = records - len(kept)
+    return Table(table, columns, kept, {"invalid": dropped} if dropped else {}, records)
+
+
+def _column(data: pa.Table, name: str, kind: pa.DataType) -> pa.Array:
+    """A column as the table's type (times to naive UTC milliseconds, binary to text); one
+    the file lacks is all nulls, which ClickHouse stores as the column's default."""
+    if name not in data.column_names:
+        return pa.nulls(data.num_rows, kind)
+    return data[name].combine_chunks().cast(kind)
