@@ -7,6 +7,8 @@
 // 3. A poll that fails keeps what is shown, marks it stale and retries on the next tick;
 //    any other request that fails says so above the page.
 // 4. Copy buttons (data-copy) copy their target's text.
+// 5. A one-time message token (flash) leaves the address bar once its page is shown, so a
+//    bookmark or a shared link never carries it.
 (function () {
   "use strict";
 
@@ -138,6 +140,12 @@
     });
     link.href = url.toString();
   });
+
+  var shown = new URL(window.location.href);
+  if (shown.searchParams.has("flash") && window.history.replaceState) {
+    shown.searchParams.delete("flash");
+    window.history.replaceState(window.history.state, "", shown.toString());
+  }
 
   document.addEventListener("click", function (event) {
     var button = event.target.closest && event.target.closest("[data-copy]");

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import re
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import parse_qs, urlparse, urlsplit
 
 import pytest
 
@@ -155,6 +155,9 @@ def test_a_saved_report_reopens_its_state(
     with page.expect_navigation():
         page.click("form.save-report button")
     assert "Saved “Before pricing”" in page.inner_text("main")
+    # the one-time message token leaves the address bar; the report's state stays
+    query = parse_qs(urlparse(page.url).query)
+    assert "flash" not in query and query["to"] == ["/pricing"]
     page.goto(f"{site.url}/dashboard/{project}/paths")
     with page.expect_navigation():
         page.click("a.saved-report:text-is('Before pricing')")
