@@ -404,7 +404,7 @@ def cmd_import(settings: Settings, args: argparse.Namespace) -> int:
         return 1
     if report.already_done:
         _say("this import was done before: nothing stored twice")
-    elif not report.events and not report.profiles:
+    elif not report.events and not report.profiles and not any(report.others.values()):
         why = f" ({', '.join(f'{k}: {n}' for k, n in report.dropped.items())} dropped)"
         _say(
             f"error: nothing in these files reads as {args.format} records"
@@ -417,6 +417,8 @@ def cmd_import(settings: Settings, args: argparse.Namespace) -> int:
                 "import_id": report.import_id,
                 "events": report.events,
                 "profiles": report.profiles,
+                "links": report.others.get("identity_links", 0),
+                "counters": report.others.get("profile_counters", 0),
                 "dropped": report.dropped,
                 "complete": report.complete,
                 "seconds": round(report.seconds, 2),
@@ -510,7 +512,9 @@ def build_parser() -> argparse.ArgumentParser:
     exp = sub.add_parser("export", help="raw events or profiles of a project to a file")
     exp.add_argument("--project", required=True)
     exp.add_argument("--format", default="ndjson", choices=["csv", "ndjson", "parquet"])
-    exp.add_argument("--kind", default="events", choices=["events", "profiles"])
+    exp.add_argument(
+        "--kind", default="events", choices=["events", "profiles", "links", "counters"]
+    )
     exp.add_argument("--range", default="all", help="a named range (default all) or custom")
     exp.add_argument("--start", default=None)
     exp.add_argument("--end", default=None)

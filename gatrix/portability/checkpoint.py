@@ -24,6 +24,7 @@ class Checkpoint:
     profiles: int = 0
     dropped: dict[str, int] = field(default_factory=dict)
     complete: bool = False
+    others: dict[str, int] = field(default_factory=dict)  # identity links, counters
 
     @classmethod
     def open(cls, folder: Path, import_id: str) -> Checkpoint:
@@ -39,6 +40,7 @@ class Checkpoint:
             data["profiles"],
             data["dropped"],
             data["complete"],
+            data.get("others", {}),
         )
 
     def save(self) -> None:

@@ -1,4 +1,5 @@
-"""The columns a raw export carries and an import writes, and their Arrow types.
+"""The columns a raw export carries and an import writes, and their Arrow types: events,
+profiles, identity links and profile counters (the four kinds of an export).
 
 The export leaves out `project_id` (an export is of one project; an import names its own).
 CSV cannot carry a map, so `properties` travels there as a JSON object in one cell.
@@ -67,7 +68,30 @@ PROFILE_TYPES: dict[str, pa.DataType] = {
     "updated_at": _TIME,
 }
 PROFILE_COLUMNS = tuple(PROFILE_TYPES)
-TIME_COLUMNS = frozenset(k for k, t in {**EVENT_TYPES, **PROFILE_TYPES}.items() if t == _TIME)
+
+# identity links (identify and alias calls; README "Visitors and identity"), one row per link
+LINK_TYPES: dict[str, pa.DataType] = {
+    "source": _S,
+    "target": _S,
+    "kind": _S,
+    "linked_at": _TIME,
+}
+# profile counters (increment/decrement), one row per person and property: the running total
+COUNTER_TYPES: dict[str, pa.DataType] = {
+    "profile_id": _S,
+    "property": _S,
+    "value": pa.float64(),
+}
+# export kind → (table, its columns)
+KIND_TABLES: dict[str, tuple[str, dict[str, pa.DataType]]] = {
+    "events": ("events", EVENT_TYPES),
+    "profiles": ("profiles", PROFILE_TYPES),
+    "links": ("identity_links", LINK_TYPES),
+    "counters": ("profile_counters", COUNTER_TYPES),
+}
+TIME_COLUMNS = frozenset(
+    k for k, t in {**EVENT_TYPES, **PROFILE_TYPES, **LINK_TYPES}.items() if t == _TIME
+)
 
 
 def schema(types: dict[str, pa.DataType]) -> pa.Schema:

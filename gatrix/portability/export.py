@@ -25,10 +25,10 @@ import pyarrow.parquet as pq
 from gatrix.clickhouse.store import Store
 from gatrix.insights.query import Query
 from gatrix.insights.sql import base_params, events_where
-from gatrix.portability.columns import EVENT_COLUMNS, PROFILE_COLUMNS
+from gatrix.portability.columns import EVENT_COLUMNS, KIND_TABLES
 
 FORMATS = ("csv", "ndjson", "parquet")
-KINDS = ("events", "profiles")
+KINDS = tuple(KIND_TABLES)
 PAGE_ROWS = 50_000
 CONTENT_TYPES = {
     "csv": "text/csv",  # the framework adds "; charset=utf-8" to text types
@@ -53,7 +53,7 @@ def check(fmt: str, kind: str) -> None:
     if fmt not in FORMATS:
         raise InvalidExport(f"unknown format {fmt!r}; use one of {', '.join(FORMATS)}")
     if kind not in KINDS:
-        raise InvalidExport(f"unknown kind {kind!r}; use events or profiles")
+        raise InvalidExport(f"unknown kind {kind!r}; use one of {', '.join(KINDS)}")
 
 
 def _select_list(columns: tuple[str, ...], fmt: str) -> str:
@@ -109,14 +109,28 @@ def _event_pages(store: Store, q: Query, fmt: str, page_rows: int) -> Iterator[b
             yield store.query_raw(paged, params.values, _CH_FORMAT[fmt])
 
 
-def _profile_pages(store: Store, q: Query, fmt: str, page_rows: int) -> Iterator[bytes]:
-    # profiles are an append-only log of identify calls, sorted by the table's key
-    columns = _select_list(PROFILE_COLUMNS, fmt)
+# profiles are an append-only log of identify calls; links and counters are read merged
+# (a link's first time, a counter's total), so a file holds one row per link or counter
+_KEYED = {
+    "profiles": "SELECT {columns} FROM {db}.profiles WHERE project_id = {{project:String}}"
+    " ORDER BY profile_id, updated_at",
+    "links": "SELECT source, target, kind, min(linked_at) AS linked_at FROM {db}.identity_links"
+    " WHERE project_id = {{project:String}} GROUP BY source, target, kind"
+    " ORDER BY source, target, kind",
+    "counters": "SELECT profile_id, property, sum(value) AS value FROM {db}.profile_counters"
+    " WHERE project_id = {{project:String}} GROUP BY profile_id, property"
+    " HAVING value != 0 ORDER BY profile_id, property",
+}
+
+
+def _keyed_pages(store: Store, q: Query, fmt: str, page_rows: int, kind: str) -> Iterator[bytes]:
+    """Every row of the project (no time range), in the table's key order, a page at a time."""
+    columns = _select_list(tuple(KIND_TABLES[kind][1]), fmt)
+    sql = _KEYED[kind].format(columns=columns, db=store.db)
     offset = 0
     while True:
         page = store.query_raw(
-            f"SELECT {columns} FROM {store.db}.profiles WHERE project_id = {{project:String}}"
-            f" ORDER BY profile_id, updated_at LIMIT {page_rows} OFFSET {offset}",
+            f"{sql} LIMIT {page_rows} OFFSET {offset}",
             {"project": q.project_id},
             _CH_FORMAT[fmt],
         )
@@ -149,8 +163,11 @@ def export(
 ) -> Iterator[bytes]:
     """The file's bytes, page by page. Blocking: iterate it off the event loop."""
     check(fmt, kind)
-    columns = EVENT_COLUMNS if kind == "events" else PROFILE_COLUMNS
-    pages = (_event_pages if kind == "events" else _profile_pages)(store, q, fmt, page_rows)
+    columns = tuple(KIND_TABLES[kind][1])
+    if kind == "events":
+        pages = _event_pages(store, q, fmt, page_rows)
+    else:
+        pages = _keyed_pages(store, q, fmt, page_rows, kind)
     if fmt == "csv":
         yield (",".join(columns) + "\n").encode()
         yield from pages
@@ -190,12 +207,10 @@ def _parquet(store: Store, pages: Iterator[bytes], kind: str) -> Iterator[bytes]
         writer.write_table(table)  # one row group per page
         yield drain.take()
     if writer is None:  # nothing in range: still a valid file, with the columns
-        columns = EVENT_COLUMNS if kind == "events" else PROFILE_COLUMNS
-        table_name = "events" if kind == "events" else "profiles"
+        table_name, types = KIND_TABLES[kind]
+        select = _select_list(tuple(types), "parquet")
         empty = store.query_raw(
-            f"SELECT {_select_list(columns, 'parquet')} FROM {store.db}.{table_name} LIMIT 0",
-            None,
-            "ArrowStream",
+            f"SELECT {select} FROM {store.db}.{table_name} LIMIT 0", None, "ArrowStream"
         )
         schema = pa.ipc.open_stream(empty).schema if empty else None
         if schema is None:

@@ -50,6 +50,7 @@ class ImportReport:
     complete: bool = False
     already_done: bool = False
     seconds: float = 0.0
+    others: dict[str, int] = field(default_factory=dict)  # table → identity links, counters
 
 
 def _looks_csv(path: Path) -> bool:
@@ -102,7 +103,9 @@ class Block:
 
     @property
     def rows(self) -> int:
-        return sum(r.event_count + r.profile_count for r in self.results)
+        return sum(
+            r.event_count + r.profile_count + sum(r.other_counts.values()) for r in self.results
+        )
 
     def token(self, iid: str, table: str) -> str:
         return f"import:{iid}:{self.results[0].number}-{self.results[-1].number}:{table}"
@@ -140,7 +143,13 @@ def run_import(
     checkpoint = Checkpoint.open(state_dir, iid)
     if checkpoint.complete:
         return ImportReport(
-            iid, checkpoint.events, checkpoint.profiles, checkpoint.dropped, True, True
+            iid,
+            checkpoint.events,
+            checkpoint.profiles,
+            checkpoint.dropped,
+            True,
+            True,
+            others=checkpoint.others,
         )
     workers = workers or os.cpu_count() or 1
     jobs = [work.Job(fmt_name, csv_file, project_id, geoip_path, c) for c in chunks]
@@ -191,6 +200,7 @@ def run_import(
         checkpoint.complete,
         False,
         seconds,
+        checkpoint.others,
     )
 
 
@@ -198,7 +208,12 @@ def _commit(store: Store, iid: str, block: Block, checkpoint: Checkpoint) -> int
     """Insert one block, then mark its chunks done; the events it stored."""
     _insert(store, block.token(iid, "events"), [r.events for r in block.results], "events")
     _insert(store, block.token(iid, "profiles"), [r.profiles for r in block.results], "profiles")
+    for table in sorted({t for r in block.results for t in r.others}):
+        streams = [r.others.get(table, b"") for r in block.results]
+        _insert(store, block.token(iid, table), streams, table)
     for result in block.results:
+        for table, count in result.other_counts.items():
+            checkpoint.others[table] = checkpoint.others.get(table, 0) + count
         checkpoint.done.add(result.number)
         checkpoint.events += result.event_count
         checkpoint.profiles += result.profile_count

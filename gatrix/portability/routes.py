@@ -1,4 +1,4 @@
-"""`GET /insights/{projectId}/export`: a project's raw events or profiles as a file.
+"""`GET /insights/{projectId}/export`: a project's raw events, profiles, links or counters.
 
 Same access, range and filter rules as the other insights endpoints (it reuses their
 authorisation and query parsing); the body is streamed page by page (see export.py).
@@ -31,7 +31,7 @@ FormatParam = Annotated[str, Parameter(query="format", description="csv, ndjson 
 
 @get(
     "/insights/{project_id:str}/export",
-    summary="Raw events (or profiles) of a range as CSV, NDJSON or Parquet",
+    summary="Raw events (or profiles, identity links, counters) as CSV, NDJSON or Parquet",
     tags=["insights"],
     responses=ERROR_RESPONSES,
 )

@@ -15,7 +15,7 @@ import numpy as np
 import pyarrow as pa
 
 from gatrix.portability.chunks import Chunk, read
-from gatrix.portability.columns import EVENT_TYPES, PROFILE_TYPES, schema
+from gatrix.portability.columns import EVENT_TYPES, KIND_TABLES, PROFILE_TYPES, schema
 from gatrix.portability.enrich import Enricher, Imported
 from gatrix.portability.formats import ProfileRow, Row, get_format
 from gatrix.portability.formats.gatrix import GatrixFormat, Table, parquet_table
@@ -23,6 +23,7 @@ from gatrix.portability.sessions import DROPPED, session_id
 
 EVENT_SCHEMA = schema(EVENT_TYPES)
 PROFILE_SCHEMA = schema(PROFILE_TYPES)
+TABLE_SCHEMAS = {table: schema(types) for table, types in KIND_TABLES.values()}
 
 
 @dataclass(frozen=True)
@@ -45,6 +46,9 @@ class Result:
     profile_count: int = 0
     dropped: Counter[str] = field(default_factory=Counter)
     records: int = 0
+    # identity links and profile counters (our own export's other kinds): table → rows
+    others: dict[str, bytes] = field(default_factory=dict)
+    other_counts: Counter[str] = field(default_factory=Counter)
 
 
 def visitor_hash(visitor: str) -> int:
@@ -140,17 +144,18 @@ def _ready_rows(job: Job, table: Table, prefix: str) -> Result:
     count = len(table.kept)
     if not count:
         return result
-    sch = EVENT_SCHEMA if table.table == "events" else PROFILE_SCHEMA
+    sch = TABLE_SCHEMAS[table.table]
     columns = {"project_id": pa.array([job.project_id] * count, pa.string()), **table.columns}
     if table.table == "events":
         columns["id"] = pa.array([event_id(prefix, i) for i in table.kept], pa.string())
-        result.events, result.event_count = (
-            _ipc(pa.record_batch([columns[n] for n in sch.names], schema=sch)),
-            count,
-        )
+    rows = _ipc(pa.record_batch([columns[n] for n in sch.names], schema=sch))
+    if table.table == "events":
+        result.events, result.event_count = rows, count
+    elif table.table == "profiles":
+        result.profiles, result.profile_count = rows, count
     else:
-        result.profiles = _ipc(pa.record_batch([columns[n] for n in sch.names], schema=sch))
-        result.profile_count = count
+        result.others[table.table] = rows
+        result.other_counts[table.table] = count
     return result
 
 

@@ -87,3 +87,27 @@ def test_bad_export_requests_get_json_errors(
     _error(http.get(url), 401, "unauthenticated")
     other = create_project(server_engine, "other export project", origins=["*"])
     _error(http.get(f"/insights/{other.project_id}/export", headers=headers), 403, "forbidden")
+
+
+def test_links_come_out_over_http_as_one_row_each(
+    http: httpx.Client, server_project: NewClient, store: Store
+) -> None:
+    project = server_project.project_id
+    at = (datetime.now(UTC) - timedelta(days=400)).strftime("%Y-%m-%d %H:%M:%S")
+    row = {"project_id": project, "source": "dev-1", "target": "amy", "kind": "device"}
+    # the same link twice (merged to its first time) and an alias; a year old: no range cuts it
+    rows = [{**row, "linked_at": at}, {**row, "linked_at": "2030-01-01 00:00:00"}]
+    rows.append({**row, "source": "amy-old", "kind": "alias", "linked_at": at})
+    store.insert_json_rows("identity_links", [json.dumps(r).encode() for r in rows], "links-t")
+    reply = http.get(
+        f"/insights/{project}/export",
+        params={"kind": "links", "format": "ndjson", "range": "24h"},
+        headers=_headers(server_project),
+    )
+    assert reply.status_code == 200, reply.text
+    assert f"gatrix-{project}-links.ndjson" in reply.headers["content-disposition"]
+    lines = [json.loads(line) for line in reply.text.splitlines()]
+    assert [(x["source"], x["kind"], x["linked_at"][:19]) for x in lines] == [
+        ("amy-old", "alias", at),
+        ("dev-1", "device", at),
+    ]

@@ -196,3 +196,52 @@ def test_a_profiles_parquet_export_round_trips(store: Store, tmp_path: Path) -> 
         ]
 
     assert stored(target) == stored(source) and len(stored(target)) == 5
+
+
+@pytest.mark.parametrize("fmt", ["ndjson", "csv", "parquet"])
+def test_links_and_counters_round_trip_so_visitors_stay_resolved(
+    store: Store, tmp_path: Path, fmt: str
+) -> None:
+    # identify calls that no event repeats (device v0 → ada, v1 → ada) and an alias: only the
+    # links say that three devices are one person, so without them the import would count 3
+    source, target = f"src-{uuid.uuid4().hex[:8]}", f"dst-{uuid.uuid4().hex[:8]}"
+    events(store, source, _specs())
+    at = (NOW - timedelta(days=6)).strftime("%Y-%m-%d %H:%M:%S")
+    links = [("v0", "ada", "device"), ("v1", "ada", "device"), ("v2", "lovelace", "device")]
+    links.append(("lovelace", "ada", "alias"))
+    store.insert_json_rows(
+        "identity_links",
+        [
+            json.dumps(
+                {"project_id": source, "source": s, "target": t, "kind": k, "linked_at": at}
+            ).encode()
+            for s, t, k in links
+        ],
+        uuid.uuid4().hex,
+    )
+    counters = [("ada", "logins", 2.0), ("ada", "logins", 1.0), ("bo", "credits", -4.5)]
+    store.insert_json_rows(
+        "profile_counters",
+        [
+            json.dumps({"project_id": source, "profile_id": p, "property": k, "value": v}).encode()
+            for p, k, v in counters
+        ],
+        uuid.uuid4().hex,
+    )
+    q = build_query(source, "UTC", QueryParams(range="all"), NOW)
+    files = []
+    for kind in ("events", "links", "counters"):
+        path = tmp_path / f"{kind}.{fmt}"
+        path.write_bytes(b"".join(export(store, q, fmt, kind=kind, page_rows=2)))
+        files.append(path)
+    report = run_import(store, tmp_path / "state", target, "gatrix", files, workers=2)
+    assert report.complete and not report.dropped
+    assert report.others == {"identity_links": 4, "profile_counters": 2}
+    assert _numbers(store, target) == _numbers(store, source)
+    assert _numbers(store, target)["metrics"]["visitors"] == 10  # 12 devices, 3 are one person
+    totals = store.query_rows(
+        "SELECT profile_id, property, sum(value) FROM gatrix.profile_counters "
+        "WHERE project_id = {p:String} GROUP BY profile_id, property ORDER BY profile_id",
+        {"p": target},
+    )
+    assert [list(r) for r in totals] == [["ada", "logins", 3.0], ["bo", "credits", -4.5]]

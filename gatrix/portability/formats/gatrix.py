@@ -10,7 +10,9 @@ already, cast to the table's types (no row is looked at in Python).
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import Any
 
 import msgspec
@@ -18,7 +20,13 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from gatrix.portability.columns import EVENT_TYPES, PROFILE_TYPES, map_array
+from gatrix.portability.columns import (
+    COUNTER_TYPES,
+    EVENT_TYPES,
+    LINK_TYPES,
+    PROFILE_TYPES,
+    map_array,
+)
 from gatrix.portability.formats import Converted, csv_records, ndjson_records
 
 _props = msgspec.json.Decoder(dict[str, str])
@@ -75,8 +83,54 @@ class ProfileLine(msgspec.Struct):
     properties: dict[str, str] = {}
 
 
-_event_line = msgspec.json.Decoder(EventLine)
-_profile_line = msgspec.json.Decoder(ProfileLine)
+class LinkLine(msgspec.Struct):
+    source: str
+    target: str
+    kind: str
+    linked_at: str
+
+
+class CounterLine(msgspec.Struct):
+    profile_id: str
+    property: str
+    value: float
+
+
+@dataclass(frozen=True)
+class Shape:
+    """What one kind of export file holds: its table, its columns, its NDJSON line, and the
+    column that tells it apart (in a CSV header, an NDJSON line, a Parquet schema)."""
+
+    table: str
+    types: dict[str, pa.DataType]
+    line: type[msgspec.Struct]
+    mark: str
+
+    @property
+    def one(self) -> msgspec.json.Decoder:
+        return msgspec.json.Decoder(self.line)
+
+    @property
+    def many(self) -> msgspec.json.Decoder:
+        return msgspec.json.Decoder(list[self.line])  # type: ignore[name-defined]
+
+
+# told apart in this order; a file with none of the marks is read as profiles
+SHAPES = (
+    Shape("events", EVENT_TYPES, EventLine, "created_at"),
+    Shape("identity_links", LINK_TYPES, LinkLine, "linked_at"),
+    Shape("profile_counters", COUNTER_TYPES, CounterLine, "property"),
+    Shape("profiles", PROFILE_TYPES, ProfileLine, "profile_id"),
+)
+
+
+def shape_of(names: set[str] | bytes) -> Shape:
+    """The kind of a file from its column names (a CSV header's, a Parquet schema's) or from
+    the text of an NDJSON line (a quoted key)."""
+    for shape in SHAPES:
+        if shape.mark in names if isinstance(names, set) else f'"{shape.mark}"'.encode() in names:
+            return shape
+    return SHAPES[-1]
 
 
 class Table(msgspec.Struct):
@@ -108,57 +162,51 @@ class GatrixFormat:
 
     def table(self, data: bytes, header: bytes) -> Table:
         if self.csv:
-            names = header.decode("utf-8-sig")
-            events = "created_at" in names
-            return _csv_table(data, header, events)
+            names = {n.strip().strip('"') for n in header.decode("utf-8-sig").split(",")}
+            return _csv_table(data, header, shape_of(names))
         lines = [line for line in data.split(b"\n") if line.strip()]
-        events = not lines or b'"created_at"' in lines[0]
-        types, decoder = (EVENT_TYPES, _event_line) if events else (PROFILE_TYPES, _profile_line)
-        names = [n for n in types if n != "id"]
-        decoded, kept = _decode(lines, decoder, events)
+        shape = shape_of(lines[0]) if lines else SHAPES[0]
+        names = [n for n in shape.types if n != "id"]
+        decoded, kept = _decode(lines, shape)
         dropped = len(lines) - len(kept)
         # struct → tuple → columns, all in C: a third of the cost of a getattr per cell
-        fields = (EventLine if events else ProfileLine).__struct_fields__
+        fields = shape.line.__struct_fields__
         transposed = zip(*map(msgspec.structs.astuple, decoded), strict=True) if decoded else ()
         by_field = dict(zip(fields, transposed, strict=False))
         columns = {n: list(by_field.get(n, ())) for n in names}
         return Table(
-            "events" if events else "profiles",
-            _typed(columns, types),
+            shape.table,
+            _typed(columns, shape.types),
             kept,
             {"invalid": dropped} if dropped else {},
             len(lines),
         )
 
 
-_event_lines = msgspec.json.Decoder(list[EventLine])
-_profile_lines = msgspec.json.Decoder(list[ProfileLine])
-
-
-def _decode(lines: list[bytes], decoder: Any, events: bool) -> tuple[list[Any], list[int]]:
+def _decode(lines: list[bytes], shape: Shape) -> tuple[list[Any], list[int]]:
     """Every line decoded, and the indexes of those kept. The whole chunk is decoded as one
     array first (one call); only a chunk with a bad line is decoded line by line."""
     try:
-        whole = (_event_lines if events else _profile_lines).decode(b"[" + b",".join(lines) + b"]")
+        whole = shape.many.decode(b"[" + b",".join(lines) + b"]")
         return whole, list(range(len(lines)))
     except msgspec.DecodeError:
         pass
+    one = shape.one
     decoded: list[Any] = []
     kept: list[int] = []
     for index, line in enumerate(lines):
         try:
-            decoded.append(decoder.decode(line))
+            decoded.append(one.decode(line))
             kept.append(index)
         except msgspec.DecodeError:
             continue
     return decoded, kept
 
 
-def _csv_table(data: bytes, header: bytes, events: bool) -> Table:
-    types = EVENT_TYPES if events else PROFILE_TYPES
+def _csv_table(data: bytes, header: bytes, shape: Shape) -> Table:
     rows = list(csv_records(data, header))
     columns: dict[str, list[Any]] = {}
-    for name in types:
+    for name in shape.types:
         if name == "id":
             continue
         values = [r.get(name, "") for r in rows]
@@ -166,13 +214,7 @@ def _csv_table(data: bytes, header: bytes, events: bool) -> Table:
             columns[name] = [_props.decode(v) if v else {} for v in values]
         else:
             columns[name] = values
-    return Table(
-        "events" if events else "profiles",
-        _typed(columns, types),
-        list(range(len(rows))),
-        {},
-        len(rows),
-    )
+    return Table(shape.table, _typed(columns, shape.types), list(range(len(rows))), {}, len(rows))
 
 
 def _typed(columns: dict[str, list[Any]], types: dict[str, pa.DataType]) -> dict[str, Any]:
@@ -193,8 +235,17 @@ def _typed(columns: dict[str, list[Any]], types: dict[str, pa.DataType]) -> dict
     return out
 
 
-# the columns without which a row is not an event (a profile): as the NDJSON structs require
-_REQUIRED = {"events": ("created_at", "session_start"), "profiles": ("profile_id", "updated_at")}
+# the columns without which a row is nothing: as the NDJSON structs require
+_REQUIRED = {
+    shape.table: tuple(
+        name
+        for name, field in zip(
+            shape.line.__struct_fields__, msgspec.structs.fields(shape.line), strict=True
+        )
+        if field.required
+    )
+    for shape in SHAPES
+}
 
 
 def parquet_table(path: str, group: int) -> Table:
@@ -202,13 +253,13 @@ def parquet_table(path: str, group: int) -> Table:
     dropped as invalid; so is the whole group when its columns cannot take the table's
     types (text that is not UTF-8, a number column holding text)."""
     data = pq.ParquetFile(path).read_row_group(group)
-    events = "created_at" in data.column_names
-    table, types = ("events", EVENT_TYPES) if events else ("profiles", PROFILE_TYPES)
+    shape = shape_of(set(data.column_names))
+    table, types = shape.table, shape.types
     records = data.num_rows
     required = _REQUIRED[table]
     if any(name not in data.column_names for name in required):
         return Table(table, {}, [], {"invalid": records}, records)
-    valid = pc.and_kleene(*(pc.is_valid(data[name]) for name in required))
+    valid = functools.reduce(pc.and_kleene, (pc.is_valid(data[name]) for name in required))
     kept = pc.indices_nonzero(valid).to_pylist()
     if len(kept) < records:
         data = data.filter(valid)
