@@ -29,12 +29,17 @@ from gatrix.insights.person import Cursor, InvalidPerson, get_person
 from gatrix.insights.query import InvalidQuery
 from gatrix.meta import accounts
 from gatrix.meta.timezones import usable
+from gatrix.pageviews import PAGEVIEW_NAMES
 from gatrix.services import Services
 from gatrix.web.kit import PageError, done, form_of, page, require_role, take_flash
 
 PAGE_SIZE = 50
 TIMELINE_SIZE = 50
-SORT_LABELS = {"last_seen": "Last seen", "first_seen": "First seen", "events": "Events"}
+SORT_LABELS = {
+    "last_seen": "Last seen, latest first",
+    "first_seen": "First seen, latest first",
+    "events": "Events, most first",
+}
 
 
 def _fragment(request: Request) -> bool:
@@ -100,7 +105,7 @@ def person_context(
         device["last_seen_shown"] = _when(device["last_seen"], zone)
     # a visit's events together, newest visit first (the events come newest first)
     visits = [
-        {"session_id": sid, "events": list(events)}
+        _visit(sid, list(events), zone)
         for sid, events in groupby(person["events"], key=lambda e: e["session_id"])
     ]
     href = person_path(person["id"])
@@ -116,6 +121,27 @@ def person_context(
         "first_seen_shown": _when(person["first_seen"], zone),
         "last_seen_shown": _when(person["last_seen"], zone),
         "visits": visits,
+        "showing_older": before is not None,
+        "zone_name": zone.key,
+    }
+
+
+def _visit(session_id: str, events: list[dict[str, Any]], zone: ZoneInfo) -> dict[str, Any]:
+    """A visit's heading from the events shown of it (newest first): when it began, how long
+    it lasted, its page views, and where it came from (the landing event's referrer)."""
+    first, last = events[-1], events[0]
+    began = datetime.fromisoformat(first["created_at"])
+    minutes = (datetime.fromisoformat(last["created_at"]) - began).total_seconds() / 60
+    for event in events:
+        shown = {k: v for k, v in (event.get("properties") or {}).items() if k[:2] != "__"}
+        event["details"] = ", ".join(f"{k}: {v}" for k, v in list(shown.items())[:6])
+    return {
+        "session_id": session_id,
+        "events": events,
+        "began_shown": began.astimezone(zone).strftime("%Y-%m-%d %H:%M"),
+        "minutes": round(minutes),
+        "pages": sum(1 for e in events if e["name"] in PAGEVIEW_NAMES),
+        "source": first.get("referrer_name") or "",
     }
 
 
@@ -227,7 +253,7 @@ async def erase_person(
     here = f"/dashboard/{project_id}/people/{person_path(person_id)}"
     if str(form.get("confirm", "")).strip() != person_id:
         error = "Nothing was erased: type the person's id exactly to confirm."
-        return await done(request, services, user, here, error=error)
+        return await done(request, services, user, here, error=error, at="erase")
     try:
         result = await erasure.erase(
             services.store, services.flusher, services.engine, project_id, person_id, user.email
