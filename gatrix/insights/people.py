@@ -35,6 +35,9 @@ MAX_PAGE = 1000
 MAX_Q = 200
 # a search matching up to this many profile ids is aggregated exactly; beyond, it walks
 EXACT_MATCHES = 2000
+# a broad search up to this many matching profile ids walks only its matches' keys; beyond,
+# matches are dense enough that walking everyone and checking each batch is quicker
+WALK_MATCHES = 50_000
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
@@ -64,13 +67,15 @@ def list_people(store: Store, pq: PeopleQuery) -> dict[str, Any]:
     known_keys: dict[str, list[str]] | None = None
     known_stats: dict[str, dict[str, Any]] = {}
     if q:
-        matched = _matching_ids(store, pq.project_id, q, EXACT_MATCHES + 1)
+        matched = _matching_ids(store, pq.project_id, q, WALK_MATCHES + 1)
         if len(matched) <= EXACT_MATCHES:
             tokens = [profile_token(m) for m in matched]
             people = sorted(set(persons_of(store, pq.project_id, tokens).values()) - {""})
             known_keys = keys_of(store, pq.project_id, people)
             known_stats = person_stats(store, pq.project_id, known_keys)
             ordered = _sorted(known_stats, pq.sort)[:want]
+        elif pq.sort == "last_seen" and len(matched) <= WALK_MATCHES:
+            ordered = _walk_matched(store, pq.project_id, want, matched)
         elif pq.sort == "last_seen":
             ordered = _walk(store, pq.project_id, want, q)
         else:
@@ -179,6 +184,50 @@ def _walk(store: Store, project_id: str, want: int, q: str = "") -> list[str]:
         if len(ordered) >= want or len(rows) < n:
             return ordered[:want]
         n *= 4
+
+
+def _walk_matched(store: Store, project_id: str, want: int, matched: list[str]) -> list[str]:
+    """`_walk` over the index rows of the matching people's keys only: the same people in the
+    same order, without resolving (and checking) every person seen since."""
+    wanted = set(persons_of(store, project_id, [profile_token(m) for m in matched]).values())
+    wanted.discard("")
+    candidates = _candidate_tokens(store, project_id, sorted(wanted))
+    n = max(want * 3, 300)
+    while True:
+        params: dict[str, Any] = {"project": project_id}
+        where = index_where(candidates, params)
+        # a key's newest row is where `_walk` meets it first (ties: the smaller key first)
+        rows = store.query_rows(
+            f"SELECT {INDEX_TOKEN} AS token FROM {store.db}.visitor_sessions "
+            f"WHERE project_id = {{project:String}} AND {where} GROUP BY token, key "
+            f"ORDER BY max(last_at) DESC, key LIMIT {n}",
+            params,
+        )
+        tokens = [t for (t,) in rows]
+        persons = persons_of(store, project_id, tokens)
+        # a candidate linked to someone else first is not theirs
+        ordered = list(dict.fromkeys(persons[t] for t in tokens if persons[t] in wanted))
+        if len(ordered) >= want or len(rows) < n:
+            return ordered[:want]
+        n *= 4
+
+
+def _candidate_tokens(store: Store, project_id: str, people: list[str]) -> list[str]:
+    """Every token that may resolve to one of `people` (a superset of `keys_of`, read without
+    resolving each): their ids, the ids aliased to them, and what is linked to either."""
+    if not people:
+        return []
+    db = store.db
+    rows = store.query_rows(
+        f"SELECT DISTINCT kind, source FROM {db}.identity_targets "
+        "WHERE project_id = {project:String} AND (target IN {people:Array(String)} OR target IN "
+        f"(SELECT source FROM {db}.identity_targets WHERE project_id = {{project:String}} "
+        "AND kind = 'alias' AND target IN {people:Array(String)}))",
+        {"project": project_id, "people": people},
+    )
+    tokens = {profile_token(p) for p in people}
+    tokens.update((DEVICE if kind == "device" else PROFILE) + source for kind, source in rows)
+    return sorted(tokens)
 
 
 def _keep_matching(store: Store, project_id: str, people: list[str], q: str) -> list[str]:
