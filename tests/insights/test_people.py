@@ -16,7 +16,13 @@ from gatrix.ingest.payloads import Hit
 from gatrix.ingest.pipeline import Context, process_profile
 from gatrix.insights.erase import erase_person
 from gatrix.insights.identity import KEY_HASH
-from gatrix.insights.people import PeopleQuery, list_people
+from gatrix.insights.people import (
+    PeopleQuery,
+    _matching_ids,
+    _walk,
+    _walk_matched,
+    list_people,
+)
 from gatrix.insights.person import Cursor, InvalidPerson, get_person
 from gatrix.insights.query import InvalidQuery
 
@@ -111,6 +117,30 @@ async def test_search_by_id_email_name_and_property_value(store: Store, people: 
     assert listed(store, people, q="corp.test") == ["gina"]
     assert listed(store, people, q="nobody") == []
     assert listed(store, people, q="'; DROP TABLE x --") == []
+
+
+async def test_a_broad_search_walks_its_matches_in_the_order_of_the_whole_list(
+    store: Store, people: str
+) -> None:
+    """Broad searches walk only the matching people's keys; they must meet the same people in
+    the same order as walking everyone: the kiosk is linked to hank too, but it is gina's
+    (linked first), so it must neither bring hank forward nor be dropped from gina."""
+    everyone = listed(store, people)
+    for q in ("n", "a", "e", "i", "guest", "corp", "hank", "nobody"):
+        matched = _matching_ids(store, people, q, 100)
+        walked = _walk_matched(store, people, 10, matched)
+        assert walked == _walk(store, people, 10, q), q
+        assert walked == [p for p in everyone if p in walked], q
+        assert walked == listed(store, people, q=q), q
+    assert _walk_matched(store, people, 10, _matching_ids(store, people, "n", 100)) == [
+        "hank",
+        "gina",
+        "frank",
+    ]
+    assert _walk_matched(store, people, 2, _matching_ids(store, people, "a", 100)) == [
+        "hank",
+        "gina",
+    ]
 
 
 def test_bad_list_parameters_are_refused() -> None:
