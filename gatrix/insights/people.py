@@ -6,7 +6,9 @@ A person's events, sessions and first/last seen are sums over their keys' rows i
 seen (the default), the list walks that index newest row first: a person's last seen is the
 newest row of any of their keys, so the first N people met are the N last seen, without
 aggregating everyone. The other sorts and narrow searches aggregate exactly the people they
-need; a broad search walks like the default and keeps the people that match.
+need; a broad search walks like the default, over the rows of its matches' keys only (every
+key that may resolve to a matching person, read from the reverse links), so the people met
+are resolved and checked, not everyone seen since.
 """
 
 from __future__ import annotations
@@ -36,8 +38,9 @@ MAX_Q = 200
 # a search matching up to this many profile ids is aggregated exactly; beyond, it walks
 EXACT_MATCHES = 2000
 # a broad search up to this many matching profile ids walks only its matches' keys; beyond,
-# matches are dense enough that walking everyone and checking each batch is quicker
-WALK_MATCHES = 50_000
+# matches are dense enough that walking everyone and checking each batch is quicker (10M
+# events, 1M profiles: 22,200 matches took 0.9 s this way against 1.2 s walking everyone)
+WALK_MATCHES = 25_000
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
