@@ -192,8 +192,7 @@ def _walk(store: Store, project_id: str, want: int, q: str = "") -> list[str]:
 def _walk_matched(store: Store, project_id: str, want: int, matched: list[str]) -> list[str]:
     """`_walk` over the index rows of the matching people's keys only: the same people in the
     same order, without resolving (and checking) every person seen since."""
-    wanted = set(persons_of(store, project_id, [profile_token(m) for m in matched]).values())
-    wanted.discard("")
+    wanted = _persons_of_ids(store, project_id, matched)
     candidates = _candidate_tokens(store, project_id, sorted(wanted))
     ids = sorted({t[2:] for t in candidates})
     known = set(candidates)
@@ -215,6 +214,25 @@ def _walk_matched(store: Store, project_id: str, want: int, matched: list[str]) 
         if len(ordered) >= want or len(rows) < n:
             return ordered[:want]
         n *= 4
+
+
+def _persons_of_ids(store: Store, project_id: str, ids: list[str]) -> set[str]:
+    """The people these profile ids resolve to. A profile id resolves through an alias only
+    (`persons_of`): those no alias starts from are their own person, so only the few aliased
+    ones are resolved, not every match."""
+    aliased = [
+        s
+        for (s,) in store.query_rows(
+            f"SELECT DISTINCT source FROM {store.db}.identity_links "
+            "WHERE project_id = {project:String} AND kind = 'alias' "
+            "AND source IN {ids:Array(String)}",
+            {"project": project_id, "ids": ids},
+        )
+    ]
+    people = set(ids) - set(aliased)
+    people.update(persons_of(store, project_id, [profile_token(a) for a in aliased]).values())
+    people.discard("")
+    return people
 
 
 def _candidate_tokens(store: Store, project_id: str, people: list[str]) -> list[str]:
