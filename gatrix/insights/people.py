@@ -193,23 +193,19 @@ def _walk_matched(store: Store, project_id: str, want: int, matched: list[str]) 
     """`_walk` over the index rows of the matching people's keys only: the same people in the
     same order, without resolving (and checking) every person seen since."""
     wanted = _persons_of_ids(store, project_id, matched)
-    candidates = _candidate_tokens(store, project_id, sorted(wanted))
-    ids = sorted({t[2:] for t in candidates})
-    known = set(candidates)
     n = max(want * 3, 300)
     while True:
-        # `_walk`'s rows, of the candidates' ids only (a device id equal to a profile id is
-        # told apart below, in the token: cheaper than a second set in the statement)
+        # the ids are chosen inside the statement: sending them back and forth costs more
+        # than reading them (tens of thousands of ids for a broad search)
         rows = store.query_rows(
             f"SELECT key, profiled FROM {store.db}.visitor_sessions "
-            "WHERE project_id = {project:String} AND key IN {ids:Array(String)} "
+            f"WHERE project_id = {{project:String}} AND key IN ({_candidate_ids_sql(store.db)}) "
             f"ORDER BY last_at DESC, key LIMIT {n}",
-            {"project": project_id, "ids": ids},
+            {"project": project_id, "people": sorted(wanted)},
         )
-        tokens = [t for k, p in rows if (t := (PROFILE if p else DEVICE) + k) in known]
-        tokens = list(dict.fromkeys(tokens))
+        tokens = list(dict.fromkeys((PROFILE if p else DEVICE) + k for k, p in rows))
         persons = persons_of(store, project_id, tokens)
-        # a candidate linked to someone else first is not theirs
+        # a key linked to someone else first (or an id shared by a device) is not theirs
         ordered = list(dict.fromkeys(persons[t] for t in tokens if persons[t] in wanted))
         if len(ordered) >= want or len(rows) < n:
             return ordered[:want]
@@ -235,22 +231,18 @@ def _persons_of_ids(store: Store, project_id: str, ids: list[str]) -> set[str]:
     return people
 
 
-def _candidate_tokens(store: Store, project_id: str, people: list[str]) -> list[str]:
-    """Every token that may resolve to one of `people` (a superset of `keys_of`, read without
+def _candidate_ids_sql(db: str) -> str:
+    """Every id whose key may resolve to one of {people} (a superset of `keys_of`, read without
     resolving each): their ids, the ids aliased to them, and what is linked to either."""
-    if not people:
-        return []
-    db = store.db
-    rows = store.query_rows(
-        f"SELECT DISTINCT kind, source FROM {db}.identity_targets "
-        "WHERE project_id = {project:String} AND (target IN {people:Array(String)} OR target IN "
-        f"(SELECT source FROM {db}.identity_targets WHERE project_id = {{project:String}} "
-        "AND kind = 'alias' AND target IN {people:Array(String)}))",
-        {"project": project_id, "people": people},
+    aliases = (
+        f"SELECT source FROM {db}.identity_targets WHERE project_id = {{project:String}} "
+        "AND kind = 'alias' AND target IN {people:Array(String)}"
     )
-    tokens = {profile_token(p) for p in people}
-    tokens.update((DEVICE if kind == "device" else PROFILE) + source for kind, source in rows)
-    return sorted(tokens)
+    return (
+        "SELECT arrayJoin({people:Array(String)}) UNION ALL "
+        f"SELECT source FROM {db}.identity_targets WHERE project_id = {{project:String}} "
+        f"AND (target IN {{people:Array(String)}} OR target IN ({aliases}))"
+    )
 
 
 def _keep_matching(store: Store, project_id: str, people: list[str], q: str) -> list[str]:
