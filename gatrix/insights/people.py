@@ -35,11 +35,15 @@ SORTS = ("last_seen", "first_seen", "events")
 MAX_LIMIT = 100
 MAX_PAGE = 1000
 MAX_Q = 200
+# an array parameter as an IN set: a subquery, because a literal set of tens of thousands of
+# ids makes the primary key's analysis crawl (111,099 ids: over 30 s, against 0.3 s this way)
+_EACH = "SELECT arrayJoin({{{name}:Array(String)}})"
 # a search matching up to this many profile ids is aggregated exactly; beyond, it walks
 EXACT_MATCHES = 2000
 # a broad search up to this many matching profile ids walks only its matches' keys; beyond,
 # matches are dense enough that walking everyone and checking each batch is quicker (10M
-# events, 1M profiles: 22,200 matches took 0.9 s this way against 1.2 s walking everyone)
+# events, 1M profiles: 22,199 matches took 0.5 s this way against 0.8-1.3 s walking everyone;
+# 111,099 matches 0.8 s against 0.6 s)
 WALK_MATCHES = 25_000
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
@@ -221,7 +225,7 @@ def _persons_of_ids(store: Store, project_id: str, ids: list[str]) -> set[str]:
         for (s,) in store.query_rows(
             f"SELECT DISTINCT source FROM {store.db}.identity_links "
             "WHERE project_id = {project:String} AND kind = 'alias' "
-            "AND source IN {ids:Array(String)}",
+            f"AND source IN ({_EACH.format(name='ids')})",
             {"project": project_id, "ids": ids},
         )
     ]
@@ -234,14 +238,14 @@ def _persons_of_ids(store: Store, project_id: str, ids: list[str]) -> set[str]:
 def _candidate_ids_sql(db: str) -> str:
     """Every id whose key may resolve to one of {people} (a superset of `keys_of`, read without
     resolving each): their ids, the ids aliased to them, and what is linked to either."""
+    people = _EACH.format(name="people")
     aliases = (
         f"SELECT source FROM {db}.identity_targets WHERE project_id = {{project:String}} "
-        "AND kind = 'alias' AND target IN {people:Array(String)}"
+        f"AND kind = 'alias' AND target IN ({people})"
     )
     return (
-        "SELECT arrayJoin({people:Array(String)}) UNION ALL "
-        f"SELECT source FROM {db}.identity_targets WHERE project_id = {{project:String}} "
-        f"AND (target IN {{people:Array(String)}} OR target IN ({aliases}))"
+        f"{people} UNION ALL SELECT source FROM {db}.identity_targets "
+        f"WHERE project_id = {{project:String}} AND (target IN ({people}) OR target IN ({aliases}))"
     )
 
 
