@@ -193,11 +193,14 @@ def _walk(store: Store, project_id: str, want: int, q: str = "") -> list[str]:
         n *= 4
 
 
-def _walk_matched(store: Store, project_id: str, want: int, matched: list[str]) -> list[str]:
+def _walk_matched(
+    store: Store, project_id: str, want: int, matched: list[str], batch: int = 0
+) -> list[str]:
     """`_walk` over the index rows of the matching people's keys only: the same people in the
-    same order, without resolving (and checking) every person seen since."""
+    same order, without resolving (and checking) every person seen since. `batch`: the rows
+    read first (then four times more each round)."""
     wanted = _persons_of_ids(store, project_id, matched)
-    n = max(want * 3, 300)
+    n = batch or max(want * 3, 300)
     while True:
         # the ids are chosen inside the statement: sending them back and forth costs more
         # than reading them (tens of thousands of ids for a broad search)
