@@ -74,7 +74,9 @@ def list_people(store: Store, pq: PeopleQuery) -> dict[str, Any]:
     known_keys: dict[str, list[str]] | None = None
     known_stats: dict[str, dict[str, Any]] = {}
     if q:
-        matched = _matching_ids(store, pq.project_id, q, WALK_MATCHES + 1)
+        # only the walk by last seen can use more matches than the exact aggregation
+        most = WALK_MATCHES if pq.sort == "last_seen" else EXACT_MATCHES
+        matched = _matching_ids(store, pq.project_id, q, most + 1)
         if len(matched) <= EXACT_MATCHES:
             tokens = [profile_token(m) for m in matched]
             people = sorted(set(persons_of(store, pq.project_id, tokens).values()) - {""})
