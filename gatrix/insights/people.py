@@ -6,7 +6,9 @@ A person's events, sessions and first/last seen are sums over their keys' rows i
 seen (the default), the list walks that index newest row first: a person's last seen is the
 newest row of any of their keys, so the first N people met are the N last seen, without
 aggregating everyone. The other sorts and narrow searches aggregate exactly the people they
-need; a broad search walks like the default and keeps the people that match.
+need; a broad search walks like the default, over the rows of its matches' keys only (every
+key that may resolve to a matching person, read from the reverse links), so the people met
+are resolved and checked, not everyone seen since.
 """
 
 from __future__ import annotations
@@ -33,8 +35,16 @@ SORTS = ("last_seen", "first_seen", "events")
 MAX_LIMIT = 100
 MAX_PAGE = 1000
 MAX_Q = 200
+# an array parameter as an IN set: a subquery, because a literal set of tens of thousands of
+# ids makes the primary key's analysis crawl (111,099 ids: over 30 s, against 0.3 s this way)
+_EACH = "SELECT arrayJoin({{{name}:Array(String)}})"
 # a search matching up to this many profile ids is aggregated exactly; beyond, it walks
 EXACT_MATCHES = 2000
+# a broad search up to this many matching profile ids walks only its matches' keys; beyond,
+# matches are dense enough that walking everyone and checking each batch is quicker (10M
+# events, 1M profiles: 22,199 matches took 0.5 s this way against 0.8-1.3 s walking everyone;
+# 111,099 matches 0.8 s against 0.6 s)
+WALK_MATCHES = 25_000
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
@@ -64,13 +74,17 @@ def list_people(store: Store, pq: PeopleQuery) -> dict[str, Any]:
     known_keys: dict[str, list[str]] | None = None
     known_stats: dict[str, dict[str, Any]] = {}
     if q:
-        matched = _matching_ids(store, pq.project_id, q, EXACT_MATCHES + 1)
+        # only the walk by last seen can use more matches than the exact aggregation
+        most = WALK_MATCHES if pq.sort == "last_seen" else EXACT_MATCHES
+        matched = _matching_ids(store, pq.project_id, q, most + 1)
         if len(matched) <= EXACT_MATCHES:
             tokens = [profile_token(m) for m in matched]
             people = sorted(set(persons_of(store, pq.project_id, tokens).values()) - {""})
             known_keys = keys_of(store, pq.project_id, people)
             known_stats = person_stats(store, pq.project_id, known_keys)
             ordered = _sorted(known_stats, pq.sort)[:want]
+        elif pq.sort == "last_seen" and len(matched) <= WALK_MATCHES:
+            ordered = _walk_matched(store, pq.project_id, want, matched)
         elif pq.sort == "last_seen":
             ordered = _walk(store, pq.project_id, want, q)
         else:
@@ -179,6 +193,65 @@ def _walk(store: Store, project_id: str, want: int, q: str = "") -> list[str]:
         if len(ordered) >= want or len(rows) < n:
             return ordered[:want]
         n *= 4
+
+
+def _walk_matched(
+    store: Store, project_id: str, want: int, matched: list[str], batch: int = 0
+) -> list[str]:
+    """`_walk` over the index rows of the matching people's keys only: the same people in the
+    same order, without resolving (and checking) every person seen since. `batch`: the rows
+    read first (then four times more each round)."""
+    wanted = _persons_of_ids(store, project_id, matched)
+    n = batch or max(want * 3, 300)
+    while True:
+        # the ids are chosen inside the statement: sending them back and forth costs more
+        # than reading them (tens of thousands of ids for a broad search)
+        rows = store.query_rows(
+            f"SELECT key, profiled FROM {store.db}.visitor_sessions "
+            f"WHERE project_id = {{project:String}} AND key IN ({_candidate_ids_sql(store.db)}) "
+            f"ORDER BY last_at DESC, key LIMIT {n}",
+            {"project": project_id, "people": sorted(wanted)},
+        )
+        tokens = list(dict.fromkeys((PROFILE if p else DEVICE) + k for k, p in rows))
+        persons = persons_of(store, project_id, tokens)
+        # a key linked to someone else first (or an id shared by a device) is not theirs
+        ordered = list(dict.fromkeys(persons[t] for t in tokens if persons[t] in wanted))
+        if len(ordered) >= want or len(rows) < n:
+            return ordered[:want]
+        n *= 4
+
+
+def _persons_of_ids(store: Store, project_id: str, ids: list[str]) -> set[str]:
+    """The people these profile ids resolve to. A profile id resolves through an alias only
+    (`persons_of`): those no alias starts from are their own person, so only the few aliased
+    ones are resolved, not every match."""
+    aliased = [
+        s
+        for (s,) in store.query_rows(
+            f"SELECT DISTINCT source FROM {store.db}.identity_links "
+            "WHERE project_id = {project:String} AND kind = 'alias' "
+            f"AND source IN ({_EACH.format(name='ids')})",
+            {"project": project_id, "ids": ids},
+        )
+    ]
+    people = set(ids) - set(aliased)
+    people.update(persons_of(store, project_id, [profile_token(a) for a in aliased]).values())
+    people.discard("")
+    return people
+
+
+def _candidate_ids_sql(db: str) -> str:
+    """Every id whose key may resolve to one of {people} (a superset of `keys_of`, read without
+    resolving each): their ids, the ids aliased to them, and what is linked to either."""
+    people = _EACH.format(name="people")
+    aliases = (
+        f"SELECT source FROM {db}.identity_targets WHERE project_id = {{project:String}} "
+        f"AND kind = 'alias' AND target IN ({people})"
+    )
+    return (
+        f"{people} UNION ALL SELECT source FROM {db}.identity_targets "
+        f"WHERE project_id = {{project:String}} AND (target IN ({people}) OR target IN ({aliases}))"
+    )
 
 
 def _keep_matching(store: Store, project_id: str, people: list[str], q: str) -> list[str]:

@@ -4,7 +4,9 @@ person's page with the events their device sent before the identify, and erasure
 
 from __future__ import annotations
 
+import json
 import uuid
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -16,7 +18,14 @@ from gatrix.ingest.payloads import Hit
 from gatrix.ingest.pipeline import Context, process_profile
 from gatrix.insights.erase import erase_person
 from gatrix.insights.identity import KEY_HASH
-from gatrix.insights.people import PeopleQuery, list_people
+from gatrix.insights.people import (
+    EXACT_MATCHES,
+    PeopleQuery,
+    _matching_ids,
+    _walk,
+    _walk_matched,
+    list_people,
+)
 from gatrix.insights.person import Cursor, InvalidPerson, get_person
 from gatrix.insights.query import InvalidQuery
 
@@ -111,6 +120,65 @@ async def test_search_by_id_email_name_and_property_value(store: Store, people: 
     assert listed(store, people, q="corp.test") == ["gina"]
     assert listed(store, people, q="nobody") == []
     assert listed(store, people, q="'; DROP TABLE x --") == []
+
+
+async def test_a_broad_search_walks_its_matches_in_the_order_of_the_whole_list(
+    store: Store, people: str
+) -> None:
+    """Broad searches walk only the matching people's keys; they must meet the same people in
+    the same order as walking everyone: the kiosk is linked to hank too, but it is gina's
+    (linked first), so it must neither bring hank forward nor be dropped from gina."""
+    everyone = listed(store, people)
+    for q in ("n", "a", "e", "i", "guest", "corp", "hank", "nobody"):
+        matched = _matching_ids(store, people, q, 100)
+        walked = _walk_matched(store, people, 10, matched)
+        assert walked == _walk(store, people, 10, q), q
+        assert walked == [p for p in everyone if p in walked], q
+        assert walked == listed(store, people, q=q), q
+    assert _walk_matched(store, people, 10, _matching_ids(store, people, "n", 100)) == [
+        "hank",
+        "gina",
+        "frank",
+    ]
+    assert _walk_matched(store, people, 2, _matching_ids(store, people, "a", 100)) == [
+        "hank",
+        "gina",
+    ]
+
+
+async def test_a_broad_search_reads_deeper_until_it_has_its_page(store: Store, people: str) -> None:
+    # one row at first: every answer needs further rounds, which must not skip anyone
+    for q in ("n", "a", "e", "guest"):
+        matched = _matching_ids(store, people, q, 100)
+        for want in (1, 2, 3, 10):
+            deep = _walk_matched(store, people, want, matched, batch=1)
+            assert deep == _walk(store, people, want, q), (q, want)
+
+
+def test_a_search_matching_thousands_pages_them_by_last_seen(store: Store, project: str) -> None:
+    """More matches than are aggregated one by one: the list walks them, newest first."""
+    start = datetime(2026, 4, 1, tzinfo=UTC)
+    rows = [
+        json.dumps(
+            {
+                "project_id": project,
+                "profile_id": f"member-{n:04d}",
+                "email": f"member{n}@club.test",
+                "updated_at": (start + timedelta(seconds=n)).strftime("%Y-%m-%d %H:%M:%S.000"),
+            }
+        ).encode()
+        for n in range(EXACT_MATCHES + 100)
+    ]
+    store.insert_json_rows("profiles", rows, f"t-{uuid.uuid4()}")
+    newest = [f"member-{n:04d}" for n in range(EXACT_MATCHES + 99, -1, -1)]
+    first = list_people(store, PeopleQuery(project, q="CLUB.test"))
+    assert [r["id"] for r in first["rows"]] == newest[:50] and first["has_more"]
+    assert first["rows"][0]["email"] == f"member{EXACT_MATCHES + 99}@club.test"
+    assert listed(store, project, q="club.test", page=3) == newest[100:150]
+    # 1,111 matches (1, 10-19, 100-199, 1000-1999) are aggregated one by one: the same order
+    assert listed(store, project, q="member1", limit=100) == [
+        f"member-{n:04d}" for n in range(1999, 1899, -1)
+    ]
 
 
 def test_bad_list_parameters_are_refused() -> None:
