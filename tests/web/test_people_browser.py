@@ -66,6 +66,16 @@ def test_search_open_a_person_and_erase_them(
     page.click("a:text-is('People')")
     page.wait_for_url(re.compile(r"/people$"))
     assert page.locator("#people table a.person").count() == 2
+    # on a phone the list keeps who, how much and when; the email moves under the name
+    page.set_viewport_size({"width": 390, "height": 844})
+    shown = page.evaluate(
+        "[...document.querySelectorAll('table.people thead th')]"
+        ".filter(th => th.offsetWidth > 0).map(th => th.textContent)"
+    )
+    assert shown == ["Person", "Events", "Last seen"]
+    ada = page.locator("table.people tr:has-text('Ada Lovelace') td").first
+    assert ada.bounding_box()["width"] >= 150 and "ada@example.com" in ada.inner_text()
+    page.set_viewport_size({"width": 1280, "height": 800})
     page.fill("input[name=q]", "lovelace")
     page.click("#people button[type=submit]")
     swapped(page, r"/people\?q=lovelace")
@@ -77,6 +87,8 @@ def test_search_open_a_person_and_erase_them(
     assert page.inner_text(".avatar.big") == "AL"
     timeline = page.inner_text("#timeline")
     assert "/after-login" in timeline and "/before-login" in timeline
+    # a visit says when it began, how long it lasted and how many pages it saw
+    assert re.search(r"\d{4}-\d\d-\d\d \d\d:\d\d · 1 min · 2 page views", timeline)
     assert "enterprise" in page.inner_text("section[aria-label=Properties]")
     # a wrong confirmation erases nothing
     page.fill("input[name=confirm]", "user-bo")
