@@ -72,7 +72,11 @@ def ensure_default_project(settings: Settings) -> None:
             }
         )
     )
-    _say("The client secret is shown only this once.")
+    _say(
+        "The client secret is shown only this once. This client is root: its secret reads "
+        "every report and can erase people. Keep it for reading insights; for backends that "
+        "send events, add a write client (Settings → Clients)."
+    )
 
 
 def cmd_serve(settings: Settings) -> int:

@@ -349,3 +349,23 @@ def test_times_are_shown_in_the_projects_zone(site: LiveServer, admin: httpx.Cli
     feed = admin.get(f"/dashboard/{project['id']}/fragments/realtime").text
     clock = re.search(r'<time datetime="([^"]+\+09:00)">(\d\d:\d\d:\d\d)</time>', feed)
     assert clock and clock.group(2) == clock.group(1)[11:19]
+
+
+def test_backend_snippet_steers_away_from_a_root_secret(
+    site: LiveServer, admin: httpx.Client
+) -> None:
+    from gatrix.meta.projects import create_project as create_in_db
+
+    # a project made by the first start or the CLI has one client, and it is root
+    made = create_in_db(site.services.engine, f"root only {uuid.uuid4().hex[:6]}", ["*"])
+    settings = f"/projects/{made.project_id}/settings"
+    assert "only client is a <strong>root</strong> client" in admin.get(settings).text
+    added = post_form(admin, settings, f"/projects/{made.project_id}/clients", type="write")
+    write_id = re.search(r'id="new-client-id">([^<]+)<', added.text).group(1)
+    page = admin.get(settings).text
+    assert "only client is a <strong>root</strong> client" not in page
+    # the snippets now name the write client, whose secret can only send events
+    assert (
+        f"openpanel-client-id: {write_id}" in page
+        and made.client_id not in page.split("From a backend")[1].split("</pre>")[0]
+    )
