@@ -161,6 +161,10 @@ def step_bot(d: Draft, _: Context) -> str | None:
 
 
 def step_user_agent(d: Draft, _: Context) -> str | None:
+    # a backend's own user agent (an HTTP library) is not the visitor's browser: only one it
+    # forwards is parsed (an app without a secret keeps its own, which names its OS)
+    if d.req.server_side and "__user_agent" not in d.hit.reserved:
+        return None
     info = parse_user_agent(d.ua)
     row = d.row
     row["browser"], row["browser_version"] = info.browser, info.browser_version

@@ -337,3 +337,36 @@ def test_an_event_older_than_the_projects_retention_is_not_accepted() -> None:
 
     assert outcome(1.9) is None
     assert outcome(2.1) == "timestamp_too_old"
+
+
+def test_a_backends_own_user_agent_is_not_the_visitors_browser(sql_engine: Any) -> None:
+    ctx = Context(salts=SaltBook(sql_engine), geo=GeoLookup(), keys=RedisKeys("x"))
+    backend = Request(
+        client=_client(),
+        server_side=True,
+        ip="8.8.8.8",
+        user_agent="Python-urllib/3.11",
+        received_ms=NOW_MS,
+    )
+
+    def tail(hit: Hit, req: Request) -> bytes:
+        items = process_track(hit, req, ctx)
+        assert not isinstance(items, Dropped)
+        return items.payload_tail
+
+    plain = tail(Hit(type="track", name="invoice_paid", profile_id="u1"), backend)
+    assert b'"browser":"Python' not in plain and b'"browser"' not in plain.replace(
+        b'"browser":""', b""
+    )
+    forwarded = Hit(type="track", name="x", reserved={"__user_agent": UA["chrome_win"]})
+    assert b'"browser":"Chrome"' in tail(forwarded, backend)
+    # an app (no secret, no Origin) keeps its own user agent: it names the visitor's system
+    app = Request(
+        client=_client(),
+        server_side=False,
+        ip="8.8.8.8",
+        user_agent=UA["chrome_win"],
+        received_ms=NOW_MS,
+        browser=False,
+    )
+    assert b'"browser":"Chrome"' in tail(Hit(type="track", name="x"), app)
