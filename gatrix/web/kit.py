@@ -127,3 +127,9 @@ async def take_flash(request: Request, services: Services, user: UserInfo) -> di
     raw = await services.redis.getdel(services.keys.flash(token))
     record = json.loads(raw) if raw else {}
     return record if record.pop("user", None) == user.id else {}
+
+
+def plain_number(text: str, max_digits: int) -> bool:
+    """ASCII digits only, at most `max_digits` of them: `str.isdigit` alone also accepts
+    characters such as "²" that `int()` then refuses."""
+    return text.isascii() and text.isdigit() and len(text) <= max_digits

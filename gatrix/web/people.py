@@ -31,7 +31,7 @@ from gatrix.meta import accounts
 from gatrix.meta.timezones import usable
 from gatrix.pageviews import PAGEVIEW_NAMES
 from gatrix.services import Services
-from gatrix.web.kit import PageError, done, form_of, page, require_role, take_flash
+from gatrix.web.kit import PageError, done, form_of, page, plain_number, require_role, take_flash
 
 PAGE_SIZE = 50
 TIMELINE_SIZE = 50
@@ -171,7 +171,7 @@ async def people_page(
 ) -> Template:
     user, _, project = await _project(request, services, project_id)
     # read here rather than by the framework, so a bad value gets this page's own message
-    if not page_no.isdigit() or len(page_no) > 6:
+    if not plain_number(page_no, 6):
         raise PageError(status_code=400, detail="Invalid search: page must be a number.")
     pq = _people_query(project_id, q, sort, int(page_no))
     try:

@@ -354,7 +354,9 @@ async def delete_saved_report(
     form = await form_of(request)
     # back to the report that was in view (the form carries it), not to an empty builder
     in_view = _runnable(report, str(form.get("query", ""))) or ""
-    number = int(report_id) if report_id.isdigit() and len(report_id) < 10 else 0
+    number = (
+        int(report_id) if report_id.isascii() and report_id.isdigit() and len(report_id) < 10 else 0
+    )
     gone = await asyncio.to_thread(
         saved_reports.delete_report, services.engine, project_id, kind, number
     )

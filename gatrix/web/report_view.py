@@ -22,6 +22,7 @@ from gatrix.insights import funnels, paths
 from gatrix.insights.cohorts import INTERVALS as RETENTION_INTERVALS
 from gatrix.insights.query import RANGES, InvalidQuery
 from gatrix.insights.steps import MAX_STEP_CHARS, parse_step
+from gatrix.web.kit import plain_number
 from gatrix.web.view import View, _filters
 
 STEP_KINDS = ("page", "event")
@@ -195,7 +196,8 @@ def read_funnel(params: Any) -> FunnelState:
         return FunnelState(rng, (), problem=f"A funnel has {funnels.MAX_STEPS} steps at most.")
     rows = _rows(params) if builder else [StepRow.from_text(t) for t in texts]
     removed = _one(params, "remove")
-    if removed.isdigit() and int(removed) < len(rows):  # the builder's ✕ without JavaScript
+    # the builder's ✕ without JavaScript
+    if plain_number(removed, 3) and int(removed) < len(rows):
         del rows[int(removed)]
     if "add" in params and len(rows) < funnels.MAX_STEPS:
         rows.append(StepRow())
@@ -333,7 +335,9 @@ def read_paths(params: Any) -> PathsState:
     problems = []
     if both:
         problems.append("Give a page to start from or a page to end at, not both.")
-    if not (state.depth.isdigit() and paths.MIN_DEPTH <= int(state.depth) <= paths.MAX_DEPTH):
+    if not (
+        plain_number(state.depth, 3) and paths.MIN_DEPTH <= int(state.depth) <= paths.MAX_DEPTH
+    ):
         problems.append(f"Depth must be between {paths.MIN_DEPTH} and {paths.MAX_DEPTH}.")
     if page.strip():
         try:

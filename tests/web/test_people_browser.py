@@ -131,8 +131,9 @@ def test_the_erase_form_needs_its_csrf_token_and_the_typed_id(
     )
     assert web.get(f"/dashboard/{project}/people/user-bo").status_code == 404
     # a bad page number is this page's own message, not a framework error
-    bad = web.get(f"/dashboard/{project}/people?page=abc")
-    assert bad.status_code == 400 and "page must be a number" in bad.text
+    for page_no in ("abc", "²", "٣"):  # characters str.isdigit() takes for digits too
+        bad = web.get(f"/dashboard/{project}/people", params={"page": page_no})
+        assert bad.status_code == 400 and "page must be a number" in bad.text
     assert "page_no" not in bad.text and bad.headers["content-type"].startswith("text/html")
     # an id a path segment cannot carry has its page and erase form by query
     at = datetime.now(UTC).replace(microsecond=0) - timedelta(hours=1)

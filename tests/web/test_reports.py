@@ -155,6 +155,7 @@ HOSTILE = {
         "step=page%3A%2F&step=page%3A%2F&range=custom&start=2026-13-45&end=x",
         "step=page%3A%2F&step=page%3A%2F&" + "&".join(["filter=countries%3Ais%3ADE"] * 21),
         "remove=99999999999999999999&add=1",
+        "kind=page&target=%2F&kind=page&target=%2Fa&remove=%C2%B2",  # "²": a digit to isdigit()
     ],
     "retention": [
         "interval=hour",
@@ -173,6 +174,8 @@ HOSTILE = {
         "from=%2F&depth=0",
         "from=%2F&depth=99",
         "from=%2F&depth=x",
+        "from=%2F&depth=%C2%B2",  # "²"
+        "from=%2F&depth=%D9%A3",  # an Arabic-Indic three
         "from=%2Fa%5Bx%3Dy%5D",
         "to=" + "%2F" * 2000,
         "direction=sideways&page=%2F",
