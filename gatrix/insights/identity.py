@@ -101,23 +101,37 @@ _PERSON_HASH = (
 )
 
 
+def _map_sql(db: str, alias: bool = False) -> str:
+    """`_link_hashes_sql` read from `identity_map` (migration 0009): one stored row per source
+    holding its earliest link, instead of every link's strings grouped on each query;
+    optionally the aliases only (a prefix of its primary key). FINAL merges the rows of a
+    source still in several parts as the table's merges would, in primary key order, which
+    costs far less than a GROUP BY over a tuple min (BENCHMARKS.md, people)."""
+    where = "project_id = {project:String}" + (" AND alias = 1" if alias else "")
+    return (
+        "SELECT source_hash, first_link.2 AS target_hash, first_link.1 AS first_linked "
+        f"FROM {db}.identity_map FINAL WHERE {where}"
+    )
+
+
 def people_sql(db: str, sources: str = "") -> str:
     """key → person for every linked key (or only those `sources` selects), both as 64-bit
     hashes: joining and counting numbers instead of strings keeps resolution about as cheap
     as no resolution (BENCHMARKS.md, people). The same answer as `persons_sql`: an alias's
     source hash is the hash of the profile id it names, so the alias step joins on hashes."""
-    alias_sources = (
-        f"SELECT target FROM {db}.identity_links WHERE project_id = {{project:String}} "
-        f"AND source IN ({sources})"
-        if sources
-        else ""
-    )
+    if sources:
+        # a few keys: their links are read by the primary key of `identity_links`
+        alias_sources = (
+            f"SELECT target FROM {db}.identity_links WHERE project_id = {{project:String}} "
+            f"AND source IN ({sources})"
+        )
+        links = _link_hashes_sql(db, sources=sources)
+        aliases = _link_hashes_sql(db, kind="alias", sources=alias_sources)
+    else:
+        links, aliases = _map_sql(db), _map_sql(db, alias=True)
     return (
-        f"SELECT l.source_hash AS key_hash, "
-        f"{_PERSON_HASH} AS person_hash "
-        f"FROM ({_link_hashes_sql(db, sources=sources)}) AS l "
-        f"LEFT ANY JOIN ({_link_hashes_sql(db, kind='alias', sources=alias_sources)}) AS a "
-        f"ON a.source_hash = l.target_hash"
+        f"SELECT l.source_hash AS key_hash, {_PERSON_HASH} AS person_hash "
+        f"FROM ({links}) AS l LEFT ANY JOIN ({aliases}) AS a ON a.source_hash = l.target_hash"
     )
 
 
