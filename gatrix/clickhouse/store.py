@@ -32,6 +32,7 @@ PROJECT_TABLES = (
     "profile_counters",
     "identity_links",
     "identity_targets",
+    "identity_map",
     "visitor_sessions",
     "sessions",
     "hourly",

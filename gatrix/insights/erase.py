@@ -5,7 +5,9 @@ aliased to them), the identity links from or to those ids, every event whose res
 they are (so the events their devices sent before the identify go too, but a shared device's
 events that resolve to someone else stay), the person's rows in the people index, and the
 sessions rollup rows of the sessions those events were in, and their keys' rows in
-`visitor_hourly` (one row per key and hour, so nobody else's rows change). The other hourly
+`visitor_hourly` (one row per key and hour, so nobody else's rows change). The sources whose
+links went get their `identity_map` rows rebuilt from the links that remain, so a device
+linked to the person first and to someone else later now resolves to that someone. The other hourly
 rollups hold uniqState values that cannot be subtracted, so every hour that held one of the
 events is rebuilt from the events that remain, with the very SELECT its materialized view runs.
 
@@ -24,7 +26,7 @@ from sqlalchemy.engine import Engine
 
 from gatrix.buffer.flush import Flusher
 from gatrix.clickhouse.store import Store
-from gatrix.insights.identity import KEY_HASH, index_where, profile_ids
+from gatrix.insights.identity import KEY_HASH, SOURCE_HASH, index_where, profile_ids
 from gatrix.insights.person import (
     MAX_SPANS,
     person_events_where,
@@ -78,11 +80,14 @@ def erase_person(store: Store, project_id: str, person_id: str) -> dict[str, Any
     # bear one of these ids as its name is someone else's
     linked = "((kind = 'alias' AND source IN {ids:Array(String)}) OR target IN {ids:Array(String)})"
     in_hours = "hour IN {hours:Array(DateTime('UTC'))}"
+    params.update(_relinked_sources(store, project_id, linked, params))
     plan = {
         "profiles": "profile_id IN {profiles:Array(String)}",
         "profile_counters": "profile_id IN {profiles:Array(String)}",
         "identity_links": linked,
         "identity_targets": linked,
+        # rebuilt below from the links that remain
+        "identity_map": "source_hash IN {relinked_hashes:Array(UInt64)}",
         "visitor_sessions": index_rows,
         "sessions": in_sessions,
         **dict.fromkeys(REBUILT_ROLLUPS, in_hours),
@@ -125,7 +130,7 @@ def erase_person(store: Store, project_id: str, person_id: str) -> dict[str, Any
             params,
         )
     remaining = f"NOT ({events_where})"
-    views = _view_selects(store, ["sessions", *REBUILT_ROLLUPS])
+    views = _view_selects(store, ["sessions", "identity_map", *REBUILT_ROLLUPS])
     if session_ids:
         # a visit may hold someone else's events too (rare): it is rebuilt from them, read
         # up to the visits' last event as the rollup knew it before its delete (an event
@@ -150,6 +155,16 @@ def erase_person(store: Store, project_id: str, person_id: str) -> dict[str, Any
                 f"AND {remaining}",
                 params,
             )
+    if deleted.get("identity_map"):
+        _rebuild(
+            store,
+            views["identity_map"],
+            "identity_map",
+            f"project_id = {{project:String}} AND source IN {{relinked:Array(String)}} "
+            f"AND {SOURCE_HASH} IN {{relinked_hashes:Array(UInt64)}} AND NOT {linked}",
+            params,
+            source="identity_links",
+        )
     _wait_for_deletes(store, started)
     return {"id": person, "deleted": deleted, "hours_rebuilt": len(hours)}
 
@@ -198,6 +213,23 @@ def _hour_ranges_sql(hours: list[datetime], params: dict[str, Any]) -> str:
     return f"({' OR '.join(parts)})"
 
 
+def _relinked_sources(
+    store: Store, project_id: str, linked: str, params: dict[str, Any]
+) -> dict[str, list[Any]]:
+    """The sources of the links that go (as ids, and as the key hashes `identity_map` holds):
+    their first link may be one of them, so their map rows are rebuilt."""
+    rows = store.query_rows(
+        f"SELECT DISTINCT source, {SOURCE_HASH} FROM {store.db}.identity_links "
+        f"WHERE project_id = {{project:String}} AND {linked}",
+        {**params, "project": project_id},
+        bounded=False,
+    )
+    return {
+        "relinked": sorted({source for source, _ in rows}),
+        "relinked_hashes": sorted({int(h) for _, h in rows}),
+    }
+
+
 def _alias_ids(store: Store, project_id: str, person: str) -> list[str]:
     rows = store.query_rows(
         f"SELECT DISTINCT source FROM {store.db}.identity_targets "
@@ -221,13 +253,21 @@ def _view_selects(store: Store, tables: list[str]) -> dict[str, str]:
     return found
 
 
-def _rebuild(store: Store, select: str, table: str, where: str, params: dict[str, Any]) -> None:
-    """Insert into `table` what its view (`select`) computes over the events `where` picks."""
-    source = f"FROM {store.db}.events"
-    if select.count(source) != 1:
+def _rebuild(
+    store: Store,
+    select: str,
+    table: str,
+    where: str,
+    params: dict[str, Any],
+    source: str = "events",
+) -> None:
+    """Insert into `table` what its view (`select`) computes over the rows of `source` (the
+    table the view reads) that `where` picks."""
+    reads = f"FROM {store.db}.{source}"
+    if select.count(reads) != 1:
         raise RuntimeError(f"cannot narrow the view of {table}: {select[:200]}")
     narrowed = select.replace(
-        source, f"FROM (SELECT * FROM {store.db}.events WHERE {where}) AS events"
+        reads, f"FROM (SELECT * FROM {store.db}.{source} WHERE {where}) AS {source}"
     )
     store.command(f"INSERT INTO {store.db}.{table} {narrowed}", params)
 

@@ -27,7 +27,8 @@ KEY = "if(profile_id != '', profile_id, device_id)"
 KEY_HASH = "if(profile_id != '', cityHash64(profile_id), cityHash64(device_id, 'device'))"
 # the People pages' typed keys (see below)
 PROFILE, DEVICE = "p:", "d:"
-_SOURCE_HASH = "if(kind = 'device', cityHash64(source, 'device'), cityHash64(source))"
+# a link's source as the key hash its events carry (what `identity_map` is keyed by)
+SOURCE_HASH = "if(kind = 'device', cityHash64(source, 'device'), cityHash64(source))"
 
 
 def _links_sql(db: str, kind: str = "", sources: str = "") -> str:
@@ -40,7 +41,7 @@ def _links_sql(db: str, kind: str = "", sources: str = "") -> str:
     if sources:
         where.append(f"source IN ({sources})")
     return (
-        f"SELECT {_SOURCE_HASH} AS source_hash, any(source) AS source_id, "
+        f"SELECT {SOURCE_HASH} AS source_hash, any(source) AS source_id, "
         f"any(kind) AS source_kind, min(linked_at) AS first_linked, "
         f"argMin(target, linked_at) AS target FROM {db}.identity_links "
         f"WHERE {' AND '.join(where)} GROUP BY source_hash"
@@ -86,7 +87,7 @@ def _link_hashes_sql(db: str, kind: str = "", sources: str = "") -> str:
     if sources:
         where.append(f"source IN ({sources})")
     return (
-        f"SELECT {_SOURCE_HASH} AS source_hash, argMin(cityHash64(target), linked_at) "
+        f"SELECT {SOURCE_HASH} AS source_hash, argMin(cityHash64(target), linked_at) "
         f"AS target_hash, min(linked_at) AS first_linked FROM {db}.identity_links "
         f"WHERE {' AND '.join(where)} GROUP BY source_hash"
     )
@@ -114,16 +115,20 @@ def _map_sql(db: str, alias: bool = False) -> str:
     )
 
 
-def people_sql(db: str, sources: str = "") -> str:
+def people_sql(db: str, sources: str = "", stored_map: bool = True) -> str:
     """key → person for every linked key (or only those `sources` selects), both as 64-bit
     hashes: joining and counting numbers instead of strings keeps resolution about as cheap
     as no resolution (BENCHMARKS.md, people). The same answer as `persons_sql`: an alias's
-    source hash is the hash of the profile id it names, so the alias step joins on hashes."""
-    if sources:
+    source hash is the hash of the profile id it names, so the alias step joins on hashes.
+    Without `stored_map` the links are grouped at query time (a cluster: its shards hold a
+    source's map rows apart, and FINAL merges within a shard only)."""
+    if sources or not stored_map:
         # a few keys: their links are read by the primary key of `identity_links`
         alias_sources = (
             f"SELECT target FROM {db}.identity_links WHERE project_id = {{project:String}} "
             f"AND source IN ({sources})"
+            if sources
+            else ""
         )
         links = _link_hashes_sql(db, sources=sources)
         aliases = _link_hashes_sql(db, kind="alias", sources=alias_sources)
@@ -168,7 +173,7 @@ def resolution(store: Store, project_id: str, sources: str = "") -> Visitors:
     subquery lists, for statements over a few minutes of events."""
     if not has_links(store, project_id):
         return DIRECT
-    return Visitors(people_sql(store.db, sources))
+    return Visitors(people_sql(store.db, sources, stored_map=not store.cluster))
 
 
 def has_links(store: Store, project_id: str) -> bool:

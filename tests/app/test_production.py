@@ -174,8 +174,8 @@ def test_cluster_ddl() -> None:
     local = [s for s in statements if "_local ON CLUSTER" in s and "CREATE TABLE" in s]
     distributed = [s for s in statements if "ENGINE = Distributed(" in s]
     # events, profiles, counters, identity links, 5 rollups, the 2 tables of the people
-    # index and live_events
-    assert len(local) == len(distributed) == 12
+    # index, live_events and the identity map
+    assert len(local) == len(distributed) == 13
     assert (
         "ENGINE = ReplicatedMergeTree('/clickhouse/tables/{shard}/analytics/events', "
         "'{replica}')" in local[0]
@@ -188,8 +188,8 @@ def test_cluster_ddl() -> None:
     assert any("ReplicatedAggregatingMergeTree(" in s for s in local)
     views = [s for s in statements if "MATERIALIZED VIEW" in s]
     # 9 views (3 of them — sessions, hourly, event_hourly — dropped and made again by 0006),
-    # the people index's 3 and live_events'
-    assert len(views) == 13
+    # the people index's 3, live_events' and the identity map's
+    assert len(views) == 14
     drops = [s for s in statements if s.startswith("DROP VIEW")]
     assert drops == [
         f"DROP VIEW IF EXISTS analytics.{name} ON CLUSTER gatrix_cluster"

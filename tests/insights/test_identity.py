@@ -19,6 +19,7 @@ from gatrix.ingest.payloads import Hit
 from gatrix.ingest.pipeline import Context, Request, process_profile, process_track
 from gatrix.ingest.salts import SESSION_TIMEOUT_MS, SaltBook
 from gatrix.insights import live, reports
+from gatrix.insights.identity import people_sql
 from gatrix.insights.query import QueryParams, build_query
 from gatrix.meta.projects import ClientInfo
 
@@ -304,3 +305,54 @@ async def test_a_chosen_device_id_is_never_a_profile_id(
     # bob, carol, the anonymous device named "bob", and mallory (with the device named
     # "carol"): without the two key spaces, 2
     assert kpis(store, project)[0] == 4
+
+
+def _people(store: Store, project: str, stored_map: bool) -> list[tuple[int, int]]:
+    sql = f"SELECT * FROM ({people_sql(store.db, stored_map=stored_map)}) ORDER BY key_hash"
+    return [tuple(r) for r in store.query_rows(sql, {"project": project})]
+
+
+async def test_the_stored_map_resolves_as_the_links_do_and_is_backfilled(
+    buffer: Buffer, ctx: Context, store: Store, project: str
+) -> None:
+    """The reports read each key's first link from `identity_map`: the same people as the
+    links grouped at query time (first link wins, one alias step, a cycle ignored), and
+    an upgrade fills it from the links already stored."""
+    backend = Sender(ctx, project, "192.0.2.1", ua="", backend=True)
+    kiosk = Sender(ctx, project, "10.9.9.9")
+    await send(
+        buffer,
+        kiosk.page(minutes(0), "/"),
+        kiosk.identify(minutes(1), "gina"),
+        kiosk.identify(minutes(101), "hank"),
+        backend.page(minutes(2), "/a", profile="q"),
+        backend.alias(minutes(3), "p", "q"),
+        backend.alias(minutes(4), "q", "p"),  # a cycle: the earlier alias stands
+        backend.alias(minutes(5), "q", "r"),
+        backend.alias(minutes(6), "gina", "guest-1"),
+        backend.page(minutes(7), "/b", profile="p"),
+    )
+    await Flusher(buffer, store).run()
+    grouped = _people(store, project, stored_map=False)
+    assert len(grouped) == 5  # the kiosk, guest-1, p, q and r
+    assert _people(store, project, stored_map=True) == grouped
+    assert kpis(store, project)[0] == 2  # the kiosk is gina's; p, q and r are one person
+    # data stored before migration 0009: the map is empty until its backfill runs
+    store.command(
+        f"ALTER TABLE {store.db}.identity_map DELETE WHERE project_id = {{p:String}} "
+        "SETTINGS mutations_sync = 1",
+        {"p": project},
+    )
+    assert _people(store, project, stored_map=True) == []
+    assert kpis(store, project)[0] == 3
+    (backfill,) = [
+        s
+        for version, _, statements in store.migration_statements()
+        if version == 9
+        for s in statements
+        if s.startswith("INSERT INTO")
+    ]
+    # every project's links again: a link already in the map merges with itself
+    store.command(backfill)
+    assert _people(store, project, stored_map=True) == grouped
+    assert kpis(store, project)[0] == 2

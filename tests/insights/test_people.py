@@ -17,7 +17,7 @@ from gatrix.clickhouse.store import Store
 from gatrix.ingest.payloads import Hit
 from gatrix.ingest.pipeline import Context, process_profile
 from gatrix.insights.erase import erase_person
-from gatrix.insights.identity import KEY_HASH
+from gatrix.insights.identity import KEY_HASH, SOURCE_HASH
 from gatrix.insights.people import (
     EXACT_MATCHES,
     PeopleQuery,
@@ -238,7 +238,18 @@ def _rollups(store: Store, project: str) -> dict[str, Any]:
         "WHERE project_id = {project:String} ORDER BY hour, key_hash",
         p,
     )
-    return {"hourly": tuple(hourly), "pages": pages, "sessions": sessions, "keys": keys}
+    first_links = store.query_rows(
+        f"SELECT alias, source_hash, first_link FROM {db}.identity_map FINAL "
+        "WHERE project_id = {project:String} ORDER BY alias, source_hash",
+        p,
+    )
+    return {
+        "hourly": tuple(hourly),
+        "pages": pages,
+        "sessions": sessions,
+        "keys": keys,
+        "first_links": first_links,
+    }
 
 
 def _from_events(store: Store, project: str) -> dict[str, Any]:
@@ -264,7 +275,21 @@ def _from_events(store: Store, project: str) -> dict[str, Any]:
         f"FROM {db}.events WHERE project_id = {{project:String}} ORDER BY hour, key_hash",
         p,
     )
-    return {"hourly": tuple(hourly), "pages": pages, "sessions": sessions, "keys": keys}
+    # each linked key's earliest link, from the links that remain
+    first_links = store.query_rows(
+        f"SELECT kind = 'alias' AS alias, {SOURCE_HASH} AS source_hash, "
+        "min((linked_at, cityHash64(target))) FROM "
+        f"{db}.identity_links WHERE project_id = {{project:String}} "
+        "GROUP BY alias, source_hash ORDER BY alias, source_hash",
+        p,
+    )
+    return {
+        "hourly": tuple(hourly),
+        "pages": pages,
+        "sessions": sessions,
+        "keys": keys,
+        "first_links": first_links,
+    }
 
 
 async def test_erasing_a_person_removes_exactly_their_rows(store: Store, people: str) -> None:
@@ -294,6 +319,26 @@ async def test_erasing_a_person_removes_exactly_their_rows(store: Store, people:
     alice = get_person(store, people, "alice")
     assert alice is not None and len(alice["events"]) == 4
     assert erase_person(store, people, "gina") is None
+
+
+async def test_a_shared_device_goes_to_its_next_person_once_the_first_is_erased(
+    buffer: Buffer,  # noqa: F811
+    ctx: Context,  # noqa: F811
+    store: Store,
+    people: str,
+) -> None:
+    """The kiosk was linked to gina first, then to hank: with gina erased, it is hank's, so
+    what it sends anonymously afterwards counts as hank, not as a visitor of its own."""
+    assert erase_person(store, people, "gina") is not None
+    assert kpis(store, people) == (5, 6, 9)
+    kiosk = Sender(ctx, people, "10.9.9.9", ua=FIREFOX_UA)
+    await send(buffer, kiosk.page(minutes(110), "/"))
+    await Flusher(buffer, store).run()
+    # one more page view, no more visitors: the view is hank's, in his visit
+    assert kpis(store, people) == (5, 6, 10)
+    hank = get_person(store, people, "hank")
+    assert hank is not None and [e["path"] for e in hank["events"]] == ["/", "/app"]
+    assert _rollups(store, people) == _from_events(store, people)
 
 
 async def test_a_device_named_after_a_person_never_stands_for_them(
