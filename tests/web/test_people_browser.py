@@ -174,3 +174,20 @@ def test_share_links_show_no_people(site: LiveServer, owner: dict[str, Any], sto
             assert "ada@example.com" not in reply.text and "user-ada" not in reply.text
         assert visitor.get(f"/dashboard/{project}/people/user-ada").status_code in (401, 302, 303)
         assert visitor.get(f"/insights/{project}/profiles").status_code == 401
+
+
+def test_only_a_web_address_avatar_becomes_a_link(owner: dict[str, Any], store: Store) -> None:
+    project = owner["project_id"]
+    web: httpx.Client = owner["web"]
+    at = ch_time(int(datetime.now(UTC).timestamp() * 1000) - 60_000)
+    for person, avatar in (
+        ("av-js", "JavaScript:alert(document.cookie)"),
+        ("av-web", "https://a.test/p.png"),
+    ):
+        row = {"project_id": project, "profile_id": person, "avatar": avatar, "updated_at": at}
+        store.insert_json_rows("profiles", [json.dumps(row).encode()], f"t-{uuid.uuid4()}")
+    hostile = web.get(f"/dashboard/{project}/people/av-js")
+    assert hostile.status_code == 200 and "JavaScript:alert(document.cookie)" in hostile.text
+    assert 'href="javascript' not in hostile.text.lower()
+    safe = web.get(f"/dashboard/{project}/people/av-web").text
+    assert 'href="https://a.test/p.png"' in safe
