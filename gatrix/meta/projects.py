@@ -320,6 +320,9 @@ class Directory:
         self.secret_failures = MAX_SECRET_FAILURES
         self._inflight: dict[str, asyncio.Future[ClientInfo | None]] = {}
         self._checking = asyncio.Semaphore(1)
+        # a secret being checked right now: concurrent requests with the same secret wait for
+        # that one check instead of each spending a scrypt and a place in the failure budget
+        self._secret_checks: dict[tuple[str, bytes], asyncio.Future[bool]] = {}
         # Umami website ids → client, and the sites Plausible domains are matched against
         self._umami: dict[str, tuple[float, ClientInfo | None]] = {}
         self._sites: list[tuple[tuple[str, ...], str]] = []
@@ -369,23 +372,40 @@ class Directory:
         expires = self._secrets.get(key)
         if expires is not None and expires > now:
             return True
-        budget = (info.client_id, sender)
-        started, failures = self._failures.get(budget, (now, 0))
-        if now - started > SECRET_FAILURE_WINDOW_S:
-            started, failures = now, 0
-        if failures >= self.secret_failures:
-            raise SecretsThrottled(info.client_id)
-        # counted before the check, as a failure until it proves right: concurrent requests
-        # must see each other's attempts, or they all pass the budget together
-        if len(self._failures) >= self.max_entries:
-            self._failures.clear()
-        self._failures[budget] = (started, failures + 1)
+        pending = self._secret_checks.get(key)
+        if pending is None:
+            budget = (info.client_id, sender)
+            started, failures = self._failures.get(budget, (now, 0))
+            if now - started > SECRET_FAILURE_WINDOW_S:
+                started, failures = now, 0
+            if failures >= self.secret_failures:
+                raise SecretsThrottled(info.client_id)
+            # counted before the check, as a failure until it proves right: concurrent
+            # requests with other secrets must see each other's attempts, or they all pass
+            # the budget together
+            if len(self._failures) >= self.max_entries:
+                self._failures.clear()
+            self._failures[budget] = (started, failures + 1)
+            # a task of its own: a caller that hangs up does not cancel it for the others
+            pending = asyncio.ensure_future(self._verify(info, secret, key, budget, started))
+            self._secret_checks[key] = pending
+            pending.add_done_callback(lambda _: self._secret_checks.pop(key, None))
+        return await asyncio.shield(pending)
+
+    async def _verify(
+        self,
+        info: ClientInfo,
+        secret: str,
+        key: tuple[str, bytes],
+        budget: tuple[str, str],
+        started: float,
+    ) -> bool:
         async with self._checking:  # one scrypt at a time: a core stays free for the rest
             ok = await asyncio.to_thread(verify_secret, secret, info.secret_hash)
         if ok:
             if len(self._secrets) >= self.max_entries:
                 self._secrets.clear()
-            self._secrets[key] = now + self.ttl
+            self._secrets[key] = time.monotonic() + self.ttl
             started, failures = self._failures.get(budget, (started, 1))
             self._failures[budget] = (started, max(0, failures - 1))
         return ok
