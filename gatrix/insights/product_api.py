@@ -26,6 +26,7 @@ from gatrix.insights.api import (
     _params,
     _report,
     authorize,
+    by_session,
 )
 from gatrix.insights.query import InvalidQuery
 from gatrix.insights.steps import Step, parse_step
@@ -165,8 +166,7 @@ async def _manager(request: Request, services: Services, project_id: str, change
     reader = await authorize(request, services, project_id)
     if not reader.manager:
         raise ApiError(403, "forbidden", "goals are defined by a root client or a project admin")
-    by_session = not request.headers.get("openpanel-client-id")
-    if change and by_session and not auth.csrf_ok(request, {}):
+    if change and by_session(request) and not auth.csrf_ok(request, {}):
         raise ApiError(403, "forbidden", "send the session's CSRF token in X-CSRF-Token")
     return reader
 

@@ -12,7 +12,7 @@ from typing import Any, TypeVar
 import msgspec
 from litestar import Controller, Request, delete, get, post
 
-from gatrix.insights.api import ERROR_RESPONSES, ApiError, Reader, authorize
+from gatrix.insights.api import ERROR_RESPONSES, ApiError, Reader, authorize, by_session
 from gatrix.meta import annotations, segments
 from gatrix.services import Services
 from gatrix.web import auth
@@ -49,8 +49,7 @@ async def _writer(request: Request, services: Services, project_id: str) -> Read
     reader = await authorize(request, services, project_id)
     if not reader.manager:
         raise ApiError(403, "forbidden", "only a root client or a project admin may change this")
-    by_session = not request.headers.get("openpanel-client-id")
-    if by_session and not auth.csrf_ok(request, {}):
+    if by_session(request) and not auth.csrf_ok(request, {}):
         raise ApiError(403, "forbidden", "send the session's CSRF token in X-CSRF-Token")
     return reader
 

@@ -204,6 +204,13 @@ def test_a_project_admin_writes_with_the_csrf_token(site: Any) -> None:
     body = {"name": "Germany", "filters": ["countries:is:DE"]}
     refused = admin.post(path, json=body)
     assert refused.status_code == 403 and "CSRF" in refused.json()["detail"]
+    # a client id of blank-looking characters is no client id: still the session, still CSRF
+    for blank in (b"\xa0", b"\x85"):
+        sneaky = admin.post(path, json=body, headers=[(b"openpanel-client-id", blank)])
+        assert sneaky.status_code == 403 and "CSRF" in sneaky.json()["detail"], blank
+    goals = f"/insights/{proj.id}/goals/definitions"
+    sneaky = admin.post(goals, json={"event": "x"}, headers=[(b"openpanel-client-id", b"\xa0")])
+    assert sneaky.status_code == 403 and "CSRF" in sneaky.json()["detail"]
     token = csrf_of(admin.get(f"/projects/{proj.id}/settings").text)
     made = admin.post(path, json=body, headers={"X-CSRF-Token": token})
     assert made.status_code == 201, made.text
