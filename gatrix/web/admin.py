@@ -15,6 +15,7 @@ from litestar import Request, Response, get, post
 from litestar.response import Redirect, Template
 
 from gatrix.clickhouse.footprint import footprint
+from gatrix.clickhouse.store import QueryTooHeavy
 from gatrix.ingest import health as ingest_health
 from gatrix.meta import accounts, keeping
 from gatrix.meta import goals as goal_defs
@@ -193,8 +194,13 @@ async def _admin_page(
     if "keeping" not in extra:
         extra["keeping"] = await asyncio.to_thread(keeping.keeping, engine, project_id)
     goals = await asyncio.to_thread(goal_defs.list_goals, engine, project_id)
-    stored = await asyncio.to_thread(footprint, services.store, project_id)
-    oldest = stored.oldest and ingest_health.for_people(stored.oldest, project["timezone"])
+    try:
+        stored = await asyncio.to_thread(footprint, services.store, project_id)
+    except QueryTooHeavy:  # the rest of the settings page must stay usable
+        stored = None
+    oldest = (
+        stored and stored.oldest and ingest_health.for_people(stored.oldest, project["timezone"])
+    )
     return page(
         request,
         "admin/settings.html.j2",

@@ -18,6 +18,7 @@ from typing import Any
 
 from litestar import Request, Response, get
 
+from gatrix.clickhouse.store import QueryTooHeavy
 from gatrix.insights import reports
 from gatrix.services import Services
 from gatrix.web.dashboard import (
@@ -119,7 +120,10 @@ async def render_download(
             header, rows = panel_table(services, q, view, stem)
         return view, csv_text(header, rows)
 
-    view, text = await asyncio.to_thread(build)
+    try:
+        view, text = await asyncio.to_thread(build)
+    except QueryTooHeavy as exc:
+        raise PageError(status_code=422, detail=exc.advice) from None
     return Response(
         text,
         media_type="text/csv",  # the framework adds "; charset=utf-8"

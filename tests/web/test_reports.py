@@ -398,5 +398,11 @@ def test_a_report_past_the_query_budget_says_so_instead_of_failing(
         people = web.get(f"/dashboard/{project}/people")
         assert people.status_code == 422
         assert "narrow the date range" in people.text
+        # the overview's CSV downloads say so too, and the settings page stays usable
+        for name in ("kpis", "goals", "pages", "sources"):
+            download = web.get(f"/dashboard/{project}/export/{name}.csv?range=30d")
+            assert download.status_code == 422 and "narrow the date range" in download.text
+        settings = web.get(f"/projects/{project}/settings")
+        assert settings.status_code == 200 and 'id="stored-too-heavy"' in settings.text
     finally:
         store.budget = kept
