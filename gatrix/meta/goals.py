@@ -11,7 +11,7 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
 from gatrix.insights.steps import InvalidStep, parse_step
-from gatrix.meta.models import Goal
+from gatrix.meta.models import Goal, within_cap
 
 MAX_GOALS = 50
 MAX_NAME = 100
@@ -99,6 +99,8 @@ def create_goal(engine: Engine, project_id: str, body: Any) -> GoalDef:
         db.add(goal)
         db.commit()
         db.refresh(goal)
+        if not within_cap(db, goal, MAX_GOALS, col(Goal.project_id) == project_id):
+            raise InvalidGoal(f"a project has at most {MAX_GOALS} goals")
         return _def(goal)
 
 

@@ -7,10 +7,11 @@ from __future__ import annotations
 
 import json
 from datetime import UTC, date, datetime
+from typing import Any
 
-from sqlalchemy import Column, Text, event
+from sqlalchemy import Column, Text, event, func
 from sqlalchemy.engine import Engine
-from sqlmodel import Field, SQLModel, create_engine
+from sqlmodel import Field, Session, SQLModel, col, create_engine, select
 
 from gatrix.resources import sql_migrations_dir
 
@@ -168,3 +169,18 @@ def migrate(engine: Engine) -> None:
     config.set_main_option("script_location", str(sql_migrations_dir()))
     config.attributes["engine"] = engine
     command.upgrade(config, "head")
+
+
+def within_cap(db: Session, row: Any, cap: int, *same: Any) -> bool:
+    """After `row` is committed: whether it is among the first `cap` rows of its kind (the
+    `same` conditions), by id. Two requests that both counted 49 both insert; the later one
+    sees itself 51st and is removed again, so no race lets a project pass its cap."""
+    model = type(row)
+    ahead = db.exec(
+        select(func.count()).select_from(model).where(*same, col(model.id) <= row.id)
+    ).one()
+    if ahead <= cap:
+        return True
+    db.delete(row)
+    db.commit()
+    return False

@@ -13,7 +13,7 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
 from gatrix.insights.filters import InvalidFilter, parse_filter
-from gatrix.meta.models import SavedView
+from gatrix.meta.models import SavedView, within_cap
 
 KIND = "segment"
 MAX_SEGMENTS = 50
@@ -141,6 +141,9 @@ def create_segment(engine: Engine, project_id: str, body: Any, actor: str = "") 
         db.add(row)
         db.commit()
         db.refresh(row)
+        mine = (col(SavedView.project_id) == project_id, col(SavedView.kind) == KIND)
+        if not within_cap(db, row, MAX_SEGMENTS, *mine):
+            raise InvalidSegment(f"a project has at most {MAX_SEGMENTS} segments")
         return _segment(row)
 
 

@@ -36,3 +36,38 @@ def test_goals_round_trip(fresh_engine: Engine) -> None:  # noqa: F811
     accounts.delete_project_rows(engine, two)
     assert goals.list_goals(engine, two) == []
     assert len(goals.list_goals(engine, one)) == 1
+
+
+def test_parallel_creations_never_pass_the_cap(fresh_engine: Engine) -> None:  # noqa: F811
+    from concurrent.futures import ThreadPoolExecutor
+
+    from gatrix.meta import segments
+
+    engine = fresh_engine
+    models.migrate(engine)
+    project = create_project(engine, "race").project_id
+    for n in range(goals.MAX_GOALS - 5):
+        goals.create_goal(engine, project, {"event": f"e{n}"})
+
+    def goal(n: int) -> bool:
+        try:
+            goals.create_goal(engine, project, {"event": f"race{n}"})
+        except goals.InvalidGoal:
+            return False
+        return True
+
+    def segment(n: int) -> bool:
+        try:
+            segments.create_segment(
+                engine, project, {"name": f"s{n}", "filters": ["countries:is:DE"]}
+            )
+        except segments.InvalidSegment:
+            return False
+        return True
+
+    # 40 requests for the last 5 places, 8 at a time: each counts before the others insert
+    with ThreadPoolExecutor(8) as pool:
+        made = sum(pool.map(goal, range(40)))
+        made_segments = sum(pool.map(segment, range(segments.MAX_SEGMENTS + 30)))
+    assert made <= 5 and len(goals.list_goals(engine, project)) == goals.MAX_GOALS
+    assert made_segments == len(segments.list_segments(engine, project)) == segments.MAX_SEGMENTS
