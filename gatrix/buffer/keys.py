@@ -83,6 +83,10 @@ class RedisKeys:
         """What a form's result page shows once after its redirect (TTL: FLASH_TTL_S)."""
         return f"{self.prefix}:flash:{token}"
 
+    def erasing(self, project_id: str) -> str:
+        """Held while a person of this project is being erased (TTL: erase.LOCK_S)."""
+        return f"{self.prefix}:erasing:{project_id}"
+
     def throttle(self, action: str, scope: str, value: str) -> str:
         """Failed attempts of an action per account/link/IP (TTL: THROTTLE_WINDOW_S)."""
         return f"{self.prefix}:{action}fail:{scope}:{value}"

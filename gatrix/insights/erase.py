@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -272,13 +273,37 @@ def _rebuild(
     store.command(f"INSERT INTO {store.db}.{table} {narrowed}", params)
 
 
+# One erasure at a time per project: two of them rebuild the same hours of the rollups from
+# the events, and interleaved they would each add the hour back (counts doubled). The lock
+# outlives any erasure; a second request waits for the first (the same person is then gone).
+LOCK_S = 300
+WAIT_S = 60.0
+_RELEASE = "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) end"
+
+
+class ErasureBusy(Exception):
+    """Another erasure of this project ran for longer than a request may wait."""
+
+
 async def erase(
     store: Store, flusher: Flusher, engine: Engine, project_id: str, person_id: str, actor: str
 ) -> dict[str, Any] | None:
     """Flush the buffer (events of the person accepted before this call land first, so they
     go too), erase, and record who erased whom. None when nobody has that id."""
-    await flusher.run(max_seconds=10.0)
-    result = await asyncio.to_thread(erase_person, store, project_id, person_id)
-    if result is not None:
-        await asyncio.to_thread(audit.record, engine, project_id, actor, audit.ERASE, result["id"])
-    return result
+    redis, key = flusher.buffer.redis, flusher.buffer.keys.erasing(project_id)
+    token = uuid.uuid4().hex
+    deadline = time.monotonic() + WAIT_S
+    while not await redis.set(key, token, nx=True, ex=LOCK_S):
+        if time.monotonic() > deadline:
+            raise ErasureBusy("another erasure of this project is still running; try again")
+        await asyncio.sleep(0.2)
+    try:
+        await flusher.run(max_seconds=10.0)
+        result = await asyncio.to_thread(erase_person, store, project_id, person_id)
+        if result is not None:
+            await asyncio.to_thread(
+                audit.record, engine, project_id, actor, audit.ERASE, result["id"]
+            )
+        return result
+    finally:
+        await redis.eval(_RELEASE, 1, key, token)

@@ -109,6 +109,9 @@ class ErasedOut(msgspec.Struct):
 PERSON_ERRORS: dict[int, ResponseSpec] = {
     **ERROR_RESPONSES,
     404: ResponseSpec(data_container=ErrorBody, description="not_found: no such person"),
+    409: ResponseSpec(
+        data_container=ErrorBody, description="erasure_running: another erasure took too long"
+    ),
 }
 
 
@@ -201,4 +204,6 @@ class PeopleController(Controller):
             )
         except InvalidPerson as exc:
             raise ApiError(400, "invalid_id", str(exc)) from None
+        except erasure.ErasureBusy as exc:
+            raise ApiError(409, "erasure_running", str(exc)) from None
         return msgspec.convert(_not_found(found), ErasedOut)

@@ -260,6 +260,8 @@ async def erase_person(
         )
     except InvalidPerson as exc:
         raise PageError(status_code=400, detail=str(exc)) from None
+    except erasure.ErasureBusy as exc:
+        raise PageError(status_code=409, detail=str(exc)) from None
     if result is None:
         raise PageError(status_code=404, detail="No person of this project has that id.")
     events = result["deleted"].get("events", 0)
