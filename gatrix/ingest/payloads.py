@@ -93,6 +93,16 @@ def _text(value: Any, what: str, limit: int, required: bool = False) -> str:
     return text
 
 
+def _person_id(value: Any, what: str, required: bool = False) -> str:
+    """A profile id: text as `_text`, without control characters. The People pages, the
+    profiles API and erasure refuse such ids, so a person stored with one could never be
+    opened or erased on request."""
+    text = _text(value, what, MAX_ID, required)
+    if any(ord(c) < 32 or ord(c) == 127 for c in text):
+        raise InvalidPayload("invalid_field", f"{what} must not contain control characters")
+    return text
+
+
 def property_value(value: Any) -> str | None:
     if value is None:
         return None
@@ -168,7 +178,7 @@ def _track(payload: dict[str, Any]) -> Hit:
     # The Gatrix backend proxy sends the page path beside the name.
     if "path" in payload and "__path" not in reserved:
         reserved["__path"] = _text(payload.get("path"), "payload.path", MAX_VALUE)
-    profile_id = _text(payload.get("profileId"), "payload.profileId", MAX_ID)
+    profile_id = _person_id(payload.get("profileId"), "payload.profileId")
     return Hit(
         type="track",
         name=name,
@@ -186,7 +196,7 @@ def _identify(payload: dict[str, Any]) -> Hit:
     return Hit(
         type="identify",
         reserved=reserved,
-        profile_id=_text(payload.get("profileId"), "payload.profileId", MAX_ID, required=True),
+        profile_id=_person_id(payload.get("profileId"), "payload.profileId", required=True),
         first_name=_text(payload.get("firstName"), "payload.firstName", 500),
         last_name=_text(payload.get("lastName"), "payload.lastName", 500),
         email=_text(payload.get("email"), "payload.email", 500),
@@ -196,8 +206,8 @@ def _identify(payload: dict[str, Any]) -> Hit:
 
 
 def _alias(payload: dict[str, Any]) -> Hit:
-    profile_id = _text(payload.get("profileId"), "payload.profileId", MAX_ID, required=True)
-    alias = _text(payload.get("alias"), "payload.alias", MAX_ID, required=True)
+    profile_id = _person_id(payload.get("profileId"), "payload.profileId", required=True)
+    alias = _person_id(payload.get("alias"), "payload.alias", required=True)
     if alias == profile_id:
         raise InvalidPayload("invalid_field", "payload.alias must differ from payload.profileId")
     return Hit(type="alias", profile_id=profile_id, alias=alias)
@@ -229,7 +239,7 @@ def _counter(kind: str) -> Any:
             )
         return Hit(
             type=kind,
-            profile_id=_text(payload.get("profileId"), "payload.profileId", MAX_ID, required=True),
+            profile_id=_person_id(payload.get("profileId"), "payload.profileId", required=True),
             property=_text(payload.get("property"), "payload.property", MAX_KEY, required=True),
             value=amount if kind == "increment" else -amount,
         )

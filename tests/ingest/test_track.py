@@ -359,6 +359,19 @@ BAD_BODIES: list[tuple[str, bytes, int, str]] = [
         "missing_field",
     ),
     (
+        # a person the profiles API and erasure could never name
+        "profileId with a control character",
+        b'{"type":"identify","payload":{"profileId":"ctl\\u0001x","firstName":"c"}}',
+        400,
+        "invalid_field",
+    ),
+    (
+        "track profileId with a newline",
+        b'{"type":"track","payload":{"name":"x","profileId":"nl\\nx"}}',
+        400,
+        "invalid_field",
+    ),
+    (
         "increment value text",
         b'{"type":"increment","payload":{"profileId":"a","property":"p","value":"3"}}',
         400,

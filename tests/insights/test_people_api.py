@@ -212,3 +212,15 @@ def test_erasing_one_person_at_once_many_times_erases_them_once(
     assert codes == [200, 404, 404, 404, 404, 404]
     # the hours rebuilt once: the rollups hold exactly what is left, as after one erase
     assert people.metrics() == (4, 4, 5)
+
+
+def test_a_person_stored_with_a_control_character_can_still_be_erased(
+    people: People, store: Store
+) -> None:
+    # ingestion refuses such ids now; one stored before must still be reachable on request
+    at = minutes(5)
+    identify(store, people.project, "ctl\x01x", at, first_name="C")
+    assert people.call("GET", "/ctl%01x").status_code == 200
+    gone = people.call("DELETE", "/ctl%01x", headers=people.root)
+    assert gone.status_code == 200 and gone.json()["deleted"]["profiles"] == 1
+    assert people.call("GET", "/ctl%01x").status_code == 404
