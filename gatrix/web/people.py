@@ -216,9 +216,11 @@ async def person_page_by_query(
     request: Request,
     services: Services,
     project_id: str,
-    person_id: Annotated[str, Parameter(query="id")],
+    person_id: Annotated[str, Parameter(query="id")] = "",
     before: str = "",
 ) -> Template:
+    if not person_id:  # this page's own message, not the framework's JSON
+        raise PageError(status_code=400, detail="Which person? This page takes ?id=<their id>.")
     return await person_page.fn(request, services, project_id, person_id, before)
 
 
@@ -246,9 +248,11 @@ async def erase_person(
     request: Request,
     services: Services,
     project_id: str,
-    person_id: Annotated[str, Parameter(query="id")],
+    person_id: Annotated[str, Parameter(query="id")] = "",
 ) -> Redirect:
     user, _ = await require_role(request, services, project_id, admin=True)
+    if not person_id:
+        raise PageError(status_code=400, detail="Which person? The form names them in ?id=.")
     form = await form_of(request)
     here = f"/dashboard/{project_id}/people/{person_path(person_id)}"
     if str(form.get("confirm", "")).strip() != person_id:

@@ -131,6 +131,11 @@ def test_the_erase_form_needs_its_csrf_token_and_the_typed_id(
     )
     assert web.get(f"/dashboard/{project}/people/user-bo").status_code == 404
     # a bad page number is this page's own message, not a framework error
+    # the by-query pages without their id: this site's error page, not a framework's JSON
+    no_id = web.get(f"/dashboard/{project}/people/person")
+    assert no_id.status_code == 400 and no_id.headers["content-type"].startswith("text/html")
+    no_id = web.post(f"/dashboard/{project}/people/person/erase", data={"_csrf": token})
+    assert no_id.status_code == 400 and no_id.headers["content-type"].startswith("text/html")
     for page_no in ("abc", "²", "٣"):  # characters str.isdigit() takes for digits too
         bad = web.get(f"/dashboard/{project}/people", params={"page": page_no})
         assert bad.status_code == 400 and "page must be a number" in bad.text
