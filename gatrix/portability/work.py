@@ -15,15 +15,14 @@ import numpy as np
 import pyarrow as pa
 
 from gatrix.portability.chunks import Chunk, read
-from gatrix.portability.columns import EVENT_TYPES, KIND_TABLES, PROFILE_TYPES, schema
+from gatrix.portability.columns import KIND_TABLES, schema
 from gatrix.portability.enrich import Enricher, Imported
 from gatrix.portability.formats import ProfileRow, Row, get_format
 from gatrix.portability.formats.gatrix import GatrixFormat, Table, parquet_table
 from gatrix.portability.sessions import DROPPED, session_id
 
-EVENT_SCHEMA = schema(EVENT_TYPES)
-PROFILE_SCHEMA = schema(PROFILE_TYPES)
 TABLE_SCHEMAS = {table: schema(types) for table, types in KIND_TABLES.values()}
+EVENT_SCHEMA, PROFILE_SCHEMA = TABLE_SCHEMAS["events"], TABLE_SCHEMAS["profiles"]
 
 
 @dataclass(frozen=True)

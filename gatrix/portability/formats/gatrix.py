@@ -106,11 +106,12 @@ class Shape:
     line: type[msgspec.Struct]
     mark: str
 
-    @property
+    # made once per shape, not per chunk (cached_property writes past the frozen __setattr__)
+    @functools.cached_property
     def one(self) -> msgspec.json.Decoder:
         return msgspec.json.Decoder(self.line)
 
-    @property
+    @functools.cached_property
     def many(self) -> msgspec.json.Decoder:
         return msgspec.json.Decoder(list[self.line])  # type: ignore[name-defined]
 
