@@ -105,7 +105,7 @@ def page_error_handler(request: Request, exc: PageError) -> Response:
             else ""
         )
         return Redirect(login_url(request, back))
-    return _error_page(exc.status_code, exc.detail)
+    return _error_page(exc.status_code, exc.detail, exc.headers)
 
 
 def _error_page(status: int, detail: str, headers: dict[str, str] | None = None) -> Template:

@@ -51,6 +51,7 @@ from gatrix.ingest.pool import IngestPool, PoolPlan
 from gatrix.ingest.routes import IngestApp
 from gatrix.ingest.siblings import announce_change
 from gatrix.ingest.wire import WireApp
+from gatrix.insights.admission import ReadGate
 from gatrix.meta import models
 from gatrix.meta.projects import Directory, default_client_id
 from gatrix.metrics import RequestMetrics
@@ -63,6 +64,14 @@ from gatrix.web.vendor import HTMX, PLOTLY, read_bundle
 log = logging.getLogger("gatrix")
 # `gatrix serve` exits this long after a stop began if it has not ended by itself
 STOP_WATCHDOG_S = 50
+
+
+def open_reads(settings: Settings) -> ReadGate:
+    # the store runs one statement at a time (embedded chDB by nature, a server's client over
+    # one session): a second slot keeps the next read ready on its lock, so the engine never
+    # idles between two callers' reads, and a caller waits behind at most two of another's
+    slots = settings.query_slots or 2
+    return ReadGate(slots, settings.query_queue, settings.query_wait_seconds)
 
 
 def open_store(settings: Settings) -> Store:
@@ -112,6 +121,7 @@ class Services:
     started_at: float
     plan: PoolPlan | None  # this server's ingest processes, if it runs any
     processes: Callable[[], list[dict[str, Any]]]  # their state, for /health
+    reads: ReadGate  # every report's reads go through it, one caller at a time in turn
 
 
 class Runtime:
@@ -213,6 +223,7 @@ class Runtime:
             started_at=time.time(),
             plan=self.plan if self.plan is not None and self.plan.count else None,
             processes=self._processes,
+            reads=open_reads(s),
         )
         await supervisor.observe()
         supervisor.start()
@@ -286,6 +297,7 @@ class Runtime:
         if self.run_worker:
             await _bounded("last flush", services.flusher.run(max_seconds=10.0), 15)
         await _bounded("redis client", services.redis.aclose(), 5)
+        services.reads.close()
         services.store.close()
         services.engine.dispose()
         if services.embedded_redis is not None:
@@ -316,8 +328,10 @@ async def health_report(services: Services) -> tuple[bool, dict[str, Any]]:
     problem = state.buffer_problem()
     checks["buffer"] = {"ok": False, "error": problem} if problem else {"ok": True}
     try:
-        await asyncio.wait_for(asyncio.to_thread(services.store.command, "SELECT 1"), timeout=5)
+        answer = await asyncio.wait_for(asyncio.to_thread(services.store.check), timeout=5)
         checks["clickhouse"] = {"ok": True, "embedded": services.store.embedded}
+        if answer == "busy":
+            checks["clickhouse"]["busy"] = True
         if services.flusher.stats.unavailable:
             checks["clickhouse"] = {"ok": False, "error": services.flusher.stats.unavailable}
     except Exception as exc:
@@ -346,6 +360,7 @@ async def health_report(services: Services) -> tuple[bool, dict[str, Any]]:
             "group_commits": services.writer.round_trips,
             "items": services.writer.items_sent,
         },
+        "reads": {"running": services.reads.running, "waiting": services.reads.waiting},
         "redis_restarts": services.embedded_redis.restarts if services.embedded_redis else 0,
         "processes": services.processes(),
         "uptime_s": round(time.time() - services.started_at, 1),

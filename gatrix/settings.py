@@ -53,6 +53,14 @@ class Settings(BaseSettings):
     query_max_memory_mb: int = Field(
         2048, ge=0, validation_alias=_env("GATRIX_QUERY_MAX_MEMORY_MB")
     )
+    # report reads handed to the store at once (0: 2; the store runs one at a time);
+    # a caller's reads past `query_queue` waiting get 429, and a read that waited
+    # `query_wait_seconds` gets 503 (see gatrix/insights/admission.py)
+    query_slots: int = Field(0, ge=0, le=64, validation_alias=_env("GATRIX_QUERY_SLOTS"))
+    query_queue: int = Field(32, ge=1, le=10_000, validation_alias=_env("GATRIX_QUERY_QUEUE"))
+    query_wait_seconds: float = Field(
+        30.0, gt=0, validation_alias=_env("GATRIX_QUERY_WAIT_SECONDS")
+    )
 
     # --- Redis: a URL, or host/port, or the embedded server
     redis_url: str = Field("", validation_alias=_env("REDIS_URL"))

@@ -254,6 +254,23 @@ class Store:
 
         return self._read(run)
 
+    def check(self) -> str:
+        """ "ok" after a `SELECT 1`, or "busy" when the embedded engine is running another
+        statement for a while: it is alive, and a health check must not queue behind a
+        heavy report (it would time out and call a working server down). Raises when the
+        engine cannot answer."""
+        try:
+            client = self._connect()
+        except Exception as exc:
+            raise StoreUnavailable(str(exc)) from exc
+        if not self._lock.acquire(timeout=0.5):
+            return "busy"
+        try:
+            client.command("SELECT 1")
+        finally:
+            self._lock.release()
+        return "ok"
+
     def ping(self) -> bool:
         try:
             self.command("SELECT 1")

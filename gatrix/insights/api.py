@@ -21,6 +21,7 @@ from litestar.params import Parameter
 from gatrix.clickhouse.store import QueryTooHeavy
 from gatrix.insights import goals, reports
 from gatrix.insights import live as live_report
+from gatrix.insights.admission import ReadGate, ReadsBusy, caller
 from gatrix.insights.filters import InvalidFilter
 from gatrix.insights.query import InvalidQuery, QueryParams, build_query
 from gatrix.logs import log_unexpected
@@ -151,6 +152,10 @@ class ApiError(HTTPException):
 def too_heavy(exc: QueryTooHeavy) -> ApiError:
     """A report past the query budget: a 422 when it read or held too much (the same
     question fails again), a 503 when it ran out of time (it may pass on a quieter server)."""
+    if isinstance(exc, ReadsBusy):  # not this question's fault: the same one passes later
+        status = 429 if exc.limit == "queue" else 503
+        code = "too_many_queries" if exc.limit == "queue" else "queries_busy"
+        return ApiError(status, code, exc.advice, {"retry-after": str(exc.retry_after)})
     logging.getLogger("gatrix.insights").warning("query over budget (%s): %s", exc.limit, exc)
     if exc.limit == "time":
         return ApiError(503, "query_too_heavy", exc.advice, {"retry-after": "30"})
@@ -214,6 +219,7 @@ async def authorize(
         raise ApiError(403, "client_cannot_read", "write clients cannot read insights")
     if root and client.type != "root":
         raise ApiError(403, "client_not_root", "only a root client may erase people")
+    caller.set(f"client:{client.client_id}")  # this request's reads queue as this client's
     return Reader(project_id, client.timezone, client.client_id, client.type == "root")
 
 
@@ -227,6 +233,7 @@ async def _authorize_user(request: Request, services: Services, project_id: str)
     if role is None:
         raise ApiError(403, "forbidden", "you have no access to this project")
     timezone = await asyncio.to_thread(_project_timezone, engine, project_id)
+    caller.set(f"user:{user.id}")
     return Reader(project_id, timezone, user.email, role == "admin")
 
 
@@ -253,8 +260,11 @@ def _params(
     )
 
 
-async def _run(fn: Any, *args: Any) -> Any:
+async def _run(fn: Any, *args: Any, reads: ReadGate | None = None) -> Any:
+    """`fn(*args)` off the event loop: through `reads` when it reads the store."""
     try:
+        if reads is not None:
+            return await reads.run(fn, *args)
         return await asyncio.to_thread(fn, *args)
     except (InvalidQuery, InvalidFilter) as exc:
         raise ApiError(400, "invalid_query", str(exc)) from None
@@ -279,7 +289,7 @@ async def _report(
     """Authorize, build the query in the project's time zone, run `report` off the loop."""
     reader = await authorize(request, services, project_id)
     query = await _run(build_query, project_id, reader.timezone, params, _now())
-    return await _run(report, services.store, query, *args)
+    return await _run(report, services.store, query, *args, reads=services.reads)
 
 
 class InsightsController(Controller):
@@ -397,7 +407,14 @@ class InsightsController(Controller):
     @get("/live", summary="Visitors in the last 5 minutes", responses=ERROR_RESPONSES)
     async def live(self, request: Request, services: Services, project_id: str) -> LiveOut:
         reader = await authorize(request, services, project_id)
-        result = await _run(live_report.live, services.store, project_id, _now(), reader.timezone)
+        result = await _run(
+            live_report.live,
+            services.store,
+            project_id,
+            _now(),
+            reader.timezone,
+            reads=services.reads,
+        )
         return msgspec.convert(result, LiveOut)
 
 

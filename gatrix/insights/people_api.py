@@ -14,6 +14,7 @@ from litestar import Controller, Request, delete, get
 from litestar.openapi.datastructures import ResponseSpec
 
 from gatrix.insights import erase as erasure
+from gatrix.insights.admission import ReadGate
 from gatrix.insights.api import ERROR_RESPONSES, ApiError, ErrorBody, authorize
 from gatrix.insights.people import PeopleQuery, list_people
 from gatrix.insights.person import MAX_EVENTS, Cursor, InvalidPerson, get_person
@@ -115,8 +116,11 @@ PERSON_ERRORS: dict[int, ResponseSpec] = {
 }
 
 
-async def _call(fn: Any, *args: Any) -> Any:
+async def _call(fn: Any, *args: Any, reads: ReadGate | None = None) -> Any:
+    """`fn(*args)` off the event loop: through `reads` when it reads the store."""
     try:
+        if reads is not None:
+            return await reads.run(fn, *args)
         return await asyncio.to_thread(fn, *args)
     except InvalidQuery as exc:
         raise ApiError(400, "invalid_query", str(exc)) from None
@@ -163,7 +167,9 @@ class PeopleController(Controller):
     ) -> PeopleOut:
         await authorize(request, services, project_id)
         pq = await _call(PeopleQuery, project_id, q, sort, limit, page)
-        return msgspec.convert(await _call(list_people, services.store, pq), PeopleOut)
+        return msgspec.convert(
+            await _call(list_people, services.store, pq, reads=services.reads), PeopleOut
+        )
 
     @get("/{profile_id:path}", summary="One person and their events", responses=PERSON_ERRORS)
     async def person(
@@ -179,7 +185,13 @@ class PeopleController(Controller):
         if not 1 <= limit <= MAX_EVENTS:
             raise ApiError(400, "invalid_query", f"limit must be between 1 and {MAX_EVENTS}")
         found = await _call(
-            get_person, services.store, project_id, _id(profile_id), _before(before), limit
+            get_person,
+            services.store,
+            project_id,
+            _id(profile_id),
+            _before(before),
+            limit,
+            reads=services.reads,
         )
         return msgspec.convert(_not_found(found), PersonOut)
 

@@ -195,8 +195,8 @@ async def _admin_page(
         extra["keeping"] = await asyncio.to_thread(keeping.keeping, engine, project_id)
     goals = await asyncio.to_thread(goal_defs.list_goals, engine, project_id)
     try:
-        stored = await asyncio.to_thread(footprint, services.store, project_id)
-    except QueryTooHeavy:  # the rest of the settings page must stay usable
+        stored = await services.reads.run(footprint, services.store, project_id)
+    except QueryTooHeavy:  # past the budget or busy: the rest of the page must stay usable
         stored = None
     oldest = (
         stored and stored.oldest and ingest_health.for_people(stored.oldest, project["timezone"])

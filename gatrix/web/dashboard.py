@@ -15,6 +15,7 @@ from litestar.response import Template
 
 from gatrix.clickhouse.store import QueryTooHeavy
 from gatrix.insights import goals, reports
+from gatrix.insights.admission import ReadsBusy
 from gatrix.insights.filters import InvalidFilter
 from gatrix.insights.live import live, live_visitors
 from gatrix.insights.query import (
@@ -33,7 +34,7 @@ from gatrix.meta.goals import GoalDef
 from gatrix.services import Services
 from gatrix.web import charts, humane
 from gatrix.web.figures import figure_json
-from gatrix.web.kit import PageError, base_url, page, require_role, take_flash
+from gatrix.web.kit import PageError, base_url, page, require_role, take_flash, too_heavy_page
 from gatrix.web.view import (
     COLUMN_LABELS,
     DIMENSION_LABELS,
@@ -389,7 +390,10 @@ async def render_dashboard(
             data["snippet"] = _snippet(request, services, project["id"])
         return data
 
-    data = await asyncio.to_thread(build)
+    try:
+        data = await services.reads.run(build)
+    except ReadsBusy as exc:
+        raise too_heavy_page(exc) from None
     common = _common(request, project, view, dash, user is None)
     flash = await take_flash(request, services, user) if user is not None else {}
     context = {
@@ -417,9 +421,9 @@ async def render_realtime(
     request: Request, services: Services, project: dict[str, Any], dash: str, user: Any = None
 ) -> Template:
     try:
-        data = await asyncio.to_thread(live_context, services, project)
+        data = await services.reads.run(live_context, services, project)
     except QueryTooHeavy as exc:
-        raise PageError(status_code=422, detail=exc.advice) from None
+        raise too_heavy_page(exc) from None
     return page(
         request,
         "pages/realtime.html.j2",
@@ -437,11 +441,11 @@ async def render_fragment(
         common = _common(request, project, asked, dash, False)
         try:
             if name == "live-badge":
-                count = await asyncio.to_thread(
+                count = await services.reads.run(
                     live_visitors, services.store, project["id"], datetime.now(UTC)
                 )
                 return page(request, "fragments/live_badge.html.j2", **common, live_badge=count)
-            data = await asyncio.to_thread(live_context, services, project)
+            data = await services.reads.run(live_context, services, project)
             return page(request, "fragments/realtime.html.j2", **common, **data)
         except QueryTooHeavy as exc:
             return _too_heavy(request, common, name, exc.advice)
@@ -464,7 +468,10 @@ async def render_fragment(
             return {"goals": goals_context(services, q, view)}
         return {"p": panel_context(services, q, view, panel)}
 
-    view, data = await asyncio.to_thread(build)
+    try:
+        view, data = await services.reads.run(build)
+    except ReadsBusy as exc:  # shown in the fragment's place, like a report over budget
+        view, data = asked, {"too_heavy": exc.advice}
     common = _common(request, project, view, dash, False)
     if "too_heavy" in data:
         target = {"kpis": "kpis", "chart": "chart-data", "goals": "panel-goals"}.get(

@@ -10,7 +10,6 @@ Text cells are guarded against formula injection: a spreadsheet runs a cell star
 
 from __future__ import annotations
 
-import asyncio
 import csv
 import io
 import re
@@ -29,7 +28,7 @@ from gatrix.web.dashboard import (
     panel_context,
     resolve,
 )
-from gatrix.web.kit import PageError
+from gatrix.web.kit import PageError, too_heavy_page
 from gatrix.web.view import COLUMN_LABELS, KPI_LABELS, PANELS
 
 _FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
@@ -121,9 +120,9 @@ async def render_download(
         return view, csv_text(header, rows)
 
     try:
-        view, text = await asyncio.to_thread(build)
+        view, text = await services.reads.run(build)
     except QueryTooHeavy as exc:
-        raise PageError(status_code=422, detail=exc.advice) from None
+        raise too_heavy_page(exc) from None
     return Response(
         text,
         media_type="text/csv",  # the framework adds "; charset=utf-8"

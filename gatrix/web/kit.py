@@ -14,6 +14,8 @@ from litestar.exceptions import HTTPException
 from litestar.response import Redirect, Template
 
 from gatrix.buffer.keys import FLASH_TTL_S
+from gatrix.clickhouse.store import QueryTooHeavy
+from gatrix.insights.admission import ReadsBusy, caller
 from gatrix.meta import accounts
 from gatrix.meta.accounts import UserInfo
 from gatrix.services import Services
@@ -69,7 +71,18 @@ async def require_role(
         raise PageError(status_code=404, detail="No such project.")
     if admin and role != "admin":
         raise PageError(status_code=403, detail="Only project admins can do this.")
+    caller.set(f"user:{user.id}")  # this request's reads queue as this user's
     return user, role
+
+
+def too_heavy_page(exc: QueryTooHeavy) -> PageError:
+    """A page whose report could not run: 422 past the budget (the same question fails
+    again), 429/503 when reads are queued too deep (it passes later)."""
+    if isinstance(exc, ReadsBusy):
+        status = 429 if exc.limit == "queue" else 503
+        headers = {"retry-after": str(exc.retry_after)}
+        return PageError(status_code=status, detail=exc.advice, headers=headers)
+    return PageError(status_code=422, detail=exc.advice)
 
 
 # where a login may send the browser back to: app pages only, never another site

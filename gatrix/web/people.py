@@ -31,7 +31,16 @@ from gatrix.meta import accounts
 from gatrix.meta.timezones import usable
 from gatrix.pageviews import PAGEVIEW_NAMES
 from gatrix.services import Services
-from gatrix.web.kit import PageError, done, form_of, page, plain_number, require_role, take_flash
+from gatrix.web.kit import (
+    PageError,
+    done,
+    form_of,
+    page,
+    plain_number,
+    require_role,
+    take_flash,
+    too_heavy_page,
+)
 
 PAGE_SIZE = 50
 TIMELINE_SIZE = 50
@@ -175,9 +184,9 @@ async def people_page(
         raise PageError(status_code=400, detail="Invalid search: page must be a number.")
     pq = _people_query(project_id, q, sort, int(page_no))
     try:
-        data = await asyncio.to_thread(list_context, services, project, pq)
+        data = await services.reads.run(list_context, services, project, pq)
     except QueryTooHeavy as exc:
-        raise PageError(status_code=422, detail=exc.advice) from None
+        raise too_heavy_page(exc) from None
     base = request.app.state.settings.root_path + f"/dashboard/{project_id}/people"
     context = {"project": project, "base": base, "list_url": list_url, **data}
     if _fragment(request):
@@ -199,13 +208,13 @@ async def _person(
     request: Request, services: Services, project: dict[str, Any], person_id: str, before: str
 ) -> dict[str, Any]:
     try:
-        data = await asyncio.to_thread(
+        data = await services.reads.run(
             person_context, services, project, person_id, _before(before)
         )
     except InvalidPerson as exc:
         raise PageError(status_code=400, detail=str(exc)) from None
     except QueryTooHeavy as exc:
-        raise PageError(status_code=422, detail=exc.advice) from None
+        raise too_heavy_page(exc) from None
     if data is None:
         raise PageError(status_code=404, detail="No person of this project has that id.")
     return data

@@ -26,6 +26,7 @@ from litestar.response import Redirect, Template
 from gatrix.buffer.keys import FLASH_TTL_S
 from gatrix.clickhouse.store import QueryTooHeavy
 from gatrix.insights import cohorts, funnels, paths
+from gatrix.insights.admission import ReadsBusy
 from gatrix.insights.breakdowns import breakdown
 from gatrix.insights.filters import InvalidFilter
 from gatrix.insights.query import InvalidQuery, Query
@@ -37,7 +38,15 @@ from gatrix.web import report_charts, report_tables
 from gatrix.web.dashboard import _project_summary, period_of, resolve
 from gatrix.web.downloads import csv_text
 from gatrix.web.figures import figure_json
-from gatrix.web.kit import PageError, form_of, go, page, require_role, take_flash
+from gatrix.web.kit import (
+    PageError,
+    form_of,
+    go,
+    page,
+    require_role,
+    take_flash,
+    too_heavy_page,
+)
 from gatrix.web.report_view import (
     BREAKDOWNS,
     STEP_KINDS,
@@ -190,13 +199,24 @@ def _fragment(request: Request) -> bool:
     return bool(htmx) and not htmx.history_restore_request
 
 
+async def _report_data(
+    services: Services, project: dict[str, Any], report: Report, state: Any
+) -> dict[str, Any]:
+    """`report_context` through the read gate; a busy server is an error page that says
+    when to come back (the report itself shows budget problems in place)."""
+    try:
+        return await services.reads.run(report_context, services, project, report, state)
+    except ReadsBusy as exc:
+        raise too_heavy_page(exc) from None
+
+
 async def render_report(
     request: Request, services: Services, project_id: str, report: Report
 ) -> Template:
     user, role = await require_role(request, services, project_id)
     project = await _project_summary(services, project_id)
     state = report.read(request.query_params)
-    data = await asyncio.to_thread(report_context, services, project, report, state)
+    data = await _report_data(services, project, report, state)
     state = data.pop("state", state)
     dash = go(request, f"/dashboard/{project_id}")
     here = f"{dash}/{report.path}"
@@ -275,7 +295,7 @@ async def report_download(
     report = _report_of(name.removesuffix(".csv") if name.endswith(".csv") else "")
     project = await _project_summary(services, project_id)
     state = report.read(request.query_params)
-    data = await asyncio.to_thread(report_context, services, project, report, state)
+    data = await _report_data(services, project, report, state)
     if data["problem"] or "result" not in data:
         reason = data["problem"] or "Choose what the report shows first."
         raise PageError(status_code=400, detail=reason)

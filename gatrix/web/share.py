@@ -16,6 +16,7 @@ from litestar import Request, Response, get, post
 from litestar.response import Redirect, Template
 
 from gatrix.buffer.keys import SHARE_UNLOCK_TTL_S
+from gatrix.insights.admission import caller
 from gatrix.meta import accounts
 from gatrix.services import Services
 from gatrix.web import auth
@@ -53,6 +54,7 @@ async def _shared_project(
     project = await asyncio.to_thread(accounts.project_summary, services.engine, link["project_id"])
     if project is None:
         raise PageError(status_code=404, detail="This share link does not exist or was revoked.")
+    caller.set(f"share:{link['token']}")  # everyone on a public link queues as one caller
     return project
 
 

@@ -1,5 +1,5 @@
 """`python -m tools.bench ingest | forwarding | wire | insights | product | dashboard | export |
-import | people`, from the repository's root.
+import | people | fairness`, from the repository's root.
 
 Benchmarks are tools, not product: they live outside the installed package. Each prints a
 human summary on stderr and one JSON line on stdout (and in `--output`).
@@ -51,6 +51,10 @@ def build_parser() -> argparse.ArgumentParser:
     product.add_argument("--output", default=None, help="write the JSON report here")
     product.add_argument("--data-dir", dest="data_dir", default=None)
     product.add_argument("--keep", action="store_true", help="keep the data and reuse it")
+    fairness = bench.add_parser("fairness", help="another project's wait while one client floods")
+    fairness.add_argument("--events", type=int, default=3_000_000)
+    fairness.add_argument("--flood", type=int, default=80)
+    fairness.add_argument("--output", default=None, help="write the JSON report here")
     dashboard = bench.add_parser("dashboard", help="first chart time and bytes, in Chromium")
     dashboard.add_argument("--events", type=int, default=1_000_000)
     dashboard.add_argument("--output", default=None, help="write the JSON report here")
@@ -74,6 +78,10 @@ def main(argv: list[str] | None = None) -> int:
 
         run = portability.run_export_bench
         return (run if args.bench_command == "export" else portability.run_import_bench)(args)
+    if args.bench_command == "fairness":
+        from tools.bench.fairness import run_fairness_bench
+
+        return run_fairness_bench(args)
     if args.bench_command == "wire":
         from tools.bench.wire import run_wire_bench
 
