@@ -121,7 +121,13 @@ def cmd_serve(settings: Settings) -> int:
 
 
 def cmd_worker(settings: Settings) -> int:
-    from gatrix.services import connect_redis, make_flusher, open_store, retention_job
+    from gatrix.services import (
+        connect_redis,
+        make_flusher,
+        open_store,
+        retention_job,
+        sealing_job,
+    )
 
     async def run() -> None:
         from gatrix.buffer.keys import RedisKeys
@@ -146,6 +152,7 @@ def cmd_worker(settings: Settings) -> int:
             embedded=False,
             interval=settings.flush_interval,
             keep=retention_job(engine, store),
+            seal=sealing_job(store),
         )
         _say(f"gatrix worker flushing {settings.redis_dsn} → {store.dsn.split('@')[-1]}")
         await worker.start()

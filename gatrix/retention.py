@@ -28,6 +28,7 @@ from zoneinfo import ZoneInfo
 from sqlalchemy.engine import Engine
 
 from gatrix.clickhouse.store import Store
+from gatrix.insights.sealed import SEALED_TABLES
 from gatrix.insights.sql import SESSION_LEAD
 from gatrix.meta.keeping import Retained, retained_projects
 
@@ -62,6 +63,9 @@ def older_rows(db: str) -> dict[str, str]:
         "events": f"created_at < {{cut:{DT}}}",
         "sessions": f"session_start < {{cut:{DT}}} AND session_id NOT IN ({_running_sessions(db)})",
         **{table: f"hour < {{cut:{DT}}}" for table in ROLLUPS},
+        # the sealed session hours, of session starts: the cut's hours are read from the
+        # sessions kept across it, as before they were sealed
+        **{table: f"hour < {{cut:{DT}}}" for table in SEALED_TABLES},
         # the people index's rows of the sessions cut (an identify's row, session '', stays
         # with the profile)
         "visitor_sessions": f"session_start < {{cut:{DT}}} AND session_id != '' "

@@ -36,6 +36,7 @@ from gatrix.buffer.queue import Buffer
 from gatrix.buffer.supervisor import Supervisor
 from gatrix.buffer.worker import (
     Retention,
+    Sealing,
     enqueue_early_flush,
     make_queue,
     make_worker,
@@ -51,6 +52,7 @@ from gatrix.ingest.pool import IngestPool, PoolPlan
 from gatrix.ingest.routes import IngestApp
 from gatrix.ingest.siblings import announce_change
 from gatrix.ingest.wire import WireApp
+from gatrix.insights import sealed
 from gatrix.insights.admission import ReadGate
 from gatrix.meta import models
 from gatrix.meta.projects import Directory, default_client_id
@@ -90,6 +92,15 @@ def retention_job(engine: Engine, store: Store) -> Retention:
         return await expire_all(engine, store, now, only)
 
     return keep
+
+
+def sealing_job(store: Store) -> Sealing:
+    """The worker's minutely pass that seals the session hours that ended."""
+
+    async def seal() -> int:
+        return await asyncio.to_thread(sealed.seal, store)
+
+    return seal
 
 
 def make_flusher(settings: Settings, buffer: Buffer, store: Store) -> Flusher:
@@ -149,6 +160,7 @@ class Runtime:
         self._worker_task: asyncio.Task[None] | None = None
         self._salt_task: asyncio.Task[None] | None = None
         self._retention: Retention | None = None
+        self._seal: Sealing | None = None
 
     @property
     def services(self) -> Services:
@@ -194,6 +206,7 @@ class Runtime:
             directory.on_forget = lambda: _spawn_quietly(announce_change(redis, keys))
         self._salt_task = asyncio.create_task(refresh_salts(salts))
         self._retention = retention_job(engine, store)
+        self._seal = sealing_job(store)
         if self.run_worker:
             await self._start_worker(flusher)
         supervisor = Supervisor(
@@ -257,6 +270,7 @@ class Runtime:
             embedded=True,
             interval=self.settings.flush_interval,
             keep=self._retention,
+            seal=self._seal,
         )
         self._worker_task = asyncio.create_task(self._worker.start(), name="gatrix-flush-worker")
 

@@ -32,6 +32,12 @@ RETENTION_CRON = "17 3 * * *"
 RETENTION_TIMEOUT_S = 6 * 3600
 # a retention pass given the time it runs at (and optionally one project); returns what it cut
 Retention = Callable[[datetime, str | None], Awaitable[list[Any]]]
+# every minute: build the session hours that ended (gatrix/insights/sealed.py); a run builds
+# a week of hours at most, so a first backfill spreads over several
+SEAL_CRON = "* * * * *"
+SEAL_TIMEOUT_S = 600
+# a sealing pass; returns how many hours it built
+Sealing = Callable[[], Awaitable[int]]
 
 
 async def flush(ctx: dict[str, Any]) -> int:
@@ -42,6 +48,11 @@ async def flush(ctx: dict[str, Any]) -> int:
 async def retention(ctx: dict[str, Any], *, only: str | None = None) -> list[dict[str, Any]]:
     keep: Retention = ctx["retention"]
     return [r.summary() for r in await keep(datetime.now(UTC), only)]
+
+
+async def seal_sessions(ctx: dict[str, Any]) -> int:
+    seal: Sealing = ctx["seal"]
+    return await seal()
 
 
 def make_queue(redis: Any, name: str) -> Queue:
@@ -89,6 +100,7 @@ def make_worker(
     embedded: bool,
     interval: float,
     keep: Retention | None = None,
+    seal: Sealing | None = None,
 ) -> Worker:
     async def startup(ctx: dict[str, Any]) -> None:
         ctx["ticker"] = asyncio.create_task(_tick(queue, max(interval, 0.05)))
@@ -99,14 +111,14 @@ def make_worker(
             ticker.cancel()
 
     cls = EmbeddedWorker if embedded else Worker
-    crons = (
-        []
-        if keep is None
-        else [CronJob(retention, cron=RETENTION_CRON, timeout=RETENTION_TIMEOUT_S)]
-    )
+    crons = []
+    if keep is not None:
+        crons.append(CronJob(retention, cron=RETENTION_CRON, timeout=RETENTION_TIMEOUT_S))
+    if seal is not None:
+        crons.append(CronJob(seal_sessions, cron=SEAL_CRON, timeout=SEAL_TIMEOUT_S))
     worker = cls(
         queue,
-        functions=[flush, retention],
+        functions=[flush, retention, seal_sessions],
         cron_jobs=crons,
         concurrency=2,
         startup=startup,
@@ -115,6 +127,7 @@ def make_worker(
     )
     worker.context["flusher"] = flusher
     worker.context["retention"] = keep
+    worker.context["seal"] = seal
     return worker
 
 

@@ -40,6 +40,9 @@ PROJECT_TABLES = (
     "event_hourly",
     "visitor_hourly",
     "live_events",
+    "session_hourly",
+    "session_hours",
+    "session_touches",
 )
 _IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
 T = TypeVar("T")

@@ -16,6 +16,7 @@ from gatrix.insights.breakdowns import SORTS, breakdown, property_breakdown, pro
 from gatrix.insights.filters import Params
 from gatrix.insights.identity import DIRECT, Visitors, resolution
 from gatrix.insights.query import InvalidQuery, Query, bucket_starts
+from gatrix.insights.sealed import session_totals_sql
 from gatrix.insights.sql import (
     CURRENT,
     DT,
@@ -70,8 +71,7 @@ def metrics(store: Store, q: Query) -> dict[str, Any]:
     sql = " UNION ALL ".join(
         f"SELECT {i} AS period, e.*, s.* FROM ({_event_totals_sql(db, pq, params, period, v)}) "
         "AS e "
-        f"CROSS JOIN (SELECT {SESSION_AGGREGATES} "
-        f"FROM ({sessions_sql(db, pq, params, period=period)})) AS s"
+        f"CROSS JOIN ({session_totals_sql(db, pq, params, period)}) AS s"
         for i, (period, pq) in enumerate(periods)
     )
     rows = {int(r["period"]): r for r in store.query_dicts(sql, params.values)}
@@ -111,11 +111,38 @@ def _event_totals_sql(db: str, q: Query, params: Params, period: Period, v: Visi
             f"WHERE project_id = {{project:String}} AND created_at >= {period.start} "
             f"AND created_at < {period.end} AND revenue != 0) AS r"
         )
+    if not q.filters and v.direct:
+        return _edged_totals_sql(db, period)
     return (
         f"SELECT uniq({v.expr()}) AS visitors, countIf({PAGEVIEW_SQL}) AS pageviews, "
         f"countIf({CUSTOM_EVENT_SQL}) AS events, sum(revenue) AS revenue_total, "
         f"countIf(revenue != 0) AS revenue_events FROM {db}.events{v.join()} "
         f"WHERE {events_where(db, q, params, period=period)}"
+    )
+
+
+def _edged_totals_sql(db: str, period: Period) -> str:
+    """The totals of a range that is not whole hours (the previous period of one that ends
+    now): its whole hours from `hourly`, the minutes at its ends from `events`, the
+    visitors of both merged as one sketch."""
+    whole = (
+        f"project_id = {{project:String}} AND hour >= {period.hour_start} "
+        f"AND hour < {period.hour_end}"
+    )
+    counted = (
+        f"SELECT visitors AS u, toUInt64(pageviews) AS pv, toUInt64(custom_events) AS ce "
+        f"FROM {db}.hourly WHERE {whole} UNION ALL SELECT uniqState(device_id), "
+        f"countIf({PAGEVIEW_SQL}), countIf({CUSTOM_EVENT_SQL}) FROM {db}.events "
+        f"WHERE project_id = {{project:String}} AND {period.edges()}"
+    )
+    return (
+        f"SELECT c.visitors AS visitors, c.pageviews AS pageviews, c.events AS events, "
+        f"r.revenue_total AS revenue_total, r.revenue_events AS revenue_events FROM "
+        f"(SELECT uniqMerge(u) AS visitors, sum(pv) AS pageviews, sum(ce) AS events "
+        f"FROM ({counted})) AS c CROSS JOIN "
+        f"(SELECT sum(revenue) AS revenue_total, count() AS revenue_events FROM {db}.events "
+        f"WHERE project_id = {{project:String}} AND created_at >= {period.start} "
+        f"AND created_at < {period.end} AND revenue != 0) AS r"
     )
 
 

@@ -75,9 +75,17 @@ class Period:
     prefix: str = ""
 
     def bind(self, params: Params, q: Query) -> None:
-        params.values[f"{self.prefix}start"] = q.range.start
-        params.values[f"{self.prefix}end"] = q.range.end
-        params.values[f"{self.prefix}lead"] = q.range.start.replace(microsecond=0) - SESSION_LEAD
+        start, end = q.range.start, q.range.end
+        params.values[f"{self.prefix}start"] = start
+        params.values[f"{self.prefix}end"] = end
+        params.values[f"{self.prefix}lead"] = start.replace(microsecond=0) - SESSION_LEAD
+        # the whole UTC hours inside the range: what hourly rollups answer for it (the
+        # previous period of a range that ends now ends at a minute like now's)
+        first = start.replace(minute=0, second=0, microsecond=0)
+        first += timedelta(hours=0 if first == start else 1)
+        last = max(first, end.replace(minute=0, second=0, microsecond=0))
+        params.values[f"{self.prefix}hstart"] = first
+        params.values[f"{self.prefix}hend"] = last
 
     @property
     def start(self) -> str:
@@ -90,6 +98,21 @@ class Period:
     @property
     def lead(self) -> str:
         return f"{{{self.prefix}lead:{DT}}}"
+
+    @property
+    def hour_start(self) -> str:
+        return f"{{{self.prefix}hstart:{DT}}}"
+
+    @property
+    def hour_end(self) -> str:
+        return f"{{{self.prefix}hend:{DT}}}"
+
+    def edges(self, column: str = "created_at") -> str:
+        """`column` in the range but outside its whole hours (empty for an aligned range)."""
+        return (
+            f"({column} >= {self.start} AND {column} < {self.end} "
+            f"AND ({column} < {self.hour_start} OR {column} >= {self.hour_end}))"
+        )
 
 
 CURRENT = Period()
@@ -142,9 +165,11 @@ def sessions_sql(
     extra: tuple[str, ...] = (),
     period: Period = CURRENT,
     lead: bool = False,
+    except_hours: str = "",
 ) -> str:
     """Aggregated sessions that began in the range (or up to a day before it, with `lead`)
-    and pass every filter."""
+    and pass every filter; with `except_hours` (a subquery of UTC hours), not those that
+    began in one of them."""
     period.bind(params, q)
     session_filters = session_conditions(q.filters, params)
     wanted = dict.fromkeys((*BASE_SESSION_COLUMNS, *extra))
@@ -157,6 +182,8 @@ def sessions_sql(
         f"session_start >= {period.lead if lead else period.start}",
         f"session_start < {period.end}",
     ]
+    if except_hours:
+        where.append(f"toStartOfHour(session_start) NOT IN ({except_hours})")
     matching = matching_sessions_sql(db, q, params, period)
     if matching:
         where.append(matching)

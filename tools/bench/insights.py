@@ -14,12 +14,12 @@ import statistics
 import sys
 import tempfile
 import time
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 from gatrix.clickhouse.store import Store
-from gatrix.insights import reports
+from gatrix.insights import reports, sealed
 from gatrix.insights.live import live
 from gatrix.insights.query import QueryParams, build_query
 
@@ -199,6 +199,29 @@ def measure(store: Store, now: datetime) -> dict[str, float]:
     return out
 
 
+def _sealed_any(store: Store) -> bool:
+    return bool(store.query_rows(f"SELECT count() FROM {store.db}.session_hours")[0][0])
+
+
+def seal_everything(store: Store) -> tuple[int, float]:
+    """What the minutely job does over a while, at once: every finished hour built."""
+    started = time.perf_counter()
+    hours = 0
+    while built := sealed.seal(store, margin=timedelta(0)):
+        hours += built
+    return hours, time.perf_counter() - started
+
+
+def measure_sessions(store: Store, now: datetime) -> dict[str, float]:
+    """The reports that read sessions, as they read before any hour is sealed."""
+    compared = build_query(PROJECT, "UTC", QueryParams(range="30d", compare="previous"), now)
+    q30 = build_query(PROJECT, "UTC", QueryParams(range="30d"), now)
+    out = {"metrics": _median_ms(reports.metrics, store, compared)}
+    for dim in ("referrers", "countries", "entry_pages"):
+        out[f"breakdown_{dim}"] = _median_ms(reports.breakdown, store, q30, dim)
+    return out
+
+
 def run_insights_bench(args: Any) -> int:
     """`--keep` leaves each dataset in `--data-dir`, and a later run with `--keep` measures
     it again (at its generation time `now`, kept beside it) instead of generating anew."""
@@ -225,13 +248,22 @@ def run_insights_bench(args: Any) -> int:
         print(f"{rows:,} events generated in {seconds:.1f} s", file=sys.stderr, flush=True)
         settled = settle(store)
         print(f"background merges settled after {settled:.1f} s", file=sys.stderr, flush=True)
+        # the session reports read raw first (no hour sealed), then from the sealed hours
+        unsealed = measure_sessions(store, now) if not _sealed_any(store) else {}
+        hours, seal_s = seal_everything(store)
+        print(f"sealed {hours:,} session hours in {seal_s:.1f} s", file=sys.stderr, flush=True)
         latencies = measure(store, now)
         report["sizes"][str(size)] = {
             "events": rows,
             "generate_s": round(seconds, 1),
             "median_ms": latencies,
+            "unsealed_median_ms": unsealed,
+            "sealed_hours": hours,
+            "seal_s": round(seal_s, 1),
             "live_rows_read": live_rows_read(store, now),
         }
+        for name, ms in unsealed.items():
+            print(f"  {size:>11,}  {name + ' (raw)':<28} {ms:8.1f} ms", file=sys.stderr)
         for name, ms in latencies.items():
             print(f"  {size:>11,}  {name:<28} {ms:8.1f} ms", file=sys.stderr, flush=True)
         if not keep:

@@ -1,0 +1,186 @@
+"""Sealed session hours: the rollup answers exactly what `sessions` answers, is read for the
+hours it sealed, and gives way at once to a late session, an erasure or a touch."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from gatrix.clickhouse.store import Store
+from gatrix.insights import reports, sealed
+from gatrix.insights.erase import erase_person
+from gatrix.insights.query import QueryParams, build_query
+from tests.factory import events
+
+NOW = datetime(2026, 3, 9, 12, tzinfo=UTC)
+DAY = datetime(2026, 3, 2, tzinfo=UTC)
+REFERRERS = ["", "Google", "Bing", "X"]
+COUNTRIES = ["US", "KR", "DE"]
+SESSION_BREAKDOWNS = ("referrers", "entry_pages", "exit_pages", "countries", "browsers")
+
+
+def seeded(store: Store) -> str:
+    """40 sessions over 10 hours of one day: 1–4 page views each, a few custom events and
+    purchases, one person signed in on two of them."""
+    project = f"seal-{uuid.uuid4().hex[:8]}"
+    specs: list[dict[str, Any]] = []
+    for n in range(40):
+        start = DAY + timedelta(hours=n % 10, minutes=n)
+        common = {
+            "session_id": f"s{n}",
+            "device_id": f"d{n % 25}",
+            "profile_id": "alice" if n in (3, 17) else "",
+            "country": COUNTRIES[n % 3],
+            "browser": "Firefox" if n % 4 == 0 else "Chrome",
+        }
+        for k in range(1 + n % 4):
+            specs.append(
+                {
+                    **common,
+                    "at": start + timedelta(minutes=2 * k),
+                    "path": f"/p{(n + k) % 6}",
+                    "referrer_name": REFERRERS[n % 4] if k == 0 else "",
+                }
+            )
+        if n % 5 == 0:
+            specs.append({**common, "at": start + timedelta(minutes=9), "name": "signup"})
+        if n % 7 == 0:
+            specs.append(
+                {**common, "at": start + timedelta(minutes=11), "name": "buy", "revenue": 9.5}
+            )
+    events(store, project, specs)
+    return project
+
+
+def week(project: str, **extra: str) -> Any:
+    params = QueryParams(range="custom", start="2026-03-01", end="2026-03-07", **extra)
+    return build_query(project, "UTC", params, NOW)
+
+
+def answers(store: Store, project: str) -> dict[str, Any]:
+    q = week(project, compare="previous")
+    out: dict[str, Any] = {"metrics": reports.metrics(store, q)}
+    for dimension in SESSION_BREAKDOWNS:
+        for sort in ("visitors", "bounce_rate", "revenue"):
+            out[f"{dimension}/{sort}"] = reports.breakdown(store, q, dimension, 50, sort=sort)
+    return out
+
+
+def seal_all(store: Store) -> int:
+    # no margin: this process made every insert, and they are done
+    built = 0
+    while count := sealed.seal(store, margin=timedelta(0)):
+        built += count
+    return built
+
+
+def sealed_hours(store: Store, project: str) -> int:
+    return store.query_rows(
+        f"SELECT uniqExact(hour) FROM {store.db}.session_hours WHERE project_id = {{p:String}}",
+        {"p": project},
+    )[0][0]
+
+
+def test_sealed_hours_answer_exactly_what_the_sessions_do(scratch_store: Store) -> None:
+    store = scratch_store
+    project = seeded(store)
+    raw = answers(store, project)
+    assert raw["metrics"]["sessions"] == 40 and raw["metrics"]["revenue"] == 57.0
+    assert seal_all(store) == 10
+    assert sealed_hours(store, project) == 10
+    assert answers(store, project) == raw
+    assert seal_all(store) == 0  # nothing touched since: nothing to build again
+
+
+def test_a_sealed_hour_is_read_from_the_rollup_until_touched(scratch_store: Store) -> None:
+    store = scratch_store
+    project = seeded(store)
+    seal_all(store)
+    # a delete inserts nothing, so it does not reopen the hour: the rollup still answers
+    store.command(
+        f"DELETE FROM {store.db}.sessions WHERE project_id = {{p:String}} AND session_id = 's0'",
+        {"p": project},
+    )
+    assert reports.metrics(store, week(project))["sessions"] == 40
+    # whoever deletes touches the hour; it is read from `sessions` from then on
+    sealed.touch(store, project, [DAY])
+    assert reports.metrics(store, week(project))["sessions"] == 39
+    assert seal_all(store) == 1
+    assert reports.metrics(store, week(project))["sessions"] == 39
+
+
+def test_a_late_session_in_a_sealed_hour_counts_at_once(scratch_store: Store) -> None:
+    store = scratch_store
+    project = seeded(store)
+    seal_all(store)
+    before = answers(store, project)
+    events(
+        store,
+        project,
+        [{"at": DAY + timedelta(hours=3, minutes=30), "session_id": "late", "country": "FR"}],
+    )
+    after = answers(store, project)
+    assert after["metrics"]["sessions"] == before["metrics"]["sessions"] + 1
+    countries = {r["value"]: r["sessions"] for r in after["countries/visitors"]["rows"]}
+    assert countries["FR"] == 1
+    assert seal_all(store) == 1  # only the hour the late session touched
+    assert answers(store, project) == after
+
+
+def test_erasing_a_person_reopens_their_hours(scratch_store: Store) -> None:
+    store = scratch_store
+    project = seeded(store)
+    seal_all(store)
+    assert erase_person(store, project, "alice") is not None
+    now = answers(store, project)
+    # her two sessions and session 28, on her device d3
+    assert now["metrics"]["sessions"] == 37
+    # what the sessions themselves say, the rollup set aside
+    store.command(
+        f"TRUNCATE TABLE {store.db}.session_hours",
+    )
+    assert answers(store, project) == now
+    seal_all(store)
+    assert answers(store, project) == now
+
+
+def test_filtered_and_unaligned_ranges_read_the_sessions(scratch_store: Store) -> None:
+    store = scratch_store
+    project = seeded(store)
+    filtered = week(project, filters=["country:is:KR"])  # type: ignore[arg-type]
+    before = reports.metrics(store, filtered)
+    seal_all(store)
+    assert reports.metrics(store, filtered) == before
+
+
+def test_the_previous_period_of_a_range_ending_now_counts_its_minutes(
+    scratch_store: Store,
+) -> None:
+    store = scratch_store
+    project = seeded(store)
+    now = DAY + timedelta(days=7, hours=5, minutes=30)
+    q = build_query(project, "UTC", QueryParams(range="7d", compare="previous"), now)
+    previous = q.comparison()
+    assert previous is not None
+    span = previous.range
+    # it ends at 05:30 of the seeded day: whole hours, then half of the sixth
+    assert (span.end.hour, span.end.minute) == (5, 30) and span.end.date() == DAY.date()
+    expected = store.query_dicts(
+        f"SELECT uniqExact(device_id) AS visitors, countIf(name = 'screen_view') AS pageviews, "
+        f"countIf(name != 'screen_view') AS events FROM {store.db}.events "
+        "WHERE project_id = {p:String} AND created_at >= {s:DateTime64(3)} "
+        "AND created_at < {e:DateTime64(3)}",
+        {"p": project, "s": span.start, "e": span.end},
+    )[0]
+    started = store.query_rows(
+        f"SELECT uniqExact(session_id) FROM {store.db}.events WHERE project_id = {{p:String}} "
+        "AND session_start >= {s:DateTime64(3)} AND session_start < {e:DateTime64(3)}",
+        {"p": project, "s": span.start, "e": span.end},
+    )[0][0]
+    assert started == 23  # 20 sessions in hours 0–4, and 05:05, 05:15, 05:25 (not 05:35)
+    for _ in ("raw", "sealed"):
+        got = reports.metrics(store, q)["previous"]
+        assert {k: got[k] for k in expected} == expected
+        assert got["sessions"] == started
+        seal_all(store)
