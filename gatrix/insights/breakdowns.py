@@ -175,12 +175,24 @@ def _pages_breakdown(
     db, params = store.db, base_params(q)
     v = resolution(store, q.project_id)
     if uses_rollups(q) and v.direct:
+        hours = (
+            f"FROM {db}.page_hourly WHERE project_id = {{project:String}} "
+            f"AND hour >= {{start:{DT}}} AND hour < {{end:{DT}}}"
+        )
+        # Merging the visitor sketches is the cost (every path's, every hour's); counting
+        # page views is not. Sorted by page views, only the page's paths need their sketch.
+        shown = ""
+        if sort == "pageviews":  # the page is picked inside: the outer ORDER BY only sorts it
+            shown = (
+                f" AND path IN (SELECT path {hours} GROUP BY path"
+                f" ORDER BY sum(pageviews) DESC, path ASC LIMIT {int(limit)} OFFSET {int(offset)})"
+            )
         sql = (
             f"SELECT path AS value, uniqMerge(visitors) AS visitors, "
-            f"sum(pageviews) AS pageviews FROM {db}.page_hourly "
-            f"WHERE project_id = {{project:String}} "
-            f"AND hour >= {{start:{DT}}} AND hour < {{end:{DT}}} GROUP BY value"
+            f"sum(pageviews) AS pageviews {hours}{shown} GROUP BY value"
         )
+        if shown:
+            offset = 0
     else:
         sql = (
             f"SELECT path AS value, uniq({v.expr()}) AS visitors, count() AS pageviews "

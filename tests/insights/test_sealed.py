@@ -7,6 +7,8 @@ import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import pytest
+
 from gatrix.clickhouse.store import Store
 from gatrix.insights import reports, sealed
 from gatrix.insights.erase import erase_person
@@ -20,9 +22,10 @@ COUNTRIES = ["US", "KR", "DE"]
 SESSION_BREAKDOWNS = ("referrers", "entry_pages", "exit_pages", "countries", "browsers")
 
 
-def seeded(store: Store) -> str:
+def seeded(store: Store, signed_in: bool = True) -> str:
     """40 sessions over 10 hours of one day: 1–4 page views each, a few custom events and
-    purchases, one person signed in on two of them."""
+    purchases, one person signed in on two of them (unless not `signed_in`: then nobody is
+    linked, and the reports read the hourly rollups)."""
     project = f"seal-{uuid.uuid4().hex[:8]}"
     specs: list[dict[str, Any]] = []
     for n in range(40):
@@ -30,7 +33,7 @@ def seeded(store: Store) -> str:
         common = {
             "session_id": f"s{n}",
             "device_id": f"d{n % 25}",
-            "profile_id": "alice" if n in (3, 17) else "",
+            "profile_id": "alice" if signed_in and n in (3, 17) else "",
             "country": COUNTRIES[n % 3],
             "browser": "Firefox" if n % 4 == 0 else "Chrome",
         }
@@ -82,9 +85,12 @@ def sealed_hours(store: Store, project: str) -> int:
     )[0][0]
 
 
-def test_sealed_hours_answer_exactly_what_the_sessions_do(scratch_store: Store) -> None:
+@pytest.mark.parametrize("signed_in", [True, False], ids=["linked", "nobody linked"])
+def test_sealed_hours_answer_exactly_what_the_sessions_do(
+    scratch_store: Store, signed_in: bool
+) -> None:
     store = scratch_store
-    project = seeded(store)
+    project = seeded(store, signed_in)
     raw = answers(store, project)
     assert raw["metrics"]["sessions"] == 40 and raw["metrics"]["revenue"] == 57.0
     assert seal_all(store) == 10
@@ -184,3 +190,18 @@ def test_the_previous_period_of_a_range_ending_now_counts_its_minutes(
         assert {k: got[k] for k in expected} == expected
         assert got["sessions"] == started
         seal_all(store)
+
+
+def test_pages_paged_from_the_rollup_match_one_long_page(scratch_store: Store) -> None:
+    store = scratch_store
+    project = seeded(store, signed_in=False)
+    q = week(project)
+    for sort in ("pageviews", "visitors"):
+        whole = reports.breakdown(store, q, "pages", 10, sort=sort)["rows"]
+        assert len(whole) == 6
+        paged = [
+            row
+            for page in (1, 2, 3)
+            for row in reports.breakdown(store, q, "pages", 2, page, sort=sort)["rows"]
+        ]
+        assert paged == whole
