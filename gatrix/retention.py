@@ -28,7 +28,7 @@ from zoneinfo import ZoneInfo
 from sqlalchemy.engine import Engine
 
 from gatrix.clickhouse.store import Store
-from gatrix.insights.sealed import SEALED_TABLES
+from gatrix.insights.sealed import PAGE_TABLES, SESSION_TABLES, touch_pages
 from gatrix.insights.sql import SESSION_LEAD
 from gatrix.meta.keeping import Retained, retained_projects
 
@@ -65,7 +65,10 @@ def older_rows(db: str) -> dict[str, str]:
         **{table: f"hour < {{cut:{DT}}}" for table in ROLLUPS},
         # the sealed session hours, of session starts: the cut's hours are read from the
         # sessions kept across it, as before they were sealed
-        **{table: f"hour < {{cut:{DT}}}" for table in SEALED_TABLES},
+        **{table: f"hour < {{cut:{DT}}}" for table in SESSION_TABLES},
+        # the sealed page days before the cut's; the cut's own is touched once the deletes
+        # are done (it held hours before the cut), and read by the hour until built again
+        **{table: f"day < toDate({{cut:{DT}}})" for table in PAGE_TABLES},
         # the people index's rows of the sessions cut (an identify's row, session '', stays
         # with the profile)
         "visitor_sessions": f"session_start < {{cut:{DT}}} AND session_id != '' "
@@ -144,8 +147,10 @@ async def expire(
     while True:
         done.unfinished = await asyncio.to_thread(unfinished_mutations, store, done.tables)
         if not done.unfinished or loop.time() >= deadline:
-            return done
+            break
         await asyncio.sleep(poll_s)
+    await asyncio.to_thread(touch_pages, store, project_id, [cut])
+    return done
 
 
 async def expire_all(

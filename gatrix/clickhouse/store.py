@@ -43,6 +43,9 @@ PROJECT_TABLES = (
     "session_hourly",
     "session_hours",
     "session_touches",
+    "page_daily",
+    "page_days",
+    "page_touches",
 )
 _IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
 T = TypeVar("T")

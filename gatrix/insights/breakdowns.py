@@ -18,7 +18,7 @@ from gatrix.insights.filters import (
 )
 from gatrix.insights.identity import resolution
 from gatrix.insights.query import InvalidQuery, Query
-from gatrix.insights.sealed import session_breakdown_sql
+from gatrix.insights.sealed import pages_rows_sql, sealed_days, session_breakdown_sql
 from gatrix.insights.sql import (
     DT,
     SESSION_AGGREGATES,
@@ -175,24 +175,20 @@ def _pages_breakdown(
     db, params = store.db, base_params(q)
     v = resolution(store, q.project_id)
     if uses_rollups(q) and v.direct:
-        hours = (
-            f"FROM {db}.page_hourly WHERE project_id = {{project:String}} "
-            f"AND hour >= {{start:{DT}}} AND hour < {{end:{DT}}}"
-        )
-        # Merging the visitor sketches is the cost (every path's, every hour's); counting
-        # page views is not. Sorted by page views, only the page's paths need their sketch.
+        rows = pages_rows_sql(db, params, sealed_days(store, params))
+        # Merging the visitor sketches is the cost, counting page views is not: sorted by
+        # page views, only the shown paths' sketches are merged.
         shown = ""
         if sort == "pageviews":  # the page is picked inside: the outer ORDER BY only sorts it
             shown = (
-                f" AND path IN (SELECT path {hours} GROUP BY path"
-                f" ORDER BY sum(pageviews) DESC, path ASC LIMIT {int(limit)} OFFSET {int(offset)})"
+                f" WHERE path IN (SELECT path FROM ({rows}) GROUP BY path"
+                f" ORDER BY sum(pv) DESC, path ASC LIMIT {int(limit)} OFFSET {int(offset)})"
             )
-        sql = (
-            f"SELECT path AS value, uniqMerge(visitors) AS visitors, "
-            f"sum(pageviews) AS pageviews {hours}{shown} GROUP BY value"
-        )
-        if shown:
             offset = 0
+        sql = (
+            f"SELECT path AS value, uniqMerge(u) AS visitors, sum(pv) AS pageviews "
+            f"FROM ({rows}){shown} GROUP BY value"
+        )
     else:
         sql = (
             f"SELECT path AS value, uniq({v.expr()}) AS visitors, count() AS pageviews "

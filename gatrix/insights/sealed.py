@@ -24,7 +24,10 @@ from __future__ import annotations
 import logging
 import time
 from collections import defaultdict
-from datetime import datetime, timedelta
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from gatrix.clickhouse.store import Store
 from gatrix.insights.filters import SESSION_DIMENSIONS, Params
@@ -54,7 +57,8 @@ HOURS_PER_RUN = 24 * 7  # hours one run of the job builds at most, newest first
 DIMENSIONS = tuple(sorted(set(SESSION_DIMENSIONS.values())))
 HOURS = "Array(DateTime('UTC'))"
 # what a retention cut and a project's deletion clear with the other rollups
-SEALED_TABLES = ("session_hourly", "session_hours", "session_touches")
+SESSION_TABLES = ("session_hourly", "session_hours", "session_touches")
+PAGE_TABLES = ("page_daily", "page_days", "page_touches")
 
 
 # --- reading
@@ -135,32 +139,63 @@ def session_breakdown_sql(db: str, q: Query, params: Params, column: str, money:
     )
 
 
-# --- building
-
-
-def _server_now(store: Store) -> datetime:
-    # the generation is compared with touch times the server wrote: its clock, not ours
-    return store.query_rows("SELECT now64(3, 'UTC')", bounded=False)[0][0]
-
-
-def _due(
-    store: Store, before: datetime, settled: datetime, limit: int
-) -> list[tuple[str, datetime, bool]]:
-    """(project, hour, built before) of the hours to build: ended before `before`, touched
-    since their last build (or never built) but not since `settled`. Newest first."""
-    db = store.db
-    rows = store.query_rows(
-        f"SELECT t.project_id, t.hour, b.built > toDateTime64(0, 3, 'UTC') FROM "
-        f"(SELECT project_id, hour, max(touched_at) AS touched FROM {db}.session_touches "
-        f"WHERE hour < {{before:{DT}}} GROUP BY project_id, hour) AS t LEFT JOIN "
-        f"(SELECT project_id, hour, max(built_at) AS built FROM {db}.session_hours "
-        f"WHERE hour < {{before:{DT}}} GROUP BY project_id, hour) AS b "
-        f"USING (project_id, hour) WHERE t.touched >= b.built AND t.touched < {{settled:{DT}}} "
-        f"ORDER BY t.hour DESC, t.project_id LIMIT {int(limit)}",
-        {"before": before, "settled": settled},
-        bounded=False,
+def sealed_days(store: Store, params: Params, period: Period = CURRENT) -> list[tuple[Any, Any]]:
+    """(day, generation) of the period's whole UTC days that the page rollup answers: built,
+    and not touched since. Read first, so the hours left can be read by the primary key."""
+    days = (
+        f"project_id = {{project:String}} AND day >= {period.day_start} AND day < {period.day_end}"
     )
-    return [(str(p), h, bool(rebuilt)) for p, h, rebuilt in rows]
+    rows = store.query_rows(
+        f"SELECT b.day, b.built FROM (SELECT day, max(built_at) AS built "
+        f"FROM {store.db}.page_days WHERE {days} GROUP BY day) AS b LEFT JOIN (SELECT day, "
+        f"max(touched_at) AS touched FROM {store.db}.page_touches WHERE {days} GROUP BY day) "
+        "AS t USING day WHERE b.built > t.touched ORDER BY b.day",
+        params.values,
+    )
+    return [(day, built) for day, built in rows]
+
+
+def _spans(start: datetime, end: datetime, days: list[Any]) -> list[tuple[datetime, datetime]]:
+    """[start, end) less the (sorted, inside) `days`, as time spans."""
+    spans, cursor = [], start
+    for day in days:
+        begins = datetime(day.year, day.month, day.day, tzinfo=UTC)
+        if cursor < begins:
+            spans.append((cursor, begins))
+        cursor = begins + timedelta(days=1)
+    if cursor < end:
+        spans.append((cursor, end))
+    return spans
+
+
+def pages_rows_sql(db: str, params: Params, days: list[tuple[Any, Any]]) -> str:
+    """(path, u: visitor sketch, pv: page views) rows of the range (whole hours, bound in
+    `params`): the `days` (from `sealed_days`) from `page_daily`, the rest from
+    `page_hourly`, each hour span read by the primary key."""
+    start, end = params.values["start"], params.values["end"]
+    spans = _spans(start, end, [day for day, _ in days])
+    parts = []
+    if days:
+        params.values["sealed_days"] = days
+        parts.append(
+            f"SELECT path, visitors AS u, pageviews AS pv FROM {db}.page_daily "
+            "WHERE project_id = {project:String} AND day IN {sealed_days_only:Array(Date)} "
+            f"AND (day, built_at) IN {{sealed_days:Array(Tuple(Date, {DT}))}}"
+        )
+        params.values["sealed_days_only"] = [day for day, _ in days]
+    if spans or not days:
+        within = []
+        for i, (a, b) in enumerate(spans or [(start, end)]):
+            params.values[f"span{i}a"], params.values[f"span{i}b"] = a, b
+            within.append(f"(hour >= {{span{i}a:{DT}}} AND hour < {{span{i}b:{DT}}})")
+        parts.append(
+            f"SELECT path, visitors AS u, toUInt64(pageviews) AS pv FROM {db}.page_hourly "
+            f"WHERE project_id = {{project:String}} AND ({' OR '.join(within)})"
+        )
+    return " UNION ALL ".join(parts)
+
+
+# --- building
 
 
 # a session's numbers under names of their own: the outer statement's aliases (`pageviews`,
@@ -177,8 +212,8 @@ _BUILD_COLUMNS = {
 _BUILD_KEY = KEY_HASH.replace("profile_id", "prof").replace("device_id", "dev")
 
 
-def build_sql(db: str) -> str:
-    """Insert one generation of the rollup's rows for a project's `hours`."""
+def _session_build_sql(db: str) -> str:
+    """Insert one generation of the session rows of a project's `units` (hours)."""
     pairs = ", ".join(f"('{c}', {c})" for c in DIMENSIONS)
     columns = ", ".join(f"{expr} AS {name}" for name, expr in _BUILD_COLUMNS.items())
     return (
@@ -190,70 +225,165 @@ def build_sql(db: str) -> str:
         f"session_id, {columns} FROM {db}.sessions "
         f"WHERE project_id = {{project:String}} AND session_start >= {{first:{DT}}} "
         f"AND session_start < {{last:{DT}}} + INTERVAL 1 HOUR "
-        f"AND toStartOfHour(session_start) IN {{hours:{HOURS}}} "
+        f"AND toStartOfHour(session_start) IN {{units:Array(DateTime('UTC'))}} "
         "GROUP BY project_id, session_start, session_id) "
         f"ARRAY JOIN [('', ''), {pairs}] AS pair "
         "GROUP BY project_id, dimension, hour, value"
     )
 
 
+def _page_build_sql(db: str) -> str:
+    """Insert one generation of the page rows of a project's `units` (days), merged from
+    the hourly rollup (the sketches merge into one per path and day)."""
+    return (
+        f"INSERT INTO {db}.page_daily SELECT project_id, toDate(hour) AS day, path, "
+        f"{{built:{DT}}} AS built_at, uniqMergeState(visitors) AS visitors, "
+        f"sum(pageviews) AS pageviews FROM {db}.page_hourly "
+        f"WHERE project_id = {{project:String}} AND hour >= {{first:{DT}}} "
+        f"AND hour < {{last:{DT}}} + INTERVAL 1 DAY AND toDate(hour) IN {{units:Array(Date)}} "
+        "GROUP BY project_id, day, path"
+    )
+
+
+@dataclass(frozen=True)
+class Kind:
+    """One sealed rollup: its rows, the table naming each unit's generation, the touches."""
+
+    label: str
+    rows: str
+    marks: str
+    touches: str
+    unit: str  # the column of a unit ("hour", "day") and its SQL type
+    unit_type: str
+    truncate: str  # what turns a moment into its unit
+    per_build: int  # units one statement builds
+    build_sql: Callable[[str], str]  # the INSERT of one generation, given the database
+
+
+SESSIONS = Kind(
+    "session hours",
+    "session_hourly",
+    "session_hours",
+    "session_touches",
+    "hour",
+    "DateTime('UTC')",
+    "toStartOfHour",
+    24,
+    _session_build_sql,
+)
+PAGES = Kind(
+    "page days",
+    "page_daily",
+    "page_days",
+    "page_touches",
+    "day",
+    "Date",
+    "toDate",
+    7,
+    _page_build_sql,
+)
+KINDS = (SESSIONS, PAGES)
+
+
+def _server_now(store: Store) -> datetime:
+    # the generation is compared with touch times the server wrote: its clock, not ours
+    return store.query_rows("SELECT now64(3, 'UTC')", bounded=False)[0][0]
+
+
+def _due(
+    store: Store, kind: Kind, before: datetime, settled: datetime, limit: int
+) -> list[tuple[str, Any, bool]]:
+    """(project, unit, built before) of the units to build: begun before `before`, touched
+    since their last build (or never built) but not since `settled`. Newest first."""
+    db, unit = store.db, kind.unit
+    ended = f"{unit} < {kind.truncate}({{before:{DT}}})"
+    rows = store.query_rows(
+        f"SELECT t.project_id, t.{unit}, b.built > toDateTime64(0, 3, 'UTC') FROM "
+        f"(SELECT project_id, {unit}, max(touched_at) AS touched FROM {db}.{kind.touches} "
+        f"WHERE {ended} GROUP BY project_id, {unit}) AS t LEFT JOIN "
+        f"(SELECT project_id, {unit}, max(built_at) AS built FROM {db}.{kind.marks} "
+        f"WHERE {ended} GROUP BY project_id, {unit}) AS b USING (project_id, {unit}) "
+        f"WHERE t.touched >= b.built AND t.touched < {{settled:{DT}}} "
+        f"ORDER BY t.{unit} DESC, t.project_id LIMIT {int(limit)}",
+        {"before": before, "settled": settled},
+        bounded=False,
+    )
+    return [(str(p), u, bool(rebuilt)) for p, u, rebuilt in rows]
+
+
 def _build(
-    store: Store, project: str, hours: list[datetime], rebuilt: list[datetime], margin: timedelta
+    store: Store, kind: Kind, project: str, units: list[Any], rebuilt: list[Any], margin: timedelta
 ) -> None:
-    db = store.db
+    db, unit = store.db, kind.unit
     built = _server_now(store) - margin
+    bounds = [u if isinstance(u, datetime) else datetime(u.year, u.month, u.day) for u in units]
     params = {
         "project": project,
-        "hours": hours,
-        "first": min(hours),
-        "last": max(hours),
+        "units": units,
+        "first": min(bounds),
+        "last": max(bounds),
         "built": built,
         "rebuilt": rebuilt,
     }
-    store.command(build_sql(db), params)
+    store.command(kind.build_sql(db), params)
     store.command(
-        f"INSERT INTO {db}.session_hours (project_id, hour, built_at) SELECT {{project:String}}, "
-        f"hour, {{built:{DT}}} FROM (SELECT arrayJoin({{hours:{HOURS}}}) AS hour)",
+        f"INSERT INTO {db}.{kind.marks} (project_id, {unit}, built_at) "
+        f"SELECT {{project:String}}, u, {{built:{DT}}} "
+        f"FROM (SELECT arrayJoin({{units:Array({kind.unit_type})}}) AS u)",
         params,
     )
     if rebuilt:  # the generations these replace: nothing reads them any more
         store.command(
-            f"DELETE FROM {db}.session_hourly WHERE project_id = {{project:String}} "
-            f"AND hour IN {{rebuilt:{HOURS}}} AND built_at < {{built:{DT}}} "
+            f"DELETE FROM {db}.{kind.rows} WHERE project_id = {{project:String}} "
+            f"AND {unit} IN {{rebuilt:Array({kind.unit_type})}} AND built_at < {{built:{DT}}} "
             "SETTINGS lightweight_deletes_sync = 0",
             params,
         )
 
 
 def seal(store: Store, limit: int = HOURS_PER_RUN, margin: timedelta = INSERT_MARGIN) -> int:
-    """Build the hours that are due, newest first, at most `limit`; how many it built.
-    Not on a cluster: a generation's rows would be spread over shards that a delete and a
-    read do not see as one (reports there read `sessions`, as before)."""
+    """Build what is due of each kind, newest first, at most `limit` units of each; how many
+    units it built. Not on a cluster: a generation's rows would be spread over shards that a
+    delete and a read do not see as one (reports there read the hourly tables, as before)."""
     if store.cluster:
         return 0
-    started = time.monotonic()
-    now = _server_now(store)
-    due = _due(store, now - SEAL_AFTER, now - margin, limit)
-    by_project: dict[str, list[tuple[datetime, bool]]] = defaultdict(list)
-    for project, hour, rebuilt in due:
-        by_project[project].append((hour, rebuilt))
-    for project, hours in by_project.items():
-        for i in range(0, len(hours), HOURS_PER_BUILD):
-            chunk = hours[i : i + HOURS_PER_BUILD]
-            rebuilt = [h for h, again in chunk if again]
-            _build(store, project, [h for h, _ in chunk], rebuilt, margin)
-    if due:
-        log.info("sealed %d session hours in %.1f s", len(due), time.monotonic() - started)
-    return len(due)
+    total = 0
+    for kind in KINDS:
+        started = time.monotonic()
+        now = _server_now(store)
+        due = _due(store, kind, now - SEAL_AFTER, now - margin, limit)
+        by_project: dict[str, list[tuple[Any, bool]]] = defaultdict(list)
+        for project, unit, rebuilt in due:
+            by_project[project].append((unit, rebuilt))
+        for project, units in by_project.items():
+            for i in range(0, len(units), kind.per_build):
+                chunk = units[i : i + kind.per_build]
+                again = [u for u, was in chunk if was]
+                _build(store, kind, project, [u for u, _ in chunk], again, margin)
+        if due:
+            log.info("sealed %d %s in %.1f s", len(due), kind.label, time.monotonic() - started)
+        total += len(due)
+    return total
 
 
-def touch(store: Store, project_id: str, hours: list[datetime]) -> None:
-    """Mark `hours` (of session starts) changed now: after a delete, which inserts nothing."""
-    if not hours:
+def _touch(store: Store, kind: Kind, project_id: str, moments: list[datetime]) -> None:
+    if not moments:
         return
     store.command(
-        f"INSERT INTO {store.db}.session_touches (project_id, hour, touched_at) "
-        f"SELECT {{project:String}}, toStartOfHour(h), now64(3, 'UTC') "
-        f"FROM (SELECT arrayJoin({{hours:Array({DT})}}) AS h)",
-        {"project": project_id, "hours": hours},
+        f"INSERT INTO {store.db}.{kind.touches} (project_id, {kind.unit}, touched_at) "
+        f"SELECT {{project:String}}, {kind.truncate}(m), now64(3, 'UTC') "
+        f"FROM (SELECT arrayJoin({{moments:Array({DT})}}) AS m)",
+        {"project": project_id, "moments": moments},
     )
+
+
+def touch(store: Store, project_id: str, session_starts: list[datetime]) -> None:
+    """Mark the hours of these session starts changed now: after a delete of session rows,
+    which inserts nothing."""
+    _touch(store, SESSIONS, project_id, session_starts)
+
+
+def touch_pages(store: Store, project_id: str, moments: list[datetime]) -> None:
+    """Mark the days of these page-view times changed now: after a delete of `page_hourly`
+    rows (an erasure, a retention cut)."""
+    _touch(store, PAGES, project_id, moments)

@@ -86,6 +86,11 @@ class Period:
         last = max(first, end.replace(minute=0, second=0, microsecond=0))
         params.values[f"{self.prefix}hstart"] = first
         params.values[f"{self.prefix}hend"] = last
+        # and the whole UTC days inside it: what the sealed page days answer
+        day = start.astimezone(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+        day += timedelta(days=0 if day == start else 1)
+        params.values[f"{self.prefix}dstart"] = day.date()
+        params.values[f"{self.prefix}dend"] = max(day.date(), end.astimezone(UTC).date())
 
     @property
     def start(self) -> str:
@@ -98,6 +103,14 @@ class Period:
     @property
     def lead(self) -> str:
         return f"{{{self.prefix}lead:{DT}}}"
+
+    @property
+    def day_start(self) -> str:
+        return f"{{{self.prefix}dstart:Date}}"
+
+    @property
+    def day_end(self) -> str:
+        return f"{{{self.prefix}dend:Date}}"
 
     @property
     def hour_start(self) -> str:

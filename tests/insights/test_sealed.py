@@ -3,6 +3,7 @@ hours it sealed, and gives way at once to a late session, an erasure or a touch.
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -13,6 +14,7 @@ from gatrix.clickhouse.store import Store
 from gatrix.insights import reports, sealed
 from gatrix.insights.erase import erase_person
 from gatrix.insights.query import QueryParams, build_query
+from gatrix.retention import expire
 from tests.factory import events
 
 NOW = datetime(2026, 3, 9, 12, tzinfo=UTC)
@@ -20,6 +22,7 @@ DAY = datetime(2026, 3, 2, tzinfo=UTC)
 REFERRERS = ["", "Google", "Bing", "X"]
 COUNTRIES = ["US", "KR", "DE"]
 SESSION_BREAKDOWNS = ("referrers", "entry_pages", "exit_pages", "countries", "browsers")
+SEALED = 11  # units the seeded data seals: 10 session hours and 1 page day
 
 
 def seeded(store: Store, signed_in: bool = True) -> str:
@@ -67,7 +70,16 @@ def answers(store: Store, project: str) -> dict[str, Any]:
     for dimension in SESSION_BREAKDOWNS:
         for sort in ("visitors", "bounce_rate", "revenue"):
             out[f"{dimension}/{sort}"] = reports.breakdown(store, q, dimension, 50, sort=sort)
+    for sort in ("pageviews", "visitors"):
+        out[f"pages/{sort}"] = reports.breakdown(store, q, "pages", 50, sort=sort)
     return out
+
+
+def unsealed(store: Store, project: str) -> dict[str, Any]:
+    """What the reports say with every sealed unit set aside (read from the hourly tables)."""
+    for marks in ("session_hours", "page_days"):
+        store.command(f"TRUNCATE TABLE {store.db}.{marks}")
+    return answers(store, project)
 
 
 def seal_all(store: Store) -> int:
@@ -93,7 +105,7 @@ def test_sealed_hours_answer_exactly_what_the_sessions_do(
     project = seeded(store, signed_in)
     raw = answers(store, project)
     assert raw["metrics"]["sessions"] == 40 and raw["metrics"]["revenue"] == 57.0
-    assert seal_all(store) == 10
+    assert seal_all(store) == SEALED
     assert sealed_hours(store, project) == 10
     assert answers(store, project) == raw
     assert seal_all(store) == 0  # nothing touched since: nothing to build again
@@ -130,7 +142,7 @@ def test_a_late_session_in_a_sealed_hour_counts_at_once(scratch_store: Store) ->
     assert after["metrics"]["sessions"] == before["metrics"]["sessions"] + 1
     countries = {r["value"]: r["sessions"] for r in after["countries/visitors"]["rows"]}
     assert countries["FR"] == 1
-    assert seal_all(store) == 1  # only the hour the late session touched
+    assert seal_all(store) == 2  # the hour the late session touched, and its page day
     assert answers(store, project) == after
 
 
@@ -142,11 +154,7 @@ def test_erasing_a_person_reopens_their_hours(scratch_store: Store) -> None:
     now = answers(store, project)
     # her two sessions and session 28, on her device d3
     assert now["metrics"]["sessions"] == 37
-    # what the sessions themselves say, the rollup set aside
-    store.command(
-        f"TRUNCATE TABLE {store.db}.session_hours",
-    )
-    assert answers(store, project) == now
+    assert unsealed(store, project) == now
     seal_all(store)
     assert answers(store, project) == now
 
@@ -205,3 +213,36 @@ def test_pages_paged_from_the_rollup_match_one_long_page(scratch_store: Store) -
             for row in reports.breakdown(store, q, "pages", 2, page, sort=sort)["rows"]
         ]
         assert paged == whole
+
+
+def test_a_sealed_page_day_is_read_from_its_rollup_until_touched(scratch_store: Store) -> None:
+    store = scratch_store
+    project = seeded(store, signed_in=False)
+    seal_all(store)
+
+    def top_page() -> int:
+        return reports.breakdown(store, week(project), "pages", 1)["rows"][0]["pageviews"]
+
+    before = top_page()
+    store.command(  # no insert: the day stays sealed
+        f"DELETE FROM {store.db}.page_hourly WHERE project_id = {{p:String}}", {"p": project}
+    )
+    assert top_page() == before
+    sealed.touch_pages(store, project, [DAY + timedelta(hours=3)])
+    assert reports.breakdown(store, week(project), "pages", 1)["rows"] == []
+
+
+def test_a_retention_cut_inside_a_sealed_day_keeps_the_reports_consistent(
+    scratch_store: Store,
+) -> None:
+    store = scratch_store
+    project = seeded(store, signed_in=False)
+    seal_all(store)
+    cut = DAY + timedelta(hours=5)
+    done = asyncio.run(expire(store, project, cut))
+    assert "page_hourly" in done.tables  # the sealed day itself stays, touched
+    after = answers(store, project)
+    assert after["metrics"]["pageviews"] < 100
+    assert unsealed(store, project) == after
+    seal_all(store)
+    assert answers(store, project) == after
