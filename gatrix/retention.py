@@ -28,7 +28,7 @@ from zoneinfo import ZoneInfo
 from sqlalchemy.engine import Engine
 
 from gatrix.clickhouse.store import Store
-from gatrix.insights.sealed import PAGE_TABLES, SESSION_TABLES, touch_pages
+from gatrix.insights.sealed import DAY_TABLES, SESSION_TABLES, touch_days
 from gatrix.insights.sql import SESSION_LEAD
 from gatrix.meta.keeping import Retained, retained_projects
 
@@ -66,9 +66,9 @@ def older_rows(db: str) -> dict[str, str]:
         # the sealed session hours, of session starts: the cut's hours are read from the
         # sessions kept across it, as before they were sealed
         **{table: f"hour < {{cut:{DT}}}" for table in SESSION_TABLES},
-        # the sealed page days before the cut's; the cut's own is touched once the deletes
-        # are done (it held hours before the cut), and read by the hour until built again
-        **{table: f"day < toDate({{cut:{DT}}})" for table in PAGE_TABLES},
+        # the sealed days (pages, totals) before the cut's; the cut's own is touched once the
+        # deletes are done (it held hours before the cut), and read by the hour until rebuilt
+        **{table: f"day < toDate({{cut:{DT}}})" for table in DAY_TABLES},
         # the people index's rows of the sessions cut (an identify's row, session '', stays
         # with the profile)
         "visitor_sessions": f"session_start < {{cut:{DT}}} AND session_id != '' "
@@ -149,7 +149,7 @@ async def expire(
         if not done.unfinished or loop.time() >= deadline:
             break
         await asyncio.sleep(poll_s)
-    await asyncio.to_thread(touch_pages, store, project_id, [cut])
+    await asyncio.to_thread(touch_days, store, project_id, [cut])
     return done
 
 

@@ -46,6 +46,12 @@ PROJECT_TABLES = (
     "page_daily",
     "page_days",
     "page_touches",
+    "total_daily",
+    "total_days",
+    "total_touches",
+    "session_daily",
+    "session_days",
+    "session_day_touches",
 )
 _IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
 T = TypeVar("T")

@@ -137,7 +137,9 @@ def _session_breakdown(
     )
     if not q.filters and v.direct:  # the sealed hours from their rollup, the rest raw
         rows = store.query_dicts(
-            session_breakdown_sql(db, q, params, column, money)
+            session_breakdown_sql(
+                db, q, params, column, money, sealed_days(store, params, kind="session")
+            )
             + _order(sort, limit, offset, _SESSION_SORT_COLUMNS),
             params.values,
         )

@@ -35,7 +35,7 @@ from gatrix.insights.person import (
     sessions_of,
     spans_of,
 )
-from gatrix.insights.sealed import touch, touch_pages
+from gatrix.insights.sealed import touch, touch_days
 from gatrix.insights.sql import DT
 from gatrix.meta import audit
 
@@ -170,7 +170,7 @@ def erase_person(store: Store, project_id: str, person_id: str) -> dict[str, Any
     _wait_for_deletes(store, started)
     # a delete inserts nothing: the sealed hours of the person's visits must be told
     touch(store, project_id, [s["session_start"] for s in sessions])
-    touch_pages(store, project_id, hours)
+    touch_days(store, project_id, hours)
     return {"id": person, "deleted": deleted, "hours_rebuilt": len(hours)}
 
 

@@ -16,7 +16,7 @@ from gatrix.insights.breakdowns import SORTS, breakdown, property_breakdown, pro
 from gatrix.insights.filters import Params
 from gatrix.insights.identity import DIRECT, Visitors, resolution
 from gatrix.insights.query import InvalidQuery, Query, bucket_starts
-from gatrix.insights.sealed import session_totals_sql
+from gatrix.insights.sealed import sealed_days, session_totals_sql, totals_rows_sql
 from gatrix.insights.sql import (
     CURRENT,
     DT,
@@ -35,6 +35,7 @@ from gatrix.insights.sql import (
 )
 from gatrix.pageviews import CUSTOM_EVENT_SQL, PAGEVIEW_SQL
 
+UTC_ZONES = ("UTC", "Etc/UTC", "GMT", "Etc/GMT", "Etc/UCT", "UCT", "Universal", "Zulu")
 METRICS = (
     "visitors",
     "sessions",
@@ -68,9 +69,10 @@ def metrics(store: Store, q: Query) -> dict[str, Any]:
     db = store.db
     params = Params({"project": q.project_id})
     v = resolution(store, q.project_id)
+    days = _sealed_totals(store, params, periods, v)
     sql = " UNION ALL ".join(
-        f"SELECT {i} AS period, e.*, s.* FROM ({_event_totals_sql(db, pq, params, period, v)}) "
-        "AS e "
+        f"SELECT {i} AS period, e.*, s.* FROM "
+        f"({_event_totals_sql(db, pq, params, period, v, days[period.prefix])}) AS e "
         f"CROSS JOIN ({session_totals_sql(db, pq, params, period)}) AS s"
         for i, (period, pq) in enumerate(periods)
     )
@@ -93,9 +95,27 @@ def _kpis(row: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def _event_totals_sql(db: str, q: Query, params: Params, period: Period, v: Visitors) -> str:
-    """One row: visitors, pageviews, events, revenue_total, revenue_events of the period."""
+def _sealed_totals(
+    store: Store, params: Params, periods: list[tuple[Period, Query]], v: Visitors
+) -> dict[str, list[tuple[Any, Any]]]:
+    """Per period (by prefix), the sealed days its totals read from `total_daily`: none when
+    the totals do not come from the rollups (filters, linked visitors)."""
+    out: dict[str, list[tuple[Any, Any]]] = {}
+    for period, pq in periods:
+        period.bind(params, pq)
+        sealable = v.direct and not pq.filters
+        out[period.prefix] = sealed_days(store, params, period, "total") if sealable else []
+    return out
+
+
+def _event_totals_sql(
+    db: str, q: Query, params: Params, period: Period, v: Visitors, days: list[tuple[Any, Any]]
+) -> str:
+    """One row: visitors, pageviews, events, revenue_total, revenue_events of the period;
+    `days` are its sealed days (`_sealed_totals`)."""
     period.bind(params, q)
+    if not q.filters and v.direct:
+        return _edged_totals_sql(db, params, period, days)
     if uses_rollups(q):
         hours = (
             f"project_id = {{project:String}} AND hour >= {period.start} AND hour < {period.end}"
@@ -111,8 +131,6 @@ def _event_totals_sql(db: str, q: Query, params: Params, period: Period, v: Visi
             f"WHERE project_id = {{project:String}} AND created_at >= {period.start} "
             f"AND created_at < {period.end} AND revenue != 0) AS r"
         )
-    if not q.filters and v.direct:
-        return _edged_totals_sql(db, period)
     return (
         f"SELECT uniq({v.expr()}) AS visitors, countIf({PAGEVIEW_SQL}) AS pageviews, "
         f"countIf({CUSTOM_EVENT_SQL}) AS events, sum(revenue) AS revenue_total, "
@@ -121,17 +139,13 @@ def _event_totals_sql(db: str, q: Query, params: Params, period: Period, v: Visi
     )
 
 
-def _edged_totals_sql(db: str, period: Period) -> str:
-    """The totals of a range that is not whole hours (the previous period of one that ends
-    now): its whole hours from `hourly`, the minutes at its ends from `events`, the
-    visitors of both merged as one sketch."""
-    whole = (
-        f"project_id = {{project:String}} AND hour >= {period.hour_start} "
-        f"AND hour < {period.hour_end}"
-    )
+def _edged_totals_sql(db: str, params: Params, period: Period, days: list[tuple[Any, Any]]) -> str:
+    """The unfiltered totals of a period: its sealed days from `total_daily`, its other whole
+    hours from `hourly`, the minutes at its ends (a range that ends now, and its previous
+    period) from `events`; the visitors of all merged as one sketch."""
     counted = (
-        f"SELECT visitors AS u, toUInt64(pageviews) AS pv, toUInt64(custom_events) AS ce "
-        f"FROM {db}.hourly WHERE {whole} UNION ALL SELECT uniqState(device_id), "
+        f"SELECT u, pv, ce FROM ({totals_rows_sql(db, params, days, period)}) "
+        "UNION ALL SELECT uniqState(device_id), "
         f"countIf({PAGEVIEW_SQL}), countIf({CUSTOM_EVENT_SQL}) FROM {db}.events "
         f"WHERE project_id = {{project:String}} AND {period.edges()}"
     )
@@ -215,7 +229,14 @@ def _series_values(store: Store, q: Query, metric: str) -> dict[str, Any]:
         hours = (
             f"project_id = {{project:String}} AND hour >= {{start:{DT}}} AND hour < {{end:{DT}}}"
         )
-        if metric == "visitors":
+        if metric == "visitors" and v.direct and _whole_days(q):
+            days = sealed_days(store, params, CURRENT, "total")
+            rows = totals_rows_sql(db, params, days, CURRENT)
+            sql = (
+                f"SELECT {bucket_sql('t', q.interval, tz)} AS bucket, uniqMerge(u) AS visitors "
+                f"FROM ({rows}) GROUP BY bucket"
+            )
+        elif metric == "visitors":
             sql = _hourly_visitors_sql(db, v, hours, bucket)
         else:
             sql = (
@@ -230,6 +251,12 @@ def _series_values(store: Store, q: Query, metric: str) -> dict[str, Any]:
             f"FROM {db}.events{v.join()} WHERE {events_where(db, q, params)} GROUP BY bucket"
         )
     return {r["bucket"]: int(r[column] or 0) for r in store.query_dicts(sql, params.values)}
+
+
+def _whole_days(q: Query) -> bool:
+    """Whether each bucket of the series is whole UTC days, so that sealed days can stand
+    for their hours."""
+    return q.interval in ("day", "week", "month") and q.range.timezone in UTC_ZONES
 
 
 __all__ = [  # the dashboard and the API read every report from this module

@@ -59,14 +59,18 @@ HOURS = "Array(DateTime('UTC'))"
 # what a retention cut and a project's deletion clear with the other rollups
 SESSION_TABLES = ("session_hourly", "session_hours", "session_touches")
 PAGE_TABLES = ("page_daily", "page_days", "page_touches")
+TOTAL_TABLES = ("total_daily", "total_days", "total_touches")
+SESSION_DAY_TABLES = ("session_daily", "session_days", "session_day_touches")
+DAY_TABLES = (*PAGE_TABLES, *TOTAL_TABLES, *SESSION_DAY_TABLES)  # the sealed rollups by day
 
 
 # --- reading
 
 
-def _valid_hours(db: str, period: Period) -> str:
+def _valid_hours(db: str, period: Period, except_days: str = "") -> str:
     """(hour, built) of the period's hours whose built generation no insert has touched
-    since: those the rollup answers."""
+    since: those the rollup answers (less those of `except_days`, an array of dates that a
+    sealed day answers)."""
     span = (
         f"project_id = {{project:String}} AND hour >= {period.hour_start} "
         f"AND hour < {period.hour_end}"
@@ -76,6 +80,7 @@ def _valid_hours(db: str, period: Period) -> str:
         f"FROM {db}.session_hours WHERE {span} GROUP BY hour) AS b LEFT JOIN (SELECT hour, "
         f"max(touched_at) AS touched FROM {db}.session_touches WHERE {span} GROUP BY hour) "
         "AS t USING hour WHERE b.built > t.touched"
+        + (f" AND toDate(b.hour) NOT IN {except_days}" if except_days else "")
     )
 
 
@@ -106,15 +111,43 @@ def session_totals_sql(db: str, q: Query, params: Params, period: Period = CURRE
     )
 
 
-def session_breakdown_sql(db: str, q: Query, params: Params, column: str, money: str) -> str:
-    """The rows of a session-dimension breakdown (unfiltered, nobody linked),
-    with the columns `_session_breakdown` reads; `money` is its revenue per session."""
+def session_breakdown_sql(
+    db: str,
+    q: Query,
+    params: Params,
+    column: str,
+    money: str,
+    days: list[tuple[Any, Any]] | None = None,
+) -> str:
+    """The rows of a session-dimension breakdown (unfiltered, nobody linked), with the
+    columns `_session_breakdown` reads; `money` is its revenue per session, `days` the
+    range's sealed session days (`sealed_days(kind="session")`): those read from
+    `session_daily`, the other sealed hours from `session_hourly`, the rest from `sessions`."""
     params.values["dimension"] = column
-    valid = _valid_hours(db, CURRENT)
-    rest = sessions_sql(db, q, params, extra=(column,), except_hours=f"SELECT hour FROM ({valid})")
-    counted = (
-        f"SELECT value, visitors AS u, sessions AS n, pageviews AS pv, bounces AS b, "
-        f"duration_ms AS d {_sealed_rows(db, CURRENT, '{dimension:String}', valid)} "
+    except_days = ""
+    if days:
+        params.values["session_days"] = list(days)
+        params.values["session_days_only"] = [day for day, _ in days]
+        except_days = "{session_days_only:Array(Date)}"
+    valid = _valid_hours(db, CURRENT, except_days)
+    rest = sessions_sql(
+        db,
+        q,
+        params,
+        extra=(column,),
+        except_hours=f"SELECT hour FROM ({valid})",
+        except_days=except_days,
+    )
+    columns = "value, visitors AS u, sessions AS n, pageviews AS pv, bounces AS b, duration_ms AS d"
+    counted = f"SELECT {columns} {_sealed_rows(db, CURRENT, '{dimension:String}', valid)} "
+    if days:
+        counted += (
+            f"UNION ALL SELECT {columns} FROM {db}.session_daily "
+            "WHERE project_id = {project:String} AND dimension = {dimension:String} "
+            f"AND day IN {except_days} "
+            f"AND (day, built_at) IN {{session_days:Array(Tuple(Date, {DT}))}} "
+        )
+    counted += (
         f"UNION ALL SELECT {column} AS value, uniqState({KEY_HASH}), count(), sum(pageviews), "
         "countIf(pageviews <= 1 AND custom_events = 0), "
         f"sum(dateDiff('millisecond', first_at, last_at)) FROM ({rest}) GROUP BY value"
@@ -139,17 +172,21 @@ def session_breakdown_sql(db: str, q: Query, params: Params, column: str, money:
     )
 
 
-def sealed_days(store: Store, params: Params, period: Period = CURRENT) -> list[tuple[Any, Any]]:
-    """(day, generation) of the period's whole UTC days that the page rollup answers: built,
-    and not touched since. Read first, so the hours left can be read by the primary key."""
+def sealed_days(
+    store: Store, params: Params, period: Period = CURRENT, kind: str = "page"
+) -> list[tuple[Any, Any]]:
+    """(day, generation) of the period's whole UTC days that a sealed day rollup (`kind`:
+    "page", "total" or "session") answers: built, and not touched since. Read first, so the
+    hours left can be read by the primary key."""
+    sealed = DAY_KINDS[kind]
     days = (
         f"project_id = {{project:String}} AND day >= {period.day_start} AND day < {period.day_end}"
     )
     rows = store.query_rows(
         f"SELECT b.day, b.built FROM (SELECT day, max(built_at) AS built "
-        f"FROM {store.db}.page_days WHERE {days} GROUP BY day) AS b LEFT JOIN (SELECT day, "
-        f"max(touched_at) AS touched FROM {store.db}.page_touches WHERE {days} GROUP BY day) "
-        "AS t USING day WHERE b.built > t.touched ORDER BY b.day",
+        f"FROM {store.db}.{sealed.marks} WHERE {days} GROUP BY day) AS b LEFT JOIN (SELECT day, "
+        f"max(touched_at) AS touched FROM {store.db}.{sealed.touches} WHERE {days} "
+        "GROUP BY day) AS t USING day WHERE b.built > t.touched ORDER BY b.day",
         params.values,
     )
     return [(day, built) for day, built in rows]
@@ -172,24 +209,69 @@ def pages_rows_sql(db: str, params: Params, days: list[tuple[Any, Any]]) -> str:
     """(path, u: visitor sketch, pv: page views) rows of the range (whole hours, bound in
     `params`): the `days` (from `sealed_days`) from `page_daily`, the rest from
     `page_hourly`, each hour span read by the primary key."""
-    start, end = params.values["start"], params.values["end"]
+    return _day_rows_sql(
+        db,
+        params,
+        days,
+        ("page_daily", "path, visitors AS u, pageviews AS pv"),
+        ("page_hourly", "path, visitors AS u, toUInt64(pageviews) AS pv"),
+        (params.values["start"], params.values["end"]),
+    )
+
+
+def totals_rows_sql(db: str, params: Params, days: list[tuple[Any, Any]], period: Period) -> str:
+    """(t: the day's or the hour's start, u: visitor sketch, pv: page views, ce: custom
+    events) rows of the period's whole hours: the `days` (from `sealed_days(kind="total")`)
+    from `total_daily`, the rest from `hourly`."""
+    start = params.values[f"{period.prefix}hstart"]
+    end = params.values[f"{period.prefix}hend"]
+    return _day_rows_sql(
+        db,
+        params,
+        days,
+        (
+            "total_daily",
+            "toDateTime(day, 'UTC') AS t, visitors AS u, pageviews AS pv, custom_events AS ce",
+        ),
+        (
+            "hourly",
+            "hour AS t, visitors AS u, toUInt64(pageviews) AS pv, toUInt64(custom_events) AS ce",
+        ),
+        (start, end),
+        name=f"{period.prefix}sealed",
+    )
+
+
+def _day_rows_sql(
+    db: str,
+    params: Params,
+    days: list[tuple[Any, Any]],
+    daily: tuple[str, str],
+    hourly: tuple[str, str],
+    bounds: tuple[datetime, datetime],
+    name: str = "sealed",
+) -> str:
+    """The rows of [start, end) (whole hours): the sealed `days` from the `daily` (table,
+    columns), every other hour from the `hourly` one, each span read by the primary key.
+    `name` prefixes the parameters this binds, so two periods can share a statement."""
+    start, end = bounds
     spans = _spans(start, end, [day for day, _ in days])
     parts = []
     if days:
-        params.values["sealed_days"] = days
+        params.values[f"{name}_days"] = days
+        params.values[f"{name}_days_only"] = [day for day, _ in days]
         parts.append(
-            f"SELECT path, visitors AS u, pageviews AS pv FROM {db}.page_daily "
-            "WHERE project_id = {project:String} AND day IN {sealed_days_only:Array(Date)} "
-            f"AND (day, built_at) IN {{sealed_days:Array(Tuple(Date, {DT}))}}"
+            f"SELECT {daily[1]} FROM {db}.{daily[0]} WHERE project_id = {{project:String}} "
+            f"AND day IN {{{name}_days_only:Array(Date)}} "
+            f"AND (day, built_at) IN {{{name}_days:Array(Tuple(Date, {DT}))}}"
         )
-        params.values["sealed_days_only"] = [day for day, _ in days]
     if spans or not days:
         within = []
         for i, (a, b) in enumerate(spans or [(start, end)]):
-            params.values[f"span{i}a"], params.values[f"span{i}b"] = a, b
-            within.append(f"(hour >= {{span{i}a:{DT}}} AND hour < {{span{i}b:{DT}}})")
+            params.values[f"{name}{i}a"], params.values[f"{name}{i}b"] = a, b
+            within.append(f"(hour >= {{{name}{i}a:{DT}}} AND hour < {{{name}{i}b:{DT}}})")
         parts.append(
-            f"SELECT path, visitors AS u, toUInt64(pageviews) AS pv FROM {db}.page_hourly "
+            f"SELECT {hourly[1]} FROM {db}.{hourly[0]} "
             f"WHERE project_id = {{project:String}} AND ({' OR '.join(within)})"
         )
     return " UNION ALL ".join(parts)
@@ -214,21 +296,33 @@ _BUILD_KEY = KEY_HASH.replace("profile_id", "prof").replace("device_id", "dev")
 
 def _session_build_sql(db: str) -> str:
     """Insert one generation of the session rows of a project's `units` (hours)."""
+    return _sessions_by_sql(db, "session_hourly", "hour", "toStartOfHour", HOURS)
+
+
+def _session_day_build_sql(db: str) -> str:
+    """Insert one generation of the session rows of a project's `units` (days)."""
+    return _sessions_by_sql(db, "session_daily", "day", "toDate", "Array(Date)")
+
+
+def _sessions_by_sql(db: str, table: str, unit: str, truncate: str, units: str) -> str:
+    """Insert into `table` the sessions that began in the `units`, counted per `unit` of
+    their start and per value of each dimension."""
     pairs = ", ".join(f"('{c}', {c})" for c in DIMENSIONS)
     columns = ", ".join(f"{expr} AS {name}" for name, expr in _BUILD_COLUMNS.items())
+    span = "1 DAY" if unit == "day" else "1 HOUR"
     return (
-        f"INSERT INTO {db}.session_hourly SELECT project_id, pair.1 AS dimension, "
-        f"toStartOfHour(session_start) AS hour, pair.2 AS value, {{built:{DT}}} AS built_at, "
+        f"INSERT INTO {db}.{table} SELECT project_id, pair.1 AS dimension, "
+        f"{truncate}(session_start) AS {unit}, pair.2 AS value, {{built:{DT}}} AS built_at, "
         "count() AS sessions, sum(pv) AS pageviews, countIf(pv <= 1 AND ce = 0) AS bounces, "
         "sum(dateDiff('millisecond', fa, la)) AS duration_ms, "
         f"uniqState({_BUILD_KEY}) AS visitors FROM (SELECT project_id, session_start, "
         f"session_id, {columns} FROM {db}.sessions "
         f"WHERE project_id = {{project:String}} AND session_start >= {{first:{DT}}} "
-        f"AND session_start < {{last:{DT}}} + INTERVAL 1 HOUR "
-        f"AND toStartOfHour(session_start) IN {{units:Array(DateTime('UTC'))}} "
+        f"AND session_start < {{last:{DT}}} + INTERVAL {span} "
+        f"AND {truncate}(session_start) IN {{units:{units}}} "
         "GROUP BY project_id, session_start, session_id) "
         f"ARRAY JOIN [('', ''), {pairs}] AS pair "
-        "GROUP BY project_id, dimension, hour, value"
+        f"GROUP BY project_id, dimension, {unit}, value"
     )
 
 
@@ -242,6 +336,19 @@ def _page_build_sql(db: str) -> str:
         f"WHERE project_id = {{project:String}} AND hour >= {{first:{DT}}} "
         f"AND hour < {{last:{DT}}} + INTERVAL 1 DAY AND toDate(hour) IN {{units:Array(Date)}} "
         "GROUP BY project_id, day, path"
+    )
+
+
+def _totals_build_sql(db: str) -> str:
+    """Insert one generation of the day totals of a project's `units` (days), merged from
+    the hourly rollup."""
+    return (
+        f"INSERT INTO {db}.total_daily SELECT project_id, toDate(hour) AS day, "
+        f"{{built:{DT}}} AS built_at, uniqMergeState(visitors) AS visitors, "
+        "sum(pageviews) AS pageviews, sum(custom_events) AS custom_events FROM "
+        f"{db}.hourly WHERE project_id = {{project:String}} AND hour >= {{first:{DT}}} "
+        f"AND hour < {{last:{DT}}} + INTERVAL 1 DAY AND toDate(hour) IN {{units:Array(Date)}} "
+        "GROUP BY project_id, day"
     )
 
 
@@ -282,7 +389,30 @@ PAGES = Kind(
     7,
     _page_build_sql,
 )
-KINDS = (SESSIONS, PAGES)
+TOTALS = Kind(
+    "day totals",
+    "total_daily",
+    "total_days",
+    "total_touches",
+    "day",
+    "Date",
+    "toDate",
+    31,
+    _totals_build_sql,
+)
+SESSION_DAYS = Kind(
+    "session days",
+    "session_daily",
+    "session_days",
+    "session_day_touches",
+    "day",
+    "Date",
+    "toDate",
+    1,
+    _session_day_build_sql,
+)
+KINDS = (SESSIONS, SESSION_DAYS, PAGES, TOTALS)
+DAY_KINDS = {"page": PAGES, "total": TOTALS, "session": SESSION_DAYS}
 
 
 def _server_now(store: Store) -> datetime:
@@ -378,12 +508,14 @@ def _touch(store: Store, kind: Kind, project_id: str, moments: list[datetime]) -
 
 
 def touch(store: Store, project_id: str, session_starts: list[datetime]) -> None:
-    """Mark the hours of these session starts changed now: after a delete of session rows,
-    which inserts nothing."""
+    """Mark the hours and days of these session starts changed now: after a delete of
+    session rows, which inserts nothing."""
     _touch(store, SESSIONS, project_id, session_starts)
+    _touch(store, SESSION_DAYS, project_id, session_starts)
 
 
-def touch_pages(store: Store, project_id: str, moments: list[datetime]) -> None:
-    """Mark the days of these page-view times changed now: after a delete of `page_hourly`
-    rows (an erasure, a retention cut)."""
-    _touch(store, PAGES, project_id, moments)
+def touch_days(store: Store, project_id: str, moments: list[datetime]) -> None:
+    """Mark the days of these times changed now in every sealed day rollup: after a delete
+    of `page_hourly`, `hourly` or session rows (an erasure, a retention cut)."""
+    for kind in DAY_KINDS.values():
+        _touch(store, kind, project_id, moments)

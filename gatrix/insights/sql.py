@@ -179,10 +179,11 @@ def sessions_sql(
     period: Period = CURRENT,
     lead: bool = False,
     except_hours: str = "",
+    except_days: str = "",
 ) -> str:
     """Aggregated sessions that began in the range (or up to a day before it, with `lead`)
-    and pass every filter; with `except_hours` (a subquery of UTC hours), not those that
-    began in one of them."""
+    and pass every filter; with `except_hours` (a subquery of UTC hours) or `except_days`
+    (an array of UTC dates), not those that began in one of them."""
     period.bind(params, q)
     session_filters = session_conditions(q.filters, params)
     wanted = dict.fromkeys((*BASE_SESSION_COLUMNS, *extra))
@@ -197,6 +198,8 @@ def sessions_sql(
     ]
     if except_hours:
         where.append(f"toStartOfHour(session_start) NOT IN ({except_hours})")
+    if except_days:
+        where.append(f"toDate(session_start) NOT IN {except_days}")
     matching = matching_sessions_sql(db, q, params, period)
     if matching:
         where.append(matching)

@@ -175,8 +175,8 @@ def test_cluster_ddl() -> None:
     distributed = [s for s in statements if "ENGINE = Distributed(" in s]
     # events, profiles, counters, identity links, 5 rollups, the 2 tables of the people
     # index, live_events, the identity map, and the 3 tables each of the sealed session
-    # hours and page days
-    assert len(local) == len(distributed) == 19
+    # hours, session days, page days and day totals
+    assert len(local) == len(distributed) == 25
     assert (
         "ENGINE = ReplicatedMergeTree('/clickhouse/tables/{shard}/analytics/events', "
         "'{replica}')" in local[0]
@@ -189,8 +189,8 @@ def test_cluster_ddl() -> None:
     assert any("ReplicatedAggregatingMergeTree(" in s for s in local)
     views = [s for s in statements if "MATERIALIZED VIEW" in s]
     # 9 views (3 of them — sessions, hourly, event_hourly — dropped and made again by 0006),
-    # the people index's 3, live_events', the identity map's, and the two touch records'
-    assert len(views) == 16
+    # the people index's 3, live_events', the identity map's, and the four touch records'
+    assert len(views) == 18
     drops = [s for s in statements if s.startswith("DROP VIEW")]
     assert drops == [
         f"DROP VIEW IF EXISTS analytics.{name} ON CLUSTER gatrix_cluster"
@@ -199,7 +199,8 @@ def test_cluster_ddl() -> None:
     for view in views:
         # each node's views read its own local tables
         assert re.search(
-            r"FROM analytics\.(events|profiles|identity_links|sessions|page_hourly)_local", view
+            r"FROM analytics\.(events|profiles|identity_links|sessions|page_hourly|hourly)_local",
+            view,
         )
         assert re.search(r"TO analytics\.\w+_local AS", view)
     with pytest.raises(ValueError):

@@ -145,7 +145,8 @@ def test_retention_deletes_only_what_is_older_than_the_cut(store: Store, engine:
     assert [(r.project_id, r.cut) for r in done] == [(cut, CUT)]
     # and the sealing job's records of when the cut hours and days last got rows (nothing
     # was sealed here, so its rollups hold nothing to cut)
-    tables = {"events", "sessions", "visitor_sessions", *ROLLUPS, "session_touches", "page_touches"}
+    touches = {"session_touches", "session_day_touches", "page_touches", "total_touches"}
+    tables = {"events", "sessions", "visitor_sessions", *ROLLUPS, *touches}
     assert set(done[0].tables) == tables and done[0].unfinished == 0
     after = counts(store, cut)
     # A's and B's events and the 22:50 page view of S go; the event on the cut stays

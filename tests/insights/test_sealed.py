@@ -22,7 +22,8 @@ DAY = datetime(2026, 3, 2, tzinfo=UTC)
 REFERRERS = ["", "Google", "Bing", "X"]
 COUNTRIES = ["US", "KR", "DE"]
 SESSION_BREAKDOWNS = ("referrers", "entry_pages", "exit_pages", "countries", "browsers")
-SEALED = 11  # units the seeded data seals: 10 session hours and 1 page day
+# units the seeded data seals: 10 session hours, and its one day of sessions, pages and totals
+SEALED = 13
 
 
 def seeded(store: Store, signed_in: bool = True) -> str:
@@ -72,12 +73,15 @@ def answers(store: Store, project: str) -> dict[str, Any]:
             out[f"{dimension}/{sort}"] = reports.breakdown(store, q, dimension, 50, sort=sort)
     for sort in ("pageviews", "visitors"):
         out[f"pages/{sort}"] = reports.breakdown(store, q, "pages", 50, sort=sort)
+    for interval in ("hour", "day", "week"):
+        by = week(project, interval=interval)
+        out[f"visitors by {interval}"] = reports.timeseries(store, by, "visitors")
     return out
 
 
 def unsealed(store: Store, project: str) -> dict[str, Any]:
     """What the reports say with every sealed unit set aside (read from the hourly tables)."""
-    for marks in ("session_hours", "page_days"):
+    for marks in ("session_hours", "session_days", "page_days", "total_days"):
         store.command(f"TRUNCATE TABLE {store.db}.{marks}")
     return answers(store, project)
 
@@ -124,7 +128,7 @@ def test_a_sealed_hour_is_read_from_the_rollup_until_touched(scratch_store: Stor
     # whoever deletes touches the hour; it is read from `sessions` from then on
     sealed.touch(store, project, [DAY])
     assert reports.metrics(store, week(project))["sessions"] == 39
-    assert seal_all(store) == 1
+    assert seal_all(store) == 2  # the hour and its day of sessions
     assert reports.metrics(store, week(project))["sessions"] == 39
 
 
@@ -142,7 +146,8 @@ def test_a_late_session_in_a_sealed_hour_counts_at_once(scratch_store: Store) ->
     assert after["metrics"]["sessions"] == before["metrics"]["sessions"] + 1
     countries = {r["value"]: r["sessions"] for r in after["countries/visitors"]["rows"]}
     assert countries["FR"] == 1
-    assert seal_all(store) == 2  # the hour the late session touched, and its page day
+    # the hour the late session touched, and its day of sessions, pages and totals
+    assert seal_all(store) == 4
     assert answers(store, project) == after
 
 
@@ -228,8 +233,36 @@ def test_a_sealed_page_day_is_read_from_its_rollup_until_touched(scratch_store: 
         f"DELETE FROM {store.db}.page_hourly WHERE project_id = {{p:String}}", {"p": project}
     )
     assert top_page() == before
-    sealed.touch_pages(store, project, [DAY + timedelta(hours=3)])
+    sealed.touch_days(store, project, [DAY + timedelta(hours=3)])
     assert reports.breakdown(store, week(project), "pages", 1)["rows"] == []
+
+
+def test_a_sealed_day_of_totals_is_read_from_its_rollup_until_touched(
+    scratch_store: Store,
+) -> None:
+    store = scratch_store
+    project = seeded(store, signed_in=False)
+    raw = reports.metrics(store, week(project))
+    assert seal_all(store) == SEALED
+    built = store.query_rows(
+        f"SELECT day, pageviews FROM {store.db}.total_daily WHERE project_id = {{p:String}}",
+        {"p": project},
+    )
+    assert built == [(DAY.date(), raw["pageviews"])]
+    store.command(  # no insert: the day stays sealed, and the totals come from it
+        f"DELETE FROM {store.db}.hourly WHERE project_id = {{p:String}}", {"p": project}
+    )
+    got = reports.metrics(store, week(project))
+    assert {k: got[k] for k in ("visitors", "pageviews", "events")} == {
+        k: raw[k] for k in ("visitors", "pageviews", "events")
+    }
+    daily = reports.timeseries(store, week(project, interval="day"), "visitors")["points"]
+    assert daily[1] == {"bucket": DAY.isoformat(), "value": raw["visitors"]}
+    sealed.touch_days(store, project, [DAY + timedelta(hours=3)])
+    got = reports.metrics(store, week(project))  # read by the hour: nothing left there
+    assert (got["visitors"], got["pageviews"], got["events"]) == (0, 0, 0)
+    daily = reports.timeseries(store, week(project, interval="day"), "visitors")["points"]
+    assert daily[1]["value"] == 0
 
 
 def test_a_retention_cut_inside_a_sealed_day_keeps_the_reports_consistent(
@@ -246,3 +279,28 @@ def test_a_retention_cut_inside_a_sealed_day_keeps_the_reports_consistent(
     assert unsealed(store, project) == after
     seal_all(store)
     assert answers(store, project) == after
+
+
+def test_a_sealed_session_day_answers_for_its_hours(scratch_store: Store) -> None:
+    store = scratch_store
+    project = seeded(store, signed_in=False)
+    raw = answers(store, project)
+
+    def countries() -> Any:
+        return reports.breakdown(store, week(project), "countries", 10)["rows"]
+
+    seal_all(store)
+    assert store.query_rows(
+        f"SELECT count() FROM {store.db}.session_daily WHERE project_id = {{p:String}} "
+        "AND dimension = 'country'",
+        {"p": project},
+    ) == [(3,)]
+    store.command(  # the hours' rows gone, nothing touched: the day still answers
+        f"DELETE FROM {store.db}.session_hourly WHERE project_id = {{p:String}}", {"p": project}
+    )
+    assert countries() == raw["countries/visitors"]["rows"]
+    store.command(f"TRUNCATE TABLE {store.db}.session_days")  # the day unsealed: by the hour
+    assert countries() == []
+    hours = [DAY + timedelta(hours=h) for h in range(10)]
+    sealed.touch(store, project, hours)  # the hours touched: read from `sessions`
+    assert countries() == raw["countries/visitors"]["rows"]
