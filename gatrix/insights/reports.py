@@ -16,7 +16,7 @@ from gatrix.insights.breakdowns import SORTS, breakdown, property_breakdown, pro
 from gatrix.insights.filters import Params
 from gatrix.insights.identity import DIRECT, Visitors, resolution
 from gatrix.insights.query import InvalidQuery, Query, bucket_starts
-from gatrix.insights.sealed import sealed_days, session_totals_sql, totals_rows_sql
+from gatrix.insights.sealed import session_totals_sql, totals_rows_sql
 from gatrix.insights.sql import (
     CURRENT,
     DT,
@@ -69,10 +69,9 @@ def metrics(store: Store, q: Query) -> dict[str, Any]:
     db = store.db
     params = Params({"project": q.project_id})
     v = resolution(store, q.project_id)
-    days = _sealed_totals(store, params, periods, v)
     sql = " UNION ALL ".join(
         f"SELECT {i} AS period, e.*, s.* FROM "
-        f"({_event_totals_sql(db, pq, params, period, v, days[period.prefix])}) AS e "
+        f"({_event_totals_sql(db, pq, params, period, v)}) AS e "
         f"CROSS JOIN ({session_totals_sql(db, pq, params, period)}) AS s"
         for i, (period, pq) in enumerate(periods)
     )
@@ -95,27 +94,11 @@ def _kpis(row: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def _sealed_totals(
-    store: Store, params: Params, periods: list[tuple[Period, Query]], v: Visitors
-) -> dict[str, list[tuple[Any, Any]]]:
-    """Per period (by prefix), the sealed days its totals read from `total_daily`: none when
-    the totals do not come from the rollups (filters, linked visitors)."""
-    out: dict[str, list[tuple[Any, Any]]] = {}
-    for period, pq in periods:
-        period.bind(params, pq)
-        sealable = v.direct and not pq.filters
-        out[period.prefix] = sealed_days(store, params, period, "total") if sealable else []
-    return out
-
-
-def _event_totals_sql(
-    db: str, q: Query, params: Params, period: Period, v: Visitors, days: list[tuple[Any, Any]]
-) -> str:
-    """One row: visitors, pageviews, events, revenue_total, revenue_events of the period;
-    `days` are its sealed days (`_sealed_totals`)."""
+def _event_totals_sql(db: str, q: Query, params: Params, period: Period, v: Visitors) -> str:
+    """One row: visitors, pageviews, events, revenue_total, revenue_events of the period."""
     period.bind(params, q)
     if not q.filters and v.direct:
-        return _edged_totals_sql(db, params, period, days)
+        return _edged_totals_sql(db, period)
     if uses_rollups(q):
         hours = (
             f"project_id = {{project:String}} AND hour >= {period.start} AND hour < {period.end}"
@@ -139,12 +122,12 @@ def _event_totals_sql(
     )
 
 
-def _edged_totals_sql(db: str, params: Params, period: Period, days: list[tuple[Any, Any]]) -> str:
+def _edged_totals_sql(db: str, period: Period) -> str:
     """The unfiltered totals of a period: its sealed days from `total_daily`, its other whole
     hours from `hourly`, the minutes at its ends (a range that ends now, and its previous
     period) from `events`; the visitors of all merged as one sketch."""
     counted = (
-        f"SELECT u, pv, ce FROM ({totals_rows_sql(db, params, days, period)}) "
+        f"SELECT u, pv, ce FROM ({totals_rows_sql(db, period)}) "
         "UNION ALL SELECT uniqState(device_id), "
         f"countIf({PAGEVIEW_SQL}), countIf({CUSTOM_EVENT_SQL}) FROM {db}.events "
         f"WHERE project_id = {{project:String}} AND {period.edges()}"
@@ -230,8 +213,7 @@ def _series_values(store: Store, q: Query, metric: str) -> dict[str, Any]:
             f"project_id = {{project:String}} AND hour >= {{start:{DT}}} AND hour < {{end:{DT}}}"
         )
         if metric == "visitors" and v.direct and _whole_days(q):
-            days = sealed_days(store, params, CURRENT, "total")
-            rows = totals_rows_sql(db, params, days, CURRENT)
+            rows = totals_rows_sql(db, CURRENT)
             sql = (
                 f"SELECT {bucket_sql('t', q.interval, tz)} AS bucket, uniqMerge(u) AS visitors "
                 f"FROM ({rows}) GROUP BY bucket"

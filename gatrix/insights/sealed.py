@@ -172,23 +172,28 @@ def session_breakdown_sql(
     )
 
 
+def _valid_days(db: str, kind: Kind, period: Period) -> str:
+    """(day, built) of the period's whole UTC days that a sealed day rollup answers: built,
+    and not touched since."""
+    days = (
+        f"project_id = {{project:String}} AND day >= {period.day_start} AND day < {period.day_end}"
+    )
+    return (
+        f"SELECT b.day AS day, b.built AS built FROM (SELECT day, max(built_at) AS built "
+        f"FROM {db}.{kind.marks} WHERE {days} GROUP BY day) AS b LEFT JOIN (SELECT day, "
+        f"max(touched_at) AS touched FROM {db}.{kind.touches} WHERE {days} GROUP BY day) "
+        "AS t USING day WHERE b.built > t.touched"
+    )
+
+
 def sealed_days(
     store: Store, params: Params, period: Period = CURRENT, kind: str = "page"
 ) -> list[tuple[Any, Any]]:
     """(day, generation) of the period's whole UTC days that a sealed day rollup (`kind`:
-    "page", "total" or "session") answers: built, and not touched since. Read first, so the
-    hours left can be read by the primary key."""
-    sealed = DAY_KINDS[kind]
-    days = (
-        f"project_id = {{project:String}} AND day >= {period.day_start} AND day < {period.day_end}"
-    )
-    rows = store.query_rows(
-        f"SELECT b.day, b.built FROM (SELECT day, max(built_at) AS built "
-        f"FROM {store.db}.{sealed.marks} WHERE {days} GROUP BY day) AS b LEFT JOIN (SELECT day, "
-        f"max(touched_at) AS touched FROM {store.db}.{sealed.touches} WHERE {days} "
-        "GROUP BY day) AS t USING day WHERE b.built > t.touched ORDER BY b.day",
-        params.values,
-    )
+    "page" or "session") answers. Read first, so the hours left can be read by the primary
+    key (many rows an hour)."""
+    valid = _valid_days(store.db, DAY_KINDS[kind], period)
+    rows = store.query_rows(f"{valid} ORDER BY day", params.values)
     return [(day, built) for day, built in rows]
 
 
@@ -209,72 +214,45 @@ def pages_rows_sql(db: str, params: Params, days: list[tuple[Any, Any]]) -> str:
     """(path, u: visitor sketch, pv: page views) rows of the range (whole hours, bound in
     `params`): the `days` (from `sealed_days`) from `page_daily`, the rest from
     `page_hourly`, each hour span read by the primary key."""
-    return _day_rows_sql(
-        db,
-        params,
-        days,
-        ("page_daily", "path, visitors AS u, pageviews AS pv"),
-        ("page_hourly", "path, visitors AS u, toUInt64(pageviews) AS pv"),
-        (params.values["start"], params.values["end"]),
-    )
-
-
-def totals_rows_sql(db: str, params: Params, days: list[tuple[Any, Any]], period: Period) -> str:
-    """(t: the day's or the hour's start, u: visitor sketch, pv: page views, ce: custom
-    events) rows of the period's whole hours: the `days` (from `sealed_days(kind="total")`)
-    from `total_daily`, the rest from `hourly`."""
-    start = params.values[f"{period.prefix}hstart"]
-    end = params.values[f"{period.prefix}hend"]
-    return _day_rows_sql(
-        db,
-        params,
-        days,
-        (
-            "total_daily",
-            "toDateTime(day, 'UTC') AS t, visitors AS u, pageviews AS pv, custom_events AS ce",
-        ),
-        (
-            "hourly",
-            "hour AS t, visitors AS u, toUInt64(pageviews) AS pv, toUInt64(custom_events) AS ce",
-        ),
-        (start, end),
-        name=f"{period.prefix}sealed",
-    )
-
-
-def _day_rows_sql(
-    db: str,
-    params: Params,
-    days: list[tuple[Any, Any]],
-    daily: tuple[str, str],
-    hourly: tuple[str, str],
-    bounds: tuple[datetime, datetime],
-    name: str = "sealed",
-) -> str:
-    """The rows of [start, end) (whole hours): the sealed `days` from the `daily` (table,
-    columns), every other hour from the `hourly` one, each span read by the primary key.
-    `name` prefixes the parameters this binds, so two periods can share a statement."""
-    start, end = bounds
+    start, end = params.values["start"], params.values["end"]
     spans = _spans(start, end, [day for day, _ in days])
     parts = []
     if days:
-        params.values[f"{name}_days"] = days
-        params.values[f"{name}_days_only"] = [day for day, _ in days]
+        params.values["sealed_days"] = days
+        params.values["sealed_days_only"] = [day for day, _ in days]
         parts.append(
-            f"SELECT {daily[1]} FROM {db}.{daily[0]} WHERE project_id = {{project:String}} "
-            f"AND day IN {{{name}_days_only:Array(Date)}} "
-            f"AND (day, built_at) IN {{{name}_days:Array(Tuple(Date, {DT}))}}"
+            f"SELECT path, visitors AS u, pageviews AS pv FROM {db}.page_daily "
+            "WHERE project_id = {project:String} AND day IN {sealed_days_only:Array(Date)} "
+            f"AND (day, built_at) IN {{sealed_days:Array(Tuple(Date, {DT}))}}"
         )
     if spans or not days:
         within = []
         for i, (a, b) in enumerate(spans or [(start, end)]):
-            params.values[f"{name}{i}a"], params.values[f"{name}{i}b"] = a, b
-            within.append(f"(hour >= {{{name}{i}a:{DT}}} AND hour < {{{name}{i}b:{DT}}})")
+            params.values[f"span{i}a"], params.values[f"span{i}b"] = a, b
+            within.append(f"(hour >= {{span{i}a:{DT}}} AND hour < {{span{i}b:{DT}}})")
         parts.append(
-            f"SELECT {hourly[1]} FROM {db}.{hourly[0]} "
+            f"SELECT path, visitors AS u, toUInt64(pageviews) AS pv FROM {db}.page_hourly "
             f"WHERE project_id = {{project:String}} AND ({' OR '.join(within)})"
         )
     return " UNION ALL ".join(parts)
+
+
+def totals_rows_sql(db: str, period: Period) -> str:
+    """(t: the day's or the hour's start, u: visitor sketch, pv: page views, ce: custom
+    events) rows of the period's whole hours: its sealed days from `total_daily`, the other
+    hours from `hourly`. One row a day or an hour, so the sealed days are found in the same
+    statement (a statement of its own costs more than reading these few rows)."""
+    valid = _valid_days(db, TOTALS, period)
+    return (
+        "SELECT toDateTime(day, 'UTC') AS t, visitors AS u, pageviews AS pv, "
+        f"custom_events AS ce FROM {db}.total_daily WHERE project_id = {{project:String}} "
+        f"AND day >= {period.day_start} AND day < {period.day_end} "
+        f"AND (day, built_at) IN (SELECT day, built FROM ({valid})) UNION ALL "
+        "SELECT hour, visitors, toUInt64(pageviews), toUInt64(custom_events) "
+        f"FROM {db}.hourly PREWHERE project_id = {{project:String}} "
+        f"AND hour >= {period.hour_start} AND hour < {period.hour_end} "
+        f"AND toDate(hour) NOT IN (SELECT day FROM ({valid}))"
+    )
 
 
 # --- building
