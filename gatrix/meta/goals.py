@@ -11,7 +11,7 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
 from gatrix.insights.steps import InvalidStep, parse_step
-from gatrix.meta.models import Goal, within_cap
+from gatrix.meta.models import Goal, lock_project, within_cap
 
 MAX_GOALS = 50
 MAX_NAME = 100
@@ -92,6 +92,7 @@ def parse_goal(body: Any) -> tuple[str, str, str]:
 def create_goal(engine: Engine, project_id: str, body: Any) -> GoalDef:
     name, step, revenue_property = parse_goal(body)
     with Session(engine) as db:
+        lock_project(db, project_id)
         count = len(db.exec(select(Goal.id).where(Goal.project_id == project_id)).all())
         if count >= MAX_GOALS:
             raise InvalidGoal(f"a project has at most {MAX_GOALS} goals")

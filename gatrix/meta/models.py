@@ -171,6 +171,15 @@ def migrate(engine: Engine) -> None:
     command.upgrade(config, "head")
 
 
+def lock_project(db: Session, project_id: str) -> None:
+    """Hold the project's row until this transaction ends, so that creations of capped rows
+    in one project take turns (PostgreSQL, MySQL). Without it two creators can count, insert
+    and check out of order: ids come from a sequence in insert order but become visible in
+    commit order, so the later id can check before the earlier one is committed and both
+    stay. SQLite has one writer at a time and no FOR UPDATE; `within_cap` covers it."""
+    db.exec(select(Project.id).where(col(Project.id) == project_id).with_for_update()).first()
+
+
 def within_cap(db: Session, row: Any, cap: int, *same: Any) -> bool:
     """After `row` is committed: whether it is among the first `cap` rows of its kind (the
     `same` conditions), by id. Two requests that both counted 49 both insert; the later one

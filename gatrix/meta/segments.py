@@ -13,7 +13,7 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
 from gatrix.insights.filters import InvalidFilter, parse_filter
-from gatrix.meta.models import SavedView, within_cap
+from gatrix.meta.models import SavedView, lock_project, within_cap
 
 KIND = "segment"
 MAX_SEGMENTS = 50
@@ -128,6 +128,7 @@ def create_segment(engine: Engine, project_id: str, body: Any, actor: str = "") 
     if len(query.encode()) > MAX_QUERY_BYTES:
         raise InvalidSegment(f"query is at most {MAX_QUERY_BYTES} bytes")
     with Session(engine) as db:
+        lock_project(db, project_id)
         count = db.exec(
             select(func.count())
             .select_from(SavedView)

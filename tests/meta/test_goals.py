@@ -71,3 +71,51 @@ def test_parallel_creations_never_pass_the_cap(fresh_engine: Engine) -> None:  #
         made_segments = sum(pool.map(segment, range(segments.MAX_SEGMENTS + 30)))
     assert made <= 5 and len(goals.list_goals(engine, project)) == goals.MAX_GOALS
     assert made_segments == len(segments.list_segments(engine, project)) == segments.MAX_SEGMENTS
+
+
+def test_a_creation_committed_out_of_id_order_still_keeps_the_cap(
+    fresh_engine: Engine,  # noqa: F811
+) -> None:
+    """The first creator inserts the last place's row and is slow to commit; the second
+    creator must not take a place as well (on a server database its later id can check,
+    and pass, before the earlier row is visible)."""
+    import threading
+    import time
+
+    from sqlalchemy import event
+    from sqlmodel import Session
+
+    engine = fresh_engine
+    models.migrate(engine)
+    project = create_project(engine, "order").project_id
+    for n in range(goals.MAX_GOALS - 1):
+        goals.create_goal(engine, project, {"event": f"e{n}"})
+    inserted = threading.Event()
+
+    def slow_first_commit(session: Session, _context: object) -> None:
+        if threading.current_thread().name == "first" and not inserted.is_set():
+            inserted.set()  # its row has an id now, not yet visible to anyone else
+            time.sleep(1.0)
+
+    results: dict[str, bool] = {}
+
+    def create(name: str) -> None:
+        try:
+            goals.create_goal(engine, project, {"event": name})
+            results[name] = True
+        except goals.InvalidGoal:
+            results[name] = False
+
+    event.listen(Session, "after_flush", slow_first_commit)
+    try:
+        first = threading.Thread(target=create, args=("first",), name="first")
+        first.start()
+        assert inserted.wait(10)
+        second = threading.Thread(target=create, args=("second",), name="second")
+        second.start()
+        first.join(20)
+        second.join(20)
+    finally:
+        event.remove(Session, "after_flush", slow_first_commit)
+    assert len(goals.list_goals(engine, project)) == goals.MAX_GOALS
+    assert sorted(results.values()) == [False, True]
