@@ -93,6 +93,25 @@ def event_id(prefix: str, index: int) -> str:
     return f"{prefix}{index:012x}"
 
 
+_HEX_DIGITS = np.frombuffer(b"0123456789abcdef", np.uint8)
+# the 12 hex digits of an index, most significant first
+_NIBBLE_SHIFTS = np.arange(44, -1, -4, dtype=np.uint64)
+
+
+def event_ids(prefix: str, indexes: list[int]) -> pa.Array:
+    """`event_id` of every index as one string column, built as bytes by numpy: a chunk's
+    ids are all the same width, so the column is a byte matrix and evenly spaced offsets
+    (formatting a million ids one by one costs a third of a second)."""
+    head = np.frombuffer(prefix.encode(), np.uint8)
+    count, width = len(indexes), len(head) + len(_NIBBLE_SHIFTS)
+    chars = np.empty((count, width), np.uint8)
+    chars[:, : len(head)] = head
+    nibbles = (np.asarray(indexes, np.uint64)[:, None] >> _NIBBLE_SHIFTS) & np.uint64(15)
+    chars[:, len(head) :] = _HEX_DIGITS[nibbles]
+    offsets = np.arange(0, (count + 1) * width, width, dtype=np.int32)
+    return pa.StringArray.from_buffers(count, pa.py_buffer(offsets), pa.py_buffer(chars))
+
+
 def rows(job: Job, starts: np.ndarray | None) -> Result:
     """Parse and enrich one chunk. `starts`: each record's session start (formats whose
     sessions the import decides), from the session pass."""
@@ -146,7 +165,7 @@ def _ready_rows(job: Job, table: Table, prefix: str) -> Result:
     sch = TABLE_SCHEMAS[table.table]
     columns = {"project_id": pa.array([job.project_id] * count, pa.string()), **table.columns}
     if table.table == "events":
-        columns["id"] = pa.array([event_id(prefix, i) for i in table.kept], pa.string())
+        columns["id"] = event_ids(prefix, table.kept)
     rows = _ipc(pa.record_batch([columns[n] for n in sch.names], schema=sch))
     if table.table == "events":
         result.events, result.event_count = rows, count
