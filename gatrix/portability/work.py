@@ -163,7 +163,8 @@ def _ready_rows(job: Job, table: Table, prefix: str) -> Result:
     if not count:
         return result
     sch = TABLE_SCHEMAS[table.table]
-    columns = {"project_id": pa.array([job.project_id] * count, pa.string()), **table.columns}
+    project = pa.repeat(pa.scalar(job.project_id, pa.string()), count)
+    columns = {"project_id": project, **table.columns}
     if table.table == "events":
         columns["id"] = event_ids(prefix, table.kept)
     rows = _ipc(pa.record_batch([columns[n] for n in sch.names], schema=sch))

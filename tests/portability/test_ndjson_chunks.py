@@ -71,13 +71,15 @@ def _rows(data: bytes) -> tuple[list[dict[str, Any]], list[int], dict[str, int],
 
 def test_cells_keep_their_text_numbers_and_times() -> None:
     properties = {"plan": "pro", "n": "42", "ratio": "0.50", "empty": "", "city": "서울 ✓"}
-    rows, kept, dropped, records = _rows(_chunk([_line(properties=properties), _line()]))
+    second = _line(utm_source="news")
+    rows, kept, dropped, records = _rows(_chunk([_line(properties=properties), second]))
     assert (kept, dropped, records) == ([0, 1], {}, 2)
     first = rows[0]
     assert list(first["properties"]) == list(properties.items())  # order kept
     assert first["created_at"].isoformat() == "2026-08-31T02:31:21.250000"
     assert (first["duration"], first["revenue"], first["path"]) == (3, 9.5, "/p0")
-    assert first["profile_id"] == "" and first["utm_source"] == ""  # absent: empty
+    assert [r["profile_id"] for r in rows] == ["", ""]  # absent in every line: empty
+    assert [r["utm_source"] for r in rows] == ["", "news"]
     assert rows[1]["properties"] == []
 
 

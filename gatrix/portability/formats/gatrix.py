@@ -248,7 +248,7 @@ def _typed(columns: dict[str, Sequence[Any]], types: dict[str, pa.DataType]) -> 
         if isinstance(kind, pa.MapType):
             out[name] = map_array(values, kind)
         elif kind == pa.string():
-            out[name] = pa.array(values, kind)
+            out[name] = _text(values)
         elif isinstance(kind, pa.TimestampType):
             out[name] = pa.array([v or "1970-01-01 00:00:00" for v in values]).cast(kind)
         elif values and not isinstance(values[0], str):
@@ -256,6 +256,18 @@ def _typed(columns: dict[str, Sequence[Any]], types: dict[str, pa.DataType]) -> 
         else:
             out[name] = pa.array([str(v) if v != "" else "0" for v in values]).cast(kind)
     return out
+
+
+def _text(values: Sequence[str]) -> pa.Array:
+    """A text column. One empty in every row of the chunk (UTM tags, click ids, brand and
+    model are for most events) is made without converting its cells: telling that costs a
+    fifth of converting them."""
+    if not any(values):
+        return pa.repeat(_EMPTY, len(values))
+    return pa.array(values, pa.string())
+
+
+_EMPTY = pa.scalar("", pa.string())
 
 
 # the columns without which a row is nothing: as the NDJSON structs require
