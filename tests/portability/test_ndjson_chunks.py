@@ -94,3 +94,30 @@ def test_a_bad_line_is_dropped_and_the_rest_kept() -> None:
     rows, kept, dropped, records = _rows(_chunk(lines))
     assert (kept, dropped, records) == ([0, 3], {"invalid": 2}, 4)
     assert [r["name"] for r in rows] == ["screen_view", "kept"]
+
+
+def test_blank_lines_are_no_records_and_keep_the_numbering() -> None:
+    data = b"\n" + _chunk([_line(name="a")]) + b"  \r\n\n" + _chunk([_line(name="b")]) + b"\n"
+    rows, kept, dropped, records = _rows(data)
+    assert (kept, dropped, records) == ([0, 1], {}, 2)
+    assert [r["name"] for r in rows] == ["a", "b"]
+
+
+def test_a_line_is_one_record_or_dropped() -> None:
+    two = json.dumps(_line(name="x")) + " " + json.dumps(_line(name="y"))
+    # valid JSON once the lines are joined, but not line by line
+    spread = json.dumps(_line(name="z", extra=[1, 2])).replace("1, ", "1\n")
+    for bad in (two, spread):
+        data = _chunk([_line(name="a")]) + bad.encode() + b"\n" + _chunk([_line(name="b")])
+        rows, kept, dropped, records = _rows(data)
+        lines = 2 + bad.count("\n") + 1
+        assert (kept, records) == ([0, lines - 1], lines)
+        assert dropped == {"invalid": lines - 2}
+        assert [r["name"] for r in rows] == ["a", "b"]
+
+
+def test_crlf_lines_and_a_last_line_without_newline() -> None:
+    data = _chunk([_line(name="a")]).replace(b"\n", b"\r\n") + json.dumps(_line(name="b")).encode()
+    rows, kept, dropped, records = _rows(data)
+    assert (kept, dropped, records) == ([0, 1], {}, 2)
+    assert [r["name"] for r in rows] == ["a", "b"]

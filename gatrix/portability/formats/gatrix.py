@@ -211,7 +211,9 @@ def _decode(lines: list[bytes], shape: Shape) -> tuple[list[Any], list[int]]:
     array first (one call); only a chunk with a bad line is decoded line by line."""
     try:
         whole = shape.many.decode(b"[" + b",".join(lines) + b"]")
-        return whole, list(range(len(lines)))
+        # one record over several lines can still join into a valid array
+        if len(whole) == len(lines):
+            return whole, list(range(len(lines)))
     except msgspec.DecodeError:
         pass
     one = shape.one
