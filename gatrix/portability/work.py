@@ -17,7 +17,7 @@ import pyarrow as pa
 from gatrix.portability.chunks import Chunk, read
 from gatrix.portability.columns import KIND_TABLES, schema
 from gatrix.portability.enrich import Enricher, Imported
-from gatrix.portability.formats import ProfileRow, Row, get_format
+from gatrix.portability.formats import ProfileRow, Row, get_format, paused_gc
 from gatrix.portability.formats.gatrix import GatrixFormat, Table, parquet_table
 from gatrix.portability.sessions import DROPPED, session_id
 
@@ -54,6 +54,8 @@ def visitor_hash(visitor: str) -> int:
     return int.from_bytes(hashlib.blake2b(visitor.encode(), digest_size=8).digest(), "big")
 
 
+# a chunk's records become short-lived objects by the hundred thousand (see paused_gc)
+@paused_gc()
 def keys(job: Job) -> tuple[int, np.ndarray, np.ndarray]:
     """(chunk number, visitor hashes, times) of every record, in order; time DROPPED for a
     record that will not be an event."""
@@ -112,6 +114,7 @@ def event_ids(prefix: str, indexes: list[int]) -> pa.Array:
     return pa.StringArray.from_buffers(count, pa.py_buffer(offsets), pa.py_buffer(chars))
 
 
+@paused_gc()
 def rows(job: Job, starts: np.ndarray | None) -> Result:
     """Parse and enrich one chunk. `starts`: each record's session start (formats whose
     sessions the import decides), from the session pass."""

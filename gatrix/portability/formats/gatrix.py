@@ -11,9 +11,7 @@ already, cast to the table's types (no row is looked at in Python).
 from __future__ import annotations
 
 import functools
-import gc
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -29,7 +27,7 @@ from gatrix.portability.columns import (
     PROFILE_TYPES,
     map_array,
 )
-from gatrix.portability.formats import Converted, csv_records, ndjson_records
+from gatrix.portability.formats import Converted, csv_records, ndjson_records, paused_gc
 
 _props = msgspec.json.Decoder(dict[str, str])
 
@@ -169,21 +167,6 @@ class GatrixFormat:
                 names = {n.strip().strip('"') for n in header.decode("utf-8-sig").split(",")}
                 return _csv_table(data, header, shape_of(names))
             return _ndjson_table(data)
-
-
-@contextmanager
-def paused_gc() -> Iterator[None]:
-    """The cyclic collector off while a chunk is parsed. A chunk becomes hundreds of thousands
-    of small objects (structs, strings, tuples) that form no cycles and are freed together
-    by reference counting; each allocation burst still sets off collector passes over all of
-    them, which cost more than the decoding itself (a third of a chunk's time)."""
-    enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if enabled:
-            gc.enable()
 
 
 def _ndjson_table(data: bytes) -> Table:
