@@ -103,7 +103,7 @@ _NIBBLE_SHIFTS = np.arange(44, -1, -4, dtype=np.uint64)
 def event_ids(prefix: str, indexes: list[int]) -> pa.Array:
     """`event_id` of every index as one string column, built as bytes by numpy: a chunk's
     ids are all the same width, so the column is a byte matrix and evenly spaced offsets
-    (formatting a million ids one by one costs a third of a second)."""
+    (per million ids in 4 MB chunks: 0.06 s of CPU, against 0.25 s formatting each)."""
     head = np.frombuffer(prefix.encode(), np.uint8)
     count, width = len(indexes), len(head) + len(_NIBBLE_SHIFTS)
     chars = np.empty((count, width), np.uint8)
