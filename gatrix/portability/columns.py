@@ -7,6 +7,7 @@ CSV cannot carry a map, so `properties` travels there as a JSON object in one ce
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from itertools import accumulate, chain
 
 import pyarrow as pa
@@ -98,7 +99,7 @@ def schema(types: dict[str, pa.DataType]) -> pa.Schema:
     return pa.schema([("project_id", _S), *types.items()])
 
 
-def map_array(values: list[dict[str, str]], kind: pa.MapType) -> pa.Array:
+def map_array(values: Sequence[dict[str, str]], kind: pa.MapType) -> pa.Array:
     """Dicts → a map column from flat keys, values and offsets (no per-dict list of pairs)."""
     offsets = [0, *accumulate(map(len, values))]
     keys = pa.array(list(chain.from_iterable(values)), pa.string())

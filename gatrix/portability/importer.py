@@ -25,6 +25,7 @@ import os
 import sys
 from collections import deque
 from dataclasses import dataclass, field
+from multiprocessing import forkserver
 from multiprocessing.pool import AsyncResult
 from pathlib import Path
 from typing import TextIO
@@ -66,6 +67,14 @@ def _pool_context() -> multiprocessing.context.BaseContext:
     ctx = multiprocessing.get_context("forkserver")
     ctx.set_forkserver_preload(["gatrix.portability.work"])
     return ctx
+
+
+def _start_workers_server() -> None:
+    """Start the server the workers are forked from, without waiting for it: it spends about
+    half a second importing the workers' modules, which overlaps the hashing of the files
+    instead of following it. Once running, it serves every later import of this process."""
+    _pool_context()
+    forkserver.ensure_running()
 
 
 def _session_pass(pool: multiprocessing.pool.Pool, jobs: list[work.Job]) -> dict[int, np.ndarray]:
@@ -137,6 +146,7 @@ def run_import(
     text = [p for p in paths if p not in parquet]
     csv_file = fmt_name == "gatrix" and bool(text) and _looks_csv(text[0])
     fmt = get_format(fmt_name, csv_file)
+    _start_workers_server()
     chunks = plan(paths, fmt.csv, chunk_bytes)
     hashes = list(dict.fromkeys(c.file_hash for c in chunks))
     iid = import_id(project_id, f"{fmt_name}:{chunk_bytes}", hashes)

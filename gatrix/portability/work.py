@@ -17,7 +17,7 @@ import pyarrow as pa
 from gatrix.portability.chunks import Chunk, read
 from gatrix.portability.columns import KIND_TABLES, schema
 from gatrix.portability.enrich import Enricher, Imported
-from gatrix.portability.formats import ProfileRow, Row, get_format
+from gatrix.portability.formats import ProfileRow, Row, get_format, paused_gc
 from gatrix.portability.formats.gatrix import GatrixFormat, Table, parquet_table
 from gatrix.portability.sessions import DROPPED, session_id
 
@@ -54,6 +54,8 @@ def visitor_hash(visitor: str) -> int:
     return int.from_bytes(hashlib.blake2b(visitor.encode(), digest_size=8).digest(), "big")
 
 
+# a chunk's records become short-lived objects by the hundred thousand (see paused_gc)
+@paused_gc()
 def keys(job: Job) -> tuple[int, np.ndarray, np.ndarray]:
     """(chunk number, visitor hashes, times) of every record, in order; time DROPPED for a
     record that will not be an event."""
@@ -93,6 +95,26 @@ def event_id(prefix: str, index: int) -> str:
     return f"{prefix}{index:012x}"
 
 
+_HEX_DIGITS = np.frombuffer(b"0123456789abcdef", np.uint8)
+# the 12 hex digits of an index, most significant first
+_NIBBLE_SHIFTS = np.arange(44, -1, -4, dtype=np.uint64)
+
+
+def event_ids(prefix: str, indexes: list[int]) -> pa.Array:
+    """`event_id` of every index as one string column, built as bytes by numpy: a chunk's
+    ids are all the same width, so the column is a byte matrix and evenly spaced offsets
+    (per million ids in 4 MB chunks: 0.06 s of CPU, against 0.25 s formatting each)."""
+    head = np.frombuffer(prefix.encode(), np.uint8)
+    count, width = len(indexes), len(head) + len(_NIBBLE_SHIFTS)
+    chars = np.empty((count, width), np.uint8)
+    chars[:, : len(head)] = head
+    nibbles = (np.asarray(indexes, np.uint64)[:, None] >> _NIBBLE_SHIFTS) & np.uint64(15)
+    chars[:, len(head) :] = _HEX_DIGITS[nibbles]
+    offsets = np.arange(0, (count + 1) * width, width, dtype=np.int32)
+    return pa.StringArray.from_buffers(count, pa.py_buffer(offsets), pa.py_buffer(chars))
+
+
+@paused_gc()
 def rows(job: Job, starts: np.ndarray | None) -> Result:
     """Parse and enrich one chunk. `starts`: each record's session start (formats whose
     sessions the import decides), from the session pass."""
@@ -144,9 +166,10 @@ def _ready_rows(job: Job, table: Table, prefix: str) -> Result:
     if not count:
         return result
     sch = TABLE_SCHEMAS[table.table]
-    columns = {"project_id": pa.array([job.project_id] * count, pa.string()), **table.columns}
+    project = pa.repeat(pa.scalar(job.project_id, pa.string()), count)
+    columns = {"project_id": project, **table.columns}
     if table.table == "events":
-        columns["id"] = pa.array([event_id(prefix, i) for i in table.kept], pa.string())
+        columns["id"] = event_ids(prefix, table.kept)
     rows = _ipc(pa.record_batch([columns[n] for n in sch.names], schema=sch))
     if table.table == "events":
         result.events, result.event_count = rows, count
