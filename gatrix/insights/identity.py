@@ -167,21 +167,29 @@ class Visitors:
 DIRECT = Visitors()
 
 
-def resolution(store: Store, project_id: str, sources: str = "") -> Visitors:
+def resolution(
+    store: Store, project_id: str, sources: str = "", linked: bool | None = None
+) -> Visitors:
     """The resolution a project needs: none until something links two ids (one primary-key
-    read), then a join with its links. `sources` narrows the links read to the keys a
-    subquery lists, for statements over a few minutes of events."""
-    if not has_links(store, project_id):
+    read, unless the caller read `linked_sql` in a statement of its own), then a join with
+    its links. `sources` narrows the links read to the keys a subquery lists, for statements
+    over a few minutes of events."""
+    if not (has_links(store, project_id) if linked is None else linked):
         return DIRECT
     return Visitors(people_sql(store.db, sources, stored_map=not store.cluster))
 
 
-def has_links(store: Store, project_id: str) -> bool:
-    rows = store.query_rows(
-        f"SELECT 1 FROM {store.db}.identity_links WHERE project_id = {{project:String}} LIMIT 1",
-        {"project": project_id},
+def linked_sql(db: str) -> str:
+    """A scalar subquery: 1 when the project `{project}` has an identity link, else 0."""
+    return (
+        f"SELECT count() FROM (SELECT 1 FROM {db}.identity_links "
+        "WHERE project_id = {project:String} LIMIT 1)"
     )
-    return bool(rows)
+
+
+def has_links(store: Store, project_id: str) -> bool:
+    rows = store.query_rows(f"SELECT ({linked_sql(store.db)})", {"project": project_id})
+    return bool(rows[0][0])
 
 
 # --- a few keys or people at a time (the People pages)

@@ -12,7 +12,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from gatrix.clickhouse.store import Store
-from gatrix.insights.identity import KEY, resolution
+from gatrix.insights.identity import KEY, linked_sql, resolution
 from gatrix.insights.sql import DT
 from gatrix.meta.timezones import usable
 from gatrix.pageviews import ENGAGEMENT_NAME, PAGEVIEW_SQL
@@ -38,17 +38,21 @@ def live(store: Store, project_id: str, now: datetime, timezone: str = "UTC") ->
         "project_id = {project:String} AND created_at >= {series_from:" + DT + "} "
         "AND created_at < {until:" + DT + "}"
     )
+    # The recent feed also says whether the project has identity links (each statement
+    # costs a few ms however small its read); only when the feed is empty is that asked apart.
+    recent = store.query_dicts(
+        f"SELECT name, path, country, browser, created_at, ({linked_sql(db)}) AS linked "
+        f"FROM {db}.live_events WHERE {recent_rows} AND name != '{ENGAGEMENT_NAME}' "
+        "ORDER BY created_at DESC LIMIT 20",
+        params,
+    )
     # only the links of the keys seen in the last minutes: the read stays small however
     # many people the project knows
     v = resolution(
         store,
         project_id,
         sources=f"SELECT DISTINCT {KEY} FROM {db}.live_events WHERE {recent_rows}",
-    )
-    recent = store.query_dicts(
-        f"SELECT name, path, country, browser, created_at FROM {db}.live_events "
-        f"WHERE {recent_rows} AND name != '{ENGAGEMENT_NAME}' ORDER BY created_at DESC LIMIT 20",
-        params,
+        linked=bool(recent[0]["linked"]) if recent else None,
     )
     # One pass for the rest (each statement costs a few ms however small its read): the
     # minute series, the active pages (the page views of the last 5 minutes by path; every

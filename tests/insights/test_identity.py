@@ -24,6 +24,7 @@ from gatrix.insights.query import QueryParams, build_query
 from gatrix.meta.projects import ClientInfo
 
 from ..conftest import CHROME_UA
+from .test_reports import CountingStore
 
 T0 = datetime(2026, 4, 10, 9, 0, tzinfo=UTC)
 NOW = datetime(2026, 4, 10, 12, 0, tzinfo=UTC)
@@ -195,7 +196,15 @@ async def test_live_counts_one_person_on_two_devices_once(
     await Flusher(buffer, store).run()
     # the phone's anonymous view, the laptop's and carol's are one person on the site now
     assert live.live_visitors(store, project, now) == 1
-    assert live.live(store, project, now)["visitors"] == 1
+    # the feed's statement also tells whether anything is linked: two statements a poll
+    counting = CountingStore(store)
+    assert live.live(counting, project, now)["visitors"] == 1
+    assert len(counting.sent) == 2
+    # with nothing in the feed (all older than the window), the links are asked apart
+    later = now + timedelta(minutes=40)
+    counting.sent.clear()
+    assert live.live(counting, project, later)["visitors"] == 0
+    assert len(counting.sent) == 3
 
 
 async def test_two_people_behind_one_address_and_browser_stay_two(
