@@ -21,7 +21,6 @@ from gatrix.clickhouse.store import Store
 from gatrix.insights.filters import (
     SESSION_DIMENSIONS,
     Params,
-    condition,
     event_conditions,
     page_conditions,
     session_conditions,
@@ -65,8 +64,6 @@ SESSION_AGGREGATES = (
     "avg(dateDiff('millisecond', first_at, last_at)) AS avg_ms"
 )
 # undefined without sessions: in a time series such buckets are None (a gap), never 0
-# the operators a row-level pre-filter can narrow by (see `_narrowing_sql`)
-NARROWING_OPERATORS = ("is", "contains", "starts_with")
 RATIO_METRICS = ("views_per_session", "bounce_rate", "avg_session_duration")
 
 
@@ -203,9 +200,6 @@ def sessions_sql(
         where.append(f"toStartOfHour(session_start) NOT IN ({except_hours})")
     if except_days:
         where.append(f"toDate(session_start) NOT IN {except_days}")
-    narrowed = _narrowing_sql(db, q, params, where)
-    if narrowed:
-        where.append(narrowed)
     matching = matching_sessions_sql(db, q, params, period)
     if matching:
         where.append(matching)
@@ -214,23 +208,6 @@ def sessions_sql(
         f"SELECT session_id, {columns} FROM {db}.sessions WHERE {' AND '.join(where)}"
         f" GROUP BY session_id{having}"
     )
-
-
-def _narrowing_sql(db: str, q: Query, params: Params, where: list[str]) -> str:
-    """An IN-condition that keeps only the sessions with a row passing one of the filters: a
-    session's value is the `max` of its rows' values, one of them, so every session that
-    passes has such a row. Grouping then merges those sessions' rows only, not every
-    session of the range (the cost of a filtered report). Empty when no filter narrows:
-    the negative operators pass nearly every row, and entry and exit pages are states."""
-    for f in q.filters:
-        if f.level != "session" or f.operator not in NARROWING_OPERATORS:
-            continue
-        column = SESSION_DIMENSIONS[f.dimension]
-        if column in ("entry_path", "exit_path"):
-            continue
-        rows = " AND ".join([*where, condition(column, f, params.add(f.value))])
-        return f"session_id IN (SELECT session_id FROM {db}.sessions WHERE {rows})"
-    return ""
 
 
 def _sessions_with(db: str, conds: list[str], period: Period) -> str:
