@@ -241,6 +241,43 @@ def test_a_filter_that_matches_everything_changes_nothing(store: Store, shop: st
     }
 
 
+def test_a_session_filter_judges_the_whole_session_by_its_merged_value(store: Store) -> None:
+    """A session stored in two parts (two inserts) whose rows disagree: its country is the
+    merged one, and every event of a passing session counts, not only its rows that match."""
+    project = new_project()
+    mixed = {"session_id": "mixed", "device_id": "m"}
+    start = at("2026-03-02T10:00:00")
+    events(
+        store,
+        project,
+        [{**mixed, "at": start + timedelta(minutes=i), "country": "KR"} for i in range(3)]
+        + [{"session_id": "kr", "device_id": "k", "at": start, "country": "KR"}],
+    )
+    events(
+        store,
+        project,
+        [{**mixed, "at": start + timedelta(minutes=5 + i), "country": "US"} for i in range(2)],
+    )
+
+    def kpis(*filters: str) -> tuple[int, int, int]:
+        m = reports.metrics(store, query(project, **MARCH, filters=list(filters)))
+        return m["visitors"], m["sessions"], m["pageviews"]
+
+    # the mixed session is a US one (its merged value), with all five of its page views
+    assert kpis("countries:is:US") == (1, 1, 5)
+    assert kpis("countries:contains:u") == (1, 1, 5)
+    assert kpis("countries:starts_with:U") == (1, 1, 5)
+    assert kpis("countries:is:KR") == (1, 1, 1)
+    assert kpis("countries:is_not:KR") == (1, 1, 5)
+    assert kpis("countries:is:US", "browsers:is:Chrome") == (1, 1, 5)
+    assert kpis("countries:is:KR", "browsers:is:Chrome") == (1, 1, 1)
+    assert kpis("countries:is:US", "browsers:is:Firefox") == (0, 0, 0)
+    us = query(project, **MARCH, interval="day", filters=["countries:is:US"])
+    assert sum(p["value"] for p in reports.timeseries(store, us, "pageviews")["points"]) == 5
+    rows = reports.breakdown(store, us, "pages")["rows"]
+    assert [(r["value"], r["pageviews"]) for r in rows] == [("/", 5)]
+
+
 # --- 5. breakdowns: order, screens and languages, revenue
 
 
