@@ -202,18 +202,23 @@ def new_project() -> str:
 
 @pytest.mark.parametrize("profiles", ["none", "unlinked", "linked"])
 def test_every_range_answers_alike_sealed_and_unsealed(scratch_store: Store, profiles: str) -> None:
+    """Every range without profiles; the core ones with profiles, which change only the key
+    a visitor is counted by (a linked project counts its visitors through the links, not
+    the sealed sketches), so each kind of range edge is covered once without them. A
+    battery is a few hundred reports."""
     store = scratch_store
     project = new_project()
     spread(store, project, profiles)
-    raw = battery(store, project)
+    only = () if profiles == "none" else CORE
+    raw = battery(store, project, only)
     assert raw["week metrics previous"]["sessions"] > 0
     assert seal_all(store) > 0
     units = sealed_units(store, project)
     assert units["total_days"] == DAYS + 1 and units["session_days"] == DAYS
-    got = battery(store, project)
+    got = battery(store, project, only)
     assert differences(raw, got) == []
     unseal(store)
-    assert differences(raw, battery(store, project)) == []
+    assert differences(battery(store, project, CORE), raw) == []
 
 
 # --- changes after the days were sealed
@@ -271,7 +276,7 @@ def test_late_events_into_sealed_days_count_at_once(scratch_store: Store) -> Non
     project = new_project()
     spread(store, project)
     seal_all(store)
-    before = battery(store, project, CORE)
+    before = {"week metrics previous": reports.metrics(store, queries(project)["week"])}
     events(store, project, late_events())
     # the session of the 4th that began at 23:43 (on device d9) goes on at 01:00 on the 5th
     continued(store, project, "s3-0", "d9", FIRST + timedelta(days=3, hours=23, minutes=43))
@@ -312,13 +317,11 @@ def test_erasing_a_person_after_sealing(scratch_store: Store, profiles: str, per
 @pytest.mark.parametrize(
     "cut",
     [
-        datetime(2026, 3, 6, 5, tzinfo=UTC),  # a whole hour inside a sealed day
-        datetime(2026, 3, 6, 5, 30, tzinfo=UTC),  # inside an hour
+        datetime(2026, 3, 6, 5, 30, tzinfo=UTC),  # inside an hour inside a sealed day
         datetime(2026, 3, 6, tzinfo=UTC),  # midnight: a UTC project's cut
-        cut_for(datetime(2026, 3, 13, 3, tzinfo=UTC), 7, "Asia/Seoul"),
-        cut_for(datetime(2026, 3, 13, 3, tzinfo=UTC), 7, "America/New_York"),
+        cut_for(datetime(2026, 3, 13, 3, tzinfo=UTC), 7, "America/New_York"),  # off UTC
     ],
-    ids=["hour", "mid-hour", "midnight", "Seoul", "New York"],
+    ids=["mid-hour", "midnight", "New York"],
 )
 def test_a_retention_cut_after_sealing(scratch_store: Store, cut: datetime) -> None:
     store = scratch_store
