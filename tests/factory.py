@@ -56,14 +56,16 @@ def _ms(moment: datetime) -> int:
 
 def events(store: Store, project_id: str, specs: list[dict[str, Any]]) -> None:
     """Each spec needs `at` (aware datetime); everything else defaults. Sessions start at the
-    earliest `at` of their session id, as the ingest path would have recorded."""
+    earliest `at` (or `session_start`, for a session begun in an earlier call) of their
+    session id, as the ingest path would have recorded."""
     starts: dict[str, int] = {}
     for spec in specs:
         sid = spec.get("session_id", DEFAULTS["session_id"])
-        starts[sid] = min(starts.get(sid, 2**62), _ms(spec["at"]))
+        first = min(_ms(spec["at"]), _ms(spec.get("session_start", spec["at"])))
+        starts[sid] = min(starts.get(sid, 2**62), first)
     lines = []
     for spec in specs:
-        row = {**DEFAULTS, **{k: v for k, v in spec.items() if k != "at"}}
+        row = {**DEFAULTS, **{k: v for k, v in spec.items() if k not in ("at", "session_start")}}
         ms = _ms(spec["at"])
         row.update(
             id=str(uuid.uuid4()),

@@ -242,8 +242,9 @@ def test_a_filter_that_matches_everything_changes_nothing(store: Store, shop: st
 
 
 def test_a_session_filter_judges_the_whole_session_by_its_merged_value(store: Store) -> None:
-    """A session stored in two parts (two inserts) whose rows disagree: its country is the
-    merged one, and every event of a passing session counts, not only its rows that match."""
+    """A session stored in two parts (two inserts, as two flushes store it) whose rows
+    disagree: its country is the merged one, and every event of a passing session counts,
+    not only its rows that match."""
     project = new_project()
     mixed = {"session_id": "mixed", "device_id": "m"}
     start = at("2026-03-02T10:00:00")
@@ -256,7 +257,15 @@ def test_a_session_filter_judges_the_whole_session_by_its_merged_value(store: St
     events(
         store,
         project,
-        [{**mixed, "at": start + timedelta(minutes=5 + i), "country": "US"} for i in range(2)],
+        [
+            {
+                **mixed,
+                "at": start + timedelta(minutes=5 + i),
+                "session_start": start,
+                "country": "US",
+            }
+            for i in range(2)
+        ],
     )
 
     def kpis(*filters: str) -> tuple[int, int, int]:
