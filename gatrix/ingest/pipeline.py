@@ -279,11 +279,11 @@ def _extras(d: Draft) -> None:
     row["screen"] = screen[:32] if isinstance(screen, str) else ""
     row["language"] = language[:32] if isinstance(language, str) else ""
     revenue, duration = reserved.get("__revenue"), reserved.get("__duration")
-    row["revenue"] = float(revenue) if _finite_number(revenue) else 0.0
-    row["duration"] = int(min(max(duration, 0), 2**32 - 1)) if _finite_number(duration) else 0
+    row["revenue"] = float(revenue) if finite_number(revenue) else 0.0
+    row["duration"] = int(min(max(duration, 0), 2**32 - 1)) if finite_number(duration) else 0
 
 
-def _finite_number(value: Any) -> bool:
+def finite_number(value: Any) -> bool:
     return (
         isinstance(value, int | float)
         and not isinstance(value, bool)

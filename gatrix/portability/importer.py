@@ -77,18 +77,20 @@ def _start_workers_server() -> None:
     forkserver.ensure_running()
 
 
-def _session_pass(pool: multiprocessing.pool.Pool, jobs: list[work.Job]) -> dict[int, np.ndarray]:
+def _session_pass(
+    pool: multiprocessing.pool.Pool, jobs: list[work.Job]
+) -> dict[int, work.Sessions]:
     keyed = pool.map(work.keys, jobs, chunksize=1)
     lengths = [len(times) for _, _, times in keyed]
-    starts = session_starts(
-        np.concatenate([v for _, v, _ in keyed]) if keyed else np.empty(0, np.uint64),
-        np.concatenate([t for _, _, t in keyed]) if keyed else np.empty(0, np.int64),
-    )
-    out: dict[int, np.ndarray] = {}
+    visitors = np.concatenate([v for _, v, _ in keyed]) if keyed else np.empty(0, np.uint64)
+    times = np.concatenate([t for _, _, t in keyed]) if keyed else np.empty(0, np.int64)
+    starts = session_starts(visitors, times)
+    out: dict[int, work.Sessions] = {}
     offset = 0
     for (number, _, _), length in zip(keyed, lengths, strict=True):
-        out[number] = starts[offset : offset + length]
-        offset += length
+        end = offset + length
+        out[number] = (visitors[offset:end], starts[offset:end])
+        offset = end
     return out
 
 
@@ -120,7 +122,7 @@ class Block:
         return f"import:{iid}:{self.results[0].number}-{self.results[-1].number}:{table}"
 
 
-def _rows(args: tuple[work.Job, np.ndarray | None]) -> work.Result:
+def _rows(args: tuple[work.Job, work.Sessions | None]) -> work.Result:
     return work.rows(*args)
 
 

@@ -2,8 +2,9 @@
 the live path's rule, decided over everything one import brings in (all its files).
 
 Each event arrives as (visitor hash, time) in its chunk's order; the answer is each event's
-session start. The session id is derived from the visitor and that start, so the same import
-always gives the same ids. Imported sessions never merge with live ones.
+session start. The session id is derived from the visitor and that start
+(`work.session_ids`), so the same import always gives the same ids. Imported sessions never
+merge with live ones.
 """
 
 from __future__ import annotations
@@ -30,7 +31,3 @@ def session_starts(visitors: np.ndarray, times: np.ndarray) -> np.ndarray:
     session_of = np.cumsum(new) - 1
     starts[order] = t[first][session_of]
     return starts
-
-
-def session_id(visitor: int, start_ms: int) -> str:
-    return f"{visitor:016x}{start_ms:012x}"

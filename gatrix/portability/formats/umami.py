@@ -72,7 +72,7 @@ class UmamiFormat:
 
     def key(self, record: dict[str, str]) -> tuple[str, int] | None:
         ts = parse_client_time(record.get("created_at"))
-        visitor = record.get("session_id", "")
+        visitor = record.get("session_id", "")[:200]  # as the device id is cut
         return (visitor, ts) if ts is not None and visitor else None
 
     def convert(self, record: dict[str, str]) -> Converted:
