@@ -101,21 +101,30 @@ def ch_time(ms: int) -> str:
 
 def parse_client_time(value: Any) -> int | None:
     """`__timestamp` as ISO 8601 text or epoch (s or ms) → epoch ms; None when unusable."""
-    if value is None or isinstance(value, bool):
+    if isinstance(value, str):
+        return _text_time(value)
+    if value is None or isinstance(value, bool) or not isinstance(value, int | float):
         return None
     try:
-        if isinstance(value, int | float):
-            ms = int(value if value > 1e11 else value * 1000)
-        elif isinstance(value, str) and value.strip():
-            text = value.strip()
-            if text.replace(".", "", 1).isdigit():
-                return parse_client_time(float(text))
-            parsed = datetime.fromisoformat(text.replace("Z", "+00:00"))
-            if parsed.tzinfo is None:
-                parsed = parsed.replace(tzinfo=UTC)
-            ms = int(parsed.timestamp() * 1000)
-        else:
+        ms = int(value if value > 1e11 else value * 1000)
+    except (ValueError, OverflowError):
+        return None
+    return ms if ms >= _EPOCH_2000_MS else None
+
+
+def _text_time(value: str) -> int | None:
+    # on every event of an import, often twice: the common ISO date is tried first
+    text = value.strip()
+    if len(text) < 5 or text[4] != "-":
+        if text.replace(".", "", 1).isdigit():
+            return parse_client_time(float(text))
+        if not text:
             return None
+    try:
+        parsed = datetime.fromisoformat(text)  # takes a "Z" for UTC since Python 3.11
+        if parsed.tzinfo is None:
+            parsed = parsed.replace(tzinfo=UTC)
+        ms = int(parsed.timestamp() * 1000)
     except (ValueError, OverflowError, OSError):
         return None
     return ms if ms >= _EPOCH_2000_MS else None

@@ -64,7 +64,7 @@ def keys(job: Job) -> tuple[int, np.ndarray, np.ndarray]:
     fmt = get_format(job.format, job.csv)
     visitors: list[int] = []
     times: list[int] = []
-    for record in fmt.records(read(job.chunk), job.chunk.header):
+    for record in fmt.key_records(read(job.chunk), job.chunk.header):
         key = fmt.key(record)
         if key is None:
             visitors.append(0)

@@ -206,6 +206,13 @@ def test_parse_client_time_variants() -> None:
     assert parse_client_time("2026-03-01T12:00:00+09:00") == NOW_MS - 9 * 3_600_000
     assert parse_client_time("") is None
     assert parse_client_time({"a": 1}) is None
+    # the forms senders use, with the ISO date tried first
+    assert parse_client_time("2026-11-01T10:00:00.123Z") == 1_793_527_200_123
+    assert parse_client_time(" 2026-11-01 10:00:00 ") == 1_793_527_200_000  # naive: UTC
+    assert parse_client_time("1700000000") == parse_client_time(1_700_000_000_000)
+    assert parse_client_time("1700000000.5") == 1_700_000_000_500
+    for unusable in ("20261101", "1999-12-31T23:59:59Z", "2026-13-01", "12.5.5", "  ", True):
+        assert parse_client_time(unusable) is None, unusable
 
 
 def _client(origins: tuple[str, ...] = ("shop.example.com",)) -> ClientInfo:

@@ -135,11 +135,22 @@ def _segment_lines() -> list[dict[str, Any]]:
 def test_segment_messages_map_to_events_and_profiles(store: Store, tmp_path: Path) -> None:
     project = f"segment-{uuid.uuid4().hex[:8]}"
     path = tmp_path / "segment.ndjson"
-    path.write_text("\n".join(json.dumps(m) for m in _segment_lines()) + "\nnot json\n")
+    odd = {  # wrong types where objects and text belong: read leniently, as the live route
+        "type": "track",
+        "event": "Odd",
+        "anonymousId": 5,
+        "timestamp": "2026-03-01T13:00:00Z",
+        "context": "not an object",
+        "properties": [1],
+    }
+    lines = [json.dumps(m) for m in [*_segment_lines(), odd]]
+    path.write_text("\n".join(lines) + "\nnot json\n[1, 2]\n")
     report = run_import(store, tmp_path / "state", project, "segment", [path], workers=2)
-    assert report.events == 3 and report.profiles == 1
-    assert report.dropped == {"bot": 1, "not_an_event": 1, "invalid": 1}
-    page, order, screen = _rows(store, project)
+    assert report.events == 4 and report.profiles == 1
+    assert report.dropped == {"bot": 1, "not_an_event": 1, "invalid": 2}
+    page, order, screen, odd_row = _rows(store, project)
+    assert (odd_row["name"], odd_row["device_id"], odd_row["browser"]) == ("Odd", "5", "")
+    assert odd_row["properties"] == {} and odd_row["session_id"] != screen["session_id"]
     # named as /v1/page names it
     assert (page["name"], page["path"], page["title"]) == ("pageview", "/home", "Home")
     assert (page["browser"], page["os"], page["device"]) == ("Chrome", "Windows", "desktop")

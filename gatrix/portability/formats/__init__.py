@@ -1,9 +1,10 @@
 """Import formats. Each turns the records of one chunk into what the importer writes:
 
 - `key(record)`: (visitor id, epoch ms) for the session pass, or None when the record will
-  be dropped or is no event (formats whose sessions the import decides);
-- `convert(record)`: an `Imported` event to enrich, a ready `Row` (our own export, which
-  is enriched already), a `ProfileRow`, or the name of the reason it is dropped.
+  be dropped or is no event (formats whose sessions the import decides), of a record from
+  `key_records`: the session pass may decode only the fields it needs, in the same order;
+- `convert(record)`: an `Imported` event to enrich, a `ProfileRow`, or the name of the
+  reason it is dropped. (Our own export is enriched already: `GatrixFormat.table`.)
 """
 
 from __future__ import annotations
@@ -22,18 +23,11 @@ from gatrix.portability.enrich import Imported
 
 
 @dataclass(slots=True)
-class Row:
-    """An event row with every column but the id, project and (when `sessions`) session."""
-
-    values: dict[str, Any]
-
-
-@dataclass(slots=True)
 class ProfileRow:
     values: dict[str, Any]
 
 
-Converted = Imported | Row | ProfileRow | str
+Converted = Imported | ProfileRow | str
 
 
 class Format(Protocol):
@@ -43,6 +37,8 @@ class Format(Protocol):
     sessions: bool
 
     def records(self, data: bytes, header: bytes) -> Iterator[Any]: ...
+
+    def key_records(self, data: bytes, header: bytes) -> Iterator[Any]: ...
 
     def key(self, record: Any) -> tuple[str, int] | None: ...
 
@@ -59,13 +55,15 @@ def csv_records(data: bytes, header: bytes) -> Iterator[dict[str, str]]:
 _decoder = msgspec.json.Decoder()
 
 
-def ndjson_records(data: bytes, _header: bytes = b"") -> Iterator[Any]:
+def ndjson_records(data: bytes, decoder: msgspec.json.Decoder[Any] = _decoder) -> Iterator[Any]:
+    """One record per non-blank line; None for a line the decoder refuses (not JSON, or not
+    of its type), so every decoder numbers a chunk's records alike."""
     for line in data.split(b"\n"):
         if not line.strip():
             continue
         try:
-            yield _decoder.decode(line)
-        except msgspec.DecodeError:
+            yield decoder.decode(line)
+        except msgspec.DecodeError:  # a ValidationError is one too
             yield None  # counted as invalid, keeps the record numbering
 
 

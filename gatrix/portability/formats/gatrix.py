@@ -155,6 +155,8 @@ class GatrixFormat:
     def records(self, data: bytes, header: bytes) -> Iterator[Any]:
         return csv_records(data, header) if self.csv else ndjson_records(data)
 
+    key_records = records
+
     def key(self, record: Any) -> tuple[str, int] | None:
         return None
 

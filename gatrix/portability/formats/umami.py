@@ -70,6 +70,8 @@ class UmamiFormat:
     def records(self, data: bytes, header: bytes) -> Iterator[Any]:
         return csv_records(data, header)
 
+    key_records = records
+
     def key(self, record: dict[str, str]) -> tuple[str, int] | None:
         ts = parse_client_time(record.get("created_at"))
         visitor = record.get("session_id", "")[:200]  # as the device id is cut
