@@ -5,13 +5,16 @@ Datasets come from the insights benchmark's generator (INSERT … SELECT inside 
 `export` writes every format of the whole range to a file and samples this process's RSS
 while it runs. `import` exports the dataset as NDJSON, then imports it into a fresh project
 (`--format gatrix`), and also imports a Segment file of the same size written from it
-(`--format segment`: user agents, URLs, referrers and IPs to enrich). `events_per_s` counts
+(`--format segment`: user agents, URLs, referrers and IPs to enrich) and an Umami CSV export
+of it (`--format umami`: browser, OS and country names as Umami keeps them, a page URL and
+referrer to parse). `events_per_s` counts
 from the start of the parse (after the files are hashed and cut into chunks) to the last
 insert, as the import's own progress line does; `events_per_s_wall` counts the whole call.
 """
 
 from __future__ import annotations
 
+import csv
 import json
 import resource
 import sys
@@ -21,6 +24,7 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import msgspec
 
@@ -138,6 +142,57 @@ def _segment_file(source: Path, target: Path) -> None:
             out.write(encode(msg) + b"\n")
 
 
+UMAMI_COLUMNS = (
+    "website_id,session_id,visit_id,event_id,hostname,browser,os,device,screen,language,"
+    "country,subdivision1,city,url_path,url_query,referrer_path,referrer_query,"
+    "referrer_domain,page_title,event_type,event_name,created_at"
+)
+UMAMI_CLIENTS = (
+    ("chrome", "Windows 10", "desktop"),
+    ("ios", "iOS", "mobile"),
+    ("firefox", "Mac OS", "laptop"),
+)
+
+
+def _umami_file(source: Path, target: Path) -> None:
+    """The exported rows as Umami's `website_event` CSV export."""
+    decoder = msgspec.json.Decoder()
+    with source.open("rb") as rows, target.open("w", newline="") as out:
+        writer = csv.writer(out)
+        out.write(UMAMI_COLUMNS + "\n")
+        for n, line in enumerate(rows):
+            row = decoder.decode(line)
+            browser, os_name, device = UMAMI_CLIENTS[n % 3]
+            page = row["name"] == "screen_view"
+            ref = urlsplit(row["referrer"])
+            writer.writerow(
+                (
+                    "w",
+                    row["device_id"],
+                    row["session_id"],
+                    n,
+                    "bench.example",
+                    browser,
+                    os_name,
+                    device,
+                    row["screen"],
+                    row["language"],
+                    row["country"],
+                    row["region"],
+                    row["city"],
+                    row["path"],
+                    row["query"],
+                    ref.path,
+                    ref.query,
+                    ref.netloc,
+                    row["title"],
+                    1 if page else 2,
+                    "" if page else row["name"],
+                    row["created_at"][:19],
+                )
+            )
+
+
 def _import(store: Store, state: Path, fmt: str, path: Path, project: str) -> dict[str, Any]:
     started = time.perf_counter()
     with RssSampler() as rss:
@@ -168,7 +223,7 @@ def run_import_bench(args: Any) -> int:
     _export_file(store, "ndjson", source, now)
     report: dict[str, Any] = {"events": args.events, "formats": {}}
     state = data_dir / "imports"
-    wanted = args.format or ["gatrix", "parquet", "segment"]
+    wanted = args.format or ["gatrix", "parquet", "segment", "umami"]
     if "gatrix" in wanted:
         report["formats"]["gatrix"] = _import(store, state, "gatrix", source, "bench-gatrix")
     if "parquet" in wanted:  # our own Parquet export, read back as `--format gatrix`
@@ -179,6 +234,10 @@ def run_import_bench(args: Any) -> int:
         segment = data_dir / "segment.ndjson"
         _segment_file(source, segment)
         report["formats"]["segment"] = _import(store, state, "segment", segment, "bench-segment")
+    if "umami" in wanted:
+        umami = data_dir / "umami.csv"
+        _umami_file(source, umami)
+        report["formats"]["umami"] = _import(store, state, "umami", umami, "bench-umami")
     store.command(f"DROP DATABASE {store.db}")
     return _emit(report, args.output)
 

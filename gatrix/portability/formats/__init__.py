@@ -52,6 +52,18 @@ def csv_records(data: bytes, header: bytes) -> Iterator[dict[str, str]]:
             yield dict(zip(names, values, strict=False))
 
 
+def csv_columns(data: bytes, header: bytes, wanted: tuple[str, ...]) -> Iterator[list[str]]:
+    """The `wanted` cells of each record, as `csv_records` would give them (the last column of
+    a repeated name; "" for a column the header or a short row lacks), without a dict."""
+    names = next(csv.reader([header.decode("utf-8-sig")]))
+    where = {name: i for i, name in enumerate(names)}
+    at = [where.get(name, -1) for name in wanted]
+    for values in csv.reader(io.StringIO(data.decode("utf-8", "replace"), newline="")):
+        if values:
+            size = len(values)
+            yield [values[i] if 0 <= i < size else "" for i in at]
+
+
 _decoder = msgspec.json.Decoder()
 
 

@@ -16,7 +16,7 @@ from typing import Any
 
 from gatrix.ingest.pipeline import parse_client_time
 from gatrix.portability.enrich import Imported
-from gatrix.portability.formats import Converted, csv_records
+from gatrix.portability.formats import Converted, csv_columns, csv_records
 
 # Umami's browser ids (from its browser detection) → our parser's family names
 BROWSERS = {
@@ -70,11 +70,13 @@ class UmamiFormat:
     def records(self, data: bytes, header: bytes) -> Iterator[Any]:
         return csv_records(data, header)
 
-    key_records = records
+    def key_records(self, data: bytes, header: bytes) -> Iterator[Any]:
+        return csv_columns(data, header, ("session_id", "created_at"))
 
-    def key(self, record: dict[str, str]) -> tuple[str, int] | None:
-        ts = parse_client_time(record.get("created_at"))
-        visitor = record.get("session_id", "")[:200]  # as the device id is cut
+    def key(self, record: list[str]) -> tuple[str, int] | None:
+        visitor, created_at = record
+        ts = parse_client_time(created_at)
+        visitor = visitor[:200]  # as the device id is cut
         return (visitor, ts) if ts is not None and visitor else None
 
     def convert(self, record: dict[str, str]) -> Converted:
