@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import csv
 import json
-import resource
+import os
 import sys
 import tempfile
 import threading
@@ -43,19 +43,49 @@ UAS = (
 )
 
 
+def _rss_mb(pid: int | str = "self") -> int:
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) // 1024
+    except OSError:  # the process ended meanwhile
+        pass
+    return 0
+
+
+def _descendants(root: int) -> list[int]:
+    """Every process below `root` (the import's workers are forked from a fork server that
+    this process started: grandchildren, which `RUSAGE_CHILDREN` never sees)."""
+    parents: dict[int, int] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                # the parent pid is the field after the ")" that closes the command name
+                parents[int(entry.name)] = int(
+                    (entry / "stat").read_text().rsplit(")", 1)[1].split()[1]
+                )
+            except (OSError, IndexError, ValueError):
+                continue
+    found, frontier = [], [root]
+    while frontier:
+        children = [pid for pid, parent in parents.items() if parent in frontier]
+        found += children
+        frontier = children
+    return found
+
+
 class RssSampler:
-    """Peak resident memory of this process while a block runs (sampled every 50 ms)."""
+    """Peak resident memory while a block runs: this process (every 50 ms), and the sum over
+    its descendant processes (every 250 ms)."""
 
     def __init__(self) -> None:
         self.peak = 0
+        self.descendants_peak = 0
         self._stop = threading.Event()
 
     @staticmethod
     def now_mb() -> int:
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) // 1024
-        return 0
+        return _rss_mb()
 
     def __enter__(self) -> RssSampler:
         self.start = self.now_mb()
@@ -64,8 +94,13 @@ class RssSampler:
         return self
 
     def _run(self) -> None:
+        me, tick = os.getpid(), 0
         while not self._stop.wait(0.05):
             self.peak = max(self.peak, self.now_mb())
+            tick += 1
+            if tick % 5 == 0:
+                total = sum(_rss_mb(pid) for pid in _descendants(me))
+                self.descendants_peak = max(self.descendants_peak, total)
 
     def __exit__(self, *_: Any) -> None:
         self._stop.set()
@@ -198,7 +233,6 @@ def _import(store: Store, state: Path, fmt: str, path: Path, project: str) -> di
     with RssSampler() as rss:
         report = run_import(store, state, project, fmt, [path])
     wall = time.perf_counter() - started
-    children = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss // 1024
     result = {
         "events": report.events,
         "seconds": round(report.seconds, 1),
@@ -208,7 +242,8 @@ def _import(store: Store, state: Path, fmt: str, path: Path, project: str) -> di
         "events_per_s_wall": round(report.events / wall),
         "rss_parent_start_mb": rss.start,
         "rss_parent_peak_mb": rss.peak,
-        "rss_worker_peak_mb": children,
+        # the fork server and the worker processes together
+        "rss_workers_peak_mb": rss.descendants_peak,
         "dropped": report.dropped,
     }
     _say(f"  import {fmt:<8} {json.dumps(result)}")
