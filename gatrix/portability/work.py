@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
+from gatrix.ingest.payloads import InvalidPayload
 from gatrix.portability.chunks import Chunk, read
 from gatrix.portability.columns import EVENT_TYPES, KIND_TABLES, map_array, schema
 from gatrix.portability.enrich import ENRICHED, Enricher
@@ -149,7 +150,11 @@ def rows(job: Job, sessions: Sessions | None) -> Result:
     starts = sessions[1] if sessions is not None else None
     for index, record in enumerate(fmt.records(read(chunk), chunk.header)):
         result.records += 1
-        converted = fmt.convert(record)
+        try:
+            converted = fmt.convert(record)
+        except InvalidPayload:  # a property too deep to keep as JSON text (defensive: the
+            # decoder refuses such a line first, see test_formats)
+            converted = "invalid"
         if isinstance(converted, str):
             result.dropped[converted] += 1
             continue

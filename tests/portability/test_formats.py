@@ -7,6 +7,8 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from gatrix.clickhouse.store import Store
 from gatrix.portability.importer import run_import
 
@@ -180,3 +182,35 @@ def test_segment_messages_map_to_events_and_profiles(store: Store, tmp_path: Pat
     assert [(p["profile_id"], p["first_name"], p["email"], p["properties"]) for p in profiles] == [
         ("user-1", "Ada", "ada@example.com", {"plan": "pro"})
     ]
+
+
+def _nested(depth: int) -> str:
+    return '{"a":' * depth + "1" + "}" * depth
+
+
+@pytest.mark.parametrize("depth", [400, 990, 5_000])
+def test_a_record_nested_too_deep_is_dropped_and_the_import_goes_on(
+    store: Store, tmp_path: Path, depth: int
+) -> None:
+    # deeper than the decoder's recursion limit (5,000), or decodable but too deep to encode
+    # again as a property's JSON text (990): one hostile line must not stop the import
+    project = f"deep-{uuid.uuid4().hex[:8]}"
+    good = json.dumps(_segment_lines()[1])
+    hostile = (
+        '{"type":"track","event":"x","anonymousId":"a","timestamp":"2026-03-01T10:00:00Z",'
+        f'"properties":{{"p":{_nested(depth)}}}}}'
+    )
+    path = tmp_path / "segment.ndjson"
+    path.write_text(f"{good}\n{hostile}\n{good}\n")
+    report = run_import(store, tmp_path / "state", project, "segment", [path], workers=1)
+    kept = 3 if depth == 400 else 2
+    assert report.events == kept
+    assert report.dropped == ({} if kept == 3 else {"invalid": 1})
+    gatrix_path = tmp_path / "export.ndjson"
+    gatrix_path.write_text(
+        f'{{"name":"x","created_at":"2026-03-01 10:00:00.000","properties":{_nested(depth)}}}\n'
+    )
+    report = run_import(
+        store, tmp_path / "state2", project + "g", "gatrix", [gatrix_path], workers=1
+    )
+    assert report.events == 0 and report.dropped == {"invalid": 1}

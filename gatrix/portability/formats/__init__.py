@@ -75,7 +75,9 @@ def ndjson_records(data: bytes, decoder: msgspec.json.Decoder[Any] = _decoder) -
             continue
         try:
             yield decoder.decode(line)
-        except msgspec.DecodeError:  # a ValidationError is one too
+        # a ValidationError is a DecodeError too; msgspec stops at the interpreter's
+        # recursion limit (~1,000 levels) with a RecursionError
+        except (msgspec.DecodeError, RecursionError):
             yield None  # counted as invalid, keeps the record numbering
 
 
