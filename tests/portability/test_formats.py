@@ -214,3 +214,21 @@ def test_a_record_nested_too_deep_is_dropped_and_the_import_goes_on(
         store, tmp_path / "state2", project + "g", "gatrix", [gatrix_path], workers=1
     )
     assert report.events == 0 and report.dropped == {"invalid": 1}
+
+
+def test_an_umami_cell_over_the_csv_modules_limit_is_read_and_cut(
+    store: Store, tmp_path: Path
+) -> None:
+    # Python's csv reader refuses cells over 128 KB unless told otherwise
+    project = f"umami-big-{uuid.uuid4().hex[:8]}"
+    title = "T" * 300_000
+    path = tmp_path / "umami.csv"
+    path.write_text(
+        f"{UMAMI_HEADER}\n"
+        f"w,A,x,e1,shop.test,chrome,Mac OS,laptop,,,,,,/,,,,,{title},1,,2026-03-01 10:00:00\n"
+        f"w,B,x,e2,shop.test,chrome,Mac OS,laptop,,,,,,/b,,,,,Short,1,,2026-03-01 10:01:00\n"
+    )
+    report = run_import(store, tmp_path / "state", project, "umami", [path], workers=1)
+    assert report.events == 2 and report.dropped == {}
+    long_row, short_row = _rows(store, project)
+    assert long_row["title"] == "T" * 500 and short_row["title"] == "Short"

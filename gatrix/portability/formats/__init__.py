@@ -45,6 +45,12 @@ class Format(Protocol):
     def convert(self, record: Any) -> Converted: ...
 
 
+# The csv module refuses a cell over 128 KB with an error, which would stop the whole import
+# at one oversized cell (a long title or URL): cells are cut to their column's size later, so
+# any cell a chunk can hold is read.
+csv.field_size_limit(2**31 - 1)
+
+
 def csv_records(data: bytes, header: bytes) -> Iterator[dict[str, str]]:
     names = next(csv.reader([header.decode("utf-8-sig")]))
     for values in csv.reader(io.StringIO(data.decode("utf-8", "replace"), newline="")):
