@@ -145,12 +145,21 @@ def test_segment_messages_map_to_events_and_profiles(store: Store, tmp_path: Pat
         "context": "not an object",
         "properties": [1],
     }
-    lines = [json.dumps(m) for m in [*_segment_lines(), odd]]
+    # a context whose page and screen are no objects still gives its user agent and locale
+    odd_context = {
+        **odd,
+        "event": "Odd context",
+        "timestamp": "2026-03-01T13:01:00Z",
+        "context": {"userAgent": CHROME_UA, "locale": "de", "page": [1], "screen": "big"},
+    }
+    lines = [json.dumps(m) for m in [*_segment_lines(), odd, odd_context]]
     path.write_text("\n".join(lines) + "\nnot json\n[1, 2]\n")
     report = run_import(store, tmp_path / "state", project, "segment", [path], workers=2)
-    assert report.events == 4 and report.profiles == 1
+    assert report.events == 5 and report.profiles == 1
     assert report.dropped == {"bot": 1, "not_an_event": 1, "invalid": 2}
-    page, order, screen, odd_row = _rows(store, project)
+    page, order, screen, odd_row, context_row = _rows(store, project)
+    assert (context_row["browser"], context_row["language"]) == ("Chrome", "de")
+    assert (context_row["path"], context_row["screen"]) == ("", "")
     assert (odd_row["name"], odd_row["device_id"], odd_row["browser"]) == ("Odd", "5", "")
     assert odd_row["properties"] == {} and odd_row["session_id"] != screen["session_id"]
     # named as /v1/page names it

@@ -52,8 +52,8 @@ def _str(value: Any) -> str:
 _TIMES = ("timestamp", "originalTimestamp", "sentAt", "receivedAt")
 
 
-def _time(msg: dict[str, Any] | _Keys) -> int | None:
-    get = msg.get if type(msg) is dict else partial(getattr, msg)
+def _time(msg: _Keys | _Message) -> int | None:
+    get = partial(getattr, msg)
     for key in _TIMES:
         ms = parse_client_time(get(key))
         if ms is not None:
@@ -76,6 +76,95 @@ class _Keys(msgspec.Struct):
 
 # a line that is no JSON object is None, as for the whole-message decoder
 _key_decoder = msgspec.json.Decoder(_Keys)
+
+
+# The fields an import reads of a message, decoded straight into structs: three times faster
+# than a dict of every field, and attribute reads are cheaper than `dict.get`. A message
+# whose `context`, `page` or `screen` is not an object fails that shape and is decoded as a
+# dict instead, then read the same way (`_lenient`).
+class _Page(msgspec.Struct):
+    url: Any = None
+    referrer: Any = None
+    title: Any = None
+
+
+class _Screen(msgspec.Struct):
+    width: Any = None
+    height: Any = None
+
+
+class _Context(msgspec.Struct):
+    userAgent: Any = None
+    ip: Any = None
+    locale: Any = None
+    page: _Page | None = None
+    screen: _Screen | None = None
+    campaign: Any = None
+    traits: Any = None
+
+
+class _Message(msgspec.Struct):
+    type: Any = None
+    event: Any = None
+    name: Any = None
+    anonymousId: Any = None
+    userId: Any = None
+    timestamp: Any = None
+    originalTimestamp: Any = None
+    sentAt: Any = None
+    receivedAt: Any = None
+    properties: Any = None
+    context: _Context | None = None
+    traits: Any = None
+
+
+_message_decoder = msgspec.json.Decoder(_Message)
+_any_decoder = msgspec.json.Decoder()
+_NO_CONTEXT = _Context()
+_NO_PAGE = _Page()
+
+
+def _messages(data: bytes) -> Iterator[_Message | None]:
+    """One message per non-blank line (None: not a JSON object), numbered as the session
+    pass numbers them."""
+    for line in data.split(b"\n"):
+        if not line.strip():
+            continue
+        try:
+            yield _message_decoder.decode(line)
+        except msgspec.ValidationError:
+            yield _lenient(line)
+        except (msgspec.DecodeError, RecursionError):
+            yield None
+
+
+def _lenient(line: bytes) -> _Message | None:
+    """A message whose nested objects have other types: what is not an object reads as
+    absent, as the live `/v1` routes read it."""
+    try:
+        msg = _any_decoder.decode(line)
+    except (msgspec.DecodeError, RecursionError):
+        return None
+    if type(msg) is not dict:
+        return None
+    fields = {f: msg.get(f) for f in _Message.__struct_fields__ if f != "context"}
+    return _Message(**fields, context=_context(msg.get("context")))
+
+
+def _context(ctx: Any) -> _Context | None:
+    if type(ctx) is not dict:
+        return None
+    page, screen = ctx.get("page"), ctx.get("screen")
+    fields = {f: ctx.get(f) for f in _Context.__struct_fields__ if f not in ("page", "screen")}
+    return _Context(
+        **fields,
+        page=_Page(**{f: page.get(f) for f in _Page.__struct_fields__})
+        if type(page) is dict
+        else None,
+        screen=_Screen(**{f: screen.get(f) for f in _Screen.__struct_fields__})
+        if type(screen) is dict
+        else None,
+    )
 
 
 def _flat(values: dict[str, Any], skip: tuple[str, ...] = ()) -> dict[str, str]:
@@ -106,7 +195,7 @@ class SegmentFormat:
     sessions = True
 
     def records(self, data: bytes, header: bytes) -> Iterator[Any]:
-        return ndjson_records(data)
+        return _messages(data)
 
     def key_records(self, data: bytes, header: bytes) -> Iterator[Any]:
         return ndjson_records(data, _key_decoder)
@@ -118,39 +207,38 @@ class SegmentFormat:
         ts = _time(msg)
         return (visitor[:200], ts) if visitor and ts is not None else None
 
-    def convert(self, msg: Any) -> Converted:
-        # called once per record of an import: one lookup per field, no repeated helpers
-        if type(msg) is not dict:
+    def convert(self, msg: _Message | None) -> Converted:
+        if msg is None:
             return "invalid"
-        kind = msg.get("type")
-        user = _str(msg.get("userId"))[:200]
+        kind = msg.type
+        user = _str(msg.userId)[:200]
         if kind == "identify":
             return self._profile(msg, user, _time(msg))
         if kind not in EVENT_TYPES:
             return "not_an_event"
         ts = _time(msg)
-        visitor = _str(msg.get("anonymousId"))[:200] or user
+        visitor = _str(msg.anonymousId)[:200] or user
         if ts is None or not visitor:
             return "invalid"
-        ctx = _obj(msg.get("context"))
-        props = _obj(msg.get("properties"))
-        page = _obj(ctx.get("page"))
+        ctx = msg.context or _NO_CONTEXT
+        props = _obj(msg.properties)
+        page = ctx.page or _NO_PAGE
         if kind == "track":
-            name = _str(msg.get("event"))[:200]
+            name = _str(msg.event)[:200]
             if not name:
                 return "invalid"
-            url = _str(page.get("url"))
+            url = _str(page.url)
         elif kind == "page":
             name = "pageview"  # as /v1/page names it: live and imported data read alike
-            url = _str(page.get("url")) or _str(props.get("url"))
+            url = _str(page.url) or _str(props.get("url"))
         else:
             name = "screen_view"
-            url = "/" + _str(msg.get("name")).lstrip("/")
-        screen = ctx.get("screen")
-        size = ""
-        if type(screen) is dict and screen.get("width") and screen.get("height"):
-            size = f"{screen['width']}x{screen['height']}"
-        campaign = ctx.get("campaign")
+            url = "/" + _str(msg.name).lstrip("/")
+        screen = ctx.screen
+        size = (
+            f"{screen.width}x{screen.height}" if screen and screen.width and screen.height else ""
+        )
+        campaign = ctx.campaign
         given = _campaign(campaign) if type(campaign) is dict and campaign else _EMPTY
         return Imported(
             name=name,
@@ -158,22 +246,22 @@ class SegmentFormat:
             device_id=visitor,
             profile_id=user,
             url=url,
-            referrer=_str(page.get("referrer")) or _str(props.get("referrer")),
-            title=_str(page.get("title")) or _str(props.get("title")),
-            user_agent=_str(ctx.get("userAgent"))[:1000],
-            ip=_str(ctx.get("ip"))[:64],
+            referrer=_str(page.referrer) or _str(props.get("referrer")),
+            title=_str(page.title) or _str(props.get("title")),
+            user_agent=_str(ctx.userAgent)[:1000],
+            ip=_str(ctx.ip)[:64],
             screen=size,
-            language=_str(ctx.get("locale")),
+            language=_str(ctx.locale),
             revenue=_number(props.get("revenue")) if kind == "track" else None,
             properties=_flat(props, _NOT_PROPERTIES) if props else {},
             given=given,
         )
 
     @staticmethod
-    def _profile(msg: dict[str, Any], user: str, ts: int | None) -> Converted:
+    def _profile(msg: _Message, user: str, ts: int | None) -> Converted:
         if not user or ts is None:
             return "invalid"
-        traits = _obj(msg.get("traits")) or _obj(_obj(msg.get("context")).get("traits"))
+        traits = _obj(msg.traits) or _obj((msg.context or _NO_CONTEXT).traits)
         row: dict[str, Any] = {"profile_id": user, "updated_at": ts}
         for trait, column in _TRAITS.items():
             row[column] = _str(traits.get(trait) or traits.get(column))[:500]
