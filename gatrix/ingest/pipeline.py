@@ -113,15 +113,16 @@ def parse_client_time(value: Any) -> int | None:
 
 
 def _text_time(value: str) -> int | None:
-    # on every event of an import, often twice: the common ISO date is tried first
+    # on every event of an import, often twice: a text with an ISO date's dash skips the test
+    # for epoch digits (which it cannot pass)
     text = value.strip()
-    if len(text) < 5 or text[4] != "-":
-        if text.replace(".", "", 1).isdigit():
-            return parse_client_time(float(text))
-        if not text:
-            return None
     try:
-        parsed = datetime.fromisoformat(text)  # takes a "Z" for UTC since Python 3.11
+        if len(text) < 5 or text[4] != "-":
+            if text.replace(".", "", 1).isdigit():  # also true of "²", which float refuses
+                return parse_client_time(float(text))
+            if not text:
+                return None
+        parsed = datetime.fromisoformat(text.replace("Z", "+00:00"))
         if parsed.tzinfo is None:
             parsed = parsed.replace(tzinfo=UTC)
         ms = int(parsed.timestamp() * 1000)

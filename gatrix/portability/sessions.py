@@ -15,6 +15,9 @@ from gatrix.ingest.salts import SESSION_TIMEOUT_MS
 
 GAP_MS = SESSION_TIMEOUT_MS
 DROPPED = -1  # a time of -1: the event will be dropped; it takes no part in any session
+# the last millisecond ClickHouse's DateTime64 holds (2299-12-31 23:59:59.999 UTC): a record
+# timed later is invalid (it also keeps a session's start within the 12 hex digits of its id)
+LATEST_MS = 10_413_791_999_999
 
 
 def session_starts(visitors: np.ndarray, times: np.ndarray) -> np.ndarray:

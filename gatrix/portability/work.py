@@ -20,7 +20,7 @@ from gatrix.portability.columns import EVENT_TYPES, KIND_TABLES, map_array, sche
 from gatrix.portability.enrich import ENRICHED, Enricher
 from gatrix.portability.formats import ProfileRow, get_format, paused_gc
 from gatrix.portability.formats.gatrix import GatrixFormat, Table, parquet_table
-from gatrix.portability.sessions import DROPPED
+from gatrix.portability.sessions import DROPPED, LATEST_MS
 
 TABLE_SCHEMAS = {table: schema(types) for table, types in KIND_TABLES.values()}
 EVENT_SCHEMA, PROFILE_SCHEMA = TABLE_SCHEMAS["events"], TABLE_SCHEMAS["profiles"]
@@ -67,7 +67,7 @@ def keys(job: Job) -> tuple[int, np.ndarray, np.ndarray]:
     times: list[int] = []
     for record in fmt.key_records(read(job.chunk), job.chunk.header):
         key = fmt.key(record)
-        if key is None:
+        if key is None or key[1] > LATEST_MS:
             visitors.append(0)
             times.append(DROPPED)
         else:

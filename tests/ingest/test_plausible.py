@@ -109,6 +109,8 @@ def test_bad_input_is_a_json_4xx_and_stores_nothing(
         ({"n": "pageview", "u": f"{origin}/"}, "missing_field"),
         ({"n": "pageview", "u": f"{origin}/", "d": domain, "p": [1]}, "invalid_properties"),
         ({"n": "x", "u": f"{origin}/", "d": domain, "$": {"amount": "lots"}}, "invalid_field"),
+        # an integer beyond any float (float() of it raises)
+        ({"n": "x", "u": f"{origin}/", "d": domain, "$": {"amount": 10**400}}, "invalid_field"),
         ({"n": "pageview", "u": f"{origin}/", "d": "nobody.example"}, "unknown_domain"),
     ]:
         reply = _send(http, body, origin)

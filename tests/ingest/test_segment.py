@@ -202,3 +202,15 @@ def test_alias_needs_the_secret(
         {"p": server_project.project_id},
     )
     assert links == [(0,)]
+
+
+def test_a_revenue_beyond_any_float_is_ignored_not_a_crash(
+    http: httpx.Client, server_project: NewClient, store: Store
+) -> None:
+    # JSON integers are unbounded and decode as Python ints; float() of this one raises
+    auth = (server_project.client_id, server_project.client_secret)
+    body = json.dumps(track(properties={"revenue": 10**400, "plan": "pro"}))
+    reply = http.post("/v1/track", content=body, auth=auth)
+    assert reply.status_code == 200 and reply.json() == {"success": True}
+    [row] = wait_events(store, server_project.project_id, 1)
+    assert row["revenue"] == 0.0 and row["properties"]["plan"] == "pro"

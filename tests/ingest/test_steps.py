@@ -211,7 +211,9 @@ def test_parse_client_time_variants() -> None:
     assert parse_client_time(" 2026-11-01 10:00:00 ") == 1_793_527_200_000  # naive: UTC
     assert parse_client_time("1700000000") == parse_client_time(1_700_000_000_000)
     assert parse_client_time("1700000000.5") == 1_700_000_000_500
-    for unusable in ("20261101", "1999-12-31T23:59:59Z", "2026-13-01", "12.5.5", "  ", True):
+    # a Z after a date alone is UTC too; digits that are not ASCII ("²") are no epoch
+    assert parse_client_time("2026-11-01Z") == 1_793_491_200_000
+    for unusable in ("20261101", "1999-12-31T23:59:59Z", "2026-13-01", "12.5.5", "  ", True, "²"):
         assert parse_client_time(unusable) is None, unusable
 
 

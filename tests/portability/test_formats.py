@@ -241,3 +241,53 @@ def test_an_umami_cell_over_the_csv_modules_limit_is_read_and_cut(
     assert report.events == 2 and report.dropped == {}
     long_row, short_row = _rows(store, project)
     assert long_row["title"] == "T" * 500 and short_row["title"] == "Short"
+
+
+def test_segment_lines_the_import_refuses_take_no_part_in_sessions(
+    store: Store, tmp_path: Path
+) -> None:
+    # one visitor, 25 minutes apart: the middle line is refused (invalid UTF-8 inside its
+    # properties), so it must not bridge the first and last into one session
+    project = f"segment-gap-{uuid.uuid4().hex[:8]}"
+
+    def line(event: str, minute: int, props: bytes = b"{}") -> bytes:
+        return (
+            b'{"type":"track","event":"' + event.encode() + b'","anonymousId":"v",'
+            b'"timestamp":"2026-03-01T10:%02d:00Z","properties":' % minute + props + b"}"
+        )
+
+    odd = [
+        # a revenue beyond any float, and a time beyond what ClickHouse holds
+        b'{"type":"track","event":"huge","anonymousId":"w","timestamp":"2026-03-01T11:00:00Z",'
+        b'"properties":{"revenue":1' + b"0" * 400 + b"}}",
+        b'{"type":"track","event":"late","anonymousId":"w","timestamp":1' + b"0" * 19 + b"}",
+        b'{"type":"track","event":"late","anonymousId":"w","timestamp":"9999-01-01T00:00:00Z"}',
+    ]
+    path = tmp_path / "segment.ndjson"
+    path.write_bytes(
+        b"\n".join([line("a", 0), line("b", 25, b'{"x":"\xff"}'), line("c", 50), *odd]) + b"\n"
+    )
+    report = run_import(store, tmp_path / "state", project, "segment", [path], workers=1)
+    assert report.events == 3 and report.dropped == {"invalid": 3}
+    first, last, huge = _rows(store, project)
+    assert (first["name"], last["name"], huge["name"]) == ("a", "c", "huge")
+    assert first["session_id"] != last["session_id"]
+    assert last["session_start"] == last["created_at"]
+    assert huge["revenue"] == 0.0
+
+
+def test_umami_rows_read_as_their_dict_would_read_them(store: Store, tmp_path: Path) -> None:
+    # a repeated column name: a short row reaches only its first `session_id`, which both the
+    # session pass and the mapping must read; a header that is not UTF-8 stops nothing
+    project = f"umami-odd-{uuid.uuid4().hex[:8]}"
+    path = tmp_path / "umami.csv"
+    path.write_bytes(
+        b"session_id,created_at,url_path,event_type,session_id,caf\xe9\n"
+        b"S1,2026-03-01 10:00:00,/a,1\n"
+        b"S2,2026-03-01 10:05:00,/b,1,S3,x\n"
+    )
+    report = run_import(store, tmp_path / "state", project, "umami", [path], workers=1)
+    assert report.events == 2 and report.dropped == {}
+    short, full = _rows(store, project)
+    assert (short["device_id"], short["path"]) == ("S1", "/a")
+    assert (full["device_id"], full["path"]) == ("S3", "/b")  # the last of the repeated name

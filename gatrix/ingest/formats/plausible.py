@@ -45,7 +45,8 @@ def _number(value: Any, what: str) -> float:
             raise InvalidPayload("invalid_field", f"{what} must be a number") from None
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise InvalidPayload("invalid_field", f"{what} must be a number")
-    amount = float(value)
+    # JSON integers are unbounded: float() of a huge one raises, so they are judged as they are
+    amount = float(value) if not isinstance(value, int) or abs(value) < 10**15 else math.inf
     if not math.isfinite(amount) or abs(amount) >= 1e15:
         raise InvalidPayload("invalid_field", f"{what} must be a finite number")
     return amount

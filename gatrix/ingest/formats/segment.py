@@ -77,6 +77,8 @@ def _revenue(value: Any) -> float | None:
             return None
     if isinstance(value, bool) or not isinstance(value, int | float):
         return None
+    if isinstance(value, int) and abs(value) >= 10**15:
+        return None  # JSON integers are unbounded: float() of a huge one raises
     amount = float(value)
     return amount if math.isfinite(amount) and abs(amount) < 1e15 else None
 

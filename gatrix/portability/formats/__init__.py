@@ -52,22 +52,27 @@ csv.field_size_limit(2**31 - 1)
 
 
 def csv_records(data: bytes, header: bytes) -> Iterator[dict[str, str]]:
-    names = next(csv.reader([header.decode("utf-8-sig")]))
+    names = _header_names(header)
     for values in csv.reader(io.StringIO(data.decode("utf-8", "replace"), newline="")):
         if values:
             yield dict(zip(names, values, strict=False))
 
 
 def csv_columns(data: bytes, header: bytes, wanted: tuple[str, ...]) -> Iterator[list[str]]:
-    """The `wanted` cells of each record, as `csv_records` would give them (the last column of
-    a repeated name; "" for a column the header or a short row lacks), without a dict."""
-    names = next(csv.reader([header.decode("utf-8-sig")]))
-    where = {name: i for i, name in enumerate(names)}
-    at = [where.get(name, -1) for name in wanted]
+    """The `wanted` cells of each record exactly as `csv_records` gives them, without a dict:
+    of a repeated column name the last one the row reaches; "" for a column the header or
+    a short row lacks."""
+    names = _header_names(header)
+    # each wanted name's columns, last first
+    at = [[i for i in range(len(names) - 1, -1, -1) if names[i] == name] for name in wanted]
     for values in csv.reader(io.StringIO(data.decode("utf-8", "replace"), newline="")):
         if values:
             size = len(values)
-            yield [values[i] if 0 <= i < size else "" for i in at]
+            yield [next((values[i] for i in where if i < size), "") for where in at]
+
+
+def _header_names(header: bytes) -> list[str]:
+    return next(csv.reader([header.decode("utf-8-sig", "replace")]), [])
 
 
 _decoder = msgspec.json.Decoder()

@@ -166,7 +166,9 @@ class GatrixFormat:
     def table(self, data: bytes, header: bytes) -> Table:
         with paused_gc():
             if self.csv:
-                names = {n.strip().strip('"') for n in header.decode("utf-8-sig").split(",")}
+                names = {
+                    n.strip().strip('"') for n in header.decode("utf-8-sig", "replace").split(",")
+                }
                 return _csv_table(data, header, shape_of(names))
             return _ndjson_table(data)
 
