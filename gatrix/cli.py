@@ -327,9 +327,10 @@ def cmd_deadletters(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def _project_timezone(settings: Settings, project_id: str) -> str | None:
-    from gatrix.meta import accounts, models
+    from gatrix.meta import accounts
 
-    engine = models.make_engine(settings.database_dsn)
+    # a data directory not made yet (no `gatrix serve` so far) has no project: say so
+    engine = _metadata(settings)
     try:
         project = accounts.project_summary(engine, project_id)
     finally:

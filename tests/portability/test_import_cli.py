@@ -95,3 +95,19 @@ def test_a_file_of_another_format_says_nothing_was_read(
     good.write_text(json.dumps(line) + "\n")
     assert cli.main([*import_args, "--format", "segment", str(good)]) == 0
     assert json.loads(capsys.readouterr().out)["events"] == 1
+
+
+def test_import_and_export_into_a_data_directory_not_made_yet_say_there_is_no_project(
+    tmp_path: Path, capsys: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # a new user's first command before `gatrix serve` ever ran: one line, not a traceback
+    for name in ("DATABASE_URL", "CLICKHOUSE_URL"):
+        monkeypatch.delenv(name, raising=False)
+    data = tmp_path / "data"
+    events = tmp_path / "events.ndjson"
+    events.write_text('{"type":"track","event":"x","anonymousId":"a"}\n')
+    common = ["--project", "demo", "--data-dir", str(data)]
+    assert cli.main(["import", *common, "--format", "segment", str(events)]) == 2
+    assert cli.main(["export", *common, "--format", "ndjson"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("no project 'demo'") == 2 and "Traceback" not in err
