@@ -177,7 +177,6 @@ def rows(job: Job, sessions: Sessions | None) -> Result:
     return result
 
 
-_MAPS = frozenset(("properties",))
 _NUMBERS = {"duration": pa.uint32(), "revenue": pa.float64()}
 
 
@@ -194,7 +193,7 @@ def _event_batch(
     count = len(events)
     columns: dict[str, pa.Array] = {}
     for name, cells in zip(ENRICHED, zip(*events, strict=True), strict=True):
-        if name in _MAPS:
+        if name == "properties":
             columns[name] = map_array(cells, EVENT_TYPES[name])
         else:
             columns[name] = pa.array(cells, _NUMBERS.get(name, pa.string()))

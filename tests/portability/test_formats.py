@@ -44,6 +44,20 @@ def _rows(store: Store, project: str) -> list[dict[str, Any]]:
     )
 
 
+def _import(
+    store: Store, tmp_path: Path, fmt: str, content: str | bytes, name: str = "data"
+) -> tuple[str, Any]:
+    """`content` written to a file and imported into a new project: (project, report)."""
+    project = f"{fmt}-{name}-{uuid.uuid4().hex[:8]}"
+    path = tmp_path / f"{name}.{'csv' if fmt == 'umami' else 'ndjson'}"
+    if isinstance(content, str):
+        path.write_text(content)
+    else:
+        path.write_bytes(content)
+    state = tmp_path / f"state-{project}"
+    return project, run_import(store, state, project, fmt, [path], workers=1)
+
+
 def test_umami_export_maps_to_events_and_sessions(store: Store, tmp_path: Path) -> None:
     project = f"umami-{uuid.uuid4().hex[:8]}"
     path = tmp_path / "website_event.csv"
@@ -229,15 +243,15 @@ def test_an_umami_cell_over_the_csv_modules_limit_is_read_and_cut(
     store: Store, tmp_path: Path
 ) -> None:
     # Python's csv reader refuses cells over 128 KB unless told otherwise
-    project = f"umami-big-{uuid.uuid4().hex[:8]}"
     title = "T" * 300_000
-    path = tmp_path / "umami.csv"
-    path.write_text(
+    project, report = _import(
+        store,
+        tmp_path,
+        "umami",
         f"{UMAMI_HEADER}\n"
         f"w,A,x,e1,shop.test,chrome,Mac OS,laptop,,,,,,/,,,,,{title},1,,2026-03-01 10:00:00\n"
-        f"w,B,x,e2,shop.test,chrome,Mac OS,laptop,,,,,,/b,,,,,Short,1,,2026-03-01 10:01:00\n"
+        f"w,B,x,e2,shop.test,chrome,Mac OS,laptop,,,,,,/b,,,,,Short,1,,2026-03-01 10:01:00\n",
     )
-    report = run_import(store, tmp_path / "state", project, "umami", [path], workers=1)
     assert report.events == 2 and report.dropped == {}
     long_row, short_row = _rows(store, project)
     assert long_row["title"] == "T" * 500 and short_row["title"] == "Short"
@@ -248,8 +262,6 @@ def test_segment_lines_the_import_refuses_take_no_part_in_sessions(
 ) -> None:
     # one visitor, 25 minutes apart: the middle line is refused (invalid UTF-8 inside its
     # properties), so it must not bridge the first and last into one session
-    project = f"segment-gap-{uuid.uuid4().hex[:8]}"
-
     def line(event: str, minute: int, props: bytes = b"{}") -> bytes:
         return (
             b'{"type":"track","event":"' + event.encode() + b'","anonymousId":"v",'
@@ -263,11 +275,8 @@ def test_segment_lines_the_import_refuses_take_no_part_in_sessions(
         b'{"type":"track","event":"late","anonymousId":"w","timestamp":1' + b"0" * 19 + b"}",
         b'{"type":"track","event":"late","anonymousId":"w","timestamp":"9999-01-01T00:00:00Z"}',
     ]
-    path = tmp_path / "segment.ndjson"
-    path.write_bytes(
-        b"\n".join([line("a", 0), line("b", 25, b'{"x":"\xff"}'), line("c", 50), *odd]) + b"\n"
-    )
-    report = run_import(store, tmp_path / "state", project, "segment", [path], workers=1)
+    lines = [line("a", 0), line("b", 25, b'{"x":"\xff"}'), line("c", 50), *odd]
+    project, report = _import(store, tmp_path, "segment", b"\n".join(lines) + b"\n")
     assert report.events == 3 and report.dropped == {"invalid": 3}
     first, last, huge = _rows(store, project)
     assert (first["name"], last["name"], huge["name"]) == ("a", "c", "huge")
@@ -279,14 +288,14 @@ def test_segment_lines_the_import_refuses_take_no_part_in_sessions(
 def test_umami_rows_read_as_their_dict_would_read_them(store: Store, tmp_path: Path) -> None:
     # a repeated column name: a short row reaches only its first `session_id`, which both the
     # session pass and the mapping must read; a header that is not UTF-8 stops nothing
-    project = f"umami-odd-{uuid.uuid4().hex[:8]}"
-    path = tmp_path / "umami.csv"
-    path.write_bytes(
+    project, report = _import(
+        store,
+        tmp_path,
+        "umami",
         b"session_id,created_at,url_path,event_type,session_id,caf\xe9\n"
         b"S1,2026-03-01 10:00:00,/a,1\n"
-        b"S2,2026-03-01 10:05:00,/b,1,S3,x\n"
+        b"S2,2026-03-01 10:05:00,/b,1,S3,x\n",
     )
-    report = run_import(store, tmp_path / "state", project, "umami", [path], workers=1)
     assert report.events == 2 and report.dropped == {}
     short, full = _rows(store, project)
     assert (short["device_id"], short["path"]) == ("S1", "/a")

@@ -78,16 +78,14 @@ def _header_names(header: bytes) -> list[str]:
 _decoder = msgspec.json.Decoder()
 
 
-def ndjson_records(data: bytes, decoder: msgspec.json.Decoder[Any] = _decoder) -> Iterator[Any]:
-    """One record per non-blank line; None for a line the decoder refuses (not JSON, or not
-    of its type), so every decoder numbers a chunk's records alike."""
+def ndjson_records(data: bytes, _header: bytes = b"") -> Iterator[Any]:
     for line in data.split(b"\n"):
         if not line.strip():
             continue
         try:
-            yield decoder.decode(line)
-        # a ValidationError is a DecodeError too; msgspec stops at the interpreter's
-        # recursion limit (~1,000 levels) with a RecursionError
+            yield _decoder.decode(line)
+        # msgspec stops at the interpreter's recursion limit (~1,000 levels) with a
+        # RecursionError
         except (msgspec.DecodeError, RecursionError):
             yield None  # counted as invalid, keeps the record numbering
 

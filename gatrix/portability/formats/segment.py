@@ -15,7 +15,6 @@ log): `track`, `page` and `screen` become events, `identify` a profile update; o
 from __future__ import annotations
 
 from collections.abc import Iterator
-from functools import partial
 from typing import Any
 
 import msgspec
@@ -53,9 +52,8 @@ _TIMES = ("timestamp", "originalTimestamp", "sentAt", "receivedAt")
 
 
 def _time(msg: _Message) -> int | None:
-    get = partial(getattr, msg)
     for key in _TIMES:
-        ms = parse_client_time(get(key))
+        ms = parse_client_time(getattr(msg, key))
         if ms is not None:
             return ms
     return None
@@ -128,26 +126,24 @@ def _lenient(line: bytes) -> _Message | None:
         msg = _any_decoder.decode(line)
     except (msgspec.DecodeError, RecursionError):
         return None
-    if type(msg) is not dict:
-        return None
-    fields = {f: msg.get(f) for f in _Message.__struct_fields__ if f != "context"}
-    return _Message(**fields, context=_context(msg.get("context")))
+    return _struct(_Message, msg)
 
 
-def _context(ctx: Any) -> _Context | None:
-    if type(ctx) is not dict:
+# the fields of these structs that are structs themselves
+_NESTED: dict[type, dict[str, type]] = {
+    _Message: {"context": _Context},
+    _Context: {"page": _Page, "screen": _Screen},
+}
+
+
+def _struct(kind: type[Any], value: Any) -> Any:
+    """A decoded dict as the struct `kind` (nested ones too); None when it is no object."""
+    if type(value) is not dict:
         return None
-    page, screen = ctx.get("page"), ctx.get("screen")
-    fields = {f: ctx.get(f) for f in _Context.__struct_fields__ if f not in ("page", "screen")}
-    return _Context(
-        **fields,
-        page=_Page(**{f: page.get(f) for f in _Page.__struct_fields__})
-        if type(page) is dict
-        else None,
-        screen=_Screen(**{f: screen.get(f) for f in _Screen.__struct_fields__})
-        if type(screen) is dict
-        else None,
-    )
+    nested = _NESTED.get(kind, {})
+    fields = {f: value.get(f) for f in kind.__struct_fields__}
+    fields.update({f: _struct(inner, fields[f]) for f, inner in nested.items()})
+    return kind(**fields)
 
 
 def _flat(values: dict[str, Any], skip: tuple[str, ...] = ()) -> dict[str, str]:
