@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import shutil
+import time
+import uuid
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
-from gatrix.clickhouse.store import Store
+from gatrix.clickhouse.store import MIGRATIONS_DIR, Store
 from gatrix.insights import reports
 from gatrix.insights.query import QueryParams, build_query
 
@@ -72,3 +76,57 @@ def test_page_filters_read_the_by_path_projection(scratch_store: Store) -> None:
     sql, params = recording.seen[-1]
     plan = "\n".join(r[0] for r in scratch_store.query_rows("EXPLAIN " + sql, params))
     assert "events_by_path" not in plan
+
+
+def _mutations_done(store: Store) -> None:
+    # mutations run in the background, as a server goes on serving meanwhile
+    for _ in range(400):
+        running = store.query_rows(
+            "SELECT countIf(NOT is_done) FROM system.mutations WHERE database = {db:String}",
+            {"db": store.db},
+        )[0][0]
+        if not running:
+            return
+        time.sleep(0.05)
+    raise AssertionError("mutations still running")
+
+
+def test_the_projection_never_brings_erased_rows_back(chdb_dsn: str, tmp_path: Path) -> None:
+    # A database made before migration 0014: 100k page views over 7 paths and 30 devices,
+    # and device 3 erased (a lightweight DELETE: its rows are only marked). The upgrade builds
+    # the projection of the stored parts, and must not copy the marked rows into it; a person
+    # erased after it must be gone from what page filters read too.
+    older = tmp_path / "migrations"
+    older.mkdir()
+    for path in sorted(MIGRATIONS_DIR.glob("*.sql")):
+        if int(path.name[:4]) < 14:
+            shutil.copy(path, older / path.name)
+    store = Store(chdb_dsn, f"t_{uuid.uuid4().hex[:12]}")
+    try:
+        store.migrate(older)
+        db = store.db
+        store.command(
+            f"INSERT INTO {db}.events (project_id, name, path, session_id, created_at, "
+            "device_id) SELECT 'proj', 'screen_view', concat('/p', toString(number % 7)), "
+            "toString(number), now64() - number, toString(number % 30) FROM numbers(100000)"
+        )
+        store.command(f"DELETE FROM {db}.events WHERE device_id = '3'")
+        assert store.migrate() == ["0014_page_projection"]
+        _mutations_done(store)
+        projected = store.query_rows(
+            "SELECT sum(rows) FROM system.projection_parts WHERE database = {db:String} "
+            "AND table = 'events' AND name = 'events_by_path' AND active",
+            {"db": db},
+        )[0][0]
+        assert projected == 100_000 - 3334  # every row but device 3's
+        page = f"SELECT count() FROM {db}.events WHERE project_id = 'proj' AND path = '/p3'"
+        assert "events_by_path" in "\n".join(r[0] for r in store.query_rows(f"EXPLAIN {page}"))
+        # /p3: the numbers ≡ 3 (mod 7), 14,286 of them; of those, 477 were device 3's
+        assert store.query_rows(page)[0][0] == 14_286 - 477
+        assert store.query_rows(f"{page} AND device_id = '3'")[0][0] == 0
+        # erased after the upgrade: device 10 (477 of the /p3 views)
+        store.command(f"DELETE FROM {db}.events WHERE device_id = '10'")
+        assert store.query_rows(page)[0][0] == 14_286 - 477 - 477
+        assert store.query_rows(f"{page} AND device_id = '10'")[0][0] == 0
+    finally:
+        store.command(f"DROP DATABASE IF EXISTS {store.db}")
