@@ -20,10 +20,10 @@ ALTER TABLE $db.events ADD PROJECTION IF NOT EXISTS events_by_path
     ORDER BY project_id, path, created_at
 );
 
--- Events stored before: built in the background (mutations, run in this order on each part);
--- until a part has it, queries read that part as before, with the same answers. Rows an
--- erasure marked deleted are first removed for good: building a projection from a part that
--- still carries the mark would copy them into it, and bring them back to page filters.
-ALTER TABLE $db.events APPLY DELETED MASK;
-
-ALTER TABLE $db.events MATERIALIZE PROJECTION events_by_path;
+-- Events stored before: built in the background (a mutation); until a part has it, queries
+-- read that part as before, with the same answers. Rows an erasure marked deleted are first
+-- removed for good: building a projection from a part that still carries the mark copies
+-- them into it, and brings them back to page filters. Both commands are one mutation, so an
+-- erasure that arrives meanwhile is a later mutation of each part (it drops the projection
+-- it touches) and can never fall between the two.
+ALTER TABLE $db.events APPLY DELETED MASK, MATERIALIZE PROJECTION events_by_path;

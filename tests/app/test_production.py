@@ -205,7 +205,7 @@ def test_cluster_ddl() -> None:
         assert re.search(r"TO analytics\.\w+_local AS", view)
     # a table's schema changes apply to every node's local table (the projection of 0014)
     alters = [s for s in statements if s.startswith("ALTER TABLE")]
-    assert len(alters) == 4
+    assert len(alters) == 3
     assert all(s.startswith("ALTER TABLE analytics.events_local ON CLUSTER ") for s in alters)
     assert "ADD PROJECTION IF NOT EXISTS events_by_path" in alters[1]
     with pytest.raises(ValueError):
