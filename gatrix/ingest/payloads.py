@@ -76,6 +76,25 @@ def decode_json(body: bytes) -> Any:
 
 
 MAX_COUNTER_STEP = 1e15
+# the largest amount (revenue, a duration) a sender may give, in size
+MAX_AMOUNT = 1e15
+
+
+def amount(value: Any) -> float | None:
+    """A number sent as JSON or as text, as a float; None when it is neither, not finite, or
+    MAX_AMOUNT or more in size. A JSON integer can have any number of digits, and float() of
+    a huge one raises, so integers are judged before they are converted."""
+    if isinstance(value, str):
+        try:
+            value = float(value.strip())
+        except ValueError:
+            return None
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    if isinstance(value, int) and abs(value) >= MAX_AMOUNT:
+        return None
+    number = float(value)
+    return number if math.isfinite(number) and abs(number) < MAX_AMOUNT else None
 
 
 def _text(value: Any, what: str, limit: int, required: bool = False) -> str:

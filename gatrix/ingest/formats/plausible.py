@@ -14,12 +14,18 @@ included, so a one-page visit read for a minute lasts a minute instead of 0 s.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from typing import Any
 
 from gatrix.ingest.formats import Message, envelope, foreign_properties, text
-from gatrix.ingest.payloads import MAX_NAME, MAX_VALUE, InvalidPayload, decode_json
+from gatrix.ingest.payloads import (
+    MAX_AMOUNT,
+    MAX_NAME,
+    MAX_VALUE,
+    InvalidPayload,
+    amount,
+    decode_json,
+)
 from gatrix.pageviews import ENGAGEMENT_NAME
 
 PAGEVIEW = "pageview"
@@ -38,18 +44,10 @@ def _field(doc: dict[str, Any], short: str, long: str) -> Any:
 
 
 def _number(value: Any, what: str) -> float:
-    if isinstance(value, str):
-        try:
-            value = float(value.strip())
-        except ValueError:
-            raise InvalidPayload("invalid_field", f"{what} must be a number") from None
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        raise InvalidPayload("invalid_field", f"{what} must be a number")
-    # JSON integers are unbounded: float() of a huge one raises, so they are judged as they are
-    amount = float(value) if not isinstance(value, int) or abs(value) < 10**15 else math.inf
-    if not math.isfinite(amount) or abs(amount) >= 1e15:
-        raise InvalidPayload("invalid_field", f"{what} must be a finite number")
-    return amount
+    number = amount(value)
+    if number is None:
+        raise InvalidPayload("invalid_field", f"{what} must be a number below {MAX_AMOUNT:g}")
+    return number
 
 
 def domains_of(raw: str) -> list[str]:

@@ -17,12 +17,11 @@ from __future__ import annotations
 
 import base64
 import binascii
-import math
 from dataclasses import dataclass, field
 from typing import Any
 
 from gatrix.ingest.formats import Message, envelope, foreign_properties, text
-from gatrix.ingest.payloads import MAX_ID, MAX_NAME, MAX_VALUE, InvalidPayload
+from gatrix.ingest.payloads import MAX_ID, MAX_NAME, MAX_VALUE, InvalidPayload, amount
 from gatrix.ingest.pipeline import parse_client_time
 
 KINDS = ("track", "identify", "page", "screen", "alias", "group")
@@ -67,20 +66,6 @@ def _object(value: Any, what: str) -> dict[str, Any]:
     if not isinstance(value, dict):
         raise InvalidPayload("invalid_field", f"{what} must be a JSON object")
     return value
-
-
-def _revenue(value: Any) -> float | None:
-    if isinstance(value, str):
-        try:
-            value = float(value.strip())
-        except ValueError:
-            return None
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        return None
-    if isinstance(value, int) and abs(value) >= 10**15:
-        return None  # JSON integers are unbounded: float() of a huge one raises
-    amount = float(value)
-    return amount if math.isfinite(amount) and abs(amount) < 1e15 else None
 
 
 def event_time(msg: dict[str, Any], sent_at: Any, received_ms: int) -> int | None:
@@ -162,7 +147,7 @@ def _message(
             _page_fields(props, _object(context.get("page"), "context.page"), reserved)
         elif label:
             reserved["__path"] = label  # an app screen has a name, not a URL
-    revenue = _revenue(props.pop("revenue", None))
+    revenue = amount(props.pop("revenue", None))
     if revenue is not None:
         reserved["__revenue"] = revenue
     # a message with only userId is that person's visitor: no cookieless id of the backend

@@ -19,7 +19,7 @@ from typing import Any
 
 import msgspec
 
-from gatrix.ingest.payloads import MAX_PROPERTIES, property_value
+from gatrix.ingest.payloads import MAX_PROPERTIES, amount, property_value
 from gatrix.ingest.pipeline import parse_client_time
 from gatrix.portability.enrich import Imported
 from gatrix.portability.formats import Converted, ProfileRow
@@ -161,13 +161,6 @@ def _campaign(campaign: dict[str, Any]) -> dict[str, str]:
     return {utm: _str(campaign[key]) for key, utm in _CAMPAIGN.items() if campaign.get(key)}
 
 
-def _number(value: Any) -> float | None:
-    try:
-        return float(value) if value is not None and not isinstance(value, bool) else None
-    except (TypeError, ValueError, OverflowError):  # OverflowError: an integer beyond floats
-        return None
-
-
 class SegmentFormat:
     name = "segment"
     csv = False
@@ -233,7 +226,7 @@ class SegmentFormat:
             ip=_str(ctx.ip)[:64],
             screen=size,
             language=_str(ctx.locale),
-            revenue=_number(props.get("revenue")) if kind == "track" else None,
+            revenue=amount(props.get("revenue")) if kind == "track" else None,
             properties=_flat(props, _NOT_PROPERTIES) if props else {},
             given=given,
         )
