@@ -7,11 +7,11 @@ import time
 import uuid
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
 
 from gatrix.clickhouse.store import MIGRATIONS_DIR, Store
 from gatrix.insights import reports
 from gatrix.insights.query import QueryParams, build_query
+from tools.bench.insights import RecordingStore
 
 
 def test_settings_the_server_knows_apply_and_the_others_are_left_out(store: Store) -> None:
@@ -38,18 +38,6 @@ def test_rollups_with_visitor_sketches_have_small_granules(store: Store) -> None
         assert "index_granularity_bytes = 1048576" in engine, name
 
 
-class _Statements(Store):
-    """The store, keeping the statements a report runs so the test can EXPLAIN them."""
-
-    def __init__(self, store: Store) -> None:
-        super().__init__(store.dsn, store.db, budget=store.budget)
-        self.seen: list[tuple[str, dict[str, Any] | None]] = []
-
-    def query_dicts(self, sql: str, parameters: Any = None, *args: Any, **kw: Any) -> list[dict]:
-        self.seen.append((sql, parameters))
-        return super().query_dicts(sql, parameters, *args, **kw)
-
-
 def test_page_filters_read_the_by_path_projection(scratch_store: Store) -> None:
     # 200k page views over 50 paths: without the projection (migration 0014) every path of
     # the range is read and compared; with it, a page filter reads one key range of it
@@ -62,10 +50,10 @@ def test_page_filters_read_the_by_path_projection(scratch_store: Store) -> None:
     )
     now = datetime.now(UTC)
     q = build_query("proj", "UTC", QueryParams(range="7d", filters=["pages:is:/p3"]), now)
-    recording = _Statements(scratch_store)
+    recording = RecordingStore(scratch_store)  # keeps the statements, to EXPLAIN them
     kpis = reports.metrics(recording, q)
     assert kpis["pageviews"] == 4000  # every 50th of the 200,000
-    sql, params = recording.seen[-1]
+    sql, params = recording.statements[-1]
     plan = "\n".join(r[0] for r in scratch_store.query_rows("EXPLAIN " + sql, params))
     # the matching page views are read from it (the sets of sessions holding one are
     # subqueries this plan does not expand)
@@ -73,7 +61,7 @@ def test_page_filters_read_the_by_path_projection(scratch_store: Store) -> None:
     # a substring cannot use the projection's order: the table is read as before
     q = build_query("proj", "UTC", QueryParams(range="7d", filters=["pages:contains:/p3"]), now)
     reports.metrics(recording, q)
-    sql, params = recording.seen[-1]
+    sql, params = recording.statements[-1]
     plan = "\n".join(r[0] for r in scratch_store.query_rows("EXPLAIN " + sql, params))
     assert "events_by_path" not in plan
 

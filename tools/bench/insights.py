@@ -97,7 +97,7 @@ def _median_ms(fn: Any, *args: Any) -> float:
     return round(statistics.median(_timed(fn, *args) for _ in range(RUNS)), 1)
 
 
-class _Recording(Store):
+class RecordingStore(Store):
     """A store that keeps the statements it ran, to ask the engine what each one reads."""
 
     def __init__(self, store: Store) -> None:
@@ -124,7 +124,7 @@ class _Recording(Store):
 def live_rows_read(store: Store, now: datetime) -> list[int]:
     """Rows each of live's statements reads (EXPLAIN ESTIMATE): what must not grow with the
     table."""
-    recording = _Recording(store)
+    recording = RecordingStore(store)
     live(recording, PROJECT, now)
     return [
         sum(row[3] for row in store.query_rows("EXPLAIN ESTIMATE " + sql, params))
