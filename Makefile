@@ -1,6 +1,9 @@
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
+# test processes: each has its own chDB data path and servers and takes whole files, in the
+# order tests/conftest.py gives (longest first)
+TEST_WORKERS ?= 2
 
 .PHONY: install run test test-fast lint bench clean
 
@@ -17,7 +20,7 @@ run: install
 	$(BIN)/gatrix serve
 
 test: install
-	$(BIN)/python -m pytest -q -p no:cacheprovider
+	$(BIN)/python -m pytest -q -p no:cacheprovider -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder
 
 # pure functions only (no server, engine or browser): seconds
 test-fast: install

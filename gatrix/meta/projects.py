@@ -17,6 +17,7 @@ import re
 import secrets
 import time
 import uuid
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import lru_cache
@@ -313,8 +314,10 @@ class Directory:
         # verified secrets → when to check again (wrong ones are not remembered: a sender
         # rotating wrong secrets is held back by the failure budget below instead)
         self._secrets: dict[tuple[str, bytes], float] = {}
-        # (client, sender address) → (window start, wrong secrets in it)
-        self._failures: dict[tuple[str, str], tuple[float, int]] = {}
+        # (client, sender address) → when its checks of the last window began, oldest
+        # first: a sliding window, so no burst gets the budget twice by straddling the end of
+        # a fixed one
+        self._failures: dict[tuple[str, str], deque[float]] = {}
         # this process's share of the budget: with N processes a sender's guesses are spread
         # over N counters, so each allows 1/N and the server as a whole still allows the budget
         self.secret_failures = MAX_SECRET_FAILURES
@@ -375,19 +378,21 @@ class Directory:
         pending = self._secret_checks.get(key)
         if pending is None:
             budget = (info.client_id, sender)
-            started, failures = self._failures.get(budget, (now, 0))
-            if now - started > SECRET_FAILURE_WINDOW_S:
-                started, failures = now, 0
-            if failures >= self.secret_failures:
+            checks = self._failures.get(budget)
+            if checks is None:
+                if len(self._failures) >= self.max_entries:
+                    self._failures.clear()
+                checks = self._failures[budget] = deque()
+            while checks and now - checks[0] > SECRET_FAILURE_WINDOW_S:
+                checks.popleft()
+            if len(checks) >= self.secret_failures:
                 raise SecretsThrottled(info.client_id)
             # counted before the check, as a failure until it proves right: concurrent
             # requests with other secrets must see each other's attempts, or they all pass
             # the budget together
-            if len(self._failures) >= self.max_entries:
-                self._failures.clear()
-            self._failures[budget] = (started, failures + 1)
+            checks.append(now)
             # a task of its own: a caller that hangs up does not cancel it for the others
-            pending = asyncio.ensure_future(self._verify(info, secret, key, budget, started))
+            pending = asyncio.ensure_future(self._verify(info, secret, key, checks))
             self._secret_checks[key] = pending
             pending.add_done_callback(lambda _: self._secret_checks.pop(key, None))
         return await asyncio.shield(pending)
@@ -397,8 +402,7 @@ class Directory:
         info: ClientInfo,
         secret: str,
         key: tuple[str, bytes],
-        budget: tuple[str, str],
-        started: float,
+        checks: deque[float],
     ) -> bool:
         async with self._checking:  # one scrypt at a time: a core stays free for the rest
             ok = await asyncio.to_thread(verify_secret, secret, info.secret_hash)
@@ -406,8 +410,8 @@ class Directory:
             if len(self._secrets) >= self.max_entries:
                 self._secrets.clear()
             self._secrets[key] = time.monotonic() + self.ttl
-            started, failures = self._failures.get(budget, (started, 1))
-            self._failures[budget] = (started, max(0, failures - 1))
+            if checks:  # a right secret gives its place in the budget back
+                checks.pop()
         return ok
 
     async def umami_client(self, website_id: str) -> ClientInfo | None:

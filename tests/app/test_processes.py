@@ -11,11 +11,14 @@ import re
 import signal
 import subprocess
 import sys
+import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
 import pytest
+
+from gatrix.meta.projects import MAX_SECRET_FAILURES, SECRET_FAILURE_WINDOW_S
 
 from ..conftest import wait_for
 from ..processes import ServeProcess, count_rows, server_env
@@ -129,9 +132,15 @@ def test_both_processes_take_hits_and_the_primary_stores_them_all(served: ServeP
             timeout=60,
         ).status_code
 
+    # the budget is per window: a burst that a loaded machine spreads over more than one
+    # window may be checked once more per window it spans
+    started = time.monotonic()
     with ThreadPoolExecutor(max_workers=25) as pool:
         guesses = list(pool.map(guess, range(25)))
-    assert guesses.count(401) <= 20 and guesses.count(429) >= 5, guesses
+    windows = 1 + int((time.monotonic() - started) // SECRET_FAILURE_WINDOW_S)
+    checked = MAX_SECRET_FAILURES * windows
+    assert guesses.count(401) <= checked, (windows, guesses)
+    assert guesses.count(429) >= len(guesses) - checked, (windows, guesses)
 
     def reported() -> dict[str, int] | None:
         counts = _per_process(serve)
