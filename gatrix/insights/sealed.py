@@ -95,12 +95,23 @@ def _sealed_rows(db: str, period: Period, dimension: str, valid: str) -> str:
 
 def session_totals_sql(db: str, q: Query, params: Params, period: Period = CURRENT) -> str:
     """One row of the period's sessions, `session_pageviews`, `bounces` and `avg_ms`: from
-    the rollup for its sealed whole hours when nothing filters them, else from `sessions`."""
-    if q.filters:
+    the rollup for its sealed whole hours when nothing filters them or when the one filter
+    is a session dimension `is` a value (the rollup's row of that value), else from
+    `sessions`."""
+    one = sealed_value(q)
+    if q.filters and one is None:
         return f"SELECT {SESSION_AGGREGATES} FROM ({sessions_sql(db, q, params, period=period)})"
     valid = _valid_hours(db, period)
     rest = sessions_sql(db, q, params, period=period, except_hours=f"SELECT hour FROM ({valid})")
-    sealed = _sealed_rows(db, period, "''", valid)
+    if one is None:
+        sealed = _sealed_rows(db, period, "''", valid)
+    else:
+        column, value = one
+        dimension, wanted = params.add(column), params.add(value)
+        sealed = (
+            f"{_sealed_rows(db, period, f'{{{dimension}:String}}', valid)} "
+            f"AND value = {{{wanted}:String}}"
+        )
     return (
         "SELECT sum(n) AS sessions, sum(pv) AS session_pageviews, sum(b) AS bounces, "
         "if(sum(n) = 0, nan, sum(d) / sum(n)) AS avg_ms FROM ("
@@ -109,6 +120,17 @@ def session_totals_sql(db: str, q: Query, params: Params, period: Period = CURRE
         "SELECT count(), sum(pageviews), countIf(pageviews <= 1 AND custom_events = 0), "
         f"sum(dateDiff('millisecond', first_at, last_at)) FROM ({rest}))"
     )
+
+
+def sealed_value(q: Query) -> tuple[str, str] | None:
+    """(session column, value) when the query's only filter is one session dimension `is`
+    one value: the sessions it keeps are those counted in that value's sealed rows."""
+    if len(q.filters) != 1:
+        return None
+    f = q.filters[0]
+    if f.level != "session" or f.operator != "is":
+        return None
+    return SESSION_DIMENSIONS[f.dimension], f.value
 
 
 def session_breakdown_sql(

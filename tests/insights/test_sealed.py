@@ -16,6 +16,7 @@ from gatrix.insights.erase import erase_person
 from gatrix.insights.query import QueryParams, build_query
 from gatrix.retention import expire
 from tests.factory import events
+from tools.bench.insights import RecordingStore
 
 NOW = datetime(2026, 3, 9, 12, tzinfo=UTC)
 DAY = datetime(2026, 3, 2, tzinfo=UTC)
@@ -171,6 +172,44 @@ def test_filtered_and_unaligned_ranges_read_the_sessions(scratch_store: Store) -
     before = reports.metrics(store, filtered)
     seal_all(store)
     assert reports.metrics(store, filtered) == before
+
+
+def test_one_session_value_filter_reads_its_sealed_rows_and_answers_alike(
+    scratch_store: Store,
+) -> None:
+    """KPIs filtered by one session dimension `is` one value count the sessions of sealed
+    hours from that value's sealed rows: the same answers as from `sessions`, for entry and
+    exit pages, sources (the empty one too), countries, browsers and a value nobody has.
+    Other operators and a second filter still read `sessions`."""
+    store = scratch_store
+    project = seeded(store)
+    by_value = [
+        ["countries:is:KR"],
+        ["country:is:US"],
+        ["referrers:is:"],
+        ["source:is:Google"],
+        ["entry_page:is:/p1"],
+        ["exit_pages:is:/p3"],
+        ["browsers:is:Firefox"],
+        ["countries:is:ZZ"],
+    ]
+    others = [["country:contains:K"], ["country:is_not:KR"], ["country:is:KR", "browser:is:Chrome"]]
+
+    def kpis(target: Store) -> list[dict[str, Any]]:
+        return [
+            reports.metrics(target, week(project, compare="previous", filters=f))  # type: ignore[arg-type]
+            for f in (*by_value, *others)
+        ]
+
+    before = kpis(store)
+    assert before[0]["sessions"] > 0 and before[-1]["sessions"] > 0
+    assert seal_all(store) == SEALED
+    recording = RecordingStore(store)
+    assert kpis(recording) == before
+    statements = [sql for sql, _ in recording.statements if "period" in sql]
+    assert len(statements) == len(by_value) + len(others)
+    assert all("session_hourly" in sql for sql in statements[: len(by_value)])
+    assert not any("session_hourly" in sql for sql in statements[len(by_value) :])
 
 
 def test_the_previous_period_of_a_range_ending_now_counts_its_minutes(
