@@ -13,7 +13,7 @@ import uuid
 from typing import Any
 
 import httpx
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from gatrix.meta.projects import create_project
@@ -130,6 +130,13 @@ def test_the_wire_formats_never_answer_5xx(server: LiveServer) -> None:
             path=st.sampled_from(["/v1/track", "/v1/page", "/v1/identify", "/v1/batch"]),
             message=segment_messages,
         )
+        # valid messages in every run: few random ones are (4 of 300 in one run), and the
+        # accepted path must be fuzzed however the draw falls
+        @example(path="/v1/track", message={"type": "track", "event": "Signup", "userId": "u"})
+        @example(path="/v1/page", message={"type": "page", "name": "Home", "anonymousId": "a"})
+        @example(path="/v1/identify", message={"type": "identify", "userId": "u2"})
+        @example(path="/v1/batch", message={"type": "screen", "name": "S", "userId": "u3"})
+        @example(path="/v1/batch", message={"type": "track", "event": "E", "anonymousId": "b"})
         def segment(path: str, message: dict[str, Any]) -> None:
             body = _encode({"batch": [message]} if path == "/v1/batch" else message)
             reply = http.post(path, content=body, headers=segment_auth)
@@ -137,6 +144,11 @@ def test_the_wire_formats_never_answer_5xx(server: LiveServer) -> None:
 
         @settings(max_examples=300, deadline=None, suppress_health_check=list(HealthCheck))
         @given(kind=st.sampled_from(["event", "identify"]) | hostile, payload=umami_payloads)
+        @example(kind="event", payload={"hostname": "shop.example.com", "url": "/"})
+        @example(kind="event", payload={"hostname": "shop.example.com", "url": "/a", "name": "x"})
+        @example(kind="event", payload={"url": "/pricing?utm_source=x", "title": "Pricing"})
+        @example(kind="event", payload={"hostname": "shop.example.com", "referrer": "x.test"})
+        @example(kind="identify", payload={"hostname": "shop.example.com", "id": "u"})
         def umami(kind: Any, payload: dict[str, Any]) -> None:
             body = _encode({"type": kind, "payload": {"website": project.client_id, **payload}})
             _check(http.post("/api/send", content=body, headers=browser), body, accepted["umami"])
