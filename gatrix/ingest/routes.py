@@ -63,6 +63,18 @@ _WANTED = {
     b"x-request-id",
 }
 
+# when a request came in: its events are stamped with it (a sender's requests sent in order
+# keep their order even when one of them waits longer for its client or its body)
+ARRIVED = "gatrix.arrived_ms"
+
+
+def mark_arrival(scope: dict) -> None:
+    scope.setdefault(ARRIVED, int(time.time() * 1000))
+
+
+def arrived_ms(scope: dict) -> int:
+    return scope.get(ARRIVED) or int(time.time() * 1000)
+
 
 def internal_error(headers: dict) -> dict[str, str]:
     """Log the exception being handled with a request id and say which one to the client.
@@ -153,6 +165,7 @@ class IngestApp:
 
     async def __call__(self, scope: dict, receive: Any, send: Any) -> int:
         """Handle one request; returns the status sent (for the latency metrics)."""
+        mark_arrival(scope)
         headers = {k: v for k, v in scope["headers"] if k in _WANTED}
         origin = headers.get(b"origin", b"").decode("latin-1")
         method = scope["method"]
@@ -256,7 +269,9 @@ class IngestApp:
         client, server_side = await self.authenticate(
             sender, headers, origin, body_client, body_secret
         )
-        req = self.make_request(sender, headers, client, server_side, bool(origin))
+        req = self.make_request(
+            sender, headers, client, server_side, bool(origin), arrived_ms(scope)
+        )
         _may_send(hit, req)
         items = self.pending(hit, req)
         if isinstance(items, Dropped):
@@ -308,7 +323,9 @@ class IngestApp:
                     client, server_side = await self.authenticate(
                         sender, headers, origin, body_client, body_secret
                     )
-                    req = self.make_request(sender, headers, client, server_side, bool(origin))
+                    req = self.make_request(
+                        sender, headers, client, server_side, bool(origin), arrived_ms(scope)
+                    )
                     requests[(body_client, body_secret)] = req
                 _may_send(hit, req)
             except InvalidPayload as exc:
@@ -442,7 +459,13 @@ class IngestApp:
         )
 
     def make_request(
-        self, sender: str, headers: dict, client: ClientInfo, server_side: bool, browser: bool
+        self,
+        sender: str,
+        headers: dict,
+        client: ClientInfo,
+        server_side: bool,
+        browser: bool,
+        received_ms: int,
     ) -> Request:
         return Request(
             client=client,
@@ -452,7 +475,7 @@ class IngestApp:
             user_agent=headers.get(b"user-agent", b"").decode("utf-8", "replace"),
             sdk_name=headers.get(b"openpanel-sdk-name", b"").decode("latin-1"),
             sdk_version=headers.get(b"openpanel-sdk-version", b"").decode("latin-1"),
-            received_ms=int(time.time() * 1000),
+            received_ms=received_ms,
         )
 
     # --- replies

@@ -18,7 +18,14 @@ from gatrix.buffer.rows import Pending
 from gatrix.ingest.formats import Message, gunzip, plausible, segment, umami
 from gatrix.ingest.payloads import InvalidPayload, decode_json
 from gatrix.ingest.pipeline import Dropped, Request
-from gatrix.ingest.routes import BATCH_BODY_FACTOR, RETRY_AFTER_S, AuthError, IngestApp
+from gatrix.ingest.routes import (
+    BATCH_BODY_FACTOR,
+    RETRY_AFTER_S,
+    AuthError,
+    IngestApp,
+    arrived_ms,
+    mark_arrival,
+)
 from gatrix.meta.projects import ClientInfo
 
 _encode = msgspec.json.Encoder().encode
@@ -52,6 +59,7 @@ class WireApp:
         }
 
     async def __call__(self, scope: dict, receive: Any, send: Any) -> int:
+        mark_arrival(scope)
         path = scope["path"].rstrip("/")
         fmt = WIRE_PATHS[path]
         headers = dict(scope["headers"])
@@ -88,7 +96,7 @@ class WireApp:
         self, scope: dict, headers: dict, client: ClientInfo, server_side: bool, fmt: str
     ) -> Request:
         sender = self.core.address(scope, headers)
-        req = self.core.make_request(sender, headers, client, server_side, browser=True)
+        req = self.core.make_request(sender, headers, client, server_side, True, arrived_ms(scope))
         req.sdk_name = fmt
         return req
 

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import threading
+import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -571,3 +573,29 @@ def test_concurrent_wrong_secrets_share_one_budget(server: Any, server_project: 
         statuses = list(pool.map(wrong, range(60)))
     # all sent at once, they still get 20 checks between them, not one each
     assert statuses.count(401) <= 20 and statuses.count(429) >= 40, statuses
+
+
+def test_an_event_is_stamped_when_its_request_arrived(
+    http: httpx.Client, server_project: NewClient, store: Store
+) -> None:
+    """A request whose body is slow to come is stamped when it arrived, not when it was
+    read: a sender's requests sent in order keep their order even when one waits longer
+    (its body, its client's lookup)."""
+    headers = browser_headers(server_project.client_id)
+    started = threading.Event()
+
+    def slow_body() -> Any:
+        started.set()
+        time.sleep(1.5)  # the headers are in; the body follows
+        yield json.dumps({"type": "track", "payload": {"name": "first"}}).encode()
+
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        first = pool.submit(http.post, "/track", content=slow_body(), headers=headers)
+        assert started.wait(10)
+        time.sleep(0.5)
+        second = http.post(
+            "/track", json={"type": "track", "payload": {"name": "second"}}, headers=headers
+        )
+        assert second.status_code == 200 and first.result().status_code == 200
+    rows = {r["name"]: r for r in wait_events(store, server_project.project_id, 2)}
+    assert rows["first"]["created_at"] < rows["second"]["created_at"]
