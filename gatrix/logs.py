@@ -6,7 +6,9 @@ from __future__ import annotations
 import contextvars
 import json
 import logging
+import sys
 import time
+from typing import Any
 
 request_id: contextvars.ContextVar[str] = contextvars.ContextVar("request_id", default="-")
 
@@ -47,8 +49,22 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(entry)
 
 
+class CurrentStderr(logging.StreamHandler):
+    """Writes to `sys.stderr` as it is when a record is emitted, not as it was when the
+    handler was made: a server started inside another program (a test run that swaps the
+    stream per test) would otherwise keep writing to a stream closed since."""
+
+    @property  # type: ignore[override]
+    def stream(self) -> Any:
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value: Any) -> None:
+        pass
+
+
 def configure(level: str, fmt: str) -> None:
-    handler = logging.StreamHandler()
+    handler = CurrentStderr()
     handler.addFilter(RequestIdFilter())
     if fmt == "json":
         handler.setFormatter(JsonFormatter())

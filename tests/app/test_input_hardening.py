@@ -4,10 +4,12 @@ that called a dict method, and what a real bug looks like to the client and in t
 
 from __future__ import annotations
 
+import io
 import json
 import logging
 import re
 import socket
+import sys
 import time
 import uuid
 from collections.abc import Iterator
@@ -18,6 +20,7 @@ import httpx
 import pytest
 from sqlmodel import Session
 
+from gatrix import logs
 from gatrix.clickhouse.store import Store
 from gatrix.logs import JsonFormatter
 from gatrix.meta.models import Project
@@ -397,3 +400,19 @@ def test_a_client_that_hangs_up_mid_body_leaves_no_traceback(
             lambda: any("left mid-request" in r.getMessage() for r in caplog.records), timeout=5
         ), [(r.name, r.getMessage()) for r in caplog.records]
     assert not [r for r in caplog.records if r.levelno >= logging.ERROR or r.exc_info]
+
+
+def test_logs_go_to_the_stderr_of_the_moment(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A server started inside another program that swaps `sys.stderr` (a test run does per
+    test) logs to the stream in place when it logs, never to one closed since."""
+    root = logging.getLogger()
+    monkeypatch.setattr(root, "handlers", list(root.handlers))
+    monkeypatch.setattr(root, "level", root.level)
+    first, second = io.StringIO(), io.StringIO()
+    monkeypatch.setattr(sys, "stderr", first)
+    logs.configure("info", "text")
+    first.close()
+    monkeypatch.setattr(sys, "stderr", second)
+    logging.getLogger("gatrix.test").warning("after the swap")
+    assert "after the swap" in second.getvalue()
+    assert "Logging error" not in second.getvalue()
