@@ -69,11 +69,8 @@ ARRIVED = "gatrix.arrived_ms"
 
 
 def mark_arrival(scope: dict) -> None:
-    scope.setdefault(ARRIVED, int(time.time() * 1000))
-
-
-def arrived_ms(scope: dict) -> int:
-    return scope.get(ARRIVED) or int(time.time() * 1000)
+    """Stamp the request at the entry of the app that handles it; `scope[ARRIVED]` reads it."""
+    scope[ARRIVED] = int(time.time() * 1000)
 
 
 def internal_error(headers: dict) -> dict[str, str]:
@@ -269,9 +266,7 @@ class IngestApp:
         client, server_side = await self.authenticate(
             sender, headers, origin, body_client, body_secret
         )
-        req = self.make_request(
-            sender, headers, client, server_side, bool(origin), arrived_ms(scope)
-        )
+        req = self.make_request(sender, headers, client, server_side, bool(origin), scope[ARRIVED])
         _may_send(hit, req)
         items = self.pending(hit, req)
         if isinstance(items, Dropped):
@@ -324,7 +319,7 @@ class IngestApp:
                         sender, headers, origin, body_client, body_secret
                     )
                     req = self.make_request(
-                        sender, headers, client, server_side, bool(origin), arrived_ms(scope)
+                        sender, headers, client, server_side, bool(origin), scope[ARRIVED]
                     )
                     requests[(body_client, body_secret)] = req
                 _may_send(hit, req)

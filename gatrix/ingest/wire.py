@@ -19,11 +19,11 @@ from gatrix.ingest.formats import Message, gunzip, plausible, segment, umami
 from gatrix.ingest.payloads import InvalidPayload, decode_json
 from gatrix.ingest.pipeline import Dropped, Request
 from gatrix.ingest.routes import (
+    ARRIVED,
     BATCH_BODY_FACTOR,
     RETRY_AFTER_S,
     AuthError,
     IngestApp,
-    arrived_ms,
     mark_arrival,
 )
 from gatrix.meta.projects import ClientInfo
@@ -96,7 +96,7 @@ class WireApp:
         self, scope: dict, headers: dict, client: ClientInfo, server_side: bool, fmt: str
     ) -> Request:
         sender = self.core.address(scope, headers)
-        req = self.core.make_request(sender, headers, client, server_side, True, arrived_ms(scope))
+        req = self.core.make_request(sender, headers, client, server_side, True, scope[ARRIVED])
         req.sdk_name = fmt
         return req
 
