@@ -416,6 +416,8 @@ def cmd_import(settings: Settings, args: argparse.Namespace) -> int:
         return 1
     if report.already_done:
         _say("this import was done before: nothing stored twice")
+    elif report.chunks and report.stored_before == report.chunks:
+        _say("these files were imported into this project before: nothing stored twice")
     elif not report.events and not report.profiles and not any(report.others.values()):
         why = f" ({', '.join(f'{k}: {n}' for k, n in report.dropped.items())} dropped)"
         _say(
@@ -433,6 +435,8 @@ def cmd_import(settings: Settings, args: argparse.Namespace) -> int:
                 "counters": report.others.get("profile_counters", 0),
                 "dropped": report.dropped,
                 "complete": report.complete,
+                # parts of these files an earlier import stored (or repeats): not stored again
+                "skipped_chunks": report.stored_before,
                 "seconds": round(report.seconds, 2),
             }
         ),

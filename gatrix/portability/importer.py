@@ -13,7 +13,9 @@
    chunks wait to be inserted, so memory stays flat.
 
 Idempotent and resumable: a finished import is recognised by its id and stores nothing; an
-interrupted one skips the chunks its checkpoint names. Blocks are cut from the first chunk
+interrupted one skips the chunks its checkpoint names; any import skips the chunks an earlier
+import stored into the project (the project's ledger), so the same file stores nothing twice
+in whatever list of files it comes back. Blocks are cut from the first chunk
 not yet done by the chunks' event counts alone, so a block inserted but not yet marked is
 cut the same way again on resume and its token keeps it single.
 """
@@ -35,7 +37,7 @@ import pyarrow as pa
 
 from gatrix.clickhouse.store import Store
 from gatrix.portability import work
-from gatrix.portability.checkpoint import Checkpoint, import_id
+from gatrix.portability.checkpoint import Checkpoint, Ledger, import_id, piece
 from gatrix.portability.chunks import CHUNK_BYTES, Chunk, is_parquet, plan
 from gatrix.portability.formats import get_format
 from gatrix.portability.progress import Progress
@@ -52,6 +54,9 @@ class ImportReport:
     already_done: bool = False
     seconds: float = 0.0
     others: dict[str, int] = field(default_factory=dict)  # table → identity links, counters
+    # chunks skipped because an earlier import stored them into the project, and all chunks
+    stored_before: int = 0
+    chunks: int = 0
 
 
 def _looks_csv(path: Path) -> bool:
@@ -163,6 +168,9 @@ def run_import(
             True,
             others=checkpoint.others,
         )
+    ledger = Ledger.open(state_dir, project_id)
+    stored_before = _stored_before(chunks, fmt_name, checkpoint, ledger)
+    done = checkpoint.done | stored_before
     workers = workers or os.cpu_count() or 1
     jobs = [work.Job(fmt_name, csv_file, project_id, geoip_path, c) for c in chunks]
     # stderr as it is now (not as it was at import time: it may have been replaced since)
@@ -171,9 +179,9 @@ def run_import(
         starts = _session_pass(pool, jobs) if fmt.sessions else {}
         written = 0
         pending: deque[tuple[Chunk, AsyncResult]] = deque()
-        todo = deque(j for j in jobs if j.chunk.number not in checkpoint.done)
+        todo = deque(j for j in jobs if j.chunk.number not in done)
         for job in jobs:
-            if job.chunk.number in checkpoint.done:
+            if job.chunk.number in done:
                 progress.advance(job.chunk.end - job.chunk.start, 0)
         block, block_bytes = Block(), 0
         stopped = False
@@ -193,7 +201,7 @@ def run_import(
             block_bytes += chunk.end - chunk.start
             if block.rows < block_events and (todo or pending):
                 continue
-            written += _commit(store, iid, block, checkpoint)
+            written += _commit(store, iid, block, checkpoint, ledger, fmt_name, chunks)
             progress.advance(block_bytes, block.events)
             block, block_bytes = Block(), 0
             if stop_after is not None and written >= stop_after:
@@ -201,7 +209,7 @@ def run_import(
                 todo.clear()
                 # what is already parsed is dropped, not inserted: a resume cuts it again
                 pending.clear()
-        checkpoint.complete = not stopped or len(checkpoint.done) == len(chunks)
+        checkpoint.complete = not stopped or len(checkpoint.done | stored_before) == len(chunks)
         checkpoint.save()
     seconds = progress.finish()
     return ImportReport(
@@ -213,16 +221,43 @@ def run_import(
         False,
         seconds,
         checkpoint.others,
+        len(stored_before),
+        len(chunks),
     )
 
 
-def _commit(store: Store, iid: str, block: Block, checkpoint: Checkpoint) -> int:
-    """Insert one block, then mark its chunks done; the events it stored."""
+def _stored_before(
+    chunks: list[Chunk], fmt_name: str, checkpoint: Checkpoint, ledger: Ledger
+) -> set[int]:
+    """Chunks not to store: stored by an earlier import into the project, or a repeat of one
+    earlier in this import (the same file given twice)."""
+    seen: set[str] = set()
+    skip: set[int] = set()
+    for chunk in chunks:
+        name = piece(fmt_name, chunk)
+        if chunk.number not in checkpoint.done and (name in ledger.pieces or name in seen):
+            skip.add(chunk.number)
+        seen.add(name)
+    return skip
+
+
+def _commit(
+    store: Store,
+    iid: str,
+    block: Block,
+    checkpoint: Checkpoint,
+    ledger: Ledger,
+    fmt_name: str,
+    chunks: list[Chunk],
+) -> int:
+    """Insert one block, then mark its chunks done (the project's ledger first, see
+    checkpoint.py); the events it stored."""
     _insert(store, block.token(iid, "events"), [r.events for r in block.results], "events")
     _insert(store, block.token(iid, "profiles"), [r.profiles for r in block.results], "profiles")
     for table in sorted({t for r in block.results for t in r.others}):
         streams = [r.others.get(table, b"") for r in block.results]
         _insert(store, block.token(iid, table), streams, table)
+    ledger.add(piece(fmt_name, chunks[r.number]) for r in block.results)
     for result in block.results:
         for table, count in result.other_counts.items():
             checkpoint.others[table] = checkpoint.others.get(table, 0) + count

@@ -97,6 +97,30 @@ def test_a_file_of_another_format_says_nothing_was_read(
     assert json.loads(capsys.readouterr().out)["events"] == 1
 
 
+def test_files_imported_before_in_another_list_say_so_and_store_nothing(
+    site: LiveServer, import_args: list[str], tmp_path: Path, capsys: Any
+) -> None:
+    when = (datetime.now(UTC) - timedelta(hours=1)).isoformat()
+    files = []
+    for name in ("a", "b"):
+        path = tmp_path / f"{name}.ndjson"
+        line = {"type": "track", "event": name, "anonymousId": name, "timestamp": when}
+        path.write_text(json.dumps(line) + "\n")
+        files.append(str(path))
+    assert cli.main([*import_args, "--format", "segment", *files]) == 0
+    assert json.loads(capsys.readouterr().out)["events"] == 2
+    for again in (files[::-1], files[1:]):
+        assert cli.main([*import_args, "--format", "segment", *again]) == 0
+        captured = capsys.readouterr()
+        assert "imported into this project before: nothing stored twice" in captured.err
+        assert json.loads(captured.out)["events"] == 0
+    project = import_args[import_args.index("--project") + 1]
+    stored = site.services.store.query_rows(
+        "SELECT count() FROM gatrix.events WHERE project_id = {p:String}", {"p": project}
+    )
+    assert stored[0][0] == 2
+
+
 def test_import_and_export_into_a_data_directory_not_made_yet_say_there_is_no_project(
     tmp_path: Path, capsys: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:

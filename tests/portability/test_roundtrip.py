@@ -158,9 +158,9 @@ def test_a_block_stored_but_not_marked_is_stored_once(store: Store, tmp_path: Pa
     args = (store, state, target, "gatrix", [path])
     first = run_import(*args, chunk_bytes=2048, block_events=5, stop_after=1)
     assert 0 < first.events < len(_specs())
-    # forget the block, as if the process died before the checkpoint's write
-    (checkpoint,) = state.iterdir()
-    checkpoint.unlink()
+    # forget the block, as if the process died before the checkpoint's and the ledger's write
+    for written in state.iterdir():
+        written.unlink()
     done = run_import(*args, chunk_bytes=2048, block_events=5)
     assert done.complete and done.events == len(_specs())
     assert _count(store, target) == (len(_specs()), len(_specs()))
@@ -245,3 +245,59 @@ def test_links_and_counters_round_trip_so_visitors_stay_resolved(
         {"p": target},
     )
     assert [list(r) for r in totals] == [["ada", "logins", 3.0], ["bo", "credits", -4.5]]
+
+
+def test_a_file_imported_before_is_not_stored_again_in_another_list_of_files(
+    store: Store, tmp_path: Path
+) -> None:
+    """The same file in another order, alone, twice in one list, or beside a new file: only
+    what no import stored before goes in (a finished import's id alone did not see this)."""
+    source, target = f"src-{uuid.uuid4().hex[:8]}", f"dst-{uuid.uuid4().hex[:8]}"
+    events(store, source, _specs())
+    store.insert_json_rows(
+        "profile_counters",
+        [
+            json.dumps(
+                {"project_id": source, "profile_id": "ada", "property": "logins", "value": 3.0}
+            ).encode()
+        ],
+        uuid.uuid4().hex,
+    )
+    q = build_query(source, "UTC", QueryParams(range="all"), NOW)
+    evs, counters = tmp_path / "events.ndjson", tmp_path / "counters.ndjson"
+    evs.write_bytes(b"".join(export(store, q, "ndjson", page_rows=5)))
+    counters.write_bytes(b"".join(export(store, q, "ndjson", kind="counters")))
+    state = tmp_path / "state"
+
+    def again(*paths: Path) -> Any:
+        return run_import(store, state, target, "gatrix", list(paths), workers=1)
+
+    first = again(evs, counters)
+    assert first.complete and first.events == len(_specs()) and not first.stored_before
+    for paths in ((counters, evs), (evs,), (counters,)):
+        report = again(*paths)
+        assert not report.already_done  # another list of files: another import
+        assert report.events == 0 and report.stored_before == report.chunks > 0
+    assert again(evs, evs).events == 0  # the same files as (evs,): that import is done
+    assert _count(store, target) == (len(_specs()), len(_specs()))
+    total = store.query_rows(
+        "SELECT sum(value) FROM gatrix.profile_counters WHERE project_id = {p:String}",
+        {"p": target},
+    )
+    assert total[0][0] == 3.0
+    assert _numbers(store, target) == _numbers(store, source)
+    # a new file beside the old one: only the new one's events go in
+    more = tmp_path / "more.ndjson"
+    other = f"other-{uuid.uuid4().hex[:8]}"
+    events(store, other, _specs()[:5])
+    more.write_bytes(
+        b"".join(export(store, build_query(other, "UTC", QueryParams(range="all"), NOW), "ndjson"))
+    )
+    mixed = again(evs, more)
+    assert mixed.events == 5 and mixed.stored_before == mixed.chunks - 1
+    assert _count(store, target) == (len(_specs()) + 5, len(_specs()) + 5)
+    # one file given twice in one import is stored once
+    fresh = f"dst-{uuid.uuid4().hex[:8]}"
+    twice = run_import(store, state, fresh, "gatrix", [evs, evs], workers=1)
+    assert twice.events == len(_specs()) and twice.stored_before == twice.chunks // 2
+    assert _count(store, fresh) == (len(_specs()), len(_specs()))
