@@ -24,6 +24,8 @@ from gatrix.portability.sessions import DROPPED, LATEST_MS
 
 TABLE_SCHEMAS = {table: schema(types) for table, types in KIND_TABLES.values()}
 EVENT_SCHEMA, PROFILE_SCHEMA = TABLE_SCHEMAS["events"], TABLE_SCHEMAS["profiles"]
+LINKS = "identity_links"
+LINK_SCHEMA = TABLE_SCHEMAS[LINKS]
 # a chunk's (visitor hashes, session starts), one of each per record, from the session pass
 Sessions = tuple[np.ndarray, np.ndarray]
 
@@ -146,6 +148,7 @@ def rows(job: Job, sessions: Sessions | None) -> Result:
     events: list[tuple[Any, ...]] = []
     times: list[int] = []
     profiles: list[dict[str, Any]] = []
+    links: list[dict[str, Any]] = []
     result = Result(chunk.number)
     starts = sessions[1] if sessions is not None else None
     for index, record in enumerate(fmt.records(read(chunk), chunk.header)):
@@ -160,6 +163,8 @@ def rows(job: Job, sessions: Sessions | None) -> Result:
             continue
         if isinstance(converted, ProfileRow):
             profiles.append({"project_id": job.project_id, **converted.values})
+            if converted.device:
+                links.append(_device_link(job.project_id, converted))
             continue
         enriched = enricher.values(converted)
         if isinstance(enriched, str) or starts is None or starts[index] == DROPPED:
@@ -174,7 +179,20 @@ def rows(job: Job, sessions: Sessions | None) -> Result:
         result.events = _ipc(_event_batch(job.project_id, prefix, events, times, kept, sessions))
     if result.profile_count:
         result.profiles = _ipc(pa.RecordBatch.from_pylist(profiles, schema=PROFILE_SCHEMA))
+    if links:
+        result.others[LINKS] = _ipc(pa.RecordBatch.from_pylist(links, schema=LINK_SCHEMA))
+        result.other_counts[LINKS] = len(links)
     return result
+
+
+def _device_link(project_id: str, profile: ProfileRow) -> dict[str, Any]:
+    return {
+        "project_id": project_id,
+        "source": profile.device,
+        "target": profile.values["profile_id"],
+        "kind": "device",
+        "linked_at": profile.values["updated_at"],
+    }
 
 
 _NUMBERS = {"duration": pa.uint32(), "revenue": pa.float64()}

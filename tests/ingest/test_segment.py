@@ -152,6 +152,29 @@ def test_gzip_batch_with_skewed_clock_page_screen_identify_alias(
     assert [tuple(link) for link in links] == [("anon-2", "user-9")]
 
 
+def test_identify_with_both_ids_links_the_device_to_the_person(
+    http: httpx.Client, server_project: NewClient, store: Store
+) -> None:
+    # analytics.identify() after a login: the anonymous device's earlier visits are the person's
+    identify = {
+        "type": "identify",
+        "userId": "user-42",
+        "anonymousId": "anon-42",
+        "traits": {"email": "x@y.z", "__deviceId": "someone-else"},
+    }
+    reply = http.post("/v1/identify", json=identify, auth=(server_project.client_id, ""))
+    assert reply.status_code == 200, reply.text
+    links = wait_for(
+        lambda: store.query_rows(
+            "SELECT source, target, kind FROM gatrix.identity_links WHERE project_id = {p:String}",
+            {"p": server_project.project_id},
+        )
+    )
+    assert [tuple(link) for link in links] == [("anon-42", "user-42", "device")]
+    profile = wait_for(lambda: get_profile(store, server_project.project_id, "user-42"))
+    assert profile and profile["email"] == "x@y.z" and profile["properties"] == {}
+
+
 def test_bad_input_is_a_json_4xx_and_stores_nothing(
     http: httpx.Client, server_project: NewClient, store: Store
 ) -> None:

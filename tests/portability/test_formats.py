@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import uuid
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -135,6 +136,7 @@ def _segment_lines() -> list[dict[str, Any]]:
         {
             "type": "identify",
             "userId": "user-1",
+            "anonymousId": "anon-3",  # the device the person logged in on
             "timestamp": "2026-03-01T10:06:00Z",
             "traits": {"firstName": "Ada", "email": "ada@example.com", "plan": "pro"},
         },
@@ -194,11 +196,25 @@ def test_segment_messages_map_to_events_and_profiles(store: Store, tmp_path: Pat
     )
     assert order["properties"] == {"items": "3", "nested": '{"a":1}'}
     assert order["session_id"] == page["session_id"] and order["device_id"] == "anon-1"
+    # path and name property as /v1/screen stores them
     assert (screen["path"], screen["device_id"], screen["profile_id"]) == (
-        "/Settings",
+        "Settings",
         "user-9",
         "user-9",
     )
+    assert screen["properties"] == {"name": "Settings"}
+    assert report.others == {"identity_links": 1}
+    links = store.query_rows(
+        "SELECT source, target, kind, linked_at FROM gatrix.identity_links "
+        "WHERE project_id = {p:String} ORDER BY source",
+        {"p": project},
+    )
+    # the identify's own link, and the one the order (both ids) makes as live events do
+    assert [tuple(link[:3]) for link in links] == [
+        ("anon-1", "user-1", "device"),
+        ("anon-3", "user-1", "device"),
+    ]
+    assert links[1][3] == datetime(2026, 3, 1, 10, 6)
     profiles = store.query_dicts(
         "SELECT * FROM gatrix.profiles WHERE project_id = {p:String}", {"p": project}
     )

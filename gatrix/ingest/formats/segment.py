@@ -9,8 +9,9 @@ group` with one message, `POST /v1/batch` with `{"batch": [...], "sentAt", "cont
 - `context.ip` and `context.userAgent` speak for the visitor only when the sender proved it
   is the project's backend (`trusted`: the client secret); otherwise the request's own.
 - `page` is a page view (`properties.url` or `context.page.url`), `screen` an app screen
-  view, `identify` a profile update from `traits`, `alias` an identity link (previousId →
-  userId) through `/track`'s `alias` envelope; `group` is not stored.
+  view, `identify` a profile update from `traits` (with both ids, also the link of the
+  `anonymousId` device to the person), `alias` an identity link (previousId → userId)
+  through `/track`'s `alias` envelope; `group` is not stored.
 """
 
 from __future__ import annotations
@@ -132,6 +133,9 @@ def _message(
                 body[_PROFILE_TRAITS[key]] = value
                 del traits[key]
         body["properties"] = traits
+        if user_id and anonymous_id:
+            # the device the person logged in on (as a track call carrying both ids says)
+            traits["__deviceId"] = anonymous_id
         return Message(envelope("identify", body), message_id)
     props = foreign_properties(msg.get("properties"), "properties")
     reserved: dict[str, Any] = {}

@@ -25,6 +25,8 @@ from gatrix.portability.enrich import Imported
 @dataclass(slots=True)
 class ProfileRow:
     values: dict[str, Any]
+    # the device the person identified on (a Segment identify with both ids): linked to them
+    device: str = ""
 
 
 Converted = Imported | ProfileRow | str

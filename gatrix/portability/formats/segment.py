@@ -6,7 +6,8 @@ log): `track`, `page` and `screen` become events, `identify` a profile update; o
 - time: `timestamp`, else `originalTimestamp`, `sentAt`, `receivedAt`.
 - `track`: the event is named by `event`; `properties.revenue` is its revenue.
 - `page`: a page view of `context.page.url` (or `properties.url`); `screen`: a page view
-  of the app screen `name`, as the path `/name`.
+  of the app screen `name`, as its path; both keep `name` as a property (as live).
+- `identify` with `anonymousId` and `userId` also links that device to the person.
 - `context.userAgent`, `context.ip`, `context.locale`, `context.screen` and
   `context.page.referrer`/`title` feed the same enrichment as live hits; UTMs come from the
   page URL, or from `context.campaign` when the URL has none.
@@ -19,7 +20,7 @@ from typing import Any
 
 import msgspec
 
-from gatrix.ingest.payloads import MAX_PROPERTIES, amount, property_value
+from gatrix.ingest.payloads import MAX_PROPERTIES, MAX_VALUE, amount, property_value
 from gatrix.ingest.pipeline import parse_client_time
 from gatrix.portability.enrich import Imported
 from gatrix.portability.formats import Converted, ProfileRow
@@ -157,6 +158,14 @@ def _flat(values: dict[str, Any], skip: tuple[str, ...] = ()) -> dict[str, str]:
     return out
 
 
+def _properties(props: dict[str, Any], label: str) -> dict[str, str]:
+    """A page's or screen's name is its `name` property, as /v1/page and /v1/screen keep it."""
+    out = _flat(props, _NOT_PROPERTIES) if props else {}
+    if label:
+        out["name"] = label[:MAX_VALUE]
+    return out
+
+
 def _campaign(campaign: dict[str, Any]) -> dict[str, str]:
     return {utm: _str(campaign[key]) for key, utm in _CAMPAIGN.items() if campaign.get(key)}
 
@@ -187,13 +196,14 @@ class SegmentFormat:
         kind = msg.type
         user = _str(msg.userId)[:200]
         if kind == "identify":
-            return self._profile(msg, user, _time(msg))
+            return self._profile(msg, user, _str(msg.anonymousId)[:200], _time(msg))
         if kind not in EVENT_TYPES:
             return "not_an_event"
         ts = _time(msg)
         visitor = _str(msg.anonymousId)[:200] or user
         if ts is None or not visitor:
             return "invalid"
+        label = _str(msg.name) if kind != "track" else ""
         ctx = msg.context or _NO_CONTEXT
         props = _obj(msg.properties)
         page = ctx.page or _NO_PAGE
@@ -202,12 +212,10 @@ class SegmentFormat:
             if not name:
                 return "invalid"
             url = _str(page.url)
-        elif kind == "page":
-            name = "pageview"  # as /v1/page names it: live and imported data read alike
-            url = _str(page.url) or _str(props.get("url"))
-        else:
-            name = "screen_view"
-            url = "/" + _str(msg.name).lstrip("/")
+        else:  # named, and the screen's path taken, as /v1/page and /v1/screen do: live and
+            # imported data read alike
+            name = "pageview" if kind == "page" else "screen_view"
+            url = (_str(page.url) or _str(props.get("url"))) if kind == "page" else label
         screen = ctx.screen
         size = (
             f"{screen.width}x{screen.height}" if screen and screen.width and screen.height else ""
@@ -227,12 +235,12 @@ class SegmentFormat:
             screen=size,
             language=_str(ctx.locale),
             revenue=amount(props.get("revenue")) if kind == "track" else None,
-            properties=_flat(props, _NOT_PROPERTIES) if props else {},
+            properties=_properties(props, label),
             given=given,
         )
 
     @staticmethod
-    def _profile(msg: _Message, user: str, ts: int | None) -> Converted:
+    def _profile(msg: _Message, user: str, device: str, ts: int | None) -> Converted:
         if not user or ts is None:
             return "invalid"
         traits = _obj(msg.traits) or _obj((msg.context or _NO_CONTEXT).traits)
@@ -240,4 +248,5 @@ class SegmentFormat:
         for trait, column in _TRAITS.items():
             row[column] = _str(traits.get(trait) or traits.get(column))[:500]
         row["properties"] = _flat(traits, (*_TRAITS, *_TRAITS.values()))
-        return ProfileRow(row)
+        # as /v1/identify: both ids link the device to the person
+        return ProfileRow(row, device if device != user else "")
