@@ -19,6 +19,7 @@ class Progress:
         self.bytes = 0
         self.events = 0
         self.live = out.isatty()
+        self.last: tuple[int, int] | None = None  # (bytes, events) of the line last written
 
     def advance(self, nbytes: int, events: int) -> None:
         self.bytes += nbytes
@@ -29,6 +30,7 @@ class Progress:
             self._show(now, end="\r" if self.live else "\n")
 
     def _show(self, now: float, end: str) -> None:
+        self.last = (self.bytes, self.events)
         elapsed = max(now - self.started, 1e-6)
         done = self.bytes / self.total
         eta = elapsed * (1 - done) / done if done else 0.0
@@ -40,6 +42,9 @@ class Progress:
         self.out.flush()
 
     def finish(self) -> float:
+        """The final line: on a terminal it ends the line being rewritten; in a log it is
+        written only if the last line written is not already the final one."""
         now = time.monotonic()
-        self._show(now, end="\n")
+        if self.live or self.last != (self.bytes, self.events):
+            self._show(now, end="\n")
         return now - self.started
