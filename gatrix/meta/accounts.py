@@ -244,9 +244,39 @@ def parse_origins(text: str) -> list[str]:
     return origins
 
 
-def update_project(
-    engine: Engine, project_id: str, name: str, origins: list[str], timezone: str, kind: str
+def _site(origin: str) -> str:
+    """The site an allowed origin names for a Plausible `domain`: its host without a port
+    (`*` names none)."""
+    return "" if origin.strip() == "*" else re.sub(r":\d+$", "", normalize_origin(origin))
+
+
+def _check_sites_are_theirs(
+    db: Session, engine: Engine, user: UserInfo, project: Project, origins: list[str]
 ) -> None:
+    """A site another project already lists may be added only by someone who administers
+    that project too: a Plausible `domain` picks the oldest project naming it, so one
+    project's admin could otherwise take another's traffic."""
+    added = {_site(o) for o in origins} - {_site(o) for o in project.origins} - {""}
+    if not added or user.is_admin:
+        return
+    for other in db.exec(select(Project).where(Project.id != project.id)).all():
+        clash = added & {_site(o) for o in other.origins}
+        if clash and role(engine, user, other.id) != "admin":
+            raise AccountError(
+                f"{sorted(clash)[0]} is a site of another project (one you do not administer)"
+            )
+
+
+def update_project(
+    engine: Engine,
+    project_id: str,
+    name: str,
+    origins: list[str],
+    timezone: str,
+    kind: str,
+    user: UserInfo | None = None,
+) -> None:
+    """`user`: who saves it (the sites they may add are checked); None from the command line."""
     if not name.strip() or len(name) > 200:
         raise AccountError("a project name has 1 to 200 characters")
     if kind not in PROJECT_KINDS:
@@ -259,6 +289,8 @@ def update_project(
         project = db.get(Project, project_id)
         if project is None:
             raise AccountError("unknown project")
+        if user is not None:
+            _check_sites_are_theirs(db, engine, user, project, origins)
         project.name, project.kind, project.timezone = name.strip(), kind, timezone
         project.origins_json = json.dumps(origins)
         db.commit()
@@ -282,7 +314,9 @@ def set_umami_website_id(engine: Engine, project_id: str, website_id: str) -> No
                     Project.umami_website_id == website_id, Project.id != project_id
                 )
             ).first()
-            if taken is not None:
+            # another project's client id is what its own Umami trackers send by default
+            client = db.get(Client, website_id)
+            if taken is not None or (client is not None and client.project_id != project_id):
                 raise AccountError("another project already answers to this Umami website id")
         project.umami_website_id = website_id
         db.commit()

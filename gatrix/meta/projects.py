@@ -209,19 +209,21 @@ def tracking_client_id(engine: Engine, project_id: str) -> str | None:
 
 
 def load_umami_client(engine: Engine, website_id: str) -> ClientInfo | None:
-    """The client an Umami `website` id stands for: the tracking client of the project that
-    chose this id, else the client with this id if its project chose none."""
+    """The client an Umami `website` id stands for: the client with this id if its project
+    chose no website id of its own (a project's own client id comes first: no other project
+    can answer to it), else the tracking client of the project that chose this id."""
+    info = load_client(engine, website_id)
+    if info is not None:
+        with Session(engine) as db:
+            owner = db.get(Project, info.project_id)
+        if owner is not None and not owner.umami_website_id:
+            return info
     with Session(engine) as db:
         project = db.exec(select(Project).where(Project.umami_website_id == website_id)).first()
     if project is not None:
         client_id = tracking_client_id(engine, project.id)
         return load_client(engine, client_id) if client_id else None
-    info = load_client(engine, website_id)
-    if info is None:
-        return None
-    with Session(engine) as db:
-        owner = db.get(Project, info.project_id)
-    return info if owner is not None and not owner.umami_website_id else None
+    return None
 
 
 def load_sites(engine: Engine) -> list[tuple[tuple[str, ...], str]]:

@@ -237,6 +237,7 @@ async def settings_submit(request: Request, services: Services, project_id: str)
             origins,
             str(form.get("timezone", "UTC")),
             str(form.get("kind", "")),
+            user,
         )
     except AccountError as exc:
         return await _admin_page(request, services, user, project_id, status=400, error=str(exc))

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import html as html_lib
+import re
+import uuid
 
 import httpx
 
 from ..conftest import CHROME_UA, LiveServer
 from ..websession import post_form
-from .test_admin import admin, create_project  # noqa: F401  (admin is a fixture)
+from .test_admin import PASSWORD, admin, create_project, login  # noqa: F401  (admin: fixture)
 
 
 def test_snippets_and_umami_website_id(site: LiveServer, admin: httpx.Client) -> None:  # noqa: F811
@@ -38,3 +40,83 @@ def test_snippets_and_umami_website_id(site: LiveServer, admin: httpx.Client) ->
         umami_website_id="old-1",
     )
     assert taken.status_code == 400 and "already answers" in taken.text
+
+
+def test_one_projects_admin_cannot_take_another_projects_umami_or_plausible_traffic(
+    site: LiveServer,
+    admin: httpx.Client,  # noqa: F811
+) -> None:
+    mine = create_project(admin, "Mine", origins="https://mine.example.com")
+    theirs = create_project(admin, "Theirs", origins="https://theirs.example.com:8443")
+    email = f"owner-{uuid.uuid4().hex[:6]}@gatrix.test"
+    assert post_form(admin, "/users", "/users", email=email, password=PASSWORD).status_code == 200
+    user_id = re.search(
+        rf"{re.escape(email)}.*?/users/(\d+)/grants", admin.get("/users").text, re.S
+    ).group(1)
+    post_form(admin, "/users", f"/users/{user_id}/grants", project_id=mine["id"], role="admin")
+    owner = login(site, email)
+    settings = f"/projects/{mine['id']}/settings"
+    # their client id is what their Umami trackers send: it cannot become my website id
+    taken = post_form(
+        owner, settings, f"/projects/{mine['id']}/umami", umami_website_id=theirs["client_id"]
+    )
+    assert taken.status_code == 400 and "already answers" in taken.text
+    # their site (any scheme, www. or port) cannot become one of my allowed origins
+    for origin in ("theirs.example.com", "http://www.theirs.example.com"):
+        claimed = post_form(
+            owner,
+            settings,
+            settings,
+            name="Mine",
+            origins=f"https://mine.example.com {origin}",
+            timezone="UTC",
+            kind="website",
+        )
+        assert claimed.status_code == 400, origin
+        assert "theirs.example.com is a site of another project" in claimed.text
+    body = {"n": "pageview", "u": "https://theirs.example.com/x", "d": "theirs.example.com"}
+    headers = {"origin": "https://theirs.example.com:8443", "user-agent": CHROME_UA}
+    assert httpx.post(f"{site.url}/api/event", json=body, headers=headers).status_code == 202
+    # my own new sites, and saving again with what I have, are fine
+    saved = post_form(
+        owner,
+        settings,
+        settings,
+        name="Mine",
+        origins="https://mine.example.com https://new.example.com",
+        timezone="UTC",
+        kind="website",
+    )
+    assert saved.status_code == 200 and "new.example.com" in saved.text
+    # the administrator of both may list one site in both
+    shared = post_form(
+        admin,
+        settings,
+        settings,
+        name="Mine",
+        origins="https://mine.example.com https://theirs.example.com",
+        timezone="UTC",
+        kind="website",
+    )
+    assert shared.status_code == 200
+
+
+def test_a_projects_own_client_id_answers_for_it_before_another_projects_website_id(
+    site: LiveServer,
+) -> None:
+    from sqlmodel import Session
+
+    from gatrix.meta.models import Project
+    from gatrix.meta.projects import create_project as make
+    from gatrix.meta.projects import load_umami_client
+
+    engine = site.services.engine
+    first = make(engine, f"first {uuid.uuid4().hex[:6]}")
+    second = make(engine, f"second {uuid.uuid4().hex[:6]}")
+    with Session(engine) as db:  # as a database written before the settings form checked it
+        project = db.get(Project, first.project_id)
+        assert project is not None
+        project.umami_website_id = second.client_id
+        db.commit()
+    found = load_umami_client(engine, second.client_id)
+    assert found is not None and found.project_id == second.project_id
