@@ -121,6 +121,22 @@ def test_preflight_and_bad_input(
         (b'{"type": "event", "payload": {}}', "missing_field"),
         (b'{"type": "visit", "payload": {"website": "%s"}}' % website.encode(), "invalid_type"),
         (b'{"type": "event", "payload": {"website": "%s", "data": 3}}' % website.encode(), None),
+        # no URL can be made of these: a bad field, not a server error
+        (
+            b'{"type": "event", "payload": {"website": "%s", "hostname": "[", "url": "/"}}'
+            % website.encode(),
+            "invalid_field",
+        ),
+        (
+            b'{"type": "event", "payload": {"website": "%s", "hostname": "a.b", "url": "//["}}'
+            % website.encode(),
+            "invalid_field",
+        ),
+        (
+            b'{"type": "event", "payload": {"website": "%s", "hostname": "a.b", "url": "/",'
+            b' "referrer": "//["}}' % website.encode(),
+            "invalid_field",
+        ),
     ]:
         reply = http.post("/api/send", content=body, headers=HEADERS)
         assert reply.status_code == 400, body

@@ -32,6 +32,16 @@ def _absolute(url: str) -> bool:
     return url.startswith(("http://", "https://"))
 
 
+def _join(base: str, url: str, what: str) -> str:
+    """`url` on the page's site; a host or URL no URL can be made of (`[`) is a bad field."""
+    try:
+        return urljoin(base, url)
+    except ValueError as exc:
+        raise InvalidPayload(
+            "invalid_field", f"payload.hostname and {what} make no valid URL"
+        ) from exc
+
+
 def parse(doc: Any) -> Collect:
     if not isinstance(doc, dict):
         raise InvalidPayload("invalid_body", 'body must be a JSON object {"type", "payload"}')
@@ -61,10 +71,10 @@ def parse(doc: Any) -> Collect:
     if legacy:  # the 2.x tracker encoded what the browser had already encoded
         url, title, referrer = unquote(url), unquote(title), unquote(referrer)
     base = f"https://{hostname}/" if hostname else ""
-    page = url if _absolute(url) or not base else urljoin(base, url)
+    page = url if _absolute(url) or not base else _join(base, url, "payload.url")
     # after a client-side navigation the referrer is the previous path on the same site
     if referrer and not _absolute(referrer) and base:
-        referrer = urljoin(base, referrer)
+        referrer = _join(base, referrer, "payload.referrer")
     properties: dict[str, Any] = dict(data)
     tag = text(payload.get("tag"), "payload.tag", MAX_NAME)
     if tag:
