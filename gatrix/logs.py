@@ -49,6 +49,21 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(entry)
 
 
+# control characters written into a text log line as escapes: a request path with `%0a` in
+# it must not start a line of its own (a forged entry), nor a NUL make the file binary
+_CONTROLS = {c: f"\\x{c:02x}" for c in (*range(32), 127)} | {10: "\\n", 13: "\\r", 9: "\\t"}
+
+
+class TextFormatter(logging.Formatter):
+    """One line per record: the message and request id with control characters escaped (a
+    traceback, added after the message, keeps its own lines)."""
+
+    def formatMessage(self, record: logging.LogRecord) -> str:
+        record.message = record.message.translate(_CONTROLS)
+        record.request_id = str(getattr(record, "request_id", "-")).translate(_CONTROLS)
+        return super().formatMessage(record)
+
+
 class CurrentStderr(logging.StreamHandler):
     """Writes to `sys.stderr` as it is when a record is emitted, not as it was when the
     handler was made: a server started inside another program (a test run that swaps the
@@ -70,7 +85,7 @@ def configure(level: str, fmt: str) -> None:
         handler.setFormatter(JsonFormatter())
     else:
         handler.setFormatter(
-            logging.Formatter("%(asctime)s %(levelname)s %(name)s [%(request_id)s] %(message)s")
+            TextFormatter("%(asctime)s %(levelname)s %(name)s [%(request_id)s] %(message)s")
         )
     root = logging.getLogger()
     root.handlers[:] = [handler]
