@@ -234,7 +234,10 @@ async def test_two_flushers_on_one_redis(redis: Any, prefix: str, scratch_store:
     # insert the first claims take heads of the list, so both flushers have work
     first = Flusher(buffer, scratch_store, batch_size=100)
     second = Flusher(Buffer(redis, prefix), scratch_store, batch_size=100)
-    written = await asyncio.gather(first.run(), second.run(), first.run(), second.run())
+    # each run stops once the buffer is drained; the budget only has to outlast a loaded
+    # machine (the default 5 s did not: 50 inserts with their rollups took longer there)
+    runs = [f.run(max_seconds=300) for f in (first, second, first, second)]
+    written = await asyncio.gather(*runs)
     assert sum(written) == 5000
     assert first.stats.batches > 0 and second.stats.batches > 0  # both took part
     [[rows]] = scratch_store.query_rows(f"SELECT count() FROM {scratch_store.db}.events")
