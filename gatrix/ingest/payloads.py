@@ -7,6 +7,7 @@ OpenPanel envelope: `{"type": T, "payload": {...}, "clientId"?, "clientSecret"?}
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -122,6 +123,22 @@ def _person_id(value: Any, what: str, required: bool = False) -> str:
     return text
 
 
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+
+def _device_id(value: Any) -> Any:
+    """`__deviceId`: text or a number, without control characters (the People pages could
+    not open such a visitor, as for profile ids), cut to MAX_ID; None is no device id."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, str | int | float):
+        raise InvalidPayload("invalid_field", "__deviceId must be a string")
+    text = str(value)[:MAX_ID]
+    if _CONTROL.search(text):
+        raise InvalidPayload("invalid_field", "__deviceId must not contain control characters")
+    return text
+
+
 def property_value(value: Any) -> str | None:
     if value is None:
         return None
@@ -157,7 +174,7 @@ def parse_properties(raw: Any) -> tuple[dict[str, str], dict[str, Any]]:
     reserved: dict[str, Any] = {}
     for key, value in raw.items():
         if key in RESERVED:
-            reserved[key] = value
+            reserved[key] = _device_id(value) if key == "__deviceId" else value
             continue
         if not key or len(key) > MAX_KEY:
             raise InvalidPayload(

@@ -191,6 +191,7 @@ def test_bad_input_is_a_json_4xx_and_stores_nothing(
         ("/v1/batch", {"batch": {}}, "invalid_body"),
         ("/v1/batch", {"batch": [track(), {"type": "nope"}]}, "invalid_type"),
         ("/v1/alias", {"userId": "u"}, "missing_field"),
+        ("/v1/track", {"anonymousId": "a\u0000b", "event": "x"}, "invalid_field"),
     ]:
         with_secret = (server_project.client_id, server_project.client_secret)
         reply = http.post(path, json=body, auth=with_secret if "alias" in path else auth)

@@ -374,6 +374,25 @@ BAD_BODIES: list[tuple[str, bytes, int, str]] = [
         "invalid_field",
     ),
     (
+        # a visitor the People pages could never open, as for profile ids
+        "__deviceId with a NUL",
+        b'{"type":"track","payload":{"name":"x","properties":{"__deviceId":"a\\u0000b"}}}',
+        400,
+        "invalid_field",
+    ),
+    (
+        "__deviceId object",
+        b'{"type":"track","payload":{"name":"x","properties":{"__deviceId":{"a":1}}}}',
+        400,
+        "invalid_field",
+    ),
+    (
+        "identify __deviceId with a newline",
+        b'{"type":"identify","payload":{"profileId":"p","properties":{"__deviceId":"d\\nx"}}}',
+        400,
+        "invalid_field",
+    ),
+    (
         "increment value text",
         b'{"type":"increment","payload":{"profileId":"a","property":"p","value":"3"}}',
         400,
