@@ -8,8 +8,10 @@ the data directory.
   before is not stored again when it comes back in another list of files, alone or with
   others.
 
-Both are written after each block's insert returns, atomically (a temporary file renamed over
-it), the ledger first: a resume counts a chunk either names as done. A crash between an
+An import holds its project's ledger from start to end (a file lock), so two imports into one
+project never both store a file neither found in it; the second waits. Both files are
+written after each block's insert returns, atomically (a temporary file renamed over it),
+the ledger first: a resume counts a chunk either names as done. A crash between an
 insert and these writes leaves one block's chunks unmarked; the same import's retry cuts it
 the same way and carries the same insert deduplication token, so ClickHouse stores it once.
 """
@@ -24,6 +26,7 @@ from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import TextIO
 
 from gatrix.portability.chunks import Chunk
 
@@ -76,31 +79,32 @@ class Ledger:
     pieces: set[str] = field(default_factory=set)
 
     @classmethod
-    def open(cls, folder: Path, project_id: str) -> Ledger:
+    @contextmanager
+    def held(cls, folder: Path, project_id: str, out: TextIO) -> Iterator[Ledger]:
+        """The project's ledger, held for one import: another import into the project (any
+        process) waits until this one is over, then reads what it stored."""
         name = hashlib.blake2b(project_id.encode(), digest_size=12).hexdigest()
         path = folder / f"project-{name}.json"
-        return cls(path, _read_pieces(path))
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with path.with_suffix(".lock").open("a") as lock:
+            try:
+                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                out.write("another import into this project is running: waiting for it\n")
+                out.flush()
+                fcntl.flock(lock, fcntl.LOCK_EX)
+            try:
+                yield cls(path, _read_pieces(path))
+            finally:
+                fcntl.flock(lock, fcntl.LOCK_UN)
 
     def add(self, pieces: Iterable[str]) -> None:
-        """Record `pieces`, keeping what other imports into the project recorded meanwhile."""
-        with _locked(self.path.with_suffix(".lock")):
-            self.pieces = _read_pieces(self.path) | self.pieces | set(pieces)
-            _write(self.path, {"pieces": sorted(self.pieces)})
+        self.pieces |= set(pieces)
+        _write(self.path, {"pieces": sorted(self.pieces)})
 
 
 def _read_pieces(path: Path) -> set[str]:
     return set(json.loads(path.read_text())["pieces"]) if path.exists() else set()
-
-
-@contextmanager
-def _locked(path: Path) -> Iterator[None]:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("a") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def _write(path: Path, data: dict[str, object]) -> None:

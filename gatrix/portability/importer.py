@@ -157,73 +157,75 @@ def run_import(
     chunks = plan(paths, fmt.csv, chunk_bytes)
     hashes = list(dict.fromkeys(c.file_hash for c in chunks))
     iid = import_id(project_id, f"{fmt_name}:{chunk_bytes}", hashes)
-    checkpoint = Checkpoint.open(state_dir, iid)
-    if checkpoint.complete:
+    # one import into a project at a time: two running side by side could both find a file
+    # not yet in the ledger and store it twice
+    with Ledger.held(state_dir, project_id, out or sys.stderr) as ledger:
+        checkpoint = Checkpoint.open(state_dir, iid)
+        if checkpoint.complete:
+            return ImportReport(
+                iid,
+                checkpoint.events,
+                checkpoint.profiles,
+                checkpoint.dropped,
+                True,
+                True,
+                others=checkpoint.others,
+            )
+        stored_before = _stored_before(chunks, fmt_name, checkpoint, ledger)
+        done = checkpoint.done | stored_before
+        workers = workers or os.cpu_count() or 1
+        jobs = [work.Job(fmt_name, csv_file, project_id, geoip_path, c) for c in chunks]
+        # stderr as it is now (not as it was at import time: it may have been replaced since)
+        progress = Progress(sum(c.end - c.start for c in chunks), out or sys.stderr)
+        with _pool_context().Pool(workers) as pool:
+            starts = _session_pass(pool, jobs) if fmt.sessions else {}
+            written = 0
+            pending: deque[tuple[Chunk, AsyncResult]] = deque()
+            todo = deque(j for j in jobs if j.chunk.number not in done)
+            for job in jobs:
+                if job.chunk.number in done:
+                    progress.advance(job.chunk.end - job.chunk.start, 0)
+            block, block_bytes = Block(), 0
+            stopped = False
+            while todo or pending:
+                # enough chunks in flight that workers keep parsing while the parent inserts a
+                # block; bounded, so the parent's memory stays flat
+                ahead = IN_FLIGHT_GROUPS if todo and todo[0].chunk.group >= 0 else IN_FLIGHT
+                while todo and len(pending) < workers + ahead and not stopped:
+                    job = todo.popleft()
+                    pending.append(
+                        (job.chunk, pool.apply_async(_rows, ((job, starts.get(job.chunk.number)),)))
+                    )
+                if not pending:
+                    break
+                chunk, waiting = pending.popleft()
+                block.results.append(waiting.get())
+                block_bytes += chunk.end - chunk.start
+                if block.rows < block_events and (todo or pending):
+                    continue
+                written += _commit(store, iid, block, checkpoint, ledger, fmt_name, chunks)
+                progress.advance(block_bytes, block.events)
+                block, block_bytes = Block(), 0
+                if stop_after is not None and written >= stop_after:
+                    stopped = True
+                    todo.clear()
+                    # what is already parsed is dropped, not inserted: a resume cuts it again
+                    pending.clear()
+            checkpoint.complete = not stopped or len(checkpoint.done | stored_before) == len(chunks)
+            checkpoint.save()
+        seconds = progress.finish()
         return ImportReport(
             iid,
             checkpoint.events,
             checkpoint.profiles,
             checkpoint.dropped,
-            True,
-            True,
-            others=checkpoint.others,
+            checkpoint.complete,
+            False,
+            seconds,
+            checkpoint.others,
+            len(stored_before),
+            len(chunks),
         )
-    ledger = Ledger.open(state_dir, project_id)
-    stored_before = _stored_before(chunks, fmt_name, checkpoint, ledger)
-    done = checkpoint.done | stored_before
-    workers = workers or os.cpu_count() or 1
-    jobs = [work.Job(fmt_name, csv_file, project_id, geoip_path, c) for c in chunks]
-    # stderr as it is now (not as it was at import time: it may have been replaced since)
-    progress = Progress(sum(c.end - c.start for c in chunks), out or sys.stderr)
-    with _pool_context().Pool(workers) as pool:
-        starts = _session_pass(pool, jobs) if fmt.sessions else {}
-        written = 0
-        pending: deque[tuple[Chunk, AsyncResult]] = deque()
-        todo = deque(j for j in jobs if j.chunk.number not in done)
-        for job in jobs:
-            if job.chunk.number in done:
-                progress.advance(job.chunk.end - job.chunk.start, 0)
-        block, block_bytes = Block(), 0
-        stopped = False
-        while todo or pending:
-            # enough chunks in flight that workers keep parsing while the parent inserts a
-            # block; bounded, so the parent's memory stays flat
-            ahead = IN_FLIGHT_GROUPS if todo and todo[0].chunk.group >= 0 else IN_FLIGHT
-            while todo and len(pending) < workers + ahead and not stopped:
-                job = todo.popleft()
-                pending.append(
-                    (job.chunk, pool.apply_async(_rows, ((job, starts.get(job.chunk.number)),)))
-                )
-            if not pending:
-                break
-            chunk, waiting = pending.popleft()
-            block.results.append(waiting.get())
-            block_bytes += chunk.end - chunk.start
-            if block.rows < block_events and (todo or pending):
-                continue
-            written += _commit(store, iid, block, checkpoint, ledger, fmt_name, chunks)
-            progress.advance(block_bytes, block.events)
-            block, block_bytes = Block(), 0
-            if stop_after is not None and written >= stop_after:
-                stopped = True
-                todo.clear()
-                # what is already parsed is dropped, not inserted: a resume cuts it again
-                pending.clear()
-        checkpoint.complete = not stopped or len(checkpoint.done | stored_before) == len(chunks)
-        checkpoint.save()
-    seconds = progress.finish()
-    return ImportReport(
-        iid,
-        checkpoint.events,
-        checkpoint.profiles,
-        checkpoint.dropped,
-        checkpoint.complete,
-        False,
-        seconds,
-        checkpoint.others,
-        len(stored_before),
-        len(chunks),
-    )
 
 
 def _stored_before(

@@ -301,3 +301,40 @@ def test_a_file_imported_before_is_not_stored_again_in_another_list_of_files(
     twice = run_import(store, state, fresh, "gatrix", [evs, evs], workers=1)
     assert twice.events == len(_specs()) and twice.stored_before == twice.chunks // 2
     assert _count(store, fresh) == (len(_specs()), len(_specs()))
+
+
+def test_two_imports_of_one_file_side_by_side_store_it_once(store: Store, tmp_path: Path) -> None:
+    """Started together (two lists of files, so two imports), neither finds the file in the
+    ledger yet: the second waits for the first and then finds it stored."""
+    import io
+    import threading
+
+    source, target = f"src-{uuid.uuid4().hex[:8]}", f"dst-{uuid.uuid4().hex[:8]}"
+    events(store, source, _specs())
+    path = tmp_path / "export.ndjson"
+    q = build_query(source, "UTC", QueryParams(range="all"), NOW)
+    path.write_bytes(b"".join(export(store, q, "ndjson")))
+    other = f"other-{uuid.uuid4().hex[:8]}"
+    events(store, other, _specs()[:5])
+    more = tmp_path / "more.ndjson"
+    more.write_bytes(
+        b"".join(export(store, build_query(other, "UTC", QueryParams(range="all"), NOW), "ndjson"))
+    )
+    state, said = tmp_path / "state", io.StringIO()
+    reports: list[Any] = []
+    start = threading.Barrier(2)
+
+    def one(paths: list[Path]) -> None:
+        start.wait()
+        reports.append(run_import(store, state, target, "gatrix", paths, workers=1, out=said))
+
+    threads = [threading.Thread(target=one, args=(p,)) for p in ([path], [more, path])]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=300)
+    total = len(_specs()) + 5
+    assert not any(r.already_done for r in reports)
+    assert sum(r.events for r in reports) == total  # whichever came first
+    assert "another import into this project is running: waiting for it" in said.getvalue()
+    assert _count(store, target) == (total, total)
