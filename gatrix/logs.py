@@ -50,8 +50,16 @@ class JsonFormatter(logging.Formatter):
 
 
 # control characters written into a text log line as escapes: a request path with `%0a` in
-# it must not start a line of its own (a forged entry), nor a NUL make the file binary
-_CONTROLS = {c: f"\\x{c:02x}" for c in (*range(32), 127)} | {10: "\\n", 13: "\\r", 9: "\\t"}
+# it must not start a line of its own (a forged entry), nor a NUL make the file binary. C1
+# controls (NEL, the one-byte CSI) and the Unicode line and paragraph separators count too:
+# terminals and line splitters treat them as line breaks or escape sequences.
+_CONTROLS = {c: f"\\x{c:02x}" for c in (*range(32), *range(127, 160))} | {
+    10: "\\n",
+    13: "\\r",
+    9: "\\t",
+    0x2028: "\\u2028",
+    0x2029: "\\u2029",
+}
 
 
 class TextFormatter(logging.Formatter):

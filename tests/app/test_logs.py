@@ -32,6 +32,10 @@ def test_control_characters_cannot_start_a_line_of_their_own() -> None:
         "login\\r\\x00\\x1b[31m 404"
     )
     assert _line("plain é ✓ text") == "INFO [r1] plain é ✓ text"  # printable text untouched
+    # C1 controls (NEL, the one-byte CSI) and Unicode line separators, in a path or request id
+    line = _line("GET /a\x85b\x9b31m\u2028c\u2029d", request_id="x\x85y")
+    assert line.splitlines() == [line]
+    assert line == "INFO [x\\x85y] GET /a\\x85b\\x9b31m\\u2028c\\u2029d"
 
 
 @pytest.mark.fast
