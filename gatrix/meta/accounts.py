@@ -6,12 +6,14 @@ holds the admin role on every project; everyone else sees only projects granted 
 
 from __future__ import annotations
 
+import contextlib
+import ipaddress
 import json
 import re
 import secrets
 from dataclasses import dataclass
 
-from sqlalchemy import delete
+from sqlalchemy import delete, func
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, select
 
@@ -234,36 +236,72 @@ def project_admin_view(engine: Engine, project_id: str) -> dict | None:
     }
 
 
+# an allowed origin once its scheme, path and `www.` are gone: a host name (or `*.` and one),
+# an IPv4 address or a bracketed IPv6 one, and at most a numeric port
+_ORIGIN = re.compile(r"(\*\.)?[^:/?#@\s\[\]*]+(:\d{1,5})?|\[[0-9a-f:.]+\](:\d{1,5})?")
+
+
 def parse_origins(text: str) -> list[str]:
     origins = [o.strip() for o in re.split(r"[\s,]+", text or "") if o.strip()]
     for origin in origins:
-        if origin != "*" and not normalize_origin(origin):
-            raise AccountError(f"invalid origin {origin!r}")
         if len(origin) > 253:
             raise AccountError("origins are at most 253 characters")
+        if origin != "*" and not _ORIGIN.fullmatch(normalize_origin(origin)):
+            raise AccountError(f"invalid origin {origin!r}")
     return origins
 
 
-def _site(origin: str) -> str:
-    """The site an allowed origin names for a Plausible `domain`: its host without a port
-    (`*` names none)."""
-    return "" if origin.strip() == "*" else re.sub(r":\d+$", "", normalize_origin(origin))
+Site = tuple[str, bool]  # (host, whether every subdomain of it is meant)
+
+
+def _site(origin: str) -> Site | None:
+    """The sites an allowed origin names, in one spelling whatever the scheme, case, `www.`,
+    port, user, trailing dot or script (IDNA); None for `*`, which names no site."""
+    if origin.strip() == "*":
+        return None
+    value = re.split(r"[/?#]", normalize_origin(origin))[0].rsplit("@", 1)[-1]
+    if value.startswith("["):
+        inner = value[1:].split("]", 1)[0]
+        with contextlib.suppress(ValueError):
+            inner = ipaddress.ip_address(inner).compressed
+        return f"[{inner}]", False
+    host = value.split(":", 1)[0]
+    wildcard = host.startswith("*.")
+    host = host.removeprefix("*.").removeprefix("www.").rstrip(".")
+    with contextlib.suppress(UnicodeError):
+        host = host.encode("idna").decode("ascii")
+    return host, wildcard
+
+
+def _overlap(a: Site, b: Site) -> bool:
+    """Whether a Plausible `domain` could be named by both (exactly, or under a wildcard)."""
+
+    def under(host: str, parent: str) -> bool:
+        return host == parent or host.endswith("." + parent)
+
+    (host_a, wild_a), (host_b, wild_b) = a, b
+    return (
+        (wild_a and under(host_b, host_a)) or (wild_b and under(host_a, host_b)) or host_a == host_b
+    )
 
 
 def _check_sites_are_theirs(
     db: Session, engine: Engine, user: UserInfo, project: Project, origins: list[str]
 ) -> None:
-    """A site another project already lists may be added only by someone who administers
-    that project too: a Plausible `domain` picks the oldest project naming it, so one
-    project's admin could otherwise take another's traffic."""
-    added = {_site(o) for o in origins} - {_site(o) for o in project.origins} - {""}
+    """A site another project already names (the same host, or one under its wildcard, or a
+    wildcard over its hosts) may be added only by someone who administers that project too:
+    a Plausible `domain` picks the project naming it, so one project's admin could otherwise
+    take another's traffic."""
+    kept = {_site(o) for o in project.origins}
+    added = [(o, site) for o in origins if (site := _site(o)) is not None and site not in kept]
     if not added or user.is_admin:
         return
     for other in db.exec(select(Project).where(Project.id != project.id)).all():
-        clash = added & {_site(o) for o in other.origins}
-        if clash and role(engine, user, other.id) != "admin":
+        theirs = [site for o in other.origins if (site := _site(o)) is not None]
+        clash = next((o for o, site in added if any(_overlap(site, t) for t in theirs)), None)
+        if clash is not None and role(engine, user, other.id) != "admin":
             raise AccountError(
-                f"{sorted(clash)[0]} is a site of another project (one you do not administer)"
+                f"{clash} names a site of another project (one you do not administer)"
             )
 
 
@@ -309,14 +347,20 @@ def set_umami_website_id(engine: Engine, project_id: str, website_id: str) -> No
         if project is None:
             raise AccountError("unknown project")
         if website_id:
+            # in any case: ids that differ by case alone are too easily taken for one another
+            lowered = website_id.lower()
             taken = db.exec(
                 select(Project).where(
-                    Project.umami_website_id == website_id, Project.id != project_id
+                    func.lower(Project.umami_website_id) == lowered, Project.id != project_id
                 )
             ).first()
             # another project's client id is what its own Umami trackers send by default
-            client = db.get(Client, website_id)
-            if taken is not None or (client is not None and client.project_id != project_id):
+            client = db.exec(
+                select(Client).where(
+                    func.lower(Client.id) == lowered, Client.project_id != project_id
+                )
+            ).first()
+            if taken is not None or client is not None:
                 raise AccountError("another project already answers to this Umami website id")
         project.umami_website_id = website_id
         db.commit()

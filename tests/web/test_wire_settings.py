@@ -47,7 +47,11 @@ def test_one_projects_admin_cannot_take_another_projects_umami_or_plausible_traf
     admin: httpx.Client,  # noqa: F811
 ) -> None:
     mine = create_project(admin, "Mine", origins="https://mine.example.com")
-    theirs = create_project(admin, "Theirs", origins="https://theirs.example.com:8443")
+    theirs = create_project(
+        admin,
+        "Theirs",
+        origins="https://theirs.example.com:8443 *.wild.example.org https://bücher.example",
+    )
     email = f"owner-{uuid.uuid4().hex[:6]}@gatrix.test"
     assert post_form(admin, "/users", "/users", email=email, password=PASSWORD).status_code == 200
     user_id = re.search(
@@ -57,12 +61,24 @@ def test_one_projects_admin_cannot_take_another_projects_umami_or_plausible_traf
     owner = login(site, email)
     settings = f"/projects/{mine['id']}/settings"
     # their client id is what their Umami trackers send: it cannot become my website id
-    taken = post_form(
-        owner, settings, f"/projects/{mine['id']}/umami", umami_website_id=theirs["client_id"]
-    )
-    assert taken.status_code == 400 and "already answers" in taken.text
-    # their site (any scheme, www. or port) cannot become one of my allowed origins
-    for origin in ("theirs.example.com", "http://www.theirs.example.com"):
+    for website_id in (theirs["client_id"], theirs["client_id"].upper()):
+        taken = post_form(
+            owner, settings, f"/projects/{mine['id']}/umami", umami_website_id=website_id
+        )
+        assert taken.status_code == 400 and "already answers" in taken.text
+    # their sites, in any spelling, under their wildcard or under a wider one of mine, cannot
+    # become my allowed origins
+    for origin in (
+        "theirs.example.com",
+        "http://www.theirs.example.com",
+        "https://THEIRS.example.com.",
+        "shop.wild.example.org",
+        "wild.example.org",
+        "*.example.org",
+        "*.org",
+        "xn--bcher-kva.example",
+        "*.example",
+    ):
         claimed = post_form(
             owner,
             settings,
@@ -73,7 +89,13 @@ def test_one_projects_admin_cannot_take_another_projects_umami_or_plausible_traf
             kind="website",
         )
         assert claimed.status_code == 400, origin
-        assert "theirs.example.com is a site of another project" in claimed.text
+        assert "names a site of another project" in html_lib.unescape(claimed.text), origin
+    # what is no origin at all is refused as such (text after a colon that is no port)
+    for junk in ("theirs.example.com:x", "*.wild.example.org:", "theirs.example.com?x", "u@x.org"):
+        refused = post_form(
+            owner, settings, settings, name="Mine", origins=junk, timezone="UTC", kind="website"
+        )
+        assert refused.status_code == 400 and "invalid origin" in refused.text, junk
     body = {"n": "pageview", "u": "https://theirs.example.com/x", "d": "theirs.example.com"}
     headers = {"origin": "https://theirs.example.com:8443", "user-agent": CHROME_UA}
     assert httpx.post(f"{site.url}/api/event", json=body, headers=headers).status_code == 202
