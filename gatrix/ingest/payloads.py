@@ -126,6 +126,11 @@ def _person_id(value: Any, what: str, required: bool = False) -> str:
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 
+def has_control(text: str) -> bool:
+    """Whether an id holds a control character (refused in device and profile ids)."""
+    return _CONTROL.search(text) is not None
+
+
 def _device_id(value: Any) -> Any:
     """`__deviceId`: text or a number, without control characters (the People pages could
     not open such a visitor, as for profile ids), cut to MAX_ID; None is no device id."""

@@ -316,3 +316,35 @@ def test_umami_rows_read_as_their_dict_would_read_them(store: Store, tmp_path: P
     short, full = _rows(store, project)
     assert (short["device_id"], short["path"]) == ("S1", "/a")
     assert (full["device_id"], full["path"]) == ("S3", "/b")  # the last of the repeated name
+
+
+def test_imported_ids_follow_the_live_rules(store: Store, tmp_path: Path) -> None:
+    """An id live ingestion refuses (an object, a boolean, a control character) makes the
+    record invalid in an import too: no device or person the People pages could not open."""
+    at = '"timestamp":"2026-03-01T10:00:00Z"'
+    lines = [
+        '{"type":"track","event":"ok","anonymousId":"fine",' + at + "}",
+        '{"type":"track","event":"ok","anonymousId":42,' + at + "}",
+        '{"type":"track","event":"x","anonymousId":"id\\u0000x",' + at + "}",
+        '{"type":"track","event":"x","anonymousId":"\\u001b[31mred",' + at + "}",
+        '{"type":"track","event":"x","anonymousId":{"a":1},"userId":"u",' + at + "}",
+        '{"type":"track","event":"x","anonymousId":true,' + at + "}",
+        '{"type":"page","userId":"nl\\nx",' + at + "}",
+        '{"type":"identify","anonymousId":{"a":1},"userId":"objuser",' + at + "}",
+    ]
+    project, report = _import(store, tmp_path, "segment", "\n".join(lines).encode() + b"\n")
+    assert report.events == 2 and report.profiles == 0 and report.dropped == {"invalid": 6}
+    assert sorted(r["device_id"] for r in _rows(store, project)) == ["42", "fine"]
+    links = store.query_rows(
+        "SELECT count() FROM gatrix.identity_links WHERE project_id = {p:String}", {"p": project}
+    )
+    assert links[0][0] == 0
+    project, report = _import(
+        store,
+        tmp_path,
+        "umami",
+        b"session_id,created_at,url_path,event_type\n"
+        b"S1,2026-03-01 10:00:00,/a,1\n"
+        b'"S\x012",2026-03-01 10:05:00,/b,1\n',
+    )
+    assert report.events == 1 and report.dropped == {"invalid": 1}

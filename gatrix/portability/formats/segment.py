@@ -20,7 +20,13 @@ from typing import Any
 
 import msgspec
 
-from gatrix.ingest.payloads import MAX_PROPERTIES, MAX_VALUE, amount, property_value
+from gatrix.ingest.payloads import (
+    MAX_PROPERTIES,
+    MAX_VALUE,
+    amount,
+    has_control,
+    property_value,
+)
 from gatrix.ingest.pipeline import parse_client_time
 from gatrix.portability.enrich import Imported
 from gatrix.portability.formats import Converted, ProfileRow
@@ -43,6 +49,20 @@ _EMPTY: dict[str, Any] = {}
 
 def _obj(value: Any) -> dict[str, Any]:
     return value if type(value) is dict else _EMPTY
+
+
+def _id(value: Any) -> str | None:
+    """An id as the live `/v1` routes take it: text or a number, cut to 200 characters;
+    None for any other type or a control character (live answers those with a 400)."""
+    if value is None:
+        return ""
+    if type(value) is str:
+        text = value[:200]
+    elif isinstance(value, int | float) and not isinstance(value, bool):
+        text = str(value)[:200]
+    else:
+        return None
+    return None if has_control(text) else text
 
 
 def _str(value: Any) -> str:
@@ -186,21 +206,26 @@ class SegmentFormat:
     def key(self, msg: _Message | None) -> tuple[str, int] | None:
         if msg is None or msg.type not in EVENT_TYPES:
             return None
-        visitor = _str(msg.anonymousId) or _str(msg.userId)
+        anonymous, user = _id(msg.anonymousId), _id(msg.userId)
+        if anonymous is None or user is None:
+            return None
+        visitor = anonymous or user
         ts = _time(msg)
-        return (visitor[:200], ts) if visitor and ts is not None else None
+        return (visitor, ts) if visitor and ts is not None else None
 
     def convert(self, msg: _Message | None) -> Converted:
         if msg is None:
             return "invalid"
         kind = msg.type
-        user = _str(msg.userId)[:200]
-        if kind == "identify":
-            return self._profile(msg, user, _str(msg.anonymousId)[:200], _time(msg))
-        if kind not in EVENT_TYPES:
+        user, anonymous = _id(msg.userId), _id(msg.anonymousId)
+        if kind not in EVENT_TYPES and kind != "identify":
             return "not_an_event"
+        if user is None or anonymous is None:
+            return "invalid"
+        if kind == "identify":
+            return self._profile(msg, user, anonymous, _time(msg))
         ts = _time(msg)
-        visitor = _str(msg.anonymousId)[:200] or user
+        visitor = anonymous or user
         if ts is None or not visitor:
             return "invalid"
         label = _str(msg.name) if kind != "track" else ""

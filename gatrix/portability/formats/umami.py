@@ -14,6 +14,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
+from gatrix.ingest.payloads import has_control
 from gatrix.ingest.pipeline import parse_client_time
 from gatrix.portability.enrich import Imported
 from gatrix.portability.formats import Converted, csv_columns, csv_records
@@ -77,13 +78,13 @@ class UmamiFormat:
         visitor, created_at = record
         ts = parse_client_time(created_at)
         visitor = visitor[:200]  # as the device id is cut
-        return (visitor, ts) if ts is not None and visitor else None
+        return (visitor, ts) if ts is not None and visitor and not has_control(visitor) else None
 
     def convert(self, record: dict[str, str]) -> Converted:
         ts = parse_client_time(record.get("created_at"))
         visitor = record.get("session_id", "")
-        if ts is None or not visitor:
-            return "invalid"
+        if ts is None or not visitor or has_control(visitor[:200]):
+            return "invalid"  # a device id live ingestion refuses (control characters) too
         get = record.get
         event_type = get("event_type", "1")
         name = get("event_name", "") if event_type != "1" and get("event_name") else "pageview"
