@@ -569,6 +569,23 @@ def _env_name(loc: tuple[Any, ...]) -> str:
     return str(choices[0]) if choices else ".".join(map(str, loc)) or "settings"
 
 
+def _with_store(command: Any, settings: Settings, args: argparse.Namespace) -> int:
+    """Run a command that opens ClickHouse; one that cannot be opened (in embedded mode: a
+    server or another import holds the data directory) is one line, not a traceback."""
+    from gatrix.clickhouse.store import StoreUnavailable
+
+    try:
+        return int(command(settings, args))
+    except StoreUnavailable as exc:
+        _say(f"error: ClickHouse is unavailable: {str(exc).splitlines()[0][:300]}")
+        if settings.clickhouse_dsn.startswith("chdb://"):
+            _say(
+                "the embedded engine admits one process per data directory: stop `gatrix "
+                "serve` (or the other import or export) first, or use the export endpoint"
+            )
+        return 1
+
+
 def main(argv: list[str] | None = None) -> int:
     from pydantic import ValidationError
 
@@ -598,10 +615,8 @@ def main(argv: list[str] | None = None) -> int:
         return cmd_projects_retention(settings, args)
     if args.command == "projects" and args.projects_command == "exclude":
         return cmd_projects_exclude(settings, args)
-    if args.command == "export":
-        return cmd_export(settings, args)
-    if args.command == "import":
-        return cmd_import(settings, args)
+    if args.command in ("export", "import"):
+        return _with_store(cmd_export if args.command == "export" else cmd_import, settings, args)
     if args.command == "projects":
         return cmd_projects_create(settings, args)
     return 2

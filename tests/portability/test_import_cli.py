@@ -135,3 +135,56 @@ def test_import_and_export_into_a_data_directory_not_made_yet_say_there_is_no_pr
     assert cli.main(["export", *common, "--format", "ndjson"]) == 2
     err = capsys.readouterr().err
     assert err.count("no project 'demo'") == 2 and "Traceback" not in err
+
+
+def test_an_import_while_another_process_holds_the_embedded_engine_says_so(
+    tmp_path: Path,
+) -> None:
+    """In embedded mode one process opens the data directory (here a stand-in for a running
+    server): the import answers in two lines and exit code 1, not with a traceback."""
+    import os
+    import subprocess
+    import sys
+
+    data = tmp_path / "data"
+    gatrix = [sys.executable, "-m", "gatrix.cli"]
+    env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "CLICKHOUSE_URL")}
+    made = subprocess.run(
+        [*gatrix, "projects", "create", "--name", "held", "--data-dir", str(data)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    )
+    project = json.loads(made.stdout)["project_id"]
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import sys, time; from gatrix.clickhouse.store import Store; "
+            f"Store('chdb://{data}/clickhouse', 'gatrix').command('SELECT 1'); "
+            "print('held', flush=True); time.sleep(120)",
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
+        events = tmp_path / "events.ndjson"
+        events.write_text('{"type":"track","event":"x","anonymousId":"a"}\n')
+        args = ["import", "--project", project, "--format", "segment", "--data-dir", str(data)]
+        imported = subprocess.run(
+            [*gatrix, *args, str(events)],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+    finally:
+        holder.kill()
+        holder.wait()
+    assert imported.returncode == 1
+    assert "error: ClickHouse is unavailable" in imported.stderr
+    assert "admits one process per data directory" in imported.stderr
+    assert "Traceback" not in imported.stderr
