@@ -74,7 +74,19 @@ def normalize_origin(value: str) -> str:
     value = value.split("/", 1)[0]
     if value.startswith("www."):
         value = value[4:]
-    return value
+    return _ascii_host(value) if not value.isascii() else value
+
+
+def _ascii_host(value: str) -> str:
+    """An internationalised host in the ASCII form browsers send in `Origin` (IDNA:
+    `bücher.de` → `xn--bcher-kva.de`), so either spelling names the same site."""
+    host = _without_port(value)
+    port = value[len(host) :]
+    wildcard = "*." if host.startswith("*.") else ""
+    try:
+        return wildcard + host.removeprefix("*.").encode("idna").decode("ascii") + port
+    except UnicodeError:
+        return value
 
 
 @lru_cache(maxsize=4096)
@@ -97,7 +109,7 @@ def domain_rank(domain: str, patterns: tuple[str, ...]) -> int:
     origin may), 1 through a `*.example.com` wildcard, 0 not at all. `*` names no domain: a
     project accepting any origin must not collect every site's events."""
     name = normalize_origin(domain)
-    host = name.rsplit(":", 1)[0]
+    host = _without_port(name)
     if not host:
         return 0
     rank = 0
@@ -105,12 +117,21 @@ def domain_rank(domain: str, patterns: tuple[str, ...]) -> int:
         pattern = normalize_origin(raw)
         if pattern == name:
             return 3
-        bare = pattern.rsplit(":", 1)[0]
+        bare = _without_port(pattern)
         if bare == host:
             rank = 2
         elif bare.startswith("*.") and (host == bare[2:] or host.endswith(bare[1:])):
             rank = max(rank, 1)
     return rank
+
+
+def _without_port(host_port: str) -> str:
+    """A normalized origin's host: `[2001:db8::1]:8080` → `[2001:db8::1]` (an IPv6 address
+    keeps its colons), `example.com:443` → `example.com`."""
+    if host_port.startswith("["):
+        end = host_port.find("]")
+        return host_port[: end + 1] if end > 0 else host_port
+    return host_port.rsplit(":", 1)[0]
 
 
 # --- creation
