@@ -60,6 +60,12 @@ def test_one_projects_admin_cannot_take_another_projects_umami_or_plausible_traf
     post_form(admin, "/users", f"/users/{user_id}/grants", project_id=mine["id"], role="admin")
     owner = login(site, email)
     settings = f"/projects/{mine['id']}/settings"
+
+    def save(client: httpx.Client, origins: str) -> httpx.Response:
+        """Mine's settings form, saved by `client` with these allowed origins."""
+        fields = {"name": "Mine", "origins": origins, "timezone": "UTC", "kind": "website"}
+        return post_form(client, settings, settings, **fields)
+
     # their client id is what their Umami trackers send: it cannot become my website id
     for website_id in (theirs["client_id"], theirs["client_id"].upper()):
         taken = post_form(
@@ -79,47 +85,21 @@ def test_one_projects_admin_cannot_take_another_projects_umami_or_plausible_traf
         "xn--bcher-kva.example",
         "*.example",
     ):
-        claimed = post_form(
-            owner,
-            settings,
-            settings,
-            name="Mine",
-            origins=f"https://mine.example.com {origin}",
-            timezone="UTC",
-            kind="website",
-        )
+        claimed = save(owner, f"https://mine.example.com {origin}")
         assert claimed.status_code == 400, origin
         assert "names a site of another project" in html_lib.unescape(claimed.text), origin
     # what is no origin at all is refused as such (text after a colon that is no port)
     for junk in ("theirs.example.com:x", "*.wild.example.org:", "theirs.example.com?x", "u@x.org"):
-        refused = post_form(
-            owner, settings, settings, name="Mine", origins=junk, timezone="UTC", kind="website"
-        )
+        refused = save(owner, junk)
         assert refused.status_code == 400 and "invalid origin" in refused.text, junk
     body = {"n": "pageview", "u": "https://theirs.example.com/x", "d": "theirs.example.com"}
     headers = {"origin": "https://theirs.example.com:8443", "user-agent": CHROME_UA}
     assert httpx.post(f"{site.url}/api/event", json=body, headers=headers).status_code == 202
     # my own new sites, and saving again with what I have, are fine
-    saved = post_form(
-        owner,
-        settings,
-        settings,
-        name="Mine",
-        origins="https://mine.example.com https://new.example.com",
-        timezone="UTC",
-        kind="website",
-    )
+    saved = save(owner, "https://mine.example.com https://new.example.com")
     assert saved.status_code == 200 and "new.example.com" in saved.text
     # the administrator of both may list one site in both
-    shared = post_form(
-        admin,
-        settings,
-        settings,
-        name="Mine",
-        origins="https://mine.example.com https://theirs.example.com",
-        timezone="UTC",
-        kind="website",
-    )
+    shared = save(admin, "https://mine.example.com https://theirs.example.com")
     assert shared.status_code == 200
 
 
