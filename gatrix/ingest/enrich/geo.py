@@ -4,7 +4,7 @@ The default database ships inside the geoip2fast package (IPv4 + IPv6 countries)
 with nothing to download. Private, loopback and invalid addresses resolve to nothing.
 
 Its ~790,000 networks are kept as flat arrays (`CountryTable`), not as the package's lists of
-Python integers: 46 → 15 MB in every process that takes hits (the primary and each ingest
+Python integers: 46 → 24 MB in every process that takes hits (the primary and each ingest
 process), with the same answers (tests/ingest/test_geo_table.py holds the two lookups alike).
 """
 
@@ -43,19 +43,16 @@ def _country_code(code: str) -> str:
 
 
 class CountryTable:
-    """Network starts as two 64-bit halves, each network's prefix length and country index.
-    A lookup finds the last network starting at or below the address, and answers its country
-    when the address lies inside it, as the package's own lookup does."""
+    """Network starts as two 64-bit halves, each network's prefix length and country (an index
+    into the package's names). A lookup finds the last network starting at or below the
+    address, and answers its country when the address lies inside it, as the package's own
+    lookup does."""
 
-    def __init__(self, networks: list[tuple[int, int, str]]) -> None:
-        """`networks`: (first address, prefix length, country code), sorted by address."""
-        codes = sorted({code for _, _, code in networks})
+    def __init__(self, codes: list[str]) -> None:
+        """`codes`: the country code of each of the package's names ("" for none)."""
         self._codes = codes
-        index = {code: i for i, code in enumerate(codes)}
-        self._hi = array("Q", (first >> 64 for first, _, _ in networks))
-        self._lo = array("Q", (first & _LOW64 for first, _, _ in networks))
-        self._prefix = array("B", (prefix for _, prefix, _ in networks))
-        self._country = array("H", (index[code] for _, _, code in networks))
+        self._hi, self._lo = array("Q"), array("Q")
+        self._prefix, self._country = array("B"), array("H")
 
     @classmethod
     def bundled(cls) -> CountryTable | None:
@@ -67,20 +64,21 @@ class CountryTable:
         if version not in (120, 121) or not source.get("country") or source.get("asn"):
             return None
         _roots, names, firsts, countries, prefixes = database
-        codes = [
-            "" if i < _RESERVED_NAMES else _country_code(str(name).split(":")[0])
-            for i, name in enumerate(names)
-        ]
-        networks = [
-            (first, prefix, codes[country])
-            for chunk_firsts, chunk_countries, chunk_prefixes in zip(
-                firsts, countries, prefixes, strict=True
-            )
-            for first, country, prefix in zip(
-                chunk_firsts, chunk_countries, chunk_prefixes, strict=True
-            )
-        ]
-        return cls(networks)
+        table = cls(
+            [
+                "" if i < _RESERVED_NAMES else _country_code(str(name).split(":")[0])
+                for i, name in enumerate(names)
+            ]
+        )
+        # the package's networks come in sorted chunks; appended one by one, so no list of
+        # ~790,000 tuples is ever built
+        for chunk in zip(firsts, countries, prefixes, strict=True):
+            for first, country, prefix in zip(*chunk, strict=True):
+                table._hi.append(first >> 64)
+                table._lo.append(first & _LOW64)
+                table._prefix.append(prefix)
+                table._country.append(country)
+        return table
 
     def country(self, address: int) -> str:
         at = self._last_start(address)
