@@ -118,7 +118,7 @@ def _person_id(value: Any, what: str, required: bool = False) -> str:
     profiles API and erasure refuse such ids, so a person stored with one could never be
     opened or erased on request."""
     text = _text(value, what, MAX_ID, required)
-    if any(ord(c) < 32 or ord(c) == 127 for c in text):
+    if has_control(text):
         raise InvalidPayload("invalid_field", f"{what} must not contain control characters")
     return text
 
@@ -139,7 +139,7 @@ def _device_id(value: Any) -> Any:
     if isinstance(value, bool) or not isinstance(value, str | int | float):
         raise InvalidPayload("invalid_field", "__deviceId must be a string")
     text = str(value)[:MAX_ID]
-    if _CONTROL.search(text):
+    if has_control(text):
         raise InvalidPayload("invalid_field", "__deviceId must not contain control characters")
     return text
 

@@ -29,7 +29,13 @@ from gatrix.meta.models import (
     ShareLink,
     User,
 )
-from gatrix.meta.projects import hash_secret, normalize_origin, validate_timezone, verify_secret
+from gatrix.meta.projects import (
+    hash_secret,
+    normalize_origin,
+    validate_timezone,
+    verify_secret,
+    without_port,
+)
 
 EMAIL = re.compile(r"^[^@\s]{1,120}@[^@\s]{1,120}$")
 MIN_PASSWORD = 10
@@ -256,21 +262,19 @@ Site = tuple[str, bool]  # (host, whether every subdomain of it is meant)
 
 def _site(origin: str) -> Site | None:
     """The sites an allowed origin names, in one spelling whatever the scheme, case, `www.`,
-    port, user, trailing dot or script (IDNA); None for `*`, which names no site."""
+    port, trailing dot or script (`normalize_origin` writes hosts in IDNA); None for `*`,
+    which names no site. Origins saved before `parse_origins` refused a user part or a
+    query are read past them."""
     if origin.strip() == "*":
         return None
     value = re.split(r"[/?#]", normalize_origin(origin))[0].rsplit("@", 1)[-1]
-    if value.startswith("["):
-        inner = value[1:].split("]", 1)[0]
+    host = without_port(value)
+    if host.startswith("["):
         with contextlib.suppress(ValueError):
-            inner = ipaddress.ip_address(inner).compressed
-        return f"[{inner}]", False
-    host = value.split(":", 1)[0]
+            host = f"[{ipaddress.ip_address(host.strip('[]')).compressed}]"
+        return host, False
     wildcard = host.startswith("*.")
-    host = host.removeprefix("*.").removeprefix("www.").rstrip(".")
-    with contextlib.suppress(UnicodeError):
-        host = host.encode("idna").decode("ascii")
-    return host, wildcard
+    return host.removeprefix("*.").removeprefix("www.").rstrip("."), wildcard
 
 
 def _overlap(a: Site, b: Site) -> bool:

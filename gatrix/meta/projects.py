@@ -80,7 +80,7 @@ def normalize_origin(value: str) -> str:
 def _ascii_host(value: str) -> str:
     """An internationalised host in the ASCII form browsers send in `Origin` (IDNA:
     `bücher.de` → `xn--bcher-kva.de`), so either spelling names the same site."""
-    host = _without_port(value)
+    host = without_port(value)
     port = value[len(host) :]
     wildcard = "*." if host.startswith("*.") else ""
     try:
@@ -109,7 +109,7 @@ def domain_rank(domain: str, patterns: tuple[str, ...]) -> int:
     origin may), 1 through a `*.example.com` wildcard, 0 not at all. `*` names no domain: a
     project accepting any origin must not collect every site's events."""
     name = normalize_origin(domain)
-    host = _without_port(name)
+    host = without_port(name)
     if not host:
         return 0
     rank = 0
@@ -117,7 +117,7 @@ def domain_rank(domain: str, patterns: tuple[str, ...]) -> int:
         pattern = normalize_origin(raw)
         if pattern == name:
             return 3
-        bare = _without_port(pattern)
+        bare = without_port(pattern)
         if bare == host:
             rank = 2
         elif bare.startswith("*.") and (host == bare[2:] or host.endswith(bare[1:])):
@@ -125,7 +125,7 @@ def domain_rank(domain: str, patterns: tuple[str, ...]) -> int:
     return rank
 
 
-def _without_port(host_port: str) -> str:
+def without_port(host_port: str) -> str:
     """A normalized origin's host: `[2001:db8::1]:8080` → `[2001:db8::1]` (an IPv6 address
     keeps its colons), `example.com:443` → `example.com`."""
     if host_port.startswith("["):

@@ -132,10 +132,10 @@ def _message(
             if key in _PROFILE_TRAITS and isinstance(value, str):
                 body[_PROFILE_TRAITS[key]] = value
                 del traits[key]
-        body["properties"] = traits
         if user_id and anonymous_id:
             # the device the person logged in on (as a track call carrying both ids says)
             traits["__deviceId"] = anonymous_id
+        body["properties"] = traits
         return Message(envelope("identify", body), message_id)
     props = foreign_properties(msg.get("properties"), "properties")
     reserved: dict[str, Any] = {}
