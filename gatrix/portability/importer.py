@@ -26,6 +26,7 @@ import multiprocessing
 import os
 import sys
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from multiprocessing import forkserver
 from multiprocessing.pool import AsyncResult
@@ -177,40 +178,19 @@ def run_import(
         jobs = [work.Job(fmt_name, csv_file, project_id, geoip_path, c) for c in chunks]
         # stderr as it is now (not as it was at import time: it may have been replaced since)
         progress = Progress(sum(c.end - c.start for c in chunks), out or sys.stderr)
+        for job in jobs:
+            if job.chunk.number in done:
+                progress.advance(job.chunk.end - job.chunk.start, 0)
+
+        def commit(block: Block) -> int:
+            return _commit(store, iid, block, checkpoint, ledger, fmt_name, chunks)
+
         with _pool_context().Pool(workers) as pool:
             starts = _session_pass(pool, jobs) if fmt.sessions else {}
-            written = 0
-            pending: deque[tuple[Chunk, AsyncResult]] = deque()
             todo = deque(j for j in jobs if j.chunk.number not in done)
-            for job in jobs:
-                if job.chunk.number in done:
-                    progress.advance(job.chunk.end - job.chunk.start, 0)
-            block, block_bytes = Block(), 0
-            stopped = False
-            while todo or pending:
-                # enough chunks in flight that workers keep parsing while the parent inserts a
-                # block; bounded, so the parent's memory stays flat
-                ahead = IN_FLIGHT_GROUPS if todo and todo[0].chunk.group >= 0 else IN_FLIGHT
-                while todo and len(pending) < workers + ahead and not stopped:
-                    job = todo.popleft()
-                    pending.append(
-                        (job.chunk, pool.apply_async(_rows, ((job, starts.get(job.chunk.number)),)))
-                    )
-                if not pending:
-                    break
-                chunk, waiting = pending.popleft()
-                block.results.append(waiting.get())
-                block_bytes += chunk.end - chunk.start
-                if block.rows < block_events and (todo or pending):
-                    continue
-                written += _commit(store, iid, block, checkpoint, ledger, fmt_name, chunks)
-                progress.advance(block_bytes, block.events)
-                block, block_bytes = Block(), 0
-                if stop_after is not None and written >= stop_after:
-                    stopped = True
-                    todo.clear()
-                    # what is already parsed is dropped, not inserted: a resume cuts it again
-                    pending.clear()
+            stopped = _write_blocks(
+                pool, todo, starts, workers, commit, progress, stop_after, block_events
+            )
             checkpoint.complete = not stopped or len(checkpoint.done | stored_before) == len(chunks)
             checkpoint.save()
         seconds = progress.finish()
@@ -226,6 +206,44 @@ def run_import(
             len(stored_before),
             len(chunks),
         )
+
+
+def _write_blocks(
+    pool: multiprocessing.pool.Pool,
+    todo: deque[work.Job],
+    starts: dict[int, work.Sessions],
+    workers: int,
+    commit: Callable[[Block], int],
+    progress: Progress,
+    stop_after: int | None,
+    block_events: int,
+) -> bool:
+    """Parse the chunks of `todo` in the workers and `commit` them in blocks of about
+    `block_events` rows, in order; True when it stopped early (`stop_after` events in)."""
+    written = 0
+    pending: deque[tuple[Chunk, AsyncResult]] = deque()
+    block, block_bytes = Block(), 0
+    while todo or pending:
+        # enough chunks in flight that workers keep parsing while the parent inserts a block;
+        # bounded, so the parent's memory stays flat
+        ahead = IN_FLIGHT_GROUPS if todo and todo[0].chunk.group >= 0 else IN_FLIGHT
+        while todo and len(pending) < workers + ahead:
+            job = todo.popleft()
+            pending.append(
+                (job.chunk, pool.apply_async(_rows, ((job, starts.get(job.chunk.number)),)))
+            )
+        chunk, waiting = pending.popleft()
+        block.results.append(waiting.get())
+        block_bytes += chunk.end - chunk.start
+        if block.rows < block_events and (todo or pending):
+            continue
+        written += commit(block)
+        progress.advance(block_bytes, block.events)
+        block, block_bytes = Block(), 0
+        if stop_after is not None and written >= stop_after:
+            # what is already parsed is dropped, not inserted: a resume cuts it again
+            return True
+    return False
 
 
 def _stored_before(
