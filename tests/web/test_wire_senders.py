@@ -178,7 +178,7 @@ def test_segment_and_rudderstack_node_libraries(tmp_path: Path) -> None:
     rows = count_rows(
         tmp_path / "data",
         "SELECT name, path, device_id, profile_id, revenue, country, sdk_name "
-        "FROM gatrix.events ORDER BY name",
+        "FROM gatrix.events ORDER BY name, device_id",  # two page views share a name
     )
     assert rows == [
         ["Order Completed", "/checkout", "anon-1", "user-1", 42.5, "US", "segment"],
